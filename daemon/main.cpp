@@ -1,0 +1,40 @@
+// trainvisor: one binary, one subcommand per role.
+#include <CLI/CLI.hpp>
+#include <exception>
+#include <iostream>
+
+#include "shm_command.hpp"
+#include "trainvisor/core/version.hpp"
+#include "trainvisor/shm/layout.hpp"
+#include "trainvisor/shm/value.hpp"
+
+namespace {
+
+// Exit codes shared by every subcommand.
+constexpr int kExitFailure = 1;   // the command ran and failed
+constexpr int kExitBadInput = 2;  // the command was given something it cannot use
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Trainvisor: supervise model training across hosts and retune it live"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", [] {
+    return tv::version_report() + "shm layout: " + std::to_string(tv::shm::kLayoutMajor) + "." +
+           std::to_string(tv::shm::kLayoutMinor);
+  });
+  tv::cli::add_shm_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : kExitBadInput;
+  } catch (const tv::shm::ShmError& e) {
+    std::cerr << "trainvisor: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const std::exception& e) {
+    std::cerr << "trainvisor: error: " << e.what() << "\n";
+    return kExitFailure;
+  }
+  return 0;
+}
