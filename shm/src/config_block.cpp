@@ -200,6 +200,8 @@ Snapshot ConfigBlockReader::snapshot(std::span<const SnapshotKey> keys) const {
 bool Snapshot::read() noexcept {
   if (bindings_.empty()) return true;
   const BlockHeader& header = *bindings_.front().header;
+  // Every write, new keys included, moves tree_seq: unchanged means values_ are current.
+  if (header.tree_seq.load(std::memory_order_acquire) == seen_tree_seq_) return true;
   std::uint64_t w[ConfigSlot::kPayloadWords];
   for (unsigned attempt = 0; attempt < kMaxReadAttempts; ++attempt) {
     const std::uint64_t begin = seqlock::read_begin(header.tree_seq);
@@ -220,6 +222,7 @@ bool Snapshot::read() noexcept {
       if (seqlock::read_valid(header.tree_seq, begin) && !torn) {
         values_.swap(scratch_);
         generation_ = begin / 2;
+        seen_tree_seq_ = begin;
         stats_.retries += attempt;
         return true;
       }

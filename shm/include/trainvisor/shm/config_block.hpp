@@ -65,6 +65,9 @@ struct Binding {
   bool try_bind() noexcept;
 };
 
+// What an unbound handle checks: odd forever, so its fast path never matches.
+inline const std::atomic<std::uint64_t> kUnboundSeq{1};
+
 template <class T>
 struct Codec;
 
@@ -112,10 +115,38 @@ class Handle {
   // The value, or `fallback` while the key does not exist. Bounded: when kMaxReadAttempts
   // attempts all overlap a write (or a writer died mid-write), returns the last value this
   // handle read successfully (or `fallback` if none) and counts a fallback.
-  T get(const T& fallback) noexcept {
-    if (binding_.slot == nullptr && !binding_.try_bind()) [[unlikely]] {
-      return fallback;
-    }
+  T get(T fallback) noexcept {
+    // The slot's sequence doubles as a version: equal to the (even) one of this handle's last
+    // good read means no write has begun since, so the copy it kept is the current value. The
+    // acquire load is the whole cost of an unchanged key. An unbound handle points at a
+    // sequence that is always odd, so it always takes the slow path.
+    if (seq_->load(std::memory_order_acquire) != seen_seq_) [[unlikely]]
+      return get_slow(fallback);
+    return cached_;
+  }
+
+  // True once the key exists with this handle's type.
+  bool bound() noexcept { return seq_ != &detail::kUnboundSeq || bind(); }
+  // True when the key exists with another type; such a handle always returns its fallback.
+  bool type_conflict() const noexcept { return binding_.type_conflict; }
+  const std::string& path() const noexcept { return binding_.path; }
+  const HandleStats& stats() const noexcept { return stats_; }
+
+ private:
+  friend class ConfigBlockReader;
+  explicit Handle(detail::Binding binding) : binding_(std::move(binding)) {
+    if (binding_.slot != nullptr) seq_ = &binding_.slot->seq;
+  }
+
+  bool bind() noexcept {
+    if (!binding_.try_bind()) return false;
+    seq_ = &binding_.slot->seq;
+    return true;
+  }
+
+  // The seqlock read proper: the value changed, is being written, or the key is not bound yet.
+  [[gnu::noinline]] T get_slow(T fallback) noexcept {
+    if (seq_ == &detail::kUnboundSeq && !bind()) return fallback;
     const ConfigSlot& slot = *binding_.slot;
     std::uint64_t w[Codec::kWords];
     for (unsigned attempt = 0; attempt < kMaxReadAttempts; ++attempt) {
@@ -125,31 +156,24 @@ class Handle {
       }
       if (seqlock::read_valid(slot.seq, begin)) [[likely]] {
         stats_.retries += attempt;
-        last_good_ = Codec::decode(w);
-        has_last_good_ = true;
-        return last_good_;
+        cached_ = Codec::decode(w);
+        seen_seq_ = begin;
+        has_cached_ = true;
+        return cached_;
       }
       seqlock::cpu_relax();
     }
     stats_.retries += kMaxReadAttempts - 1;
     ++stats_.fallbacks;
-    return has_last_good_ ? last_good_ : fallback;
+    return has_cached_ ? cached_ : fallback;
   }
 
-  // True once the key exists with this handle's type.
-  bool bound() noexcept { return binding_.slot != nullptr || binding_.try_bind(); }
-  // True when the key exists with another type; such a handle always returns its fallback.
-  bool type_conflict() const noexcept { return binding_.type_conflict; }
-  const std::string& path() const noexcept { return binding_.path; }
-  const HandleStats& stats() const noexcept { return stats_; }
-
- private:
-  friend class ConfigBlockReader;
-  explicit Handle(detail::Binding binding) : binding_(std::move(binding)) {}
-
+  // Hot fields first: the fast path touches seq_, seen_seq_ and cached_ only.
+  const std::atomic<std::uint64_t>* seq_ = &detail::kUnboundSeq;
+  std::uint64_t seen_seq_ = ~std::uint64_t{0};  // never equals a sequence a good read saw
+  T cached_{};
+  bool has_cached_ = false;
   detail::Binding binding_;
-  T last_good_{};
-  bool has_last_good_ = false;
   HandleStats stats_;
 };
 
@@ -163,8 +187,9 @@ struct SnapshotKey {
 // A fixed set of keys read consistently: every read returns values from one tree generation.
 class Snapshot {
  public:
-  // Reads all keys. Returns true when the values come from this read; false when
-  // kMaxReadAttempts attempts overlapped writes and the previous good values are served again.
+  // Reads all keys. Returns true when values() are those of the current generation; false
+  // when kMaxReadAttempts attempts overlapped writes and the previous good values are served
+  // again. An unchanged generation costs one acquire load.
   bool read() noexcept;
   std::span<const Value> values() const noexcept { return values_; }
   const Value& operator[](std::size_t i) const noexcept { return values_[i]; }
@@ -182,6 +207,7 @@ class Snapshot {
   std::vector<Value> values_;   // last good
   std::vector<Value> scratch_;  // the read in progress
   std::uint64_t generation_ = 0;
+  std::uint64_t seen_tree_seq_ = ~std::uint64_t{0};  // tree_seq of the last good read
   HandleStats stats_;
 };
 
