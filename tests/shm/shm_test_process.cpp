@@ -4,9 +4,11 @@
 //   create NAME [KEY=TYPE:VALUE ...]   create (or take over) a block, print "ready", then hold it
 //                                      as its live writer until stdin closes or SIGTERM
 //   invariant-writer NAME BATCHES      apply {a=i, b=2i, c=i+1, tag="i"} as fast as possible
+//                                      (BATCHES 0: until stdin closes)
 //   invariant-reader NAME READS        snapshot a, b, c, tag READS times, check the invariant
 //   stop-mid-write NAME                take over NAME, then SIGSTOP itself in the middle of a
 //                                      write to training/a (the test SIGKILLs it there)
+//   remove-quietly NAME                remove the block if it exists
 //   telemetry-push NAME COUNT          push COUNT records (step = 0..COUNT-1)
 //   telemetry-expect NAME COUNT SECS   poll until COUNT records arrived or SECS passed
 #include <poll.h>
@@ -76,11 +78,24 @@ int create(const std::string& name, int argc, char** argv) {
   return 0;
 }
 
+// BATCHES > 0: that many, then exit. BATCHES == 0: print "ready" and keep writing until stdin
+// closes (for readers that start slowly, such as Python processes).
 int invariant_writer(const std::string& name, std::int64_t batches) {
   auto writer = ConfigBlockWriter::open_or_create(name, {}, invariant_batch(0));
-  for (std::int64_t i = 1; i <= batches; ++i)
-    writer.apply(invariant_batch(i));
-  std::printf("batches=%lld\ngeneration=%llu\n", static_cast<long long>(batches),
+  std::int64_t done = 0;
+  if (batches > 0) {
+    for (; done < batches; ++done)
+      writer.apply(invariant_batch(done + 1));
+  } else {
+    std::printf("ready\n");
+    std::fflush(stdout);
+    pollfd in{0, POLLIN, 0};
+    while (::poll(&in, 1, 0) == 0) {
+      for (int k = 0; k < 1000; ++k, ++done)
+        writer.apply(invariant_batch(done + 1));
+    }
+  }
+  std::printf("batches=%lld\ngeneration=%llu\n", static_cast<long long>(done),
               static_cast<unsigned long long>(writer.generation()));
   return 0;
 }
@@ -199,6 +214,7 @@ int main(int argc, char** argv) {
     if (mode == "invariant-writer" && argc == 4) return invariant_writer(name, std::atoll(argv[3]));
     if (mode == "invariant-reader" && argc == 4) return invariant_reader(name, std::atoll(argv[3]));
     if (mode == "stop-mid-write") return stop_mid_write(name);
+    if (mode == "remove-quietly") return ConfigBlockWriter::remove(name) ? 0 : 1;
     if (mode == "telemetry-push" && argc == 4)
       return telemetry_push(name, std::strtoull(argv[3], nullptr, 10));
     if (mode == "telemetry-expect" && argc == 5) {

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Trainvisor builds and runs with, then configures and builds the
+# default preset (build/, executables in build/bin/). Idempotent: run it again at any time.
+# As root on a fresh machine; as another user it uses sudo for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Exactly what the project uses; one line per reason.
+PACKAGES=(
+  g++ cmake ninja-build ccache            # toolchain (ccache speeds up rebuilds and CI)
+  libboost1.81-dev                        # Interprocess (shared memory); Beast/Asio/DLL later
+  libcli11-dev nlohmann-json3-dev         # the trainvisor CLI and its -o json
+  libgtest-dev libbenchmark-dev           # tests and bench/
+  python3 python3-pytest                  # the Python client's tests
+)
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || die "not root and no sudo: run as root to install ${PACKAGES[*]}"
+  SUDO=(sudo)
+fi
+command -v apt-get >/dev/null || die "apt-get not found: this script sets up Debian 12"
+
+export DEBIAN_FRONTEND=noninteractive
+say "apt-get update"
+"${SUDO[@]}" apt-get update -qq || die "apt-get update failed (is a Debian mirror reachable?)"
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  candidate=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')
+  if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then missing+=("$p"); fi
+done
+[ ${#missing[@]} -eq 0 ] || die "no installable version of: ${missing[*]} (Debian 12 'bookworm' with its updates is required)"
+
+say "apt-get install ${PACKAGES[*]}"
+if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/tmp/trainvisor-apt.log 2>&1; then
+  tail -20 /tmp/trainvisor-apt.log >&2
+  die "apt-get install failed; full log in /tmp/trainvisor-apt.log"
+fi
+
+say "configure and build (preset default)"
+cmake --preset default >/dev/null
+cmake --build --preset default --parallel "${TV_JOBS:-2}"
+say "done: executables in build/bin/"
