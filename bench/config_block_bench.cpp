@@ -130,11 +130,16 @@ void BM_Get_LockedTreeWalk(benchmark::State& state) {
 }
 BENCHMARK(BM_Get_LockedTreeWalk);
 
-void BM_Snapshot_8Keys(benchmark::State& state) {
+Snapshot eight_knobs() {
   std::vector<SnapshotKey> keys;
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < 8; ++i) {
     keys.push_back({"training/knob/k" + std::to_string(i), Value::f64(0)});
-  Snapshot s = block().reader.snapshot(keys);
+  }
+  return block().reader.snapshot(keys);
+}
+
+void BM_Snapshot_8Keys(benchmark::State& state) {
+  Snapshot s = eight_knobs();
   for (auto _ : state) {
     benchmark::DoNotOptimize(s.read());
     benchmark::DoNotOptimize(s[7].as_f64());
@@ -145,10 +150,7 @@ BENCHMARK(BM_Snapshot_8Keys);
 // The same while another thread rewrites one of the 8 keys back to back, so nearly every read
 // finds a new generation and does the full seqlock read of all 8 slots.
 void BM_Snapshot_8Keys_WriterContinuous(benchmark::State& state) {
-  std::vector<SnapshotKey> keys;
-  for (int i = 0; i < 8; ++i)
-    keys.push_back({"training/knob/k" + std::to_string(i), Value::f64(0)});
-  Snapshot s = block().reader.snapshot(keys);
+  Snapshot s = eight_knobs();
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     std::vector<Entry> batch = {{"training/knob/k3", Value::f64(0)}};

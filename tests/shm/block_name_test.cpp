@@ -4,19 +4,13 @@
 
 #include <string>
 
+#include "test_support.hpp"
 #include "trainvisor/shm/value.hpp"
 
 namespace tv::shm {
 namespace {
 
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (const ShmError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 TEST(BlockName, DerivedFromJobId) {
   EXPECT_EQ(block_name_for_job("3f9a-mlp_v2.1"), "trainvisor.3f9a-mlp_v2.1");

@@ -18,15 +18,7 @@ namespace {
 
 using test::ScopedBlockName;
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ShmError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using test::error_of;
 
 #define EXPECT_CONTAINS(haystack, needle)                               \
   do {                                                                  \

@@ -139,4 +139,15 @@ inline std::string helper() {
   return TV_SHM_TEST_PROCESS;
 }
 
+// The message of the ShmError `f` throws, or "no error".
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const ShmError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 }  // namespace tv::shm::test

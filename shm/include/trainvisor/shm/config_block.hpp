@@ -287,6 +287,7 @@ struct Entry {
   Value value;
 };
 
+// Capacities apply when the block is created; a block taken over keeps its own.
 struct WriterOptions {
   std::uint32_t slot_capacity = 256;
   std::uint32_t ring_capacity = 1024;  // rounded up to a power of two
