@@ -3,7 +3,9 @@
 #include <exception>
 #include <iostream>
 
+#include "plugins_command.hpp"
 #include "shm_command.hpp"
+#include "train_command.hpp"
 #include "trainvisor/core/version.hpp"
 #include "trainvisor/shm/layout.hpp"
 #include "trainvisor/shm/value.hpp"
@@ -23,13 +25,20 @@ int main(int argc, char** argv) {
     return tv::version_report() + "shm layout: " + std::to_string(tv::shm::kLayoutMajor) + "." +
            std::to_string(tv::shm::kLayoutMinor);
   });
+  tv::cli::add_plugins_commands(app);
   tv::cli::add_shm_commands(app);
+  tv::cli::add_train_command(app);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();  // a subcommand that finished with its own exit code
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : kExitBadInput;
   } catch (const tv::shm::ShmError& e) {
+    std::cerr << "trainvisor: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const std::invalid_argument& e) {
     std::cerr << "trainvisor: error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const std::exception& e) {

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # Exactly what the project uses; one line per reason.
 PACKAGES=(
   g++ cmake ninja-build ccache            # toolchain (ccache speeds up rebuilds and CI)
-  libboost1.81-dev                        # Interprocess (shared memory); Beast/Asio/DLL later
+  libboost1.81-dev                        # Interprocess (shared memory), DLL (plugins); Beast/Asio later
+  zlib1g-dev libssl-dev                   # gzip-compressed data sets; sha256 (and TLS later)
   libcli11-dev nlohmann-json3-dev         # the trainvisor CLI and its -o json
   libgtest-dev libbenchmark-dev           # tests and bench/
   python3 python3-pytest                  # the Python client's tests

@@ -1,0 +1,106 @@
+// The supervisor: runs a job's policy plugins on its telemetry and hands their proposed writes to
+// a config sink. It lives in the host, never in the trainer: the trainer only ever sees the
+// values the sink writes into its block.
+//
+// Threading: a Supervisor and its sink belong to one thread (the host's loop for that job).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trainvisor/plugin.hpp"
+#include "trainvisor/shm/config_block.hpp"
+#include "trainvisor/shm/telemetry_ring.hpp"
+
+namespace tv {
+
+struct WriteOutcome {
+  bool applied = false;
+  std::uint64_t revision = 0;  // the revision the writes became (when applied)
+  std::string reason;          // why they were refused (when not)
+};
+
+// Where config writes go: the local block now, the coordinator's config hub later.
+class ConfigSink {
+ public:
+  virtual ~ConfigSink() = default;
+  // Applies `writes` from `actor` ("policy:plateau", "human:ana") as one revision, or refuses all
+  // of them with a reason; a refusal changes nothing.
+  virtual WriteOutcome apply(const std::vector<plugin::ProposedWrite>& writes,
+                             const std::string& actor) = 0;
+  virtual const plugin::ConfigView& config() const = 0;
+  virtual std::uint64_t revision() const = 0;
+};
+
+// The config agent of one job on one host: the single writer of the job's block. Every accepted
+// batch is one block generation that also carries the new trainvisor/revision. Writes are checked
+// against the trainer's knob schema (unknown key, type, range) before anything is written.
+class BlockConfigSink final : public ConfigSink {
+ public:
+  // Creates (or takes over) the block of `job_id` with `initial` (completed with the knob
+  // defaults) as revision 1. Throws std::invalid_argument for an invalid initial config and
+  // shm::ShmError for block failures.
+  BlockConfigSink(const std::string& job_id, const plugin::ConfigView& initial,
+                  const shm::WriterOptions& options = {});
+
+  WriteOutcome apply(const std::vector<plugin::ProposedWrite>& writes,
+                     const std::string& actor) override;
+  const plugin::ConfigView& config() const override { return config_; }
+  std::uint64_t revision() const override { return revision_; }
+
+  const std::string& block_name() const { return writer_.name(); }
+  void heartbeat() { writer_.heartbeat(); }
+  // Removes the block's name (readers that have it mapped keep it).
+  void remove_block();
+
+ private:
+  plugin::ConfigView config_;
+  std::uint64_t revision_ = 1;
+  shm::ConfigBlockWriter writer_;
+};
+
+struct SupervisorEvent {
+  std::string actor;  // "policy:NAME"
+  std::uint64_t step = 0;
+  std::vector<plugin::ProposedWrite> writes;
+  bool stop = false;
+  std::string stop_reason;
+  WriteOutcome outcome;  // of the writes, when there were any
+};
+
+class Supervisor {
+ public:
+  // `reader` must be attached read-write: the supervisor consumes the telemetry ring.
+  Supervisor(shm::ConfigBlockReader reader, ConfigSink& sink);
+
+  void add_policy(std::string name, std::unique_ptr<plugin::Policy> policy);
+
+  // Takes the telemetry that arrived, runs every policy on it, and hands their writes to the
+  // sink. Returns what the policies did (nothing when no telemetry arrived).
+  std::vector<SupervisorEvent> poll();
+
+  const std::vector<plugin::TelemetryPoint>& history() const { return history_; }
+  std::uint64_t missed() const { return missed_; }
+
+ private:
+  struct Entry {
+    std::string name;
+    std::unique_ptr<plugin::Policy> policy;
+    bool stopped = false;
+  };
+  shm::ConfigBlockReader reader_;
+  shm::TelemetryReader telemetry_;
+  ConfigSink& sink_;
+  std::vector<Entry> policies_;
+  std::vector<plugin::TelemetryPoint> history_;
+  std::vector<shm::TelemetryRecord> buffer_;
+  std::uint64_t missed_ = 0;
+};
+
+// A ProposedWrite's value as a block value.
+shm::Value to_block_value(const plugin::ParamValue& v);
+
+}  // namespace tv

@@ -1,0 +1,266 @@
+// The Trainvisor plugin API: the one header a plugin includes (besides libtorch, for models).
+//
+// A plugin is a shared library that defines one class derived from ModelPlugin, PolicyPlugin or
+// TriggerPlugin and ends with TRAINVISOR_PLUGIN(ThatClass). The macro exports one factory under
+// the fixed Boost.DLL alias `trainvisor_plugin_factory`. The host loads every library in its
+// plugin directories, calls the factory, checks the plugin ABI version first, then the
+// descriptor (kind, name, version, parameter schema), and refuses anything wrong with a message
+// naming the file. Libraries are never unloaded (libtorch's static registrations crash on
+// unload), so objects a plugin returns stay valid for the life of the process.
+//
+// Rules for plugin code:
+//  - No exception leaves a plugin: report failures through the `error` out-parameters (the
+//    factory macro converts anything a constructor throws into an error value).
+//  - Parameters arrive validated against the plugin's own schema and completed with defaults.
+//  - Build with -fvisibility=hidden; only the factory alias is exported.
+//
+// Model plugins use libtorch types; this header only forward-declares them so that the host's
+// loader and non-model plugins compile without libtorch. A model plugin includes
+// <torch/torch.h> itself.
+#pragma once
+
+#include <boost/dll/alias.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace at {
+class Tensor;
+}
+namespace torch::nn {
+class Module;
+}
+
+// The interface classes keep default visibility inside plugins built with -fvisibility=hidden,
+// so their type_info and vtables are the host's and dynamic_cast works across the boundary.
+#define TV_PLUGIN_API __attribute__((visibility("default")))
+
+namespace tv::plugin {
+
+// Bumped whenever anything below changes in a way a built plugin would notice.
+inline constexpr std::uint32_t kAbiVersion = 1;
+
+enum class Kind : std::uint32_t { kModel = 1, kPolicy = 2, kTrigger = 3 };
+
+enum class ParamType : std::uint32_t { kFloat64 = 1, kInt64 = 2, kBool = 3, kString = 4 };
+
+using ParamValue = std::variant<double, std::int64_t, bool, std::string>;
+
+// One parameter of a plugin (or of the trainer's own knobs). Ranges apply to numbers, allowed
+// values to strings; both are checked by the host before a value reaches the plugin.
+struct ParamSpec {
+  std::string key;
+  ParamType type = ParamType::kFloat64;
+  ParamValue default_value;
+  std::optional<double> min;
+  std::optional<double> max;
+  std::vector<std::string> allowed;
+  std::string help;
+};
+
+struct Descriptor {
+  Kind kind = Kind::kModel;
+  std::string name;     // [a-z0-9_-]+, unique among loaded plugins
+  std::string version;  // the plugin's own version, e.g. "1.2.0"
+  std::string summary;  // one line for `trainvisor plugins list`
+  std::vector<ParamSpec> params;
+};
+
+// Parameter values by key, validated and completed with defaults by the host.
+using Params = std::map<std::string, ParamValue>;
+
+class TV_PLUGIN_API Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual Descriptor describe() const = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Models. The framework owns the loop, the optimizer and the live knobs; a model plugin builds
+// the module and its data.
+
+// A built model. The trainer calls module() for parameters, train()/eval() and serialization.
+class TV_PLUGIN_API Model {
+ public:
+  virtual ~Model() = default;
+  virtual std::shared_ptr<torch::nn::Module> module() = 0;
+  // inputs: a batch as the Dataset gives it; returns logits [batch, classes].
+  virtual at::Tensor forward(const at::Tensor& inputs) = 0;
+  // Sets the dropout probability of every dropout layer; false when the model has none.
+  virtual bool set_dropout(double p) = 0;
+};
+
+// Train and validation tensors, on the CPU, inputs float32 and targets int64 class indices.
+class TV_PLUGIN_API Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual const at::Tensor& train_inputs() const = 0;
+  virtual const at::Tensor& train_targets() const = 0;
+  virtual const at::Tensor& val_inputs() const = 0;
+  virtual const at::Tensor& val_targets() const = 0;
+  virtual std::int64_t num_classes() const = 0;
+  virtual std::string describe() const = 0;  // e.g. "fashion-mnist: 60000 train, 10000 val"
+};
+
+struct DataOptions {
+  std::uint64_t seed = 0;
+  std::int64_t max_train_samples = 0;  // 0: all
+  std::int64_t max_val_samples = 0;    // 0: all
+  std::string data_dir;                // empty: the plugin's default location
+};
+
+// An IDX array (the format of MNIST-style data sets): its dimensions and raw big-endian-decoded
+// bytes, as the host's reader returns it.
+struct IdxArray {
+  std::uint32_t magic = 0;
+  std::vector<std::uint32_t> dims;
+  std::vector<std::uint8_t> bytes;  // element type given by the magic's third byte (0x08: uint8)
+};
+
+// What the host offers plugins, so that they need no library of ours to link against.
+class TV_PLUGIN_API HostServices {
+ public:
+  virtual ~HostServices() = default;
+  // Reads a gzip-compressed (or plain) IDX file. Returns false with `error` naming the file and
+  // the reason for a missing, truncated or corrupt file.
+  virtual bool read_idx(const std::string& path, IdxArray& out, std::string& error) const = 0;
+};
+
+class TV_PLUGIN_API ModelPlugin : public Plugin {
+ public:
+  // The model for `params`, seeded by the caller (torch::manual_seed) beforehand. Null with
+  // `error` set on failure.
+  virtual std::unique_ptr<Model> build(const Params& params, std::string& error) = 0;
+  virtual std::unique_ptr<Dataset> load_data(const Params& params, const DataOptions& options,
+                                             const HostServices& host, std::string& error) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Policies. A policy sees a job's telemetry and current config and proposes config writes or a
+// stop. It runs in the host's supervisor, never in the trainer.
+
+// Bits of TelemetryPoint::flags (the same bits the shared-memory ring carries).
+enum TelemetryFlag : std::uint32_t {
+  kTelemetryEval = 1u << 0,           // val_loss / val_accuracy hold an evaluation
+  kTelemetryNonFiniteLoss = 1u << 1,  // the step's update was skipped
+  kTelemetryConfigRefused = 1u << 2,  // a config value was refused by the trainer
+  kTelemetryCheckpoint = 1u << 3,
+  kTelemetryEpochEnd = 1u << 4,
+  kTelemetryFinished = 1u << 5,
+};
+
+struct TelemetryPoint {
+  std::uint64_t step = 0;
+  std::uint32_t epoch = 0;
+  std::uint32_t flags = 0;
+  std::int64_t wall_time_ns = 0;
+  double loss = 0;
+  double grad_norm = 0;
+  double learning_rate = 0;
+  std::uint64_t config_revision = 0;
+  double val_loss = 0;
+  double val_accuracy = 0;
+  double samples_per_sec = 0;
+};
+
+// The job's current config: full key paths to values.
+using ConfigView = std::map<std::string, ParamValue>;
+
+struct ProposedWrite {
+  std::string path;
+  ParamValue value;
+  std::string reason;  // names the signal values that caused it
+};
+
+struct Decision {
+  std::vector<ProposedWrite> writes;
+  bool stop = false;
+  std::string stop_reason;
+};
+
+class TV_PLUGIN_API Policy {
+ public:
+  virtual ~Policy() = default;
+  // `history` is every record of the job so far in step order; records from `first_new` on
+  // arrived since the previous call. `config` is the config the trainer now runs with.
+  virtual Decision observe(std::span<const TelemetryPoint> history, std::size_t first_new,
+                           const ConfigView& config) = 0;
+};
+
+class TV_PLUGIN_API PolicyPlugin : public Plugin {
+ public:
+  virtual std::unique_ptr<Policy> create(const Params& params, std::string& error) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Triggers decide when a continual-training pipeline retrains.
+
+struct DataEvent {
+  std::int64_t time_ns = 0;         // the sample's timestamp
+  std::uint64_t count = 0;          // samples in this event
+  std::span<const float> features;  // optional summary features of the samples, for drift
+};
+
+class TV_PLUGIN_API Trigger {
+ public:
+  virtual ~Trigger() = default;
+  // True when training should start after this event.
+  virtual bool observe(const DataEvent& event) = 0;
+  virtual void reset() = 0;  // called after each training starts
+};
+
+class TV_PLUGIN_API TriggerPlugin : public Plugin {
+ public:
+  virtual std::unique_ptr<Trigger> create(const Params& params, std::string& error) = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The exported factory. Its call frame is frozen across ABI versions: the host says which ABI it
+// speaks, the plugin answers with its own and creates nothing when they differ, so a mismatch
+// is reported without touching any other type of this header.
+
+struct FactoryCall {
+  std::uint32_t host_abi_version = 0;    // in
+  std::uint32_t plugin_abi_version = 0;  // out
+  Plugin* plugin = nullptr;              // out: owned by the host; null on failure
+  char error[512] = {};                  // out: why plugin is null
+};
+
+using FactoryFn = void(FactoryCall*);
+
+inline constexpr const char* kFactoryAlias = "trainvisor_plugin_factory";
+
+namespace detail {
+
+template <class T>
+void create(FactoryCall* call) noexcept {
+  call->plugin_abi_version = kAbiVersion;
+  if (call->host_abi_version != kAbiVersion) return;
+  try {
+    call->plugin = new T();
+  } catch (const std::exception& e) {
+    std::snprintf(call->error, sizeof call->error, "constructor threw: %s", e.what());
+  } catch (...) {
+    std::snprintf(call->error, sizeof call->error, "constructor threw a non-standard exception");
+  }
+}
+
+}  // namespace detail
+}  // namespace tv::plugin
+
+// Ends a plugin's source file: exports the factory of PLUGIN_CLASS.
+#define TRAINVISOR_PLUGIN(PLUGIN_CLASS)                    \
+  namespace tv_plugin_entry {                              \
+  void factory(::tv::plugin::FactoryCall* call) noexcept { \
+    ::tv::plugin::detail::create<PLUGIN_CLASS>(call);      \
+  }                                                        \
+  }                                                        \
+  BOOST_DLL_ALIAS(tv_plugin_entry::factory, trainvisor_plugin_factory)

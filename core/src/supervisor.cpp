@@ -1,0 +1,167 @@
+#include "trainvisor/core/supervisor.hpp"
+
+#include <stdexcept>
+
+#include "trainvisor/core/plugin_registry.hpp"
+#include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/shm/block_name.hpp"
+
+namespace tv {
+namespace {
+
+plugin::TelemetryPoint to_point(const shm::TelemetryRecord& r) {
+  plugin::TelemetryPoint p;
+  p.step = r.step;
+  p.epoch = r.epoch;
+  p.flags = r.flags;
+  p.wall_time_ns = r.wall_time_ns;
+  p.loss = r.loss;
+  p.grad_norm = r.grad_norm;
+  p.learning_rate = r.learning_rate;
+  p.config_revision = r.config_revision;
+  p.val_loss = r.val_loss;
+  p.val_accuracy = r.val_accuracy;
+  p.samples_per_sec = r.samples_per_sec;
+  return p;
+}
+
+std::vector<shm::Entry> to_entries(const plugin::ConfigView& config, std::uint64_t revision) {
+  std::vector<shm::Entry> out;
+  for (const auto& [k, v] : config) {
+    if (k != knobs::kRevision) out.push_back({k, to_block_value(v)});
+  }
+  out.push_back(
+      {std::string(knobs::kRevision), shm::Value::i64(static_cast<std::int64_t>(revision))});
+  return out;
+}
+
+plugin::ConfigView complete(const plugin::ConfigView& initial) {
+  plugin::Params given(initial.begin(), initial.end());
+  given.erase(std::string(knobs::kRevision));
+  const plugin::Params all = resolve_params(knobs::schema(), given, "config");
+  return plugin::ConfigView(all.begin(), all.end());
+}
+
+}  // namespace
+
+shm::Value to_block_value(const plugin::ParamValue& v) {
+  return std::visit(
+      [](const auto& x) -> shm::Value {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, double>)
+          return shm::Value::f64(x);
+        else if constexpr (std::is_same_v<T, std::int64_t>)
+          return shm::Value::i64(x);
+        else if constexpr (std::is_same_v<T, bool>)
+          return shm::Value::boolean(x);
+        else
+          return shm::Value::string(x);
+      },
+      v);
+}
+
+BlockConfigSink::BlockConfigSink(const std::string& job_id, const plugin::ConfigView& initial,
+                                 const shm::WriterOptions& options)
+    : config_(complete(initial)),
+      writer_(shm::ConfigBlockWriter::open_or_create(shm::block_name_for_job(job_id), options,
+                                                     to_entries(config_, 1))) {
+  config_[std::string(knobs::kRevision)] = std::int64_t{1};
+}
+
+WriteOutcome BlockConfigSink::apply(const std::vector<plugin::ProposedWrite>& writes,
+                                    const std::string& actor) {
+  WriteOutcome out;
+  if (writes.empty()) {
+    out.reason = "no writes";
+    return out;
+  }
+  plugin::ConfigView next = config_;
+  for (const auto& w : writes) {
+    if (w.path == knobs::kRevision) {
+      out.reason = actor + ": " + w.path + " is written by the config agent only";
+      return out;
+    }
+    plugin::ParamValue v = w.value;
+    if (const auto* i = std::get_if<std::int64_t>(&v);
+        i && knobs::find(w.path) && knobs::find(w.path)->type == plugin::ParamType::kFloat64) {
+      v = static_cast<double>(*i);
+    }
+    if (const std::string why = knobs::check(w.path, v); !why.empty()) {
+      out.reason = actor + ": " + why;
+      return out;
+    }
+    next[w.path] = v;
+  }
+  std::vector<shm::Entry> batch;
+  for (const auto& w : writes)
+    batch.push_back({w.path, to_block_value(next[w.path])});
+  batch.push_back(
+      {std::string(knobs::kRevision), shm::Value::i64(static_cast<std::int64_t>(revision_ + 1))});
+  writer_.apply(batch);
+  ++revision_;
+  next[std::string(knobs::kRevision)] = static_cast<std::int64_t>(revision_);
+  config_ = std::move(next);
+  out.applied = true;
+  out.revision = revision_;
+  return out;
+}
+
+void BlockConfigSink::remove_block() {
+  shm::ConfigBlockWriter::remove(writer_.name());
+}
+
+Supervisor::Supervisor(shm::ConfigBlockReader reader, ConfigSink& sink)
+    : reader_(std::move(reader)),
+      telemetry_(reader_.telemetry_reader()),
+      sink_(sink),
+      buffer_(512) {}
+
+void Supervisor::add_policy(std::string name, std::unique_ptr<plugin::Policy> policy) {
+  policies_.push_back({std::move(name), std::move(policy)});
+}
+
+std::vector<SupervisorEvent> Supervisor::poll() {
+  const std::size_t first_new = history_.size();
+  while (true) {
+    const shm::PollResult r = telemetry_.poll(buffer_);
+    missed_ += r.missed;
+    for (std::size_t i = 0; i < r.count; ++i)
+      history_.push_back(to_point(buffer_[i]));
+    if (r.count < buffer_.size()) break;
+  }
+  std::vector<SupervisorEvent> events;
+  if (history_.size() == first_new) return events;
+  for (Entry& e : policies_) {
+    if (e.stopped) continue;
+    plugin::Decision d;
+    try {
+      d = e.policy->observe(history_, first_new, sink_.config());
+    } catch (const std::exception& ex) {
+      // A policy must not throw; if one does, it is disabled rather than allowed to loop.
+      e.stopped = true;
+      events.push_back({"policy:" + e.name,
+                        history_.back().step,
+                        {},
+                        false,
+                        std::string("policy threw and was disabled: ") + ex.what(),
+                        {}});
+      continue;
+    }
+    if (d.writes.empty() && !d.stop && d.stop_reason.empty()) continue;
+    SupervisorEvent ev{
+        "policy:" + e.name, history_.back().step, d.writes, d.stop, d.stop_reason, {}};
+    if (d.stop) {
+      e.stopped = true;
+      const bool has_stop_write = std::any_of(d.writes.begin(), d.writes.end(), [](const auto& w) {
+        return w.path == knobs::kEarlyStop;
+      });
+      if (!has_stop_write)
+        ev.writes.push_back({std::string(knobs::kEarlyStop), true, d.stop_reason});
+    }
+    if (!ev.writes.empty()) ev.outcome = sink_.apply(ev.writes, ev.actor);
+    events.push_back(std::move(ev));
+  }
+  return events;
+}
+
+}  // namespace tv

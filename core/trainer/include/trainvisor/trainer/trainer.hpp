@@ -1,0 +1,76 @@
+// The trainer process's work: load a model plugin, attach to the job's config block, and run the
+// training loop the framework owns (optimizer, loss, gradient clipping, evaluation, checkpoints),
+// reading the live knobs (trainer_knobs.hpp) as one snapshot at every step boundary and pushing
+// telemetry every step. Without a block it trains on fixed knobs and pushes nothing.
+//
+// libtorch stays behind this header (one translation unit compiles it). A TrainingSession is
+// single-threaded; SIGTERM (see install_sigterm_handler) makes it checkpoint and stop at the
+// next step boundary.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "trainvisor/plugin.hpp"
+
+namespace tv::trainer {
+
+// Exit codes of `trainvisor train`.
+enum ExitCode : int {
+  kCompleted = 0,     // reached max_epochs or the step cap
+  kFailed = 1,        // the trainer's own failure
+  kBadInput = 2,      // unknown model, bad parameters, missing or corrupt data, no block
+  kEarlyStopped = 3,  // training/control/early_stop became true
+  kInterrupted = 4,   // SIGTERM: a checkpoint was written
+};
+
+// Input the trainer cannot use; maps to kBadInput.
+class BadInput : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TrainerOptions {
+  std::string job_id;  // the block is trainvisor.<job_id>; empty: fixed knobs, no telemetry
+  std::string model;
+  plugin::Params model_params;                      // as given; checked against the model's schema
+  std::vector<std::string> plugin_dirs;             // searched before the default directories
+  std::map<std::string, plugin::ParamValue> knobs;  // fixed knobs, or the base a block overrides
+  std::string out_dir;                              // checkpoint/ and bundle.tvb
+  std::uint64_t seed = 0;
+  std::int64_t max_steps = 0;        // cap; 0: none
+  std::int64_t max_epochs = 0;       // cap over the knob; 0: none
+  bool resume = false;               // continue from out_dir/checkpoint
+  bool resume_saved_config = false;  // on resume, the checkpoint's knobs win over the live ones
+  plugin::DataOptions data;
+  int threads = 1;  // 1 keeps runs bit-for-bit reproducible
+  bool log = true;  // progress lines on stderr
+};
+
+class TrainingSession {
+ public:
+  // Loads the plugin, its data and model, attaches to the block. Throws BadInput.
+  static std::unique_ptr<TrainingSession> open(const TrainerOptions& options);
+  virtual ~TrainingSession() = default;
+
+  // Runs to completion; returns the exit code. Writes out_dir/bundle.tvb on completion or early
+  // stop, and a checkpoint on SIGTERM.
+  virtual int run() = 0;
+
+  // One optimisation step on the next batch (epochs wrap), with the knob refresh and telemetry
+  // of a real run: what the step benchmark measures.
+  virtual void step() = 0;
+  virtual std::int64_t steps_done() const = 0;
+};
+
+// Makes SIGTERM (and SIGINT) request a checkpoint-and-stop at the next step boundary.
+void install_sigterm_handler();
+
+// Which BLAS libtorch runs on, e.g. "OpenBLAS 0.3.21 ... (/usr/lib/.../libopenblas.so.0)".
+std::string blas_description();
+
+}  // namespace tv::trainer

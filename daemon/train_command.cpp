@@ -1,0 +1,84 @@
+#include "train_command.hpp"
+
+#include <charconv>
+#include <memory>
+#include <stdexcept>
+
+#include "plugins_command.hpp"
+#include "trainvisor/trainer/trainer.hpp"
+
+namespace tv::cli {
+
+plugin::ParamValue parse_param_value(const std::string& t) {
+  if (t == "true") return true;
+  if (t == "false") return false;
+  std::int64_t i = 0;
+  if (auto r = std::from_chars(t.data(), t.data() + t.size(), i);
+      r.ec == std::errc() && r.ptr == t.data() + t.size()) {
+    return i;
+  }
+  double d = 0;
+  if (auto r = std::from_chars(t.data(), t.data() + t.size(), d);
+      r.ec == std::errc() && r.ptr == t.data() + t.size()) {
+    return d;
+  }
+  return t;
+}
+
+std::pair<std::string, plugin::ParamValue> parse_assignment(const std::string& text,
+                                                            const std::string& flag) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw std::invalid_argument(flag + " '" + text + "': expected KEY=VALUE");
+  }
+  return {text.substr(0, eq), parse_param_value(text.substr(eq + 1))};
+}
+
+void add_train_command(CLI::App& app) {
+  CLI::App* cmd =
+      app.add_subcommand("train", "Run one training job: the process a host daemon spawns per job");
+  auto o = std::make_shared<trainer::TrainerOptions>();
+  auto params = std::make_shared<std::vector<std::string>>();
+  auto knob_args = std::make_shared<std::vector<std::string>>();
+  cmd->add_option("--model", o->model, "Model plugin name")->required();
+  cmd->add_option("--job-id", o->job_id,
+                  "Job id: attach to its block trainvisor.<id> for live knobs and telemetry");
+  cmd->add_option("--param", *params, "Model parameter KEY=VALUE (repeatable)");
+  cmd->add_option("--knob", *knob_args,
+                  "Initial knob KEY=VALUE, e.g. training/optimizer/learning_rate=0.01 (repeatable; "
+                  "the block's values win)");
+  cmd->add_option("--out", o->out_dir, "Directory for checkpoint/ and bundle.tvb");
+  cmd->add_option("--seed", o->seed, "Random seed");
+  cmd->add_option("--steps", o->max_steps, "Stop after this many steps (0: no cap)");
+  cmd->add_option("--max-epochs", o->max_epochs, "Cap on training/control/max_epochs (0: none)");
+  cmd->add_flag("--resume", o->resume, "Continue from OUT/checkpoint");
+  cmd->add_flag("--resume-saved-config", o->resume_saved_config,
+                "On resume, the checkpoint's knobs win over the live ones");
+  cmd->add_option("--data-dir", o->data.data_dir,
+                  "Data set directory (the model's default if unset)");
+  cmd->add_option("--max-train-samples", o->data.max_train_samples,
+                  "Use at most N training samples");
+  cmd->add_option("--max-val-samples", o->data.max_val_samples, "Use at most N validation samples");
+  cmd->add_option("--threads", o->threads, "Intra-op threads (1 is deterministic)");
+  cmd->add_flag("--quiet{false}", o->log, "No progress lines on stderr");
+  auto dirs = std::make_shared<std::vector<std::string>>();
+  add_plugin_dir_option(*cmd, *dirs);
+  cmd->callback([o, params, knob_args, dirs] {
+    for (const auto& p : *params)
+      o->model_params.insert(parse_assignment(p, "--param"));
+    for (const auto& k : *knob_args)
+      o->knobs.insert(parse_assignment(k, "--knob"));
+    o->plugin_dirs = *dirs;
+    trainer::install_sigterm_handler();
+    int code = trainer::kFailed;
+    try {
+      code = trainer::TrainingSession::open(*o)->run();
+    } catch (const trainer::BadInput& e) {
+      std::fprintf(stderr, "trainvisor train: error: %s\n", e.what());
+      code = trainer::kBadInput;
+    }
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace tv::cli

@@ -1,0 +1,82 @@
+// Well-formed test plugins: a policy (built twice, the second time under the same name, to test
+// duplicate refusal) and a trigger.
+#include <cmath>
+
+#include "trainvisor/plugin.hpp"
+
+namespace {
+
+using namespace tv::plugin;
+
+#ifdef TV_GOOD_POLICY
+// Proposes a fixed learning rate once loss passes a bound: enough behaviour to be observed.
+class CapPolicy final : public Policy {
+ public:
+  explicit CapPolicy(double bound) : bound_(bound) {}
+  Decision observe(std::span<const TelemetryPoint> history, std::size_t first_new,
+                   const ConfigView&) override {
+    Decision d;
+    for (std::size_t i = first_new; i < history.size(); ++i) {
+      if (history[i].loss > bound_) {
+        d.writes.push_back({"training/optimizer/learning_rate", 0.001, "loss above bound"});
+        break;
+      }
+    }
+    return d;
+  }
+
+ private:
+  double bound_;
+};
+
+class TestPolicyPlugin final : public PolicyPlugin {
+ public:
+  Descriptor describe() const override {
+#ifdef TV_DUPLICATE
+    const char* version = "2.0.0";
+#else
+    const char* version = "1.0.0";
+#endif
+    return {Kind::kPolicy,
+            "test_policy",
+            version,
+            "caps the learning rate when loss is high",
+            {{"bound", ParamType::kFloat64, 10.0, 0.0, 1e9, {}, "loss above which to act"},
+             {"mode", ParamType::kString, std::string("cap"), {}, {}, {"cap", "warn"}, "action"}}};
+  }
+  std::unique_ptr<Policy> create(const Params& params, std::string&) override {
+    return std::make_unique<CapPolicy>(std::get<double>(params.at("bound")));
+  }
+};
+TRAINVISOR_PLUGIN(TestPolicyPlugin)
+#endif
+
+#ifdef TV_GOOD_TRIGGER
+class EveryN final : public Trigger {
+ public:
+  explicit EveryN(std::uint64_t n) : n_(n) {}
+  bool observe(const DataEvent& e) override { return (seen_ += e.count) >= n_; }
+  void reset() override { seen_ = 0; }
+
+ private:
+  std::uint64_t n_, seen_ = 0;
+};
+
+class TestTriggerPlugin final : public TriggerPlugin {
+ public:
+  Descriptor describe() const override {
+    return {Kind::kTrigger,
+            "test_trigger",
+            "0.1.0",
+            "fires every N samples",
+            {{"samples", ParamType::kInt64, std::int64_t{100}, 1.0, {}, {}, "samples per firing"}}};
+  }
+  std::unique_ptr<Trigger> create(const Params& params, std::string&) override {
+    return std::make_unique<EveryN>(
+        static_cast<std::uint64_t>(std::get<std::int64_t>(params.at("samples"))));
+  }
+};
+TRAINVISOR_PLUGIN(TestTriggerPlugin)
+#endif
+
+}  // namespace
