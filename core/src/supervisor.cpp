@@ -158,7 +158,11 @@ std::vector<SupervisorEvent> Supervisor::poll() {
       if (!has_stop_write)
         ev.writes.push_back({std::string(knobs::kEarlyStop), true, d.stop_reason});
     }
-    if (!ev.writes.empty()) ev.outcome = sink_.apply(ev.writes, ev.actor);
+    if (d.dry_run) {
+      ev.outcome.reason = "dry run: not applied";
+    } else if (!ev.writes.empty()) {
+      ev.outcome = sink_.apply(ev.writes, ev.actor);
+    }
     events.push_back(std::move(ev));
   }
   return events;

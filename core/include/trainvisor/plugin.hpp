@@ -184,6 +184,9 @@ struct Decision {
   std::vector<ProposedWrite> writes;
   bool stop = false;
   std::string stop_reason;
+  // The policy runs in dry-run mode: its writes are what it would do; the supervisor reports
+  // them and applies nothing.
+  bool dry_run = false;
 };
 
 class TV_PLUGIN_API Policy {

@@ -64,7 +64,10 @@ class DecisionBuilder {
   // True once stop() was called, in dry run too.
   bool stopping() const { return stopping_; }
 
-  plugin::Decision take() { return std::move(decision_); }
+  plugin::Decision take() {
+    decision_.dry_run = dry_run_;
+    return std::move(decision_);
+  }
 
  private:
   bool dry_run_;
