@@ -163,6 +163,11 @@ class Session final : public TrainingSession {
  public:
   explicit Session(const TrainerOptions& o) : options_(o) {
     torch::set_num_threads(std::max(1, o.threads));
+    // OpenBLAS keeps its own thread pool; one thread also keeps its sums in a fixed order.
+    using SetThreads = void (*)(int);
+    if (auto* f = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+      f(std::max(1, o.threads));
+    }
     torch::manual_seed(o.seed);
     std::vector<std::string> dirs = o.plugin_dirs;
     for (auto& d : default_plugin_dirs())
