@@ -126,8 +126,14 @@ int run_local(const LocalOptions& o) {
   for (auto& a : args)
     argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The trainer's stdout (its one-line summary) joins our stderr: our stdout is the summary.
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, 2, 1);
   pid_t pid = 0;
-  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+  const int spawned = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (spawned != 0) {
     sink.remove_block();
     throw std::runtime_error("cannot start the trainer " + args[0]);
   }

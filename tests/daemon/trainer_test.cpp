@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -245,6 +246,32 @@ TEST_F(TrainerProcess, OutOfRangeValueIsRefusedAndTheLastGoodOneStays) {
     prev_rev = rec.config_revision;
   }
   EXPECT_EQ(refused_revisions, (std::vector<std::uint64_t>{2, 3}));
+}
+
+TEST_F(TrainerProcess, NonFiniteLossIsFlaggedAndTrainingGoesOn) {
+  const std::string job = unique_job("nonfinite");
+  // A rate and momentum at the top of their ranges blow tiny's loss up to infinity.
+  BlockConfigSink& sink = make_sink(job, {{"training/optimizer/learning_rate", 10.0},
+                                          {"training/optimizer/momentum", 0.999},
+                                          {"training/control/batch_size", std::int64_t{8}},
+                                          {"training/control/max_epochs", std::int64_t{3}}});
+  Supervisor sup(
+      shm::ConfigBlockReader::attach(sink.block_name(), shm::ConfigBlockReader::Access::kReadWrite),
+      sink);
+  Child trainer(train_args(job, "", {}));
+  int code = -1;
+  const auto history = follow(
+      trainer, sup, [] {}, code);
+  EXPECT_EQ(code, 0) << "a divergent run is the job's outcome, not the trainer's failure";
+  std::size_t flagged = 0;
+  for (const auto& p : history) {
+    if (p.flags & plugin::kTelemetryFinished) continue;
+    const bool non_finite = !std::isfinite(p.loss) || !std::isfinite(p.grad_norm);
+    EXPECT_EQ(non_finite, (p.flags & plugin::kTelemetryNonFiniteLoss) != 0) << "step " << p.step;
+    flagged += non_finite;
+  }
+  EXPECT_GT(flagged, 0u);
+  EXPECT_EQ(history.back().step, 3u * 64u);  // every step still ran
 }
 
 TEST(TrainerCli, BadInputExitsTwoWithTheReason) {
