@@ -60,6 +60,21 @@ shm::Value to_block_value(const plugin::ParamValue& v) {
       v);
 }
 
+plugin::ParamValue from_block_value(const shm::Value& v) {
+  switch (v.type()) {
+    case shm::ValueType::kFloat64:
+      return v.as_f64();
+    case shm::ValueType::kInt64:
+      return v.as_i64();
+    case shm::ValueType::kBool:
+      return v.as_bool();
+    case shm::ValueType::kString:
+    case shm::ValueType::kNone:
+      break;
+  }
+  return std::string(v.as_string());
+}
+
 BlockConfigSink::BlockConfigSink(const std::string& job_id, const plugin::ConfigView& initial,
                                  const shm::WriterOptions& options)
     : config_(complete(initial)),

@@ -16,6 +16,7 @@
 
 #include "trainvisor/core/idx_reader.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
+#include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/shm/block_name.hpp"
 #include "trainvisor/shm/config_block.hpp"
@@ -64,35 +65,6 @@ struct Knobs {
   }
 };
 
-shm::Value to_shm(const ParamValue& v) {
-  return std::visit(
-      [](const auto& x) -> shm::Value {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, double>)
-          return shm::Value::f64(x);
-        else if constexpr (std::is_same_v<T, std::int64_t>)
-          return shm::Value::i64(x);
-        else if constexpr (std::is_same_v<T, bool>)
-          return shm::Value::boolean(x);
-        else
-          return shm::Value::string(x);
-      },
-      v);
-}
-
-ParamValue from_shm(const shm::Value& v) {
-  switch (v.type()) {
-    case shm::ValueType::kFloat64:
-      return v.as_f64();
-    case shm::ValueType::kInt64:
-      return v.as_i64();
-    case shm::ValueType::kBool:
-      return v.as_bool();
-    default:
-      return std::string(v.as_string());
-  }
-}
-
 // The knobs as the block says, checked against the schema at every step boundary. A value out of
 // range is not applied: the last good one stays and the step is flagged.
 class LiveConfig {
@@ -102,7 +74,7 @@ class LiveConfig {
     if (!reader_) return;
     std::vector<shm::SnapshotKey> keys;
     for (std::size_t k = 0; k < applied_.values.size(); ++k) {
-      keys.push_back({knobs::schema()[k].key, to_shm(applied_.values[k])});
+      keys.push_back({knobs::schema()[k].key, to_block_value(applied_.values[k])});
     }
     snapshot_.emplace(reader_->snapshot(keys));
   }
@@ -118,7 +90,7 @@ class LiveConfig {
     bool changed = false;
     const auto& schema = knobs::schema();
     for (std::size_t k = 0; k < schema.size(); ++k) {
-      const ParamValue v = from_shm((*snapshot_)[k]);
+      const ParamValue v = from_block_value((*snapshot_)[k]);
       if (v == applied_.values[k]) continue;
       const auto& spec = schema[k];
       const double* d = std::get_if<double>(&v);

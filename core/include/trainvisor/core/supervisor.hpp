@@ -100,7 +100,8 @@ class Supervisor {
   std::uint64_t missed_ = 0;
 };
 
-// A ProposedWrite's value as a block value.
+// Config values between the plugin API's form and the block's.
 shm::Value to_block_value(const plugin::ParamValue& v);
+plugin::ParamValue from_block_value(const shm::Value& v);
 
 }  // namespace tv
