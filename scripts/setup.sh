@@ -11,6 +11,8 @@ PACKAGES=(
   libboost1.81-dev                        # Interprocess (shared memory), DLL (plugins); Beast/Asio later
   zlib1g-dev libssl-dev                   # gzip-compressed data sets; sha256 (and TLS later)
   libcli11-dev nlohmann-json3-dev         # the trainvisor CLI and its -o json
+  libtomlplusplus-dev pkgconf             # the operator's TOML manifest
+  libsqlite3-dev                          # the coordinator's job queue
   libtorch-dev libopenblas0-pthread       # the trainer and model plugins (libtorch on OpenBLAS,
                                           # 13x faster than the reference BLAS)
   dataset-fashion-mnist                   # the real data set of the mlp and cnn models
