@@ -140,6 +140,10 @@ std::string param_value_text(const ParamValue& v) {
       v);
 }
 
+std::string check_param_value(const ParamSpec& spec, const ParamValue& value) {
+  return check_value(spec, value);
+}
+
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
   std::string best;
   std::size_t best_d = std::max<std::size_t>(2, word.size() / 3) + 1;

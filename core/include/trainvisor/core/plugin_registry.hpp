@@ -74,6 +74,10 @@ std::string validate_descriptor(const plugin::Descriptor& d);
 plugin::Params resolve_params(const std::vector<plugin::ParamSpec>& schema,
                               const plugin::Params& given, std::string_view what);
 
+// Why `value` does not satisfy `spec` (wrong type, out of range, not allowed), or "" when it
+// does. An int64 value for a float64 parameter must be converted by the caller first.
+std::string check_param_value(const plugin::ParamSpec& spec, const plugin::ParamValue& value);
+
 // The closest of `candidates` to `word` by edit distance, or "" when none is close.
 std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
 

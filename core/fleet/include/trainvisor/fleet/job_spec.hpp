@@ -25,20 +25,27 @@ struct PolicySpec {
   plugin::Params params;
 };
 
+// Which data the job trains on: the split recipe.
+struct DataRecipe {
+  std::int64_t max_train_samples = 0;  // 0: all
+  std::int64_t max_val_samples = 0;    // 0: all
+};
+
 // One [[jobs]] entry of the manifest, validated.
 struct JobSpec {
   std::string id;    // sha256 (hex) of `canonical`
   std::string name;  // the operator's name for it, unique in the manifest
   std::string model;
-  std::string mode;                // e.g. "train"
-  plugin::ConfigView hyper;        // the initial config tree: full key paths (training/...)
-  plugin::Params model_params;     // the model plugin's own parameters
+  std::string mode;             // e.g. "train"
+  plugin::ConfigView hyper;     // the initial config tree: full key paths (training/...)
+  plugin::Params model_params;  // the model plugin's own parameters
+  DataRecipe data;
   std::vector<PolicySpec> policies;
   JobConstraints constraints;
   std::uint64_t seed = 0;
   std::int64_t max_attempts = 3;
-  std::int64_t priority = 0;       // higher first
-  std::string canonical;           // the canonical spec the id hashes (manifest.hpp)
+  std::int64_t priority = 0;  // higher first
+  std::string canonical;      // the canonical spec the id hashes (manifest.hpp)
 };
 
 // One [hosts.NAME] entry of the manifest.
@@ -53,10 +60,10 @@ struct HostPolicy {
 struct HostCapability {
   std::string hostname;
   std::int64_t cores = 0;
-  double ram_gib = 0;      // honouring a cgroup v2 memory limit
+  double ram_gib = 0;  // honouring a cgroup v2 memory limit
   bool cuda = false;
   std::int64_t cuda_devices = 0;
-  double vram_gib = 0;     // of the largest device
+  double vram_gib = 0;  // of the largest device
   std::string torch_version;
   std::string trainvisor_version;
 };

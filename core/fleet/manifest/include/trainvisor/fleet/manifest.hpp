@@ -1,0 +1,65 @@
+// The operator's manifest: a TOML file of [hosts.NAME] policies and [[jobs]], validated in full
+// against the plugins' schemas when it is loaded, so that an unknown model or policy, an unknown
+// hyperparameter key, a wrong type or a value out of range is refused at reload with
+// file:line:column, not discovered when the job runs.
+//
+//   [hosts.gpu-box]                    allow_jobs, deny_jobs (job or model names), priority
+//   [[jobs]]
+//   name = "mlp-baseline"              unique in the manifest
+//   model = "mlp"                      a model plugin
+//   mode = "train"                     "train" (default)
+//   seed = 1                           max_attempts = 3, priority = 0
+//   require_cuda = false               prefer_cuda, min_vram_gib, min_ram_gib, allowed_hosts
+//   [jobs.params]                      the model plugin's parameters
+//   [jobs.data]                        the split recipe: max_train_samples, max_val_samples
+//   [jobs.hyper]                       the initial config tree: nested tables or "a/b/c" keys,
+//   training.optimizer.learning_rate = 0.1     checked against the trainer's knob schema
+//   [[jobs.policies]]                  name = "plateau", then the policy's parameters
+//
+// Job id: the sha256 (lowercase hex) of the job's canonical spec: the JSON object
+//   {"allowed_hosts":[...sorted...],"data":{...},"hyper":{"<full key path>":value,...},
+//    "mode":"...","model":"...","model_params":{...},"seed":N}
+// with keys in bytewise order, no whitespace, integers in decimal, floats in their shortest
+// round-trip form with a decimal point ("0.1", "1.0"), and every value of the type its schema
+// declares (an integer written for a float parameter counts as that float). Defaults are not
+// filled in, so the id is stable across releases that change a default. Policies, priority,
+// max_attempts and the other constraints steer how a job is run, not what it trains, and are not
+// part of its identity. Golden vectors: tests/fleet/manifest_test.cpp.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "trainvisor/core/plugin_registry.hpp"
+#include "trainvisor/fleet/job_spec.hpp"
+
+namespace tv::fleet {
+
+struct Manifest {
+  std::string path;
+  std::vector<HostPolicy> hosts;
+  std::vector<JobSpec> jobs;
+};
+
+// Every problem found, each "path:line:column: what is wrong", in file order.
+class ManifestError : public std::runtime_error {
+ public:
+  explicit ManifestError(std::vector<std::string> diagnostics);
+  const std::vector<std::string>& diagnostics() const noexcept { return diagnostics_; }
+
+ private:
+  std::vector<std::string> diagnostics_;
+};
+
+// Reads and validates a manifest. Throws ManifestError listing every problem.
+Manifest load_manifest(const std::string& path, const PluginRegistry& plugins);
+Manifest parse_manifest(std::string_view text, std::string_view path,
+                        const PluginRegistry& plugins);
+
+// The canonical spec of a job (see above) and its sha256.
+std::string canonical_spec(const JobSpec& job);
+std::string sha256_hex(std::string_view data);
+
+}  // namespace tv::fleet

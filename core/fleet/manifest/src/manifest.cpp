@@ -1,0 +1,455 @@
+#include "trainvisor/fleet/manifest.hpp"
+
+#include <openssl/evp.h>
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "trainvisor/core/trainer_knobs.hpp"
+
+namespace tv::fleet {
+namespace {
+
+using plugin::ParamSpec;
+using plugin::ParamType;
+using plugin::ParamValue;
+
+std::string join(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines)
+    out += (out.empty() ? "" : "\n") + l;
+  return out;
+}
+
+// Collects diagnostics with their source positions.
+class Checker {
+ public:
+  explicit Checker(std::string_view path) : path_(path) {}
+
+  void error(const toml::source_region& where, const std::string& what) {
+    std::ostringstream s;
+    s << path_ << ":" << where.begin.line << ":" << where.begin.column << ": " << what;
+    diagnostics_.push_back(s.str());
+  }
+  bool ok() const { return diagnostics_.empty(); }
+  std::vector<std::string>& diagnostics() { return diagnostics_; }
+
+ private:
+  std::string path_;
+  std::vector<std::string> diagnostics_;
+};
+
+std::string type_of(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a bool";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    default:
+      return "a date or time";
+  }
+}
+
+// A TOML value as a ParamValue, or nullopt for tables, arrays and dates.
+std::optional<ParamValue> scalar(const toml::node& n) {
+  if (auto v = n.value_exact<std::int64_t>()) return ParamValue(*v);
+  if (auto v = n.value_exact<double>()) return ParamValue(*v);
+  if (auto v = n.value_exact<bool>()) return ParamValue(*v);
+  if (auto v = n.value_exact<std::string>()) return ParamValue(*v);
+  return std::nullopt;
+}
+
+// Checks `given` (with each value's position) against a schema, turning resolve_params' message
+// into positioned diagnostics. Returns the values as given, normalised to their declared types.
+plugin::Params check_params(Checker& c, const std::vector<ParamSpec>& schema,
+                            const toml::table& table, const std::string& what,
+                            const std::set<std::string>& skip = {}) {
+  plugin::Params out;
+  std::vector<std::string> keys;
+  for (const auto& s : schema)
+    keys.push_back(s.key);
+  for (auto&& [k, node] : table) {
+    const std::string key(k.str());
+    if (skip.count(key)) continue;
+    const auto spec = std::find_if(schema.begin(), schema.end(),
+                                   [&](const ParamSpec& s) { return s.key == key; });
+    if (spec == schema.end()) {
+      const std::string close = did_you_mean(key, keys);
+      c.error(k.source(), what + " has no parameter '" + key + "'" +
+                              (close.empty() ? "" : " (did you mean '" + close + "'?)"));
+      continue;
+    }
+    const auto v = scalar(node);
+    if (!v) {
+      c.error(node.source(), what + " parameter '" + key + "' expects " +
+                                 std::string(param_type_name(spec->type)) + ", got " +
+                                 type_of(node));
+      continue;
+    }
+    try {
+      const plugin::Params one = resolve_params({*spec}, {{key, *v}}, what);
+      out[key] = one.at(key);
+    } catch (const std::invalid_argument& e) {
+      c.error(node.source(), e.what());
+    }
+  }
+  return out;
+}
+
+// The hyper table: nested tables and "a/b" keys both name key paths.
+void flatten(Checker& c, const toml::table& t, const std::string& prefix, const std::string& job,
+             plugin::ConfigView& out) {
+  std::vector<std::string> knob_keys;
+  for (const auto& s : knobs::schema()) {
+    if (s.key != knobs::kRevision) knob_keys.push_back(s.key);
+  }
+  for (auto&& [k, node] : t) {
+    const std::string path =
+        prefix.empty() ? std::string(k.str()) : prefix + "/" + std::string(k.str());
+    if (const toml::table* sub = node.as_table()) {
+      flatten(c, *sub, path, job, out);
+      continue;
+    }
+    const ParamSpec* spec = knobs::find(path);
+    if (spec == nullptr || path == knobs::kRevision) {
+      const std::string close = did_you_mean(path, knob_keys);
+      c.error(k.source(), "job '" + job + "': hyperparameter '" + path + "' is not a trainer knob" +
+                              (close.empty() ? "" : " (did you mean '" + close + "'?)"));
+      continue;
+    }
+    const auto v = scalar(node);
+    if (!v) {
+      c.error(node.source(), "job '" + job + "': hyperparameter '" + path + "' expects " +
+                                 std::string(param_type_name(spec->type)) + ", got " +
+                                 type_of(node));
+      continue;
+    }
+    ParamValue value = *v;
+    if (const auto* i = std::get_if<std::int64_t>(&value); i && spec->type == ParamType::kFloat64) {
+      value = static_cast<double>(*i);
+    }
+    if (const std::string why = check_param_value(*spec, value); !why.empty()) {
+      c.error(node.source(), "job '" + job + "': hyperparameter '" + path + "': " + why);
+      continue;
+    }
+    out[path] = value;
+  }
+}
+
+template <class T>
+std::optional<T> get(Checker& c, const toml::table& t, std::string_view key,
+                     const std::string& what, const char* expected) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return std::nullopt;
+  if (auto v = n->value_exact<T>()) return *v;
+  if constexpr (std::is_same_v<T, double>) {
+    if (auto i = n->value_exact<std::int64_t>()) return static_cast<double>(*i);
+  }
+  c.error(n->source(),
+          what + ": '" + std::string(key) + "' must be " + expected + ", got " + type_of(*n));
+  return std::nullopt;
+}
+
+std::vector<std::string> get_strings(Checker& c, const toml::table& t, std::string_view key,
+                                     const std::string& what) {
+  std::vector<std::string> out;
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return out;
+  const toml::array* a = n->as_array();
+  if (a == nullptr) {
+    c.error(n->source(),
+            what + ": '" + std::string(key) + "' must be an array of strings, got " + type_of(*n));
+    return out;
+  }
+  for (const toml::node& e : *a) {
+    if (auto s = e.value_exact<std::string>()) {
+      out.push_back(*s);
+    } else {
+      c.error(e.source(),
+              what + ": '" + std::string(key) + "' must hold strings, got " + type_of(e));
+    }
+  }
+  return out;
+}
+
+void reject_unknown(Checker& c, const toml::table& t, const std::vector<std::string>& known,
+                    const std::string& what) {
+  for (auto&& [k, node] : t) {
+    const std::string key(k.str());
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    const std::string close = did_you_mean(key, known);
+    c.error(k.source(), what + " has no key '" + key + "'" +
+                            (close.empty() ? "" : " (did you mean '" + close + "'?)"));
+  }
+}
+
+bool valid_name(std::string_view n) {
+  if (n.empty() || n.size() > 100) return false;
+  const auto ok = [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '_' || ch == '.';
+  };
+  return std::all_of(n.begin(), n.end(), ok) && n.front() != '.' && n.front() != '-';
+}
+
+const std::vector<std::string> kJobKeys = {
+    "name",          "model",        "mode",        "seed",         "max_attempts",
+    "priority",      "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib",
+    "allowed_hosts", "params",       "data",        "hyper",        "policies"};
+const std::vector<std::string> kHostKeys = {"allow_jobs", "deny_jobs", "priority"};
+const std::vector<ParamSpec>& data_schema() {
+  static const std::vector<ParamSpec> s = {
+      {"max_train_samples", ParamType::kInt64, std::int64_t{0}, 0.0, {}, {}, "0: all"},
+      {"max_val_samples", ParamType::kInt64, std::int64_t{0}, 0.0, {}, {}, "0: all"}};
+  return s;
+}
+
+nlohmann::json value_json(const ParamValue& v) {
+  return std::visit([](const auto& x) { return nlohmann::json(x); }, v);
+}
+
+}  // namespace
+
+ManifestError::ManifestError(std::vector<std::string> diagnostics)
+    : std::runtime_error(join(diagnostics)), diagnostics_(std::move(diagnostics)) {}
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), d, &n, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += hex[d[i] >> 4];
+    out += hex[d[i] & 15];
+  }
+  return out;
+}
+
+std::string canonical_spec(const JobSpec& job) {
+  nlohmann::json j = nlohmann::json::object();  // std::map underneath: keys in bytewise order
+  auto hosts = job.constraints.allowed_hosts;
+  std::sort(hosts.begin(), hosts.end());
+  j["allowed_hosts"] = hosts;
+  j["data"] = {{"max_train_samples", job.data.max_train_samples},
+               {"max_val_samples", job.data.max_val_samples}};
+  j["hyper"] = nlohmann::json::object();
+  j["model_params"] = nlohmann::json::object();
+  for (const auto& [k, v] : job.hyper)
+    j["hyper"][k] = value_json(v);
+  for (const auto& [k, v] : job.model_params)
+    j["model_params"][k] = value_json(v);
+  j["mode"] = job.mode;
+  j["model"] = job.model;
+  j["seed"] = job.seed;
+  return j.dump();
+}
+
+Manifest parse_manifest(std::string_view text, std::string_view path,
+                        const PluginRegistry& plugins) {
+  Checker c(path);
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    c.error(e.source(), std::string(e.description()));
+    throw ManifestError(c.diagnostics());
+  }
+  Manifest m;
+  m.path = std::string(path);
+  reject_unknown(c, root, {"hosts", "jobs"}, "the manifest");
+
+  if (const toml::node* hosts = root.get("hosts")) {
+    if (const toml::table* t = hosts->as_table()) {
+      for (auto&& [k, node] : *t) {
+        const std::string name(k.str());
+        const std::string what = "host '" + name + "'";
+        const toml::table* h = node.as_table();
+        if (h == nullptr) {
+          c.error(node.source(), what + " must be a table");
+          continue;
+        }
+        if (!valid_name(name))
+          c.error(k.source(), what + ": invalid host name (letters, digits, '.', '_', '-')");
+        reject_unknown(c, *h, kHostKeys, what);
+        HostPolicy p;
+        p.name = name;
+        p.allow_jobs = get_strings(c, *h, "allow_jobs", what);
+        p.deny_jobs = get_strings(c, *h, "deny_jobs", what);
+        p.priority = get<std::int64_t>(c, *h, "priority", what, "an integer").value_or(0);
+        m.hosts.push_back(std::move(p));
+      }
+    } else {
+      c.error(hosts->source(), "'hosts' must be a table of [hosts.NAME] tables");
+    }
+  }
+
+  std::set<std::string> names;
+  if (const toml::node* jobs_node = root.get("jobs")) {
+    const toml::array* jobs = jobs_node->as_array();
+    if (jobs == nullptr) {
+      c.error(jobs_node->source(), "'jobs' must be an array of [[jobs]] tables");
+      throw ManifestError(c.diagnostics());
+    }
+    std::size_t index = 0;
+    for (const toml::node& jn : *jobs) {
+      ++index;
+      const toml::table* t = jn.as_table();
+      if (t == nullptr) {
+        c.error(jn.source(), "jobs[" + std::to_string(index) + "] must be a table");
+        continue;
+      }
+      JobSpec job;
+      const auto name =
+          get<std::string>(c, *t, "name", "jobs[" + std::to_string(index) + "]", "a string");
+      if (!name) {
+        if (!t->contains("name"))
+          c.error(t->source(), "jobs[" + std::to_string(index) + "] has no 'name'");
+        continue;
+      }
+      job.name = *name;
+      const std::string what = "job '" + job.name + "'";
+      if (!valid_name(job.name)) {
+        c.error(t->get("name")->source(),
+                what + ": invalid name (letters, digits, '.', '_', '-'; at most 100)");
+      }
+      if (!names.insert(job.name).second)
+        c.error(t->get("name")->source(), what + " is defined twice");
+      reject_unknown(c, *t, kJobKeys, what);
+
+      job.mode = get<std::string>(c, *t, "mode", what, "a string").value_or("train");
+      if (job.mode != "train") {
+        c.error(t->get("mode")->source(),
+                what + ": mode '" + job.mode + "' is not supported (modes: train)");
+      }
+      const auto seed = get<std::int64_t>(c, *t, "seed", what, "an integer").value_or(0);
+      if (seed < 0) c.error(t->get("seed")->source(), what + ": seed must not be negative");
+      job.seed = static_cast<std::uint64_t>(std::max<std::int64_t>(seed, 0));
+      job.max_attempts = get<std::int64_t>(c, *t, "max_attempts", what, "an integer").value_or(3);
+      if (job.max_attempts < 1 || job.max_attempts > 100) {
+        c.error(t->get("max_attempts")->source(), what + ": max_attempts must be in 1..100");
+      }
+      job.priority = get<std::int64_t>(c, *t, "priority", what, "an integer").value_or(0);
+      job.constraints.require_cuda =
+          get<bool>(c, *t, "require_cuda", what, "a bool").value_or(false);
+      job.constraints.prefer_cuda = get<bool>(c, *t, "prefer_cuda", what, "a bool").value_or(false);
+      job.constraints.min_vram_gib =
+          get<double>(c, *t, "min_vram_gib", what, "a number").value_or(0);
+      job.constraints.min_ram_gib = get<double>(c, *t, "min_ram_gib", what, "a number").value_or(0);
+      for (const char* k : {"min_vram_gib", "min_ram_gib"}) {
+        if (const auto v = get<double>(c, *t, k, what, "a number"); v && *v < 0) {
+          c.error(t->get(k)->source(), what + ": " + k + " must not be negative");
+        }
+      }
+      job.constraints.allowed_hosts = get_strings(c, *t, "allowed_hosts", what);
+
+      const toml::node* model_node = t->get("model");
+      const auto model = get<std::string>(c, *t, "model", what, "a string");
+      if (!model) {
+        if (model_node == nullptr) c.error(t->source(), what + " has no 'model'");
+      } else {
+        job.model = *model;
+        const plugin::ModelPlugin* mp = nullptr;
+        try {
+          mp = &plugins.model(job.model);
+        } catch (const std::runtime_error& e) {
+          c.error(model_node->source(), what + ": " + e.what());
+        }
+        if (const toml::node* params = t->get("params")) {
+          if (const toml::table* pt = params->as_table(); pt && mp) {
+            job.model_params =
+                check_params(c, mp->describe().params, *pt, what + ": model '" + job.model + "'");
+          } else if (!pt) {
+            c.error(params->source(), what + ": 'params' must be a table");
+          }
+        }
+      }
+      if (const toml::node* data = t->get("data")) {
+        if (const toml::table* dt = data->as_table()) {
+          const plugin::Params d = check_params(c, data_schema(), *dt, what + ": data");
+          if (d.count("max_train_samples"))
+            job.data.max_train_samples = std::get<std::int64_t>(d.at("max_train_samples"));
+          if (d.count("max_val_samples"))
+            job.data.max_val_samples = std::get<std::int64_t>(d.at("max_val_samples"));
+        } else {
+          c.error(data->source(), what + ": 'data' must be a table");
+        }
+      }
+      if (const toml::node* hyper = t->get("hyper")) {
+        if (const toml::table* ht = hyper->as_table()) {
+          flatten(c, *ht, "", job.name, job.hyper);
+        } else {
+          c.error(hyper->source(), what + ": 'hyper' must be a table");
+        }
+      }
+      if (const toml::node* pol = t->get("policies")) {
+        const toml::array* pa = pol->as_array();
+        if (pa == nullptr) {
+          c.error(pol->source(),
+                  what + ": 'policies' must be an array of [[jobs.policies]] tables");
+        } else {
+          for (const toml::node& pn : *pa) {
+            const toml::table* pt = pn.as_table();
+            const toml::node* pname = pt ? pt->get("name") : nullptr;
+            const auto name_v = pname ? pname->value_exact<std::string>() : std::nullopt;
+            if (!name_v) {
+              c.error(pn.source(), what + ": each policy needs a 'name' string");
+              continue;
+            }
+            try {
+              const plugin::PolicyPlugin& pp = plugins.policy(*name_v);
+              const plugin::Params params = check_params(
+                  c, pp.describe().params, *pt, what + ": policy '" + *name_v + "'", {"name"});
+              job.policies.push_back({*name_v, params});
+            } catch (const std::runtime_error& e) {
+              c.error(pname->source(), what + ": " + e.what());
+            }
+          }
+        }
+      }
+      job.canonical = canonical_spec(job);
+      job.id = sha256_hex(job.canonical);
+      m.jobs.push_back(std::move(job));
+    }
+  }
+  for (const HostPolicy& h : m.hosts) {
+    for (const auto* list : {&h.allow_jobs, &h.deny_jobs}) {
+      for (const std::string& entry : *list) {
+        const bool known =
+            std::any_of(m.jobs.begin(), m.jobs.end(),
+                        [&](const JobSpec& j) { return j.name == entry || j.model == entry; }) ||
+            plugins.find(entry) != nullptr;
+        if (!known) {
+          const toml::node* node =
+              root["hosts"][h.name][list == &h.allow_jobs ? "allow_jobs" : "deny_jobs"].node();
+          c.error(node ? node->source() : root.source(),
+                  "host '" + h.name + "': '" + entry + "' is neither a job nor a model");
+        }
+      }
+    }
+  }
+  if (!c.ok()) throw ManifestError(c.diagnostics());
+  return m;
+}
+
+Manifest load_manifest(const std::string& path, const PluginRegistry& plugins) {
+  std::ifstream in(path);
+  if (!in) throw ManifestError({path + ": cannot read the manifest"});
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_manifest(text.str(), path, plugins);
+}
+
+}  // namespace tv::fleet

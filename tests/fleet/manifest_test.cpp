@@ -1,0 +1,244 @@
+// The manifest against the real plugins: a good manifest, the job-id golden vectors, and a
+// catalogue of bad manifests, one case each, with their exact file:line:column messages.
+#include "trainvisor/fleet/manifest.hpp"
+
+#include <gtest/gtest.h>
+
+namespace tv::fleet {
+namespace {
+
+const PluginRegistry& plugins() {
+  static const PluginRegistry r = PluginRegistry::load({TV_PLUGIN_DIR});
+  return r;
+}
+
+const char* kGood = R"(# a small fleet
+[hosts.gpu-box]
+allow_jobs = ["cnn"]
+priority = 10
+
+[hosts.pi]
+deny_jobs = ["cnn-deep"]
+
+[[jobs]]
+name = "mlp-baseline"
+model = "mlp"
+seed = 1
+[jobs.params]
+hidden = 128
+[jobs.hyper]
+training.optimizer.learning_rate = 0.1
+"training/control/max_epochs" = 3
+[[jobs.policies]]
+name = "plateau"
+patience = 2
+factor = 0.5
+
+[[jobs]]
+name = "cnn-deep"
+model = "cnn"
+prefer_cuda = true
+min_ram_gib = 2
+allowed_hosts = ["pi", "gpu-box"]
+max_attempts = 5
+priority = 3
+[jobs.data]
+max_train_samples = 20000
+[jobs.hyper.training.optimizer]
+name = "adamw"
+learning_rate = 1
+)";
+
+TEST(Manifest, GoodManifestParses) {
+  const Manifest m = parse_manifest(kGood, "fleet.toml", plugins());
+  ASSERT_EQ(m.hosts.size(), 2u);
+  EXPECT_EQ(m.hosts[0].name, "gpu-box");
+  EXPECT_EQ(m.hosts[0].allow_jobs, std::vector<std::string>{"cnn"});
+  EXPECT_EQ(m.hosts[0].priority, 10);
+  ASSERT_EQ(m.jobs.size(), 2u);
+  const JobSpec& mlp = m.jobs[0];
+  EXPECT_EQ(mlp.model, "mlp");
+  EXPECT_EQ(mlp.mode, "train");
+  EXPECT_EQ(std::get<double>(mlp.hyper.at("training/optimizer/learning_rate")), 0.1);
+  EXPECT_EQ(std::get<std::int64_t>(mlp.hyper.at("training/control/max_epochs")), 3);
+  EXPECT_EQ(std::get<std::int64_t>(mlp.model_params.at("hidden")), 128);
+  ASSERT_EQ(mlp.policies.size(), 1u);
+  EXPECT_EQ(mlp.policies[0].name, "plateau");
+  EXPECT_EQ(std::get<double>(mlp.policies[0].params.at("factor")), 0.5);
+  const JobSpec& cnn = m.jobs[1];
+  EXPECT_TRUE(cnn.constraints.prefer_cuda);
+  EXPECT_EQ(cnn.constraints.min_ram_gib, 2.0);
+  EXPECT_EQ(cnn.max_attempts, 5);
+  EXPECT_EQ(cnn.data.max_train_samples, 20000);
+  // An integer written for a float knob is that float.
+  EXPECT_EQ(std::get<double>(cnn.hyper.at("training/optimizer/learning_rate")), 1.0);
+  EXPECT_EQ(mlp.id.size(), 64u);
+  EXPECT_NE(mlp.id, cnn.id);
+}
+
+// Golden vectors: the canonical text is spelled out, and its sha256 was computed independently
+// (printf '%s' TEXT | sha256sum).
+TEST(Manifest, JobIdGoldenVectors) {
+  const Manifest m = parse_manifest(kGood, "fleet.toml", plugins());
+  EXPECT_EQ(m.jobs[0].canonical,
+            R"({"allowed_hosts":[],"data":{"max_train_samples":0,"max_val_samples":0},)"
+            R"("hyper":{"training/control/max_epochs":3,"training/optimizer/learning_rate":0.1},)"
+            R"("mode":"train","model":"mlp","model_params":{"hidden":128},"seed":1})");
+  EXPECT_EQ(m.jobs[0].id, "2d1458a81b78825a9acb85c72cd93937fdc9566bc38b32adbeeb84517a827af0");
+  EXPECT_EQ(
+      m.jobs[1].canonical,
+      R"({"allowed_hosts":["gpu-box","pi"],"data":{"max_train_samples":20000,"max_val_samples":0},)"
+      R"("hyper":{"training/optimizer/learning_rate":1.0,"training/optimizer/name":"adamw"},)"
+      R"("mode":"train","model":"cnn","model_params":{},"seed":0})");
+  EXPECT_EQ(m.jobs[1].id, "e50baa39fe33fc3983b73e9c6a90a392b469289f2a65515a21ecd5ea02e051dc");
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+std::string id_of(const std::string& job_body) {
+  return parse_manifest("[[jobs]]\nname = \"j\"\n" + job_body, "m.toml", plugins()).jobs.at(0).id;
+}
+
+TEST(Manifest, IdentityIsTheSpecNotItsSpelling) {
+  const std::string base =
+      id_of("model = \"tiny\"\n[jobs.hyper]\ntraining.optimizer.learning_rate = 0.1\n");
+  EXPECT_EQ(base,
+            id_of("model = \"tiny\"\n[jobs.hyper.training.optimizer]\nlearning_rate = 0.100\n"));
+  EXPECT_EQ(base,
+            id_of("model = \"tiny\"\n[jobs.hyper]\n\"training/optimizer/learning_rate\" = 1e-1\n"));
+  EXPECT_EQ(
+      base,
+      id_of("model = \"tiny\"\npriority = 9\nmax_attempts = 7\n[jobs.hyper]\n"
+            "training.optimizer.learning_rate = 0.1\n[[jobs.policies]]\nname = \"divergence\"\n"));
+  EXPECT_NE(base,
+            id_of("model = \"tiny\"\n[jobs.hyper]\ntraining.optimizer.learning_rate = 0.2\n"));
+  EXPECT_NE(
+      base,
+      id_of("model = \"tiny\"\nseed = 1\n[jobs.hyper]\ntraining.optimizer.learning_rate = 0.1\n"));
+  EXPECT_NE(base, id_of("model = \"mlp\"\n[jobs.hyper]\ntraining.optimizer.learning_rate = 0.1\n"));
+}
+
+struct BadCase {
+  const char* name;
+  const char* text;
+  const char* message;
+};
+
+class BadManifest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadManifest, IsRefusedWithPosition) {
+  const BadCase& c = GetParam();
+  try {
+    parse_manifest(c.text, "bad.toml", plugins());
+    FAIL() << "accepted";
+  } catch (const ManifestError& e) {
+    ASSERT_FALSE(e.diagnostics().empty());
+    EXPECT_EQ(e.diagnostics()[0], c.message) << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Catalogue, BadManifest,
+    ::testing::Values(
+        BadCase{"syntax", "[[jobs]\nname = 1",
+                "bad.toml:1:8: Error while parsing table header: expected ']', saw '\\n'"},
+        BadCase{"unknown_model", "[[jobs]]\nname = \"a\"\nmodel = \"mpl\"\n",
+                "bad.toml:3:9: job 'a': no model plugin named 'mpl' (did you mean 'mlp'?); loaded: "
+                "cnn, mlp, tiny"},
+        BadCase{"missing_model", "[[jobs]]\nname = \"a\"\n",
+                "bad.toml:1:1: job 'a' has no 'model'"},
+        BadCase{"missing_name", "[[jobs]]\nmodel = \"mlp\"\n",
+                "bad.toml:1:1: jobs[1] has no 'name'"},
+        BadCase{"misspelt_hyper",
+                "[[jobs]]\nname = \"cnn-oracle\"\nmodel = "
+                "\"cnn\"\n[jobs.hyper]\ntraining.optimizer.learning_rat = 0.1\n",
+                "bad.toml:5:20: job 'cnn-oracle': hyperparameter 'training/optimizer/learning_rat' "
+                "is not a trainer knob (did you mean 'training/optimizer/learning_rate'?)"},
+        BadCase{"hyper_wrong_type",
+                "[[jobs]]\nname = \"a\"\nmodel = "
+                "\"tiny\"\n[jobs.hyper]\ntraining.control.batch_size = \"big\"\n",
+                "bad.toml:5:31: job 'a': hyperparameter 'training/control/batch_size': expects "
+                "int64, got \"big\""},
+        BadCase{"hyper_out_of_range",
+                "[[jobs]]\nname = \"a\"\nmodel = "
+                "\"tiny\"\n[jobs.hyper]\ntraining.optimizer.learning_rate = 50.0\n",
+                "bad.toml:5:36: job 'a': hyperparameter 'training/optimizer/learning_rate': 50 is "
+                "above the maximum 10"},
+        BadCase{"hyper_not_allowed",
+                "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[jobs.hyper]\ntraining.optimizer.name = "
+                "\"lion\"\n",
+                "bad.toml:5:27: job 'a': hyperparameter 'training/optimizer/name': \"lion\" is not "
+                "one of: sgd, adamw"},
+        BadCase{
+            "model_param_unknown",
+            "[[jobs]]\nname = \"a\"\nmodel = \"mlp\"\n[jobs.params]\nhiden = 3\n",
+            "bad.toml:5:1: job 'a': model 'mlp' has no parameter 'hiden' (did you mean 'hidden'?)"},
+        BadCase{
+            "model_param_range",
+            "[[jobs]]\nname = \"a\"\nmodel = \"mlp\"\n[jobs.params]\nlayers = 99\n",
+            "bad.toml:5:10: job 'a': model 'mlp' parameter 'layers': 99 is above the maximum 8"},
+        BadCase{"unknown_policy",
+                "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[[jobs.policies]]\nname = \"platau\"\n",
+                "bad.toml:5:8: job 'a': no policy plugin named 'platau' (did you mean 'plateau'?); "
+                "loaded: divergence, early_stopping, grad_explosion, plateau"},
+        BadCase{"policy_param",
+                "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[[jobs.policies]]\nname = "
+                "\"plateau\"\npatiense = 3\n",
+                "bad.toml:6:1: job 'a': policy 'plateau' has no parameter 'patiense' (did you mean "
+                "'patience'?)"},
+        BadCase{"policy_param_type",
+                "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[[jobs.policies]]\nname = "
+                "\"plateau\"\nmode = 3\n",
+                "bad.toml:6:8: job 'a': policy 'plateau' parameter 'mode': expects string, got 3"},
+        BadCase{"unknown_job_key",
+                "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nrequire_cdua = true\n",
+                "bad.toml:4:1: job 'a' has no key 'require_cdua' (did you mean 'require_cuda'?)"},
+        BadCase{"constraint_type",
+                "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nrequire_cuda = \"yes\"\n",
+                "bad.toml:4:16: job 'a': 'require_cuda' must be a bool, got a string"},
+        BadCase{"negative_ram", "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nmin_ram_gib = -1\n",
+                "bad.toml:4:15: job 'a': min_ram_gib must not be negative"},
+        BadCase{
+            "duplicate_job",
+            "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n",
+            "bad.toml:5:8: job 'a' is defined twice"},
+        BadCase{
+            "bad_job_name", "[[jobs]]\nname = \"a/b\"\nmodel = \"tiny\"\n",
+            "bad.toml:2:8: job 'a/b': invalid name (letters, digits, '.', '_', '-'; at most 100)"},
+        BadCase{"bad_mode", "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nmode = \"serve\"\n",
+                "bad.toml:4:8: job 'a': mode 'serve' is not supported (modes: train)"},
+        BadCase{"unknown_top_level", "[[job]]\nname = \"a\"\n",
+                "bad.toml:1:3: the manifest has no key 'job' (did you mean 'jobs'?)"},
+        BadCase{"host_unknown_key", "[hosts.pi]\nallow = [\"mlp\"]\n",
+                "bad.toml:2:1: host 'pi' has no key 'allow' (did you mean 'allow_jobs'?)"},
+        BadCase{"host_unknown_job", "[hosts.pi]\nallow_jobs = [\"mpl\"]\n",
+                "bad.toml:2:14: host 'pi': 'mpl' is neither a job nor a model"},
+        BadCase{
+            "revision_is_reserved",
+            "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[jobs.hyper]\n\"trainvisor/revision\" = 3\n",
+            "bad.toml:5:1: job 'a': hyperparameter 'trainvisor/revision' is not a trainer knob"}),
+    [](const ::testing::TestParamInfo<BadCase>& i) { return std::string(i.param.name); });
+
+TEST(Manifest, EveryProblemIsReportedAndNothingHalfLoaded) {
+  try {
+    parse_manifest(
+        "[[jobs]]\nname = \"a\"\nmodel = \"mpl\"\n[[jobs]]\nname = \"b\"\nmodel = \"tiny\"\nseed = "
+        "-3\n",
+        "two.toml", plugins());
+    FAIL();
+  } catch (const ManifestError& e) {
+    ASSERT_EQ(e.diagnostics().size(), 2u) << e.what();
+    EXPECT_EQ(e.diagnostics()[1], "two.toml:7:8: job 'b': seed must not be negative");
+  }
+}
+
+TEST(Manifest, MissingFileIsNamed) {
+  try {
+    load_manifest("/nonexistent/fleet.toml", plugins());
+    FAIL();
+  } catch (const ManifestError& e) {
+    EXPECT_STREQ(e.what(), "/nonexistent/fleet.toml: cannot read the manifest");
+  }
+}
+
+}  // namespace
+}  // namespace tv::fleet
