@@ -3,6 +3,7 @@
 #include <exception>
 #include <iostream>
 
+#include "host_command.hpp"
 #include "local_command.hpp"
 #include "plugins_command.hpp"
 #include "shm_command.hpp"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
     return tv::version_report() + "shm layout: " + std::to_string(tv::shm::kLayoutMajor) + "." +
            std::to_string(tv::shm::kLayoutMinor);
   });
+  tv::cli::add_host_command(app);
   tv::cli::add_local_command(app);
   tv::cli::add_plugins_commands(app);
   tv::cli::add_shm_commands(app);
