@@ -18,6 +18,7 @@ PACKAGES=(
   dataset-fashion-mnist                   # the real data set of the mlp and cnn models
   libgtest-dev libbenchmark-dev           # tests and bench/
   python3 python3-pytest                  # the Python client's tests
+  openssl                                 # test certificates for the TLS tests
 )
 
 say() { printf 'setup: %s\n' "$*"; }

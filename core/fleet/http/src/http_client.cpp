@@ -1,0 +1,206 @@
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <optional>
+
+#include "trainvisor/fleet/http.hpp"
+
+namespace tv::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+struct Url {
+  bool tls = false;
+  std::string host;
+  std::string port;
+};
+
+Url parse_url(const std::string& url) {
+  Url u;
+  std::string rest;
+  if (url.rfind("http://", 0) == 0) {
+    rest = url.substr(7);
+  } else if (url.rfind("https://", 0) == 0) {
+    u.tls = true;
+    rest = url.substr(8);
+  } else {
+    throw std::invalid_argument("coordinator URL '" + url +
+                                "' must start with http:// or https://");
+  }
+  if (const auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
+  const auto colon = rest.rfind(':');
+  u.host = rest.substr(0, colon);
+  u.port = colon == std::string::npos ? (u.tls ? "443" : "80") : rest.substr(colon + 1);
+  if (u.host.empty() || u.port.empty() ||
+      u.port.find_first_not_of("0123456789") != std::string::npos) {
+    throw std::invalid_argument("coordinator URL '" + url + "' has no valid host:port");
+  }
+  return u;
+}
+
+}  // namespace
+
+struct Client::Impl {
+  ClientOptions options;
+  Url url;
+  asio::io_context io;
+  std::optional<asio::ssl::context> tls;
+  std::optional<tcp::socket> plain;
+  std::optional<asio::ssl::stream<tcp::socket>> secure;
+  beast::flat_buffer buffer;
+
+  void connect() {
+    plain.reset();
+    secure.reset();
+    buffer.clear();
+    tcp::resolver resolver(io);
+    beast::error_code ec;
+    const auto endpoints = resolver.resolve(url.host, url.port, ec);
+    if (ec) throw std::runtime_error("cannot resolve " + url.host + ": " + ec.message());
+    tcp::socket socket(io);
+    asio::connect(socket, endpoints, ec);
+    if (ec) throw std::runtime_error("cannot connect to " + options.url + ": " + ec.message());
+    const auto ms = options.timeout.count();
+    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    socket.set_option(tcp::no_delay(true));
+    if (!url.tls) {
+      plain.emplace(std::move(socket));
+      return;
+    }
+    secure.emplace(std::move(socket), *tls);
+    if (!SSL_set_tlsext_host_name(secure->native_handle(), url.host.c_str())) {
+      throw std::runtime_error("TLS: cannot set the server name " + url.host);
+    }
+    secure->set_verify_callback(asio::ssl::host_name_verification(url.host));
+    secure->handshake(asio::ssl::stream_base::client, ec);
+    if (ec)
+      throw std::runtime_error("TLS handshake with " + options.url + " failed: " + ec.message());
+  }
+
+  template <class Body>
+  Response exchange(bhttp::request<Body>& req, const std::string& download_path = {}) {
+    req.set(bhttp::field::host, url.host);
+    req.keep_alive(true);
+    req.prepare_payload();
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!plain && !secure) connect();
+      try {
+        return secure ? exchange_on(*secure, req, download_path)
+                      : exchange_on(*plain, req, download_path);
+      } catch (const std::runtime_error&) {
+        // A kept-alive connection the server closed meanwhile: reconnect once. A request body
+        // streamed from a file is reopened by the caller's next call, so only retry fresh ones.
+        plain.reset();
+        secure.reset();
+        if (attempt == 1 || !std::is_same_v<Body, bhttp::string_body>) throw;
+      }
+    }
+    throw std::runtime_error("unreachable");
+  }
+
+  template <class Stream, class Body>
+  Response exchange_on(Stream& stream, bhttp::request<Body>& req,
+                       const std::string& download_path) {
+    beast::error_code ec;
+    bhttp::write(stream, req, ec);
+    if (ec) throw std::runtime_error("sending to " + options.url + ": " + ec.message());
+    Response out;
+    if (!download_path.empty()) {
+      bhttp::response_parser<bhttp::file_body> parser;
+      parser.body_limit(boost::none);
+      // Only a 200 goes to the file; an error body is read as text below.
+      bhttp::read_header(stream, buffer, parser, ec);
+      if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
+      if (parser.get().result_int() == 200) {
+        parser.get().body().open(download_path.c_str(), beast::file_mode::write, ec);
+        if (ec) throw std::runtime_error("cannot write " + download_path + ": " + ec.message());
+        bhttp::read(stream, buffer, parser, ec);
+        if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
+        out.status = 200;
+        return out;
+      }
+      bhttp::response_parser<bhttp::string_body> text(std::move(parser));
+      bhttp::read(stream, buffer, text, ec);
+      out.status = text.get().result_int();
+      out.body = text.get().body();
+      return out;
+    }
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    bhttp::read(stream, buffer, parser, ec);
+    if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
+    auto& res = parser.get();
+    out.status = res.result_int();
+    out.body = std::move(res.body());
+    if (auto ct = res.find(bhttp::field::content_type); ct != res.end())
+      out.content_type = std::string(ct->value());
+    if (!res.keep_alive()) {
+      plain.reset();
+      secure.reset();
+    }
+    return out;
+  }
+};
+
+Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->url = parse_url(impl_->options.url);
+  if (impl_->url.tls) {
+    impl_->tls.emplace(asio::ssl::context::tls_client);
+    impl_->tls->set_verify_mode(asio::ssl::verify_peer);
+    beast::error_code ec;
+    if (impl_->options.ca_file.empty()) {
+      impl_->tls->set_default_verify_paths(ec);
+    } else {
+      impl_->tls->load_verify_file(impl_->options.ca_file, ec);
+    }
+    if (ec)
+      throw std::invalid_argument("TLS CA file '" + impl_->options.ca_file + "': " + ec.message());
+  }
+}
+
+Client::~Client() = default;
+Client::Client(Client&&) noexcept = default;
+
+Response Client::request(const std::string& method, const std::string& target,
+                         const std::string& body,
+                         const std::vector<std::pair<std::string, std::string>>& headers) {
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+  for (const auto& [k, v] : headers)
+    req.set(k, v);
+  if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
+  req.body() = body;
+  return impl_->exchange(req);
+}
+
+Response Client::send_file(const std::string& method, const std::string& target,
+                           const std::string& path,
+                           const std::vector<std::pair<std::string, std::string>>& headers) {
+  bhttp::request<bhttp::file_body> req{bhttp::string_to_verb(method), target, 11};
+  beast::error_code ec;
+  req.body().open(path.c_str(), beast::file_mode::scan, ec);
+  if (ec) throw std::runtime_error("cannot read " + path + ": " + ec.message());
+  for (const auto& [k, v] : headers)
+    req.set(k, v);
+  req.set(bhttp::field::content_type, "application/octet-stream");
+  return impl_->exchange(req);
+}
+
+Response Client::download(const std::string& target, const std::string& path,
+                          const std::vector<std::pair<std::string, std::string>>& headers) {
+  bhttp::request<bhttp::empty_body> req{bhttp::verb::get, target, 11};
+  for (const auto& [k, v] : headers)
+    req.set(k, v);
+  return impl_->exchange(req, path);
+}
+
+}  // namespace tv::http
