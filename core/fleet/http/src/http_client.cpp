@@ -112,7 +112,20 @@ struct Client::Impl {
                        const std::string& download_path) {
     beast::error_code ec;
     bhttp::write(stream, req, ec);
-    if (ec) throw std::runtime_error("sending to " + options.url + ": " + ec.message());
+    if (ec) {
+      // The server may have answered early (a refused upload) and stopped reading: its reply is
+      // what the caller wants to see.
+      bhttp::response_parser<bhttp::string_body> early;
+      beast::error_code read_ec;
+      bhttp::read(stream, buffer, early, read_ec);
+      plain.reset();
+      secure.reset();
+      if (read_ec) throw std::runtime_error("sending to " + options.url + ": " + ec.message());
+      Response out;
+      out.status = early.get().result_int();
+      out.body = early.get().body();
+      return out;
+    }
     Response out;
     if (!download_path.empty()) {
       bhttp::response_parser<bhttp::file_body> parser;

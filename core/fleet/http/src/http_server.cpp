@@ -222,8 +222,7 @@ struct Server::Impl {
         track(&socket);
         serve(socket);
         untrack(&socket);
-        beast::error_code ec;
-        socket.shutdown(tcp::socket::shutdown_both, ec);
+        linger(socket);
       }
     } catch (...) {
       // A connection's failure is that connection's alone.
@@ -231,6 +230,25 @@ struct Server::Impl {
     std::lock_guard lock(mu);
     --connections;
     idle.notify_all();
+  }
+
+  // A reply sent before the whole request body was read (413, 401, a refused upload) must reach
+  // a client that is still sending: close our side for writing, then read and drop what keeps
+  // arriving for a moment, so that the kernel does not answer it with a reset that would destroy
+  // the reply in the client's buffer.
+  static void linger(tcp::socket& socket) {
+    beast::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+    timeval tv{1, 0};
+    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char sink[64 * 1024];
+    std::size_t dropped = 0;
+    while (dropped < (std::size_t{256} << 20)) {
+      const std::size_t n = socket.read_some(asio::buffer(sink), ec);
+      if (ec || n == 0) break;
+      dropped += n;
+    }
+    socket.close(ec);
   }
 
   void track(tcp::socket* s) {
