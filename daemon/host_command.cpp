@@ -4,20 +4,108 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+
+#include <cmath>
+#include <thread>
+
+#include "plugins_command.hpp"
 #include "trainvisor/fleet/capability.hpp"
+#include "trainvisor/fleet/host_daemon.hpp"
 
 namespace tv::cli {
 
+namespace {
+
+const char* kind_word(fleet::HostEvent::Kind k) {
+  switch (k) {
+    case fleet::HostEvent::Kind::kClaimed:
+      return "claimed";
+    case fleet::HostEvent::Kind::kStarted:
+      return "started";
+    case fleet::HostEvent::Kind::kProgress:
+      return "progress";
+    case fleet::HostEvent::Kind::kPolicy:
+      return "policy";
+    case fleet::HostEvent::Kind::kFinished:
+      return "finished";
+    case fleet::HostEvent::Kind::kFailed:
+      return "failed";
+    case fleet::HostEvent::Kind::kCancelled:
+      return "cancelled";
+    case fleet::HostEvent::Kind::kLost:
+      return "lost";
+  }
+  return "?";
+}
+
+int run_daemon(fleet::HostDaemonOptions o) {
+  if (o.worker_token.empty()) {
+    if (const char* t = std::getenv("TRAINVISOR_WORKER_TOKEN")) o.worker_token = t;
+  }
+  if (o.worker_token.empty())
+    throw std::invalid_argument("the host needs --worker-token (or $TRAINVISOR_WORKER_TOKEN)");
+  o.on_event = [](const fleet::HostEvent& e) {
+    if (e.kind == fleet::HostEvent::Kind::kProgress) return;  // the coordinator has the curves
+    std::fprintf(stderr, "host: %s %s (%s) %s\n", kind_word(e.kind), e.job_name.c_str(),
+                 e.job_id.substr(0, 12).c_str(), e.message.c_str());
+  };
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  fleet::HostDaemon daemon(std::move(o));
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::fprintf(stderr, "host: stopping: no more claims, checkpointing running trainers\n");
+    daemon.stop();
+  });
+  signals.detach();  // blocked in sigwait until a signal; the process exits after run()
+  const int completed = daemon.run();
+  std::fprintf(stderr, "host: done, %d job(s) completed here\n", completed);
+  return 0;
+}
+
+}  // namespace
+
 void add_host_command(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand("host", "The host side of the fleet");
+  CLI::App* cmd = app.add_subcommand(
+      "host", "Run the host daemon: claim jobs from a coordinator and train them");
   auto print = std::make_shared<bool>(false);
   auto output = std::make_shared<std::string>("text");
+  auto d = std::make_shared<fleet::HostDaemonOptions>();
+  auto heartbeat_s = std::make_shared<double>(5), poll_s = std::make_shared<double>(2);
+  auto exit_idle = std::make_shared<bool>(false);
   cmd->add_flag(
-         "--print-capability", *print,
-         "Print what this host can run (cores, RAM under its cgroup limit, CUDA, VRAM) and exit")
-      ->required();
-  cmd->add_option("-o,--output", *output, "Output format")->check(CLI::IsMember({"text", "json"}));
-  cmd->callback([output] {
+      "--print-capability", *print,
+      "Print what this host can run (cores, RAM under its cgroup limit, CUDA, VRAM) and exit");
+  cmd->add_option("-o,--output", *output, "Output format of --print-capability")
+      ->check(CLI::IsMember({"text", "json"}));
+  cmd->add_option("--coordinator", d->coordinator_url,
+                  "Coordinator URL, e.g. http://127.0.0.1:8700");
+  cmd->add_option("--worker-token", d->worker_token, "Worker token (or $TRAINVISOR_WORKER_TOKEN)");
+  cmd->add_option("--ca-file", d->ca_file, "CA certificate to verify an https coordinator");
+  cmd->add_option("--name", d->name, "Worker name (default: the hostname)");
+  cmd->add_option("--slots", d->slots, "Jobs to run at once")->check(CLI::Range(1, 256));
+  cmd->add_option("--work-dir", d->work_dir, "Where trainers write checkpoints and bundles");
+  cmd->add_option("--heartbeat-every", *heartbeat_s, "Seconds between lease heartbeats");
+  cmd->add_option("--poll-every", *poll_s, "Seconds between claims while idle");
+  cmd->add_flag("--exit-when-idle", *exit_idle,
+                "Exit once nothing is running and nothing can be claimed");
+  add_plugin_dir_option(*cmd, d->plugin_dirs);
+  cmd->callback([print, output, d, heartbeat_s, poll_s, exit_idle] {
+    if (!*print) {
+      if (d->coordinator_url.empty())
+        throw std::invalid_argument("host: give --coordinator URL (or --print-capability)");
+      d->heartbeat_every =
+          std::chrono::milliseconds(static_cast<std::int64_t>(*heartbeat_s * 1000));
+      d->poll_every = std::chrono::milliseconds(static_cast<std::int64_t>(*poll_s * 1000));
+      d->exit_when_idle = *exit_idle;
+      run_daemon(*d);
+      return;
+    }
     const fleet::HostCapability c = fleet::detect_capability();
     const fleet::CudaProbe cuda = fleet::probe_cuda();
     if (*output == "json") {

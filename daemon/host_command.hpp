@@ -1,5 +1,5 @@
-// `trainvisor host`: the host side of the fleet. Today: `--print-capability`, what this host
-// reports to the coordinator when it claims jobs.
+// `trainvisor host`: the host daemon (claims and runs jobs from a coordinator), or, with
+// --print-capability, what this host reports when it claims.
 #pragma once
 
 #include <CLI/CLI.hpp>

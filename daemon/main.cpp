@@ -3,12 +3,14 @@
 #include <exception>
 #include <iostream>
 
+#include "coordinator_command.hpp"
 #include "host_command.hpp"
 #include "local_command.hpp"
 #include "plugins_command.hpp"
 #include "shm_command.hpp"
 #include "train_command.hpp"
 #include "trainvisor/core/version.hpp"
+#include "trainvisor/fleet/manifest.hpp"
 #include "trainvisor/shm/layout.hpp"
 #include "trainvisor/shm/value.hpp"
 
@@ -27,6 +29,7 @@ int main(int argc, char** argv) {
     return tv::version_report() + "shm layout: " + std::to_string(tv::shm::kLayoutMajor) + "." +
            std::to_string(tv::shm::kLayoutMinor);
   });
+  tv::cli::add_coordinator_command(app);
   tv::cli::add_host_command(app);
   tv::cli::add_local_command(app);
   tv::cli::add_plugins_commands(app);
@@ -44,6 +47,9 @@ int main(int argc, char** argv) {
     return kExitBadInput;
   } catch (const std::invalid_argument& e) {
     std::cerr << "trainvisor: error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const tv::fleet::ManifestError& e) {
+    std::cerr << "trainvisor: error: invalid manifest:\n" << e.what() << "\n";
     return kExitBadInput;
   } catch (const std::exception& e) {
     std::cerr << "trainvisor: error: " << e.what() << "\n";

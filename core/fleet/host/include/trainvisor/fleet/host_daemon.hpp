@@ -1,0 +1,78 @@
+// The host daemon: claims the jobs this host can run from the coordinator, up to its slot count,
+// and for each one is the config agent (the single writer of the job's shared-memory block) and
+// the supervisor (it runs the job's policies on the trainer's telemetry), spawns
+// `trainvisor train`, heartbeats the lease, uploads the bundle and completes or fails the job.
+//
+// - A cancel (seen in a heartbeat reply) or a lost lease (409) sends the trainer SIGTERM, which
+//   makes it checkpoint; SIGKILL follows after kill_grace.
+// - Failures are classed: the trainer's own failure (exit 1, a crash) counts against the job's
+//   max_attempts; bad input (exit 2) too, since retrying it elsewhere cannot help; an interrupted
+//   trainer on a host that is shutting down is a lost host; a cancelled one is cancelled.
+// - Trainers die with their host (PR_SET_PDEATHSIG): a daemon killed with SIGKILL leaves no
+//   trainer behind to fight the next holder of the job.
+// - stop(): no more claims, every trainer gets SIGTERM (a checkpoint), jobs are handed back as
+//   host_lost, then run() returns.
+//
+// Threading: run() is a loop on the caller's thread; stop() may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trainvisor/fleet/job_spec.hpp"
+#include "trainvisor/plugin.hpp"
+
+namespace tv::fleet {
+
+// What the daemon reports as it works, for logs and `trainvisor up`'s progress view.
+struct HostEvent {
+  enum class Kind { kClaimed, kStarted, kProgress, kPolicy, kFinished, kFailed, kCancelled, kLost };
+  Kind kind = Kind::kProgress;
+  std::string job_id;
+  std::string job_name;
+  std::string message;
+  // Progress (kProgress): the latest telemetry.
+  std::uint64_t step = 0;
+  std::uint32_t epoch = 0;
+  double loss = 0, val_accuracy = 0, learning_rate = 0;
+  std::uint64_t revision = 0;
+};
+
+struct HostDaemonOptions {
+  std::string coordinator_url;
+  std::string worker_token;
+  std::string ca_file;
+  std::string name;         // the worker name (default: the hostname)
+  int slots = 1;            // jobs run at once
+  std::string work_dir;     // each job's trainer writes into work_dir/<job id>/
+  std::string trainer_exe;  // default: this executable
+  std::vector<std::string> plugin_dirs;
+  std::chrono::milliseconds poll_every{std::chrono::seconds(2)};
+  std::chrono::milliseconds heartbeat_every{std::chrono::seconds(5)};
+  std::chrono::milliseconds supervise_every{std::chrono::milliseconds(200)};
+  std::chrono::milliseconds kill_grace{std::chrono::seconds(20)};
+  std::optional<HostCapability> capability;  // default: detected
+  std::function<void(const HostEvent&)> on_event;
+  bool exit_when_idle = false;  // return once no job is running and none can be claimed
+};
+
+class HostDaemon {
+ public:
+  explicit HostDaemon(HostDaemonOptions options);  // throws std::invalid_argument for bad options
+  ~HostDaemon();
+  // Works until stop() (or, with exit_when_idle, until nothing is left to do). Returns the number
+  // of jobs this host completed.
+  int run();
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tv::fleet

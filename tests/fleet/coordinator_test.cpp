@@ -1,0 +1,242 @@
+// The coordinator over real HTTP on 127.0.0.1 with a real SQLite file and artifact directory:
+// tokens, claims, fenced leases after a stale sweep, streamed uploads, operator calls, reloads.
+#include "trainvisor/fleet/coordinator.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "trainvisor/fleet/manifest.hpp"
+
+namespace tv::fleet {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const char* kManifest = R"([[jobs]]
+name = "tiny-a"
+model = "tiny"
+seed = 1
+[[jobs]]
+name = "tiny-b"
+model = "tiny"
+seed = 2
+priority = 5
+)";
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("tv-coord-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    manifest_ = (dir_ / "fleet.toml").string();
+    std::ofstream(manifest_) << kManifest;
+    CoordinatorOptions o;
+    o.data_dir = (dir_ / "data").string();
+    o.manifest_path = manifest_;
+    o.operator_token = "op-secret";
+    o.worker_token = "worker-secret";
+    o.plugin_dirs = {TV_PLUGIN_DIR};
+    o.queue.stale_after = std::chrono::milliseconds(400);
+    o.sweep_every = std::chrono::milliseconds(50);
+    o.max_artifact_bytes = 1 << 20;
+    coordinator_ = std::make_unique<Coordinator>(o);
+    client_ = std::make_unique<http::Client>(
+        http::ClientOptions{coordinator_->url(), {}, std::chrono::seconds(10)});
+  }
+  void TearDown() override {
+    client_.reset();
+    coordinator_.reset();
+    fs::remove_all(dir_);
+  }
+  http::Response post(const std::string& target, const json& body,
+                      const std::string& token = "worker-secret",
+                      const std::string& header = "X-Worker-Token") {
+    return client_->request("POST", target, body.dump(), {{header, token}});
+  }
+  json claim(const std::string& worker) {
+    const auto r = post("/v1/job/claim",
+                        {{"worker", worker}, {"capability", {{"cores", 2}, {"ram_gib", 8.0}}}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.json_body();
+  }
+  http::Response upload(const std::string& job, const std::string& name, const std::string& lease,
+                        const std::string& path, const std::string& digest) {
+    return client_->send_file("PUT", "/v1/job/" + job + "/artifact/" + name, path,
+                              {{"X-Worker-Token", "worker-secret"},
+                               {"X-Lease-Token", lease},
+                               {"X-Content-SHA256", digest}});
+  }
+  std::string write_file(const std::string& name, const std::string& bytes) {
+    const std::string p = (dir_ / name).string();
+    std::ofstream(p, std::ios::binary) << bytes;
+    return p;
+  }
+  fs::path dir_;
+  std::string manifest_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<http::Client> client_;
+};
+
+TEST_F(CoordinatorTest, WorkerEndpointsNeedTheWorkerToken) {
+  for (const std::string token : {"", "wrong", "op-secret"}) {
+    EXPECT_EQ(
+        post("/v1/job/claim", {{"worker", "h"}, {"capability", json::object()}}, token).status,
+        401);
+  }
+  for (const std::string path :
+       {"/v1/job/x/heartbeat", "/v1/job/x/complete", "/v1/job/x/fail", "/v1/job/x/running"}) {
+    EXPECT_EQ(post(path, {{"lease_token", "t"}}, "nope").status, 401) << path;
+  }
+  for (const std::string path : {"/v1/job/x/cancel", "/v1/job/x/requeue", "/v1/manifest/reload"}) {
+    EXPECT_EQ(post(path, json::object(), "worker-secret", "X-Operator-Token").status, 401) << path;
+    EXPECT_EQ(post(path, json::object()).status, 401)
+        << path;  // a worker token is not an operator's
+  }
+  EXPECT_EQ(client_->request("GET", "/v1/jobs").json_body()["jobs"].size(), 2u);  // nothing changed
+  for (const auto& j : client_->request("GET", "/v1/jobs").json_body()["jobs"])
+    EXPECT_EQ(j["status"], "pending");
+}
+
+TEST_F(CoordinatorTest, ClaimRunUploadCompleteDownload) {
+  const json c = claim("host-1");
+  ASSERT_FALSE(c["job"].is_null());
+  EXPECT_EQ(c["job"]["name"], "tiny-b");  // the higher priority first
+  const std::string id = c["job"]["id"], lease = c["lease_token"];
+  EXPECT_EQ(post("/v1/job/" + id + "/running", {{"lease_token", lease}}).status, 200);
+  auto hb = post("/v1/job/" + id + "/heartbeat", {{"lease_token", lease}});
+  EXPECT_EQ(hb.status, 200);
+  EXPECT_FALSE(hb.json_body()["cancel_requested"]);
+  EXPECT_EQ(post("/v1/job/" + id + "/heartbeat", {{"lease_token", "0000"}}).status, 409);
+
+  const std::string bytes = "TVBUNDLE1\nweights";
+  const std::string digest = sha256_hex(bytes);
+  const std::string path = write_file("bundle.tvb", bytes);
+  auto up = upload(id, "bundle.tvb", lease, path, digest);
+  ASSERT_EQ(up.status, 200) << up.body;
+  EXPECT_FALSE(up.json_body()["deduplicated"]);
+  up = upload(id, "bundle.tvb", lease, path, digest);
+  EXPECT_TRUE(up.json_body()["deduplicated"]);
+  // Bad uploads change nothing.
+  EXPECT_EQ(upload(id, "other.tvb", lease, path, sha256_hex("something else")).status, 400);
+  EXPECT_EQ(upload(id, "..", lease, path, digest).status, 400);
+  EXPECT_EQ(upload(id, "x.tvb", lease, path, "not-a-digest").status, 400);
+  const std::string big(2 << 20, 'b');
+  EXPECT_EQ(upload(id, "big.tvb", lease, write_file("big", big), sha256_hex(big)).status, 413);
+  EXPECT_EQ(upload(id, "x.tvb", "wrong-lease", path, digest).status, 409);
+  const auto arts =
+      client_->request("GET", "/v1/job/" + id + "/artifacts").json_body()["artifacts"];
+  ASSERT_EQ(arts.size(), 1u);
+  EXPECT_EQ(arts[0]["digest"], digest);
+
+  EXPECT_EQ(post("/v1/job/" + id + "/complete",
+                 {{"lease_token", lease}, {"artifact", sha256_hex("never")}})
+                .status,
+            400);
+  EXPECT_EQ(
+      post("/v1/job/" + id + "/complete", {{"lease_token", lease}, {"artifact", digest}}).status,
+      200);
+  const json row = client_->request("GET", "/v1/job/" + id).json_body();
+  EXPECT_EQ(row["status"], "completed");
+  EXPECT_EQ(row["artifact"], digest);
+  const std::string back = (dir_ / "back").string();
+  EXPECT_EQ(client_->download("/v1/artifact/" + digest, back).status, 200);
+  std::ifstream in(back, std::ios::binary);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), {}), bytes);
+  EXPECT_EQ(client_->request("GET", "/v1/artifact/" + sha256_hex("nope") + "/stat").status, 404);
+}
+
+TEST_F(CoordinatorTest, SweptLeaseIsFencedOff) {
+  const json first = claim("slow-host");
+  const std::string id = first["job"]["id"], old_lease = first["lease_token"];
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // past the lease, and a sweep
+  const json row = client_->request("GET", "/v1/job/" + id).json_body();
+  EXPECT_EQ(row["status"], "pending");
+  // The late holder is refused everywhere, and nothing it says changes the job.
+  EXPECT_EQ(post("/v1/job/" + id + "/heartbeat", {{"lease_token", old_lease}}).status, 409);
+  EXPECT_EQ(post("/v1/job/" + id + "/complete", {{"lease_token", old_lease}}).status, 409);
+  EXPECT_EQ(
+      post("/v1/job/" + id + "/fail", {{"lease_token", old_lease}, {"class", "trainer_failure"}})
+          .status,
+      409);
+  const std::string bytes = "late";
+  EXPECT_EQ(
+      upload(id, "bundle.tvb", old_lease, write_file("late", bytes), sha256_hex(bytes)).status,
+      409);
+  // Another host takes it over.
+  json second;
+  for (int i = 0;
+       i < 2 && (second.is_null() || second["job"].is_null() || second["job"]["id"] != id); ++i) {
+    second = claim("fast-host");
+  }
+  ASSERT_EQ(second["job"]["id"], id);
+  EXPECT_EQ(second["attempt"], 2);
+  EXPECT_EQ(post("/v1/job/" + id + "/complete", {{"lease_token", second["lease_token"]}}).status,
+            200);
+  EXPECT_EQ(post("/v1/job/" + id + "/complete", {{"lease_token", old_lease}}).status, 409);
+}
+
+TEST_F(CoordinatorTest, OperatorCancelRequeueAndBadRequests) {
+  const json c = claim("h");
+  const std::string id = c["job"]["id"], lease = c["lease_token"];
+  const auto op = [&](const std::string& target) {
+    return post(target, json::object(), "op-secret", "X-Operator-Token");
+  };
+  auto r = op("/v1/job/" + id + "/cancel");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(r.json_body()["was_running"]);
+  EXPECT_EQ(r.json_body()["worker"], "h");
+  // The holder learns of it from its next heartbeat.
+  const auto hb = post("/v1/job/" + id + "/heartbeat", {{"lease_token", lease}});
+  EXPECT_TRUE(hb.status == 409 || hb.json_body()["cancel_requested"] == true) << hb.body;
+  EXPECT_EQ(op("/v1/job/" + id + "/requeue").status, 200);
+  EXPECT_EQ(client_->request("GET", "/v1/job/" + id).json_body()["status"], "pending");
+  EXPECT_EQ(op("/v1/job/nope/cancel").status, 404);
+  EXPECT_EQ(client_->request("GET", "/v1/job/nope").status, 404);
+  EXPECT_EQ(client_->request("GET", "/v1/jobs?status=bogus").status, 400);
+  EXPECT_EQ(
+      client_->request("POST", "/v1/job/claim", "{oops", {{"X-Worker-Token", "worker-secret"}})
+          .status,
+      400);
+  r = post("/v1/job/claim", {{"capability", json::object()}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.json_body()["error"], "missing field 'worker' (a non-empty string)");
+  EXPECT_EQ(post("/v1/job/" + id + "/fail", {{"lease_token", "x"}, {"class", "meteor"}}).status,
+            400);
+}
+
+TEST_F(CoordinatorTest, ReloadIsIdempotentAndDryRunWritesNothing) {
+  const auto op = [&](const std::string& target) {
+    return post(target, json::object(), "op-secret", "X-Operator-Token");
+  };
+  auto r = op("/v1/manifest/reload");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json_body()["written"], 0);
+  EXPECT_EQ(r.json_body()["unchanged"].size(), 2u);
+  std::ofstream(manifest_, std::ios::app)
+      << "[[jobs]]\nname = \"tiny-c\"\nmodel = \"tiny\"\nseed = 3\n";
+  r = op("/v1/manifest/reload?dry_run=1");
+  EXPECT_EQ(r.json_body()["added"], json::array({"tiny-c"}));
+  EXPECT_EQ(client_->request("GET", "/v1/jobs").json_body()["jobs"].size(), 2u);
+  r = op("/v1/manifest/reload");
+  EXPECT_EQ(r.json_body()["added"], json::array({"tiny-c"}));
+  EXPECT_EQ(client_->request("GET", "/v1/jobs").json_body()["jobs"].size(), 3u);
+  // A broken manifest is refused with its diagnostics and changes nothing.
+  std::ofstream(manifest_, std::ios::app) << "[[jobs]]\nname = \"bad\"\nmodel = \"tinny\"\n";
+  r = op("/v1/manifest/reload");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.json_body()["diagnostics"][0].get<std::string>().find("did you mean 'tiny'?"),
+            std::string::npos)
+      << r.body;
+  EXPECT_EQ(client_->request("GET", "/v1/jobs").json_body()["jobs"].size(), 3u);
+}
+
+}  // namespace
+}  // namespace tv::fleet
