@@ -13,6 +13,7 @@
 #include "trainvisor/fleet/manifest.hpp"
 #include "trainvisor/shm/layout.hpp"
 #include "trainvisor/shm/value.hpp"
+#include "up_command.hpp"
 
 namespace {
 
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   tv::cli::add_plugins_commands(app);
   tv::cli::add_shm_commands(app);
   tv::cli::add_train_command(app);
+  tv::cli::add_up_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {

@@ -273,6 +273,7 @@ class Session final : public TrainingSession {
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     last_loss_ = loss_value;
+    last_grad_norm_ = grad_norm;
 
     const bool epoch_end = end >= n;
     const std::int64_t eval_every = config_->applied().i(knobs::kEvalEvery);
@@ -392,7 +393,9 @@ class Session final : public TrainingSession {
       r.step = static_cast<std::uint64_t>(step_);
       r.epoch = static_cast<std::uint32_t>(epoch_);
       r.wall_time_ns = unix_ns();
+      // The same step as the last training record: its loss and gradient norm, not "unknown".
       r.loss = last_loss_;
+      r.grad_norm = last_grad_norm_;
       r.learning_rate = config_->applied().f(knobs::kLearningRate);
       r.config_revision = static_cast<std::uint64_t>(config_->applied().i(knobs::kRevision));
       r.val_loss = last_eval_.loss;
@@ -558,6 +561,7 @@ class Session final : public TrainingSession {
   std::int64_t epoch_ = 0;
   std::int64_t batch_in_epoch_ = 0;
   double last_loss_ = NAN;
+  double last_grad_norm_ = NAN;
   Evaluation last_eval_;
   std::int64_t last_eval_step_ = -1;
 };

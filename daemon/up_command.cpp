@@ -1,0 +1,243 @@
+#include "up_command.hpp"
+
+#include <openssl/rand.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "trainvisor/fleet/coordinator.hpp"
+#include "trainvisor/fleet/host_daemon.hpp"
+
+namespace tv::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct UpOptions {
+  std::string manifest;
+  std::string data_dir = "trainvisor-data";
+  int slots = 0;  // 0: one per two cores, at least one
+  std::uint16_t port = 0;
+  std::vector<std::string> plugin_dirs;
+};
+
+std::string random_token() {
+  unsigned char b[16];
+  RAND_bytes(b, sizeof b);
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : b) {
+    s += hex[c >> 4];
+    s += hex[c & 15];
+  }
+  return s;
+}
+
+struct Row {
+  std::string name;
+  std::string status = "pending";
+  fleet::HostEvent last;
+  bool has_progress = false;
+  std::string note;
+};
+
+class Board {
+ public:
+  void on_event(const fleet::HostEvent& e) {
+    std::lock_guard lock(mu_);
+    if (e.job_id.empty()) {
+      messages_.push_back(e.message);
+      return;
+    }
+    Row& r = rows_[e.job_id];
+    r.name = e.job_name;
+    switch (e.kind) {
+      case fleet::HostEvent::Kind::kClaimed:
+        r.status = "claimed";
+        break;
+      case fleet::HostEvent::Kind::kStarted:
+        r.status = "running";
+        break;
+      case fleet::HostEvent::Kind::kProgress:
+        r.last = e;
+        r.has_progress = true;
+        break;
+      case fleet::HostEvent::Kind::kPolicy:
+        messages_.push_back(e.job_name + ": " + e.message);
+        break;
+      case fleet::HostEvent::Kind::kFinished:
+        r.status = "completed";
+        r.note = e.message;
+        break;
+      case fleet::HostEvent::Kind::kFailed:
+        r.status = "failed";
+        r.note = e.message;
+        break;
+      case fleet::HostEvent::Kind::kCancelled:
+        r.status = "cancelled";
+        break;
+      case fleet::HostEvent::Kind::kLost:
+        r.status = "lost";
+        break;
+    }
+  }
+
+  // One line per job. On a terminal the previous board is overwritten every time; into a log it
+  // is written when a job's status changes, and every 30 s otherwise.
+  void draw(bool tty, bool force = false) {
+    std::lock_guard lock(mu_);
+    for (const auto& m : messages_)
+      std::fprintf(stderr, "%s\n", m.c_str());
+    messages_.clear();
+    std::string statuses;
+    for (const auto& [id, r] : rows_)
+      statuses += r.status + ";";
+    const auto now = std::chrono::steady_clock::now();
+    if (!tty && !force && statuses == last_statuses_ && now - last_draw_ < std::chrono::seconds(30))
+      return;
+    last_statuses_ = statuses;
+    last_draw_ = now;
+    std::string out;
+    char line[256];
+    std::snprintf(line, sizeof line, "%-22s %-10s %5s %7s %9s %8s %10s %4s\n", "JOB", "STATUS",
+                  "EPOCH", "STEP", "LOSS", "VAL_ACC", "LR", "REV");
+    out += line;
+    for (const auto& [id, r] : rows_) {
+      if (r.has_progress) {
+        std::snprintf(line, sizeof line, "%-22.22s %-10s %5u %7llu %9.4f %8.4f %10.3g %4llu\n",
+                      r.name.c_str(), r.status.c_str(), r.last.epoch,
+                      static_cast<unsigned long long>(r.last.step), r.last.loss,
+                      r.last.val_accuracy, r.last.learning_rate,
+                      static_cast<unsigned long long>(r.last.revision));
+      } else {
+        std::snprintf(line, sizeof line, "%-22.22s %-10s\n", r.name.c_str(), r.status.c_str());
+      }
+      out += line;
+    }
+    if (tty && lines_ > 0) std::fprintf(stderr, "\x1b[%dA\x1b[J", lines_);
+    std::fputs(out.c_str(), stderr);
+    lines_ = static_cast<int>(std::count(out.begin(), out.end(), '\n'));
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, Row> rows_;
+  std::vector<std::string> messages_;
+  int lines_ = 0;
+  std::string last_statuses_;
+  std::chrono::steady_clock::time_point last_draw_{};
+};
+
+int run_up(const UpOptions& u) {
+  // Blocked before any thread starts, so that every thread inherits it and only the signal
+  // thread below ever takes SIGTERM/SIGINT.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  fleet::CoordinatorOptions c;
+  c.data_dir = u.data_dir;
+  c.manifest_path = u.manifest;
+  c.operator_token = random_token();
+  c.worker_token = random_token();
+  c.plugin_dirs = u.plugin_dirs;
+  c.http.bind = "127.0.0.1";
+  c.http.port = u.port;
+  c.queue.prefer_cuda_grace = std::chrono::seconds(0);  // the only host is this one
+  fleet::Coordinator coordinator(c);
+  // Operators on this machine can use the CLI against it for the run's duration.
+  const fs::path env = fs::path(u.data_dir) / "coordinator.env";
+  {
+    std::ofstream(env) << "TRAINVISOR_COORDINATOR=" << coordinator.url() << "\n"
+                       << "TRAINVISOR_OPERATOR_TOKEN=" << c.operator_token << "\n";
+    fs::permissions(env, fs::perms::owner_read | fs::perms::owner_write);
+  }
+  std::fprintf(stderr, "up: coordinator on %s (operator token in %s)\n", coordinator.url().c_str(),
+               env.c_str());
+
+  Board board;
+  fleet::HostDaemonOptions h;
+  h.coordinator_url = coordinator.url();
+  h.worker_token = c.worker_token;
+  h.slots = u.slots > 0 ? u.slots
+                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
+  h.work_dir = (fs::path(u.data_dir) / "work").string();
+  h.plugin_dirs = u.plugin_dirs;
+  h.poll_every = std::chrono::milliseconds(300);
+  h.heartbeat_every = std::chrono::seconds(2);
+  h.exit_when_idle = true;
+  h.on_event = [&](const fleet::HostEvent& e) { board.on_event(e); };
+
+  fleet::HostDaemon daemon(h);
+  std::atomic<bool> done{false};
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (!done) {
+      std::fprintf(stderr, "up: stopping: trainers checkpoint, jobs go back to the queue\n");
+      daemon.stop();
+    }
+  });
+  std::thread drawer([&] {
+    const bool tty = ::isatty(2);
+    while (!done) {
+      board.draw(tty);
+      for (int i = 0; i < 10 && !done; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  daemon.run();
+  done = true;
+  drawer.join();
+  board.draw(false, true);
+  ::pthread_kill(signals.native_handle(), SIGTERM);  // releases the signal thread
+  signals.join();
+
+  // The final table, from the coordinator's own records.
+  http::Client client(http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)});
+  const auto jobs = client.request("GET", "/v1/jobs").json_body()["jobs"];
+  std::printf("\n%-22s %-10s %8s %-14s %s\n", "JOB", "STATUS", "ATTEMPTS", "ARTIFACT", "NOTE");
+  int unfinished = 0;
+  for (const auto& j : jobs) {
+    const std::string status = j["status"];
+    std::string note = j["last_error"];
+    if (status == "pending") note = "no host here can run it (see its constraints)";
+    if (status != "completed") ++unfinished;
+    std::printf("%-22.22s %-10s %8lld %-14.14s %s\n", j["name"].get<std::string>().c_str(),
+                status.c_str(), static_cast<long long>(j["attempt"].get<std::int64_t>()),
+                j["artifact"].get<std::string>().c_str(), note.substr(0, 100).c_str());
+  }
+  std::printf("\nbundles: %s/artifacts/objects; queue: %s/queue.sqlite\n", u.data_dir.c_str(),
+              u.data_dir.c_str());
+  coordinator.stop();
+  return unfinished == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void add_up_command(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand(
+      "up", "Run a manifest on this machine: coordinator and host daemon in one process");
+  auto u = std::make_shared<UpOptions>();
+  cmd->add_option("MANIFEST", u->manifest, "The manifest (TOML)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--data-dir", u->data_dir, "Queue, artifacts and trainer work directories");
+  cmd->add_option("--slots", u->slots, "Jobs trained at once (default: one per two cores)");
+  cmd->add_option("--port", u->port, "Coordinator port on 127.0.0.1 (default: any free one)");
+  cmd->add_option("--plugin-dir", u->plugin_dirs, "Extra plugin directory");
+  cmd->callback([u] {
+    const int code = run_up(*u);
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace tv::cli
