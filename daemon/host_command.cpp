@@ -97,8 +97,13 @@ void add_host_command(CLI::App& app) {
   add_plugin_dir_option(*cmd, d->plugin_dirs);
   cmd->callback([print, output, d, heartbeat_s, poll_s, exit_idle] {
     if (!*print) {
-      if (d->coordinator_url.empty())
-        throw std::invalid_argument("host: give --coordinator URL (or --print-capability)");
+      if (d->coordinator_url.empty()) {
+        if (const char* url = std::getenv("TRAINVISOR_COORDINATOR")) d->coordinator_url = url;
+      }
+      if (d->coordinator_url.empty()) {
+        throw std::invalid_argument(
+            "host: give --coordinator URL or TRAINVISOR_COORDINATOR (or --print-capability)");
+      }
       d->heartbeat_every =
           std::chrono::milliseconds(static_cast<std::int64_t>(*heartbeat_s * 1000));
       d->poll_every = std::chrono::milliseconds(static_cast<std::int64_t>(*poll_s * 1000));

@@ -6,6 +6,7 @@
 #include "coordinator_command.hpp"
 #include "host_command.hpp"
 #include "local_command.hpp"
+#include "ops_command.hpp"
 #include "plugins_command.hpp"
 #include "shm_command.hpp"
 #include "train_command.hpp"
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   tv::cli::add_coordinator_command(app);
   tv::cli::add_host_command(app);
   tv::cli::add_local_command(app);
+  tv::cli::add_ops_commands(app);
   tv::cli::add_plugins_commands(app);
   tv::cli::add_shm_commands(app);
   tv::cli::add_train_command(app);

@@ -2,6 +2,8 @@
 // that does not qualify and lets one that does take the job; the prefer_cuda grace; priorities.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "test_support.hpp"
 
 namespace tv::fleet {
@@ -179,6 +181,41 @@ TEST_F(Eligibility, AnIneligibleHeadDoesNotBlockTheQueue) {
   EXPECT_EQ(claim(q, "w", cpu_host()), "id-plain");
   EXPECT_EQ(claim(q, "w", cpu_host()), "");
   EXPECT_EQ(claim(q, "gpu", cuda_host()), "id-gpu-only");
+}
+
+TEST_F(Eligibility, ExplainNamesTheConstraintPerHost) {
+  JobSpec j = make_job("cnn");
+  j.constraints.prefer_cuda = true;
+  j.constraints.min_ram_gib = 8;
+  HostPolicy office{"office", {"gbt"}, {}, 0};
+  HostPolicy lab{"lab", {}, {"cnn"}, 0};
+  HostPolicy never{"never-seen", {}, {}, 0};
+  auto q = open({j}, {office, lab, never});
+  q.register_worker("small", cpu_host(4));
+  q.register_worker("pi", cpu_host(16));
+  q.register_worker("office", cpu_host(16));
+  q.register_worker("lab", cpu_host(16));
+  q.register_worker("gpu", cuda_host());
+  std::map<std::string, Explanation> by_host;
+  for (const auto& e : q.explain(j.id, clock.now()))
+    by_host[e.host] = e;
+  ASSERT_EQ(by_host.size(), 6u);
+  EXPECT_EQ(by_host["small"].reason, "min_ram_gib 8.00 GiB: the host has 4.00 GiB");
+  EXPECT_EQ(by_host["pi"].reason.rfind("prefer_cuda: a CPU host may take it", 0), 0u)
+      << by_host["pi"].reason;
+  EXPECT_EQ(by_host["office"].reason,
+            "host policy: allow_jobs does not name this job or its model");
+  EXPECT_EQ(by_host["lab"].reason, "host policy: deny_jobs names this job or its model");
+  EXPECT_EQ(by_host["gpu"].reason, "");
+  EXPECT_FALSE(by_host["never-seen"].registered);
+  EXPECT_EQ(by_host["never-seen"].reason, "");
+  clock.advance(10 * kGraceMs);
+  for (const auto& e : q.explain(j.id, clock.now())) {
+    if (e.host == "pi") {
+      EXPECT_EQ(e.reason, "");  // the grace is over
+    }
+  }
+  EXPECT_THROW(q.explain("no-such-job", clock.now()), QueueError);
 }
 
 }  // namespace

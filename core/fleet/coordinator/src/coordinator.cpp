@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -241,6 +242,25 @@ struct Coordinator::Impl {
     store.emplace(std::move(s).value());
   }
 
+  // Workers claim every few seconds; their row is written when their capability changes and
+  // refreshed (last_seen) at most every 10 s, not on every claim: each write is an fsync.
+  std::mutex workers_mu;
+  std::map<std::string, std::pair<json, std::chrono::steady_clock::time_point>> seen_workers;
+  void note_worker(const std::string& name, const HostCapability& cap) {
+    const json c = capability_json(cap);
+    const auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(workers_mu);
+      auto it = seen_workers.find(name);
+      if (it != seen_workers.end() && it->second.first == c &&
+          now - it->second.second < std::chrono::seconds(10)) {
+        return;
+      }
+      seen_workers[name] = {c, now};
+    }
+    queue.register_worker(name, cap);
+  }
+
   bool authorised(const Request& r, const std::string& header, const std::string& expected) const {
     return http::tokens_equal(r.header(header), expected);
   }
@@ -313,6 +333,24 @@ struct Coordinator::Impl {
                    if (!row) return Response::error(404, "job " + req.params[0] + ": no such job");
                    return Response::json(200, job_row_json(*row));
                  }});
+    r.push_back({"GET", "/v1/job/{id}/explain", [this](Request& req, http::BodyStream*) {
+                   try {
+                     json hosts = json::array();
+                     const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count();
+                     for (const Explanation& e : queue.explain(
+                              req.params[0], options.queue.clock ? options.queue.clock() : now)) {
+                       hosts.push_back({{"host", e.host},
+                                        {"registered", e.registered},
+                                        {"eligible", e.reason.empty()},
+                                        {"reason", e.reason}});
+                     }
+                     return Response::json(200, {{"job", req.params[0]}, {"hosts", hosts}});
+                   } catch (const QueueError& e) {
+                     return Response::error(404, e.what());
+                   }
+                 }});
     r.push_back({"GET", "/v1/workers", [this](Request&, http::BodyStream*) {
                    json ws = json::array();
                    for (const WorkerRow& w : queue.workers()) {
@@ -330,7 +368,7 @@ struct Coordinator::Impl {
                      throw std::invalid_argument("missing field 'capability' (an object)");
                    }
                    const HostCapability cap = capability_from_json(b["capability"]);
-                   queue.register_worker(name, cap);
+                   note_worker(name, cap);
                    const auto claim = queue.claim_next(name, cap);
                    if (!claim) return Response::json(200, {{"job", nullptr}});
                    return Response::json(200, {{"job", job_spec_json(claim->spec)},

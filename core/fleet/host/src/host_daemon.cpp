@@ -197,6 +197,11 @@ struct HostDaemon::Impl {
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
       // A trainer must not outlive its host: a new holder of the job would find it still writing.
+      // The daemon blocks SIGTERM for its signal thread; a blocked mask survives exec, and the
+      // trainer must feel both its death signal and a cancel's SIGTERM.
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(127);
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);

@@ -317,25 +317,50 @@ bool contains(const std::vector<std::string>& list, const std::string& item) {
   return std::find(list.begin(), list.end(), item) != list.end();
 }
 
-bool eligible(const Candidate& job, const std::string& worker, const HostCapability& cap,
-              const std::optional<HostPolicy>& policy, UnixMillis now,
-              std::chrono::milliseconds grace) {
-  if (job.require_cuda && !cap.cuda) return false;
+// Why `job` may not run on `worker` now, or nullopt when it may.
+std::optional<std::string> ineligibility(const Candidate& job, const std::string& worker,
+                                         const HostCapability& cap,
+                                         const std::optional<HostPolicy>& policy, UnixMillis now,
+                                         std::chrono::milliseconds grace) {
+  const auto gib = [](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f GiB", v);
+    return std::string(b);
+  };
+  if (job.require_cuda && !cap.cuda) return "require_cuda: the host has no CUDA device";
   // On a CUDA host the job will use the GPU, so the GPU must be big enough; on a CPU host it
   // runs on the CPU (it cannot require CUDA to get here) and VRAM is irrelevant. This is the
   // reference table: a prefer_cuda job with min_vram_gib 1 still goes to the Pi after grace.
-  if (cap.cuda && cap.vram_gib < job.min_vram_gib) return false;
-  if (cap.ram_gib < job.min_ram_gib) return false;
-  if (!job.allowed_hosts.empty() && !contains(job.allowed_hosts, worker)) return false;
+  if (cap.cuda && cap.vram_gib < job.min_vram_gib) {
+    return "min_vram_gib " + gib(job.min_vram_gib) + ": the host's GPU has " + gib(cap.vram_gib);
+  }
+  if (cap.ram_gib < job.min_ram_gib) {
+    return "min_ram_gib " + gib(job.min_ram_gib) + ": the host has " + gib(cap.ram_gib);
+  }
+  if (!job.allowed_hosts.empty() && !contains(job.allowed_hosts, worker)) {
+    return "allowed_hosts: the job lists other hosts";
+  }
   if (policy) {
     const auto named = [&](const std::vector<std::string>& list) {
       return contains(list, job.name) || contains(list, job.model);
     };
-    if (!policy->allow_jobs.empty() && !named(policy->allow_jobs)) return false;
-    if (named(policy->deny_jobs)) return false;
+    if (!policy->allow_jobs.empty() && !named(policy->allow_jobs)) {
+      return "host policy: allow_jobs does not name this job or its model";
+    }
+    if (named(policy->deny_jobs)) return "host policy: deny_jobs names this job or its model";
   }
-  if (job.prefer_cuda && !cap.cuda && now < job.pending_since_ms + grace.count()) return false;
-  return true;
+  if (job.prefer_cuda && !cap.cuda && now < job.pending_since_ms + grace.count()) {
+    return "prefer_cuda: a CPU host may take it " +
+           std::to_string((job.pending_since_ms + grace.count() - now + 999) / 1000) +
+           " s from now";
+  }
+  return std::nullopt;
+}
+
+bool eligible(const Candidate& job, const std::string& worker, const HostCapability& cap,
+              const std::optional<HostPolicy>& policy, UnixMillis now,
+              std::chrono::milliseconds grace) {
+  return !ineligibility(job, worker, cap, policy, now, grace).has_value();
 }
 
 std::string random_hex(std::size_t bytes) {
@@ -1076,6 +1101,46 @@ std::int64_t JobQueue::total_changes() const {
 
 const std::string& JobQueue::path() const {
   return impl_->db.path();
+}
+
+std::vector<Explanation> JobQueue::explain(const std::string& job_id, UnixMillis now) const {
+  const auto row = get(job_id);
+  if (!row) throw QueueError("job " + job_id + ": no such job");
+  Candidate c;
+  c.id = row->spec.id;
+  c.name = row->spec.name;
+  c.model = row->spec.model;
+  c.require_cuda = row->spec.constraints.require_cuda;
+  c.prefer_cuda = row->spec.constraints.prefer_cuda;
+  c.min_vram_gib = row->spec.constraints.min_vram_gib;
+  c.min_ram_gib = row->spec.constraints.min_ram_gib;
+  c.allowed_hosts = row->spec.constraints.allowed_hosts;
+  c.pending_since_ms = row->pending_since_ms;
+  const std::vector<HostPolicy> policies = hosts();
+  const auto policy_of = [&](const std::string& name) -> std::optional<HostPolicy> {
+    for (const HostPolicy& p : policies) {
+      if (p.name == name) return p;
+    }
+    return std::nullopt;
+  };
+  std::vector<Explanation> out;
+  for (const WorkerRow& w : workers()) {
+    const auto why = ineligibility(c, w.name, w.capability, policy_of(w.name), now,
+                                   impl_->options.prefer_cuda_grace);
+    out.push_back({w.name, true, why.value_or("")});
+  }
+  // Hosts the manifest names that never registered: only their policy is known.
+  for (const HostPolicy& p : policies) {
+    if (std::any_of(out.begin(), out.end(), [&](const Explanation& e) { return e.host == p.name; }))
+      continue;
+    HostCapability unknown;
+    unknown.cuda = true;  // do not blame what we cannot know
+    unknown.vram_gib = 1e9;
+    unknown.ram_gib = 1e9;
+    const auto why = ineligibility(c, p.name, unknown, p, now, std::chrono::milliseconds(0));
+    out.push_back({p.name, false, why.value_or("")});
+  }
+  return out;
 }
 
 }  // namespace tv::fleet

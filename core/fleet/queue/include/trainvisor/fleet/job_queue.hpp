@@ -143,6 +143,13 @@ struct JobRow {
   std::string artifact_digest;  // sha256 hex of the uploaded bundle; empty: none
 };
 
+// Why a job may or may not run on one host.
+struct Explanation {
+  std::string host;
+  bool registered = false;  // false: a host the manifest names that has never claimed
+  std::string reason;       // empty: the job may run there now
+};
+
 struct WorkerRow {
   std::string name;
   HostCapability capability;
@@ -221,6 +228,10 @@ class JobQueue {
   std::map<JobStatus, std::int64_t> counts() const;  // every status, zero included
 
   // sqlite3_total_changes64 of this connection: rows written since open (for tests).
+  // For every registered worker and every host of the manifest: which constraint (if any) keeps
+  // the job off it at `now`. Throws QueueError for an unknown job.
+  std::vector<Explanation> explain(const std::string& job_id, UnixMillis now) const;
+
   std::int64_t total_changes() const;
   const std::string& path() const;
 

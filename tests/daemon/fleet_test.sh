@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The fleet as real processes: a coordinator, host daemons, trainers, the operator CLI.
+#  - a host killed with SIGKILL while training: its trainer dies with it, the job is pending again
+#    after the stale timeout, and another host takes it (attempt 2);
+#  - an operator cancels that running job: the host stops the trainer, the job is cancelled;
+#  - another host completes the rest and uploads bundles; explain names the constraint that keeps
+#    the CUDA-only job off a CPU host; reload is idempotent; bad tokens are refused.
+set -euo pipefail
+: "${TRAINVISOR:?}"
+PY=/usr/bin/python3
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+field() { "$PY" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+wait_for() {  # wait_for SECONDS COMMAND...
+  local until=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $until ] || return 1; sleep 0.2; done
+}
+
+cat > "$dir/fleet.toml" <<'TOML'
+[[jobs]]
+name = "long"
+model = "tiny"
+seed = 1
+priority = 10
+[jobs.hyper]
+training.control.max_epochs = 100000
+
+[[jobs]]
+name = "short-1"
+model = "tiny"
+seed = 2
+[jobs.hyper]
+training.control.max_epochs = 2
+
+[[jobs]]
+name = "short-2"
+model = "tiny"
+seed = 3
+[jobs.hyper]
+training.control.max_epochs = 2
+
+[[jobs]]
+name = "gpu-only"
+model = "tiny"
+require_cuda = true
+TOML
+
+export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token
+"$TRAINVISOR" coordinator --data-dir "$dir/data" --manifest "$dir/fleet.toml" --stale-after 1.5 \
+  > "$dir/url" 2> "$dir/coordinator.log" &
+pids+=($!)
+wait_for 10 test -s "$dir/url" || fail "coordinator did not start: $(cat "$dir/coordinator.log")"
+export TRAINVISOR_COORDINATOR=$(head -1 "$dir/url")
+status_of() { "$TRAINVISOR" jobs show "$1" -o json | field "['status']"; }
+attempt_of() { "$TRAINVISOR" jobs show "$1" -o json | field "['attempt']"; }
+
+[ "$("$TRAINVISOR" jobs list -o json | field "['jobs'].__len__()")" = 4 ] || fail "not 4 jobs"
+# Tokens: a wrong operator token changes nothing.
+if TRAINVISOR_OPERATOR_TOKEN=wrong "$TRAINVISOR" jobs cancel long 2>"$dir/err"; then fail "wrong token accepted"; fi
+grep -q "X-Operator-Token" "$dir/err" || fail "wrong-token message: $(cat "$dir/err")"
+
+# Host A takes the long job (highest priority) and is killed with SIGKILL while it trains.
+"$TRAINVISOR" host --name host-a --work-dir "$dir/a" --heartbeat-every 0.3 --poll-every 0.3 \
+  2> "$dir/a.log" &
+a=$!; pids+=($a)
+wait_for 20 sh -c "[ \"\$('$TRAINVISOR' jobs show long -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = running ]" \
+  || fail "host A never ran the long job: $(cat "$dir/a.log")"
+sleep 1
+trainer=$(pgrep -P "$a" || true)
+[ -n "$trainer" ] || fail "no trainer under host A"
+kill -9 "$a"
+wait_for 5 sh -c "! kill -0 $trainer" || fail "the trainer outlived its host"
+wait_for 10 sh -c "[ \"\$('$TRAINVISOR' jobs show long -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = pending ]" \
+  || fail "the long job never went back to pending: $(status_of long)"
+
+# Host B takes it over (attempt 2, resuming host A's checkpoint is not possible: other disk) ...
+"$TRAINVISOR" host --name host-b --work-dir "$dir/b" --heartbeat-every 0.3 --poll-every 0.3 \
+  2> "$dir/b.log" &
+b=$!; pids+=($b)
+wait_for 20 sh -c "[ \"\$('$TRAINVISOR' jobs show long -o json | $PY -c 'import json,sys; j=json.load(sys.stdin); print(j[\"status\"], j[\"worker\"])')\" = 'running host-b' ]" \
+  || fail "host B did not take the long job over: $(cat "$dir/b.log")"
+[ "$(attempt_of long)" = 2 ] || fail "attempt is $(attempt_of long), not 2"
+# ... and an operator cancels it: the trainer stops and the job ends cancelled.
+"$TRAINVISOR" jobs cancel long | grep -q "host host-b stops its trainer" || fail "cancel did not reach the host"
+wait_for 20 sh -c "grep -q 'cancelled long' '$dir/b.log'" || fail "host B never stopped the trainer: $(cat "$dir/b.log")"
+[ "$(status_of long)" = cancelled ] || fail "long is $(status_of long)"
+
+# Host B goes on with the short jobs; the CUDA-only one stays pending, and explain says why.
+wait_for 60 sh -c "[ \"\$('$TRAINVISOR' jobs show short-2 -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = completed ]" \
+  || fail "short-2 did not complete: $(cat "$dir/b.log")"
+[ "$(status_of short-1)" = completed ] || fail "short-1 is $(status_of short-1)"
+"$TRAINVISOR" artifacts short-1 | grep -q "bundle.tvb" || fail "no bundle for short-1"
+[ "$(status_of gpu-only)" = pending ] || fail "gpu-only is $(status_of gpu-only)"
+"$TRAINVISOR" jobs explain gpu-only | grep -q "host-b *require_cuda: the host has no CUDA device" \
+  || fail "explain: $("$TRAINVISOR" jobs explain gpu-only)"
+"$TRAINVISOR" workers | grep -q "host-b" || fail "host-b not in workers"
+"$TRAINVISOR" reload --dry-run | grep -q "added: none" || fail "reload --dry-run: $("$TRAINVISOR" reload --dry-run)"
+"$TRAINVISOR" status -o json | field "['jobs']['completed']" | grep -qx 2 || fail "status: $("$TRAINVISOR" status)"
+
+# SIGTERM: host B stops cleanly.
+kill -TERM "$b"
+wait_for 20 sh -c "! kill -0 $b" || fail "host B did not stop on SIGTERM"
+grep -q "host: done" "$dir/b.log" || fail "host B did not report: $(tail -3 "$dir/b.log")"
+echo PASS
