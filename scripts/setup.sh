@@ -4,6 +4,8 @@
 # As root on a fresh machine; as another user it uses sudo for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Clones in other directories share the compiler cache (paths are made relative to the tree).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 
 # Exactly what the project uses; one line per reason.
 PACKAGES=(

@@ -3,6 +3,8 @@
 # AddressSanitizer (build-tsan/, build-asan/). Expects scripts/setup.sh to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Clones in other directories share the compiler cache (paths are made relative to the tree).
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 jobs="${TV_JOBS:-2}"
 
 echo "test: default preset"

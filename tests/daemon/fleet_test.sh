@@ -104,4 +104,38 @@ wait_for 60 sh -c "[ \"\$('$TRAINVISOR' jobs show short-2 -o json | $PY -c 'impo
 kill -TERM "$b"
 wait_for 20 sh -c "! kill -0 $b" || fail "host B did not stop on SIGTERM"
 grep -q "host: done" "$dir/b.log" || fail "host B did not report: $(tail -3 "$dir/b.log")"
+# TLS: a coordinator with a certificate; the CLI and a host verify it with --ca-file and refuse
+# it without.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost" -keyout "$dir/key.pem" -out "$dir/cert.pem" >/dev/null 2>&1
+"$TRAINVISOR" coordinator --data-dir "$dir/tls-data" --manifest "$dir/fleet.toml" \
+  --tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem" > "$dir/tls-url" 2> "$dir/tls.log" &
+pids+=($!)
+wait_for 10 test -s "$dir/tls-url" || fail "TLS coordinator did not start: $(cat "$dir/tls.log")"
+tls_url="https://localhost:$(head -1 "$dir/tls-url" | sed 's/.*://')"
+"$TRAINVISOR" status --coordinator "$tls_url" --ca-file "$dir/cert.pem" -o json | field "['jobs']['pending']" \
+  | grep -qx 4 || fail "status over TLS"
+if "$TRAINVISOR" status --coordinator "$tls_url" --ca-file /dev/null 2>"$dir/err"; then fail "an unverified server was trusted"; fi
+if "$TRAINVISOR" status --coordinator "http://127.0.0.1:$(head -1 "$dir/tls-url" | sed 's/.*://')" 2>/dev/null; then
+  fail "plain HTTP reached the TLS port"
+fi
+
+# `trainvisor up`: the embedded default runs a manifest to the end and prints the final table.
+cat > "$dir/up.toml" <<'TOML'
+[[jobs]]
+name = "up-a"
+model = "tiny"
+[jobs.hyper]
+training.control.max_epochs = 2
+[[jobs.policies]]
+name = "plateau"
+[[jobs]]
+name = "up-b"
+model = "tiny"
+seed = 5
+TOML
+"$TRAINVISOR" up "$dir/up.toml" --data-dir "$dir/up-data" > "$dir/up.out" 2> "$dir/up.err" || fail "up failed: $(tail -5 "$dir/up.err")"
+grep -qE "^up-a +completed +1 " "$dir/up.out" || fail "up table: $(cat "$dir/up.out")"
+grep -qE "^up-b +completed +1 " "$dir/up.out" || fail "up table: $(cat "$dir/up.out")"
+grep -q "JOB.*STATUS.*EPOCH.*LOSS.*VAL_ACC.*LR" "$dir/up.err" || fail "no progress board"
 echo PASS
