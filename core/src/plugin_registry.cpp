@@ -7,6 +7,8 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 
@@ -244,13 +246,26 @@ bool PluginRegistry::load_file(const std::string& path) {
     errors_.push_back({path, std::move(reason)});
     return false;
   };
-  // Never unloaded: the handle is leaked on purpose.
-  auto* lib = new boost::dll::shared_library();
-  try {
-    lib->load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-  } catch (const std::exception& e) {
-    delete lib;
-    return refuse(std::string("not a loadable shared library: ") + e.what());
+  // Never unloaded: every library ever loaded stays in this process-wide table (reachable, never
+  // destroyed), and a library loaded again (a manifest reload) reuses its handle.
+  static std::mutex libraries_mu;
+  static auto* libraries = new std::map<std::string, boost::dll::shared_library>();
+  boost::dll::shared_library* lib = nullptr;
+  {
+    std::lock_guard lock(libraries_mu);
+    std::error_code ec;
+    const std::string key = fs::weakly_canonical(path, ec).string();
+    auto it = libraries->find(key);
+    if (it == libraries->end()) {
+      boost::dll::shared_library loaded;
+      try {
+        loaded.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+      } catch (const std::exception& e) {
+        return refuse(std::string("not a loadable shared library: ") + e.what());
+      }
+      it = libraries->emplace(key, std::move(loaded)).first;
+    }
+    lib = &it->second;
   }
   if (!lib->has(kFactoryAlias)) {
     return refuse(std::string("no factory: the library does not export '") + kFactoryAlias +

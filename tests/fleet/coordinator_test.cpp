@@ -101,7 +101,8 @@ TEST_F(CoordinatorTest, WorkerEndpointsNeedTheWorkerToken) {
         << path;  // a worker token is not an operator's
   }
   EXPECT_EQ(client_->request("GET", "/v1/jobs").json_body()["jobs"].size(), 2u);  // nothing changed
-  for (const auto& j : client_->request("GET", "/v1/jobs").json_body()["jobs"])
+  const auto all = client_->request("GET", "/v1/jobs").json_body();
+  for (const auto& j : all["jobs"])
     EXPECT_EQ(j["status"], "pending");
 }
 
