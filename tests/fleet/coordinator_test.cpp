@@ -132,6 +132,14 @@ TEST_F(CoordinatorTest, ClaimRunUploadCompleteDownload) {
   const std::string big(2 << 20, 'b');
   EXPECT_EQ(upload(id, "big.tvb", lease, write_file("big", big), sha256_hex(big)).status, 413);
   EXPECT_EQ(upload(id, "x.tvb", "wrong-lease", path, digest).status, 409);
+  // Without the worker token nothing is stored, whatever the lease.
+  EXPECT_EQ(client_
+                ->send_file("PUT", "/v1/job/" + id + "/artifact/y.tvb", path,
+                            {{"X-Worker-Token", "op-secret"},
+                             {"X-Lease-Token", lease},
+                             {"X-Content-SHA256", digest}})
+                .status,
+            401);
   const auto arts =
       client_->request("GET", "/v1/job/" + id + "/artifacts").json_body()["artifacts"];
   ASSERT_EQ(arts.size(), 1u);
