@@ -12,9 +12,10 @@ cmake --build --preset default --parallel "$jobs"
 ctest --preset default --parallel "$jobs"
 
 # The concurrent code: the shared-memory block, the job queue, the HTTP server and client, the
-# artifact store and the coordinator (model_tiny: the coordinator validates manifests with it).
+# artifact store, the coordinator (model_tiny: it validates manifests with it) and the config hub.
 sanitized=(tv_shm_tests tv_shm_test_writer tv_queue_tests tv_queue_claimer tv_http_tests
-           tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests tv_http_claimer model_tiny)
+           tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests tv_http_claimer model_tiny
+           tv_config_hub_tests)
 for preset in tsan asan; do
   echo "test: concurrent code under $preset"
   cmake --preset "$preset" >/dev/null

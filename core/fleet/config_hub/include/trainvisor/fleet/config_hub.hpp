@@ -1,0 +1,108 @@
+// The coordinator's config hub: the single source of truth for every job's hyperparameters.
+//
+// Each job has a config tree (full key paths -> values), seeded from its manifest `hyper` table.
+// Every write (human, policy, API) is validated against the trainer's knob schema, gets the
+// job's next revision (a batch of keys is one revision) and lands in an append-only audit log
+// with actor, reason, old and new value and time. A prefix can be frozen: writes from a policy
+// under it are refused (and the refusal is audited), writes from a human are accepted.
+//
+// Actors: "human:NAME", "policy:NAME", "api".
+// Storage: SQLite (WAL), in its own file; every mutation is one transaction.
+// Thread-safety: one internal mutex; safe to share between connection threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "trainvisor/plugin.hpp"
+
+namespace tv::fleet {
+
+class ConfigHubError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ConfigWrite {
+  std::string path;
+  plugin::ParamValue value;
+};
+
+struct ConfigTree {
+  std::uint64_t revision = 0;
+  plugin::ConfigView values;
+};
+
+struct ConfigWriteResult {
+  bool applied = false;
+  std::uint64_t revision = 0;  // the new revision (applied) or the current one (refused)
+  int status = 200;            // HTTP status: 400 invalid, 404 unknown job, 409 frozen
+  std::string refusal;         // why, when refused
+};
+
+struct AuditEntry {
+  std::uint64_t seq = 0;  // position in the log
+  std::uint64_t revision = 0;
+  std::string actor;
+  std::string reason;
+  std::string path;
+  std::optional<plugin::ParamValue> old_value;
+  plugin::ParamValue new_value;
+  std::int64_t time_ms = 0;
+  bool accepted = true;
+  std::string refusal;  // for refused writes
+};
+
+// The accepted writes of one revision, in order: what a host applies to its block as one batch.
+struct ConfigDelta {
+  std::uint64_t revision = 0;
+  std::vector<ConfigWrite> writes;
+};
+
+class ConfigHub {
+ public:
+  // Opens (creating) the hub's database. Throws ConfigHubError naming the path.
+  static ConfigHub open(const std::string& path, std::function<std::int64_t()> clock_ms = {});
+  ConfigHub(ConfigHub&&) noexcept;
+  ~ConfigHub();
+
+  // Creates a job's tree at revision 1 from its initial values (the manifest's `hyper`),
+  // validated like any write. A job that already has a tree is left alone. Throws
+  // ConfigHubError for an invalid value.
+  void seed(const std::string& job_id, const plugin::ConfigView& initial);
+
+  // Throws ConfigHubError for an unknown job.
+  ConfigTree get(const std::string& job_id) const;
+
+  // Applies `writes` as one revision, or refuses all of them (nothing changes but the audit
+  // log, which records a refusal of a policy write under a frozen prefix).
+  ConfigWriteResult write(const std::string& job_id, const std::vector<ConfigWrite>& writes,
+                          const std::string& actor, const std::string& reason);
+
+  // Freezing needs a human actor. Throws ConfigHubError for an unknown job or a bad prefix.
+  void freeze(const std::string& job_id, const std::string& prefix, const std::string& actor);
+  void unfreeze(const std::string& job_id, const std::string& prefix, const std::string& actor);
+  std::vector<std::string> frozen(const std::string& job_id) const;
+
+  // The log after `after_seq`, oldest first, at most `limit` entries.
+  std::vector<AuditEntry> audit(const std::string& job_id, std::uint64_t after_seq,
+                                std::size_t limit) const;
+
+  // The accepted revisions after `revision`, in order.
+  std::vector<ConfigDelta> deltas_since(const std::string& job_id, std::uint64_t revision) const;
+
+ private:
+  struct Impl;
+  explicit ConfigHub(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// "human:ana" -> true; validates the actor grammar (throws ConfigHubError otherwise).
+bool is_human(const std::string& actor);
+
+}  // namespace tv::fleet

@@ -1,0 +1,375 @@
+#include "trainvisor/fleet/config_hub.hpp"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "trainvisor/core/trainer_knobs.hpp"
+
+namespace tv::fleet {
+namespace {
+
+using nlohmann::json;
+using plugin::ParamValue;
+
+// Values keep their type in storage: {"f":0.1}, {"i":3}, {"b":true}, {"s":"adamw"}.
+std::string encode(const ParamValue& v) {
+  return std::visit(
+      [](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, double>)
+          return json{{"f", x}}.dump();
+        else if constexpr (std::is_same_v<T, std::int64_t>)
+          return json{{"i", x}}.dump();
+        else if constexpr (std::is_same_v<T, bool>)
+          return json{{"b", x}}.dump();
+        else
+          return json{{"s", x}}.dump();
+      },
+      v);
+}
+
+ParamValue decode(const std::string& text) {
+  const json j = json::parse(text);
+  if (j.contains("f")) return j["f"].get<double>();
+  if (j.contains("i")) return j["i"].get<std::int64_t>();
+  if (j.contains("b")) return j["b"].get<bool>();
+  return j.at("s").get<std::string>();
+}
+
+bool under(const std::string& path, const std::string& prefix) {
+  return path == prefix ||
+         (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
+          path[prefix.size()] == '/');
+}
+
+void check_actor(const std::string& actor) {
+  const auto colon = actor.find(':');
+  const std::string kind = actor.substr(0, colon);
+  const bool named = colon != std::string::npos && colon + 1 < actor.size();
+  if (!((kind == "human" && named) || (kind == "policy" && named) || actor == "api")) {
+    throw ConfigHubError("actor '" + actor + "' must be human:NAME, policy:NAME or api");
+  }
+}
+
+class Db {
+ public:
+  explicit Db(const std::string& path) : path_(path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+      const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      throw ConfigHubError("config hub " + path + ": cannot open: " + why);
+    }
+    sqlite3_busy_timeout(db_, 10000);
+    exec(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+        "CREATE TABLE IF NOT EXISTS config_jobs (job_id TEXT PRIMARY KEY, revision INTEGER NOT "
+        "NULL);"
+        "CREATE TABLE IF NOT EXISTS config_values (job_id TEXT NOT NULL, path TEXT NOT NULL, value "
+        "TEXT NOT NULL,"
+        "  PRIMARY KEY (job_id, path));"
+        "CREATE TABLE IF NOT EXISTS config_frozen (job_id TEXT NOT NULL, prefix TEXT NOT NULL,"
+        "  PRIMARY KEY (job_id, prefix));"
+        "CREATE TABLE IF NOT EXISTS config_audit (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
+        "  revision INTEGER NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, path TEXT NOT "
+        "NULL,"
+        "  old_value TEXT, new_value TEXT NOT NULL, time_ms INTEGER NOT NULL, accepted INTEGER NOT "
+        "NULL,"
+        "  refusal TEXT NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS config_audit_job ON config_audit (job_id, seq);");
+  }
+  ~Db() { sqlite3_close(db_); }
+  void exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      const std::string why = err ? err : "unknown";
+      sqlite3_free(err);
+      throw ConfigHubError("config hub " + path_ + ": " + why);
+    }
+  }
+  // Runs `sql` with text/int parameters; calls `row` per result row.
+  void query(const std::string& sql,
+             const std::vector<std::variant<std::string, std::int64_t, std::nullptr_t>>& params,
+             const std::function<void(sqlite3_stmt*)>& row = {}) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+      throw ConfigHubError("config hub " + path_ + ": " + sqlite3_errmsg(db_));
+    }
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      const int idx = static_cast<int>(i + 1);
+      if (const auto* s = std::get_if<std::string>(&params[i]))
+        sqlite3_bind_text(st, idx, s->c_str(), -1, SQLITE_TRANSIENT);
+      else if (const auto* n = std::get_if<std::int64_t>(&params[i]))
+        sqlite3_bind_int64(st, idx, *n);
+      else
+        sqlite3_bind_null(st, idx);
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      if (row) row(st);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) throw ConfigHubError("config hub " + path_ + ": " + sqlite3_errmsg(db_));
+  }
+
+ private:
+  std::string path_;
+  sqlite3* db_ = nullptr;
+};
+
+std::string text(sqlite3_stmt* st, int col) {
+  const auto* p = sqlite3_column_text(st, col);
+  return p ? reinterpret_cast<const char*>(p) : "";
+}
+
+}  // namespace
+
+bool is_human(const std::string& actor) {
+  check_actor(actor);
+  return actor.rfind("human:", 0) == 0;
+}
+
+struct ConfigHub::Impl {
+  mutable std::mutex mu;
+  mutable Db db;
+  std::function<std::int64_t()> clock;
+
+  Impl(const std::string& path, std::function<std::int64_t()> c) : db(path), clock(std::move(c)) {
+    if (!clock) {
+      clock = [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+      };
+    }
+  }
+
+  std::optional<std::uint64_t> revision(const std::string& job) const {
+    std::optional<std::uint64_t> r;
+    db.query("SELECT revision FROM config_jobs WHERE job_id=?", {job}, [&](sqlite3_stmt* st) {
+      r = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
+    });
+    return r;
+  }
+
+  std::vector<std::string> frozen(const std::string& job) const {
+    std::vector<std::string> out;
+    db.query("SELECT prefix FROM config_frozen WHERE job_id=? ORDER BY prefix", {job},
+             [&](sqlite3_stmt* st) { out.push_back(text(st, 0)); });
+    return out;
+  }
+
+  std::optional<ParamValue> value(const std::string& job, const std::string& path) const {
+    std::optional<ParamValue> v;
+    db.query("SELECT value FROM config_values WHERE job_id=? AND path=?", {job, path},
+             [&](sqlite3_stmt* st) { v = decode(text(st, 0)); });
+    return v;
+  }
+
+  void audit(const std::string& job, std::uint64_t rev, const std::string& actor,
+             const std::string& reason, const ConfigWrite& w, const std::optional<ParamValue>& old,
+             bool accepted, const std::string& refusal) {
+    db.query(
+        "INSERT INTO config_audit (job_id, revision, actor, reason, path, old_value, new_value, "
+        "time_ms, "
+        "accepted, refusal) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        {job, static_cast<std::int64_t>(rev), actor, reason, w.path,
+         old ? std::variant<std::string, std::int64_t, std::nullptr_t>(encode(*old))
+             : std::variant<std::string, std::int64_t, std::nullptr_t>(nullptr),
+         encode(w.value), clock(), std::int64_t{accepted ? 1 : 0}, refusal});
+  }
+};
+
+ConfigHub::ConfigHub(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ConfigHub::ConfigHub(ConfigHub&&) noexcept = default;
+ConfigHub::~ConfigHub() = default;
+
+ConfigHub ConfigHub::open(const std::string& path, std::function<std::int64_t()> clock_ms) {
+  return ConfigHub(std::make_unique<Impl>(path, std::move(clock_ms)));
+}
+
+void ConfigHub::seed(const std::string& job_id, const plugin::ConfigView& initial) {
+  std::lock_guard lock(impl_->mu);
+  if (impl_->revision(job_id)) return;
+  for (const auto& [path, v] : initial) {
+    if (const std::string why = knobs::check(path, v); !why.empty()) {
+      throw ConfigHubError("job " + job_id + ": " + why);
+    }
+  }
+  impl_->db.exec("BEGIN IMMEDIATE");
+  try {
+    impl_->db.query("INSERT INTO config_jobs (job_id, revision) VALUES (?, 1)", {job_id});
+    for (const auto& [path, v] : initial) {
+      impl_->db.query("INSERT INTO config_values (job_id, path, value) VALUES (?,?,?)",
+                      {job_id, path, encode(v)});
+      impl_->audit(job_id, 1, "api", "seeded from the manifest", {path, v}, std::nullopt, true, "");
+    }
+    impl_->db.exec("COMMIT");
+  } catch (...) {
+    impl_->db.exec("ROLLBACK");
+    throw;
+  }
+}
+
+ConfigTree ConfigHub::get(const std::string& job_id) const {
+  std::lock_guard lock(impl_->mu);
+  const auto rev = impl_->revision(job_id);
+  if (!rev) throw ConfigHubError("job " + job_id + ": no config tree");
+  ConfigTree t;
+  t.revision = *rev;
+  impl_->db.query("SELECT path, value FROM config_values WHERE job_id=?", {job_id},
+                  [&](sqlite3_stmt* st) { t.values[text(st, 0)] = decode(text(st, 1)); });
+  return t;
+}
+
+ConfigWriteResult ConfigHub::write(const std::string& job_id,
+                                   const std::vector<ConfigWrite>& writes, const std::string& actor,
+                                   const std::string& reason) {
+  std::lock_guard lock(impl_->mu);
+  ConfigWriteResult out;
+  const auto rev = impl_->revision(job_id);
+  if (!rev) {
+    out.status = 404;
+    out.refusal = "job " + job_id + ": no config tree";
+    return out;
+  }
+  out.revision = *rev;
+  try {
+    check_actor(actor);
+  } catch (const ConfigHubError& e) {
+    out.status = 400;
+    out.refusal = e.what();
+    return out;
+  }
+  if (writes.empty()) {
+    out.status = 400;
+    out.refusal = "no writes";
+    return out;
+  }
+  std::vector<ConfigWrite> normalised;
+  for (const ConfigWrite& w : writes) {
+    ParamValue v = w.value;
+    if (const auto* spec = knobs::find(w.path); spec && spec->type == plugin::ParamType::kFloat64) {
+      if (const auto* i = std::get_if<std::int64_t>(&v)) v = static_cast<double>(*i);
+    }
+    std::string why = w.path == knobs::kRevision
+                          ? std::string(knobs::kRevision) + " is the hub's own"
+                          : knobs::check(w.path, v);
+    if (!why.empty()) {
+      out.status = 400;
+      out.refusal = why;
+      return out;  // invalid: refused whole, nothing recorded
+    }
+    normalised.push_back({w.path, v});
+  }
+  if (actor.rfind("policy:", 0) == 0) {
+    for (const std::string& prefix : impl_->frozen(job_id)) {
+      for (const ConfigWrite& w : normalised) {
+        if (!under(w.path, prefix)) continue;
+        out.status = 409;
+        out.refusal =
+            w.path + " is under the frozen prefix " + prefix + "; " + actor + " may not write it";
+        impl_->db.exec("BEGIN IMMEDIATE");
+        for (const ConfigWrite& x : normalised) {
+          impl_->audit(job_id, *rev, actor, reason, x, impl_->value(job_id, x.path), false,
+                       out.refusal);
+        }
+        impl_->db.exec("COMMIT");
+        return out;
+      }
+    }
+  }
+  const std::uint64_t next = *rev + 1;
+  impl_->db.exec("BEGIN IMMEDIATE");
+  try {
+    for (const ConfigWrite& w : normalised) {
+      const auto old = impl_->value(job_id, w.path);
+      impl_->db.query(
+          "INSERT INTO config_values (job_id, path, value) VALUES (?,?,?) "
+          "ON CONFLICT (job_id, path) DO UPDATE SET value=excluded.value",
+          {job_id, w.path, encode(w.value)});
+      impl_->audit(job_id, next, actor, reason, w, old, true, "");
+    }
+    impl_->db.query("UPDATE config_jobs SET revision=? WHERE job_id=?",
+                    {static_cast<std::int64_t>(next), job_id});
+    impl_->db.exec("COMMIT");
+  } catch (...) {
+    impl_->db.exec("ROLLBACK");
+    throw;
+  }
+  out.applied = true;
+  out.revision = next;
+  return out;
+}
+
+void ConfigHub::freeze(const std::string& job_id, const std::string& prefix,
+                       const std::string& actor) {
+  if (!is_human(actor))
+    throw ConfigHubError(actor + " may not freeze: only humans freeze and unfreeze");
+  if (prefix.empty() || prefix.front() == '/' || prefix.back() == '/') {
+    throw ConfigHubError("invalid prefix '" + prefix + "' (e.g. training/optimizer)");
+  }
+  std::lock_guard lock(impl_->mu);
+  if (!impl_->revision(job_id)) throw ConfigHubError("job " + job_id + ": no config tree");
+  impl_->db.query("INSERT OR IGNORE INTO config_frozen (job_id, prefix) VALUES (?,?)",
+                  {job_id, prefix});
+}
+
+void ConfigHub::unfreeze(const std::string& job_id, const std::string& prefix,
+                         const std::string& actor) {
+  if (!is_human(actor))
+    throw ConfigHubError(actor + " may not unfreeze: only humans freeze and unfreeze");
+  std::lock_guard lock(impl_->mu);
+  if (!impl_->revision(job_id)) throw ConfigHubError("job " + job_id + ": no config tree");
+  impl_->db.query("DELETE FROM config_frozen WHERE job_id=? AND prefix=?", {job_id, prefix});
+}
+
+std::vector<std::string> ConfigHub::frozen(const std::string& job_id) const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->frozen(job_id);
+}
+
+std::vector<AuditEntry> ConfigHub::audit(const std::string& job_id, std::uint64_t after_seq,
+                                         std::size_t limit) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<AuditEntry> out;
+  impl_->db.query(
+      "SELECT seq, revision, actor, reason, path, old_value, new_value, time_ms, accepted, refusal "
+      "FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
+      {job_id, static_cast<std::int64_t>(after_seq), static_cast<std::int64_t>(limit)},
+      [&](sqlite3_stmt* st) {
+        AuditEntry e;
+        e.seq = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
+        e.revision = static_cast<std::uint64_t>(sqlite3_column_int64(st, 1));
+        e.actor = text(st, 2);
+        e.reason = text(st, 3);
+        e.path = text(st, 4);
+        if (sqlite3_column_type(st, 5) != SQLITE_NULL) e.old_value = decode(text(st, 5));
+        e.new_value = decode(text(st, 6));
+        e.time_ms = sqlite3_column_int64(st, 7);
+        e.accepted = sqlite3_column_int64(st, 8) != 0;
+        e.refusal = text(st, 9);
+        out.push_back(std::move(e));
+      });
+  return out;
+}
+
+std::vector<ConfigDelta> ConfigHub::deltas_since(const std::string& job_id,
+                                                 std::uint64_t revision) const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<ConfigDelta> out;
+  impl_->db.query(
+      "SELECT revision, path, new_value FROM config_audit WHERE job_id=? AND accepted=1 AND "
+      "revision>? "
+      "ORDER BY seq",
+      {job_id, static_cast<std::int64_t>(revision)}, [&](sqlite3_stmt* st) {
+        const auto rev = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
+        if (out.empty() || out.back().revision != rev) out.push_back({rev, {}});
+        out.back().writes.push_back({text(st, 1), decode(text(st, 2))});
+      });
+  return out;
+}
+
+}  // namespace tv::fleet
