@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "train_command.hpp"
 #include "trainvisor/fleet/http.hpp"
 
 namespace tv::cli {
@@ -14,6 +15,10 @@ namespace {
 using nlohmann::json;
 
 struct Conn {
+  std::string path;    // config get/set
+  std::string value;   // config set
+  std::string reason;  // config set
+  std::string prefix;  // config freeze/unfreeze
   std::string url;
   std::string token;
   std::string ca_file;
@@ -38,11 +43,13 @@ class Api {
             env_or(c.ca_file, "TRAINVISOR_CA_FILE"), std::chrono::seconds(30)}) {}
 
   json get(const std::string& target) { return check(client_.request("GET", target)); }
-  json post(const std::string& target) {
+  json post(const std::string& target, const json& body = json::object()) {
     if (token_.empty())
       throw std::invalid_argument(
           "this needs the operator token: --operator-token or TRAINVISOR_OPERATOR_TOKEN");
-    return check(client_.request("POST", target, "{}", {{"X-Operator-Token", token_}}));
+    const std::string who = env_or("", "TRAINVISOR_OPERATOR_NAME", env_or("", "USER", "operator"));
+    return check(client_.request("POST", target, body.dump(),
+                                 {{"X-Operator-Token", token_}, {"X-Operator-Name", who}}));
   }
 
   // A job by full id, unique id prefix or name.
@@ -131,6 +138,81 @@ void add_ops_commands(CLI::App& app) {
   for (CLI::App* cmd : {show, cancel, requeue, explain, artifacts}) {
     cmd->add_option("JOB", c->job, "Job id, unique id prefix, or name")->required();
   }
+
+  CLI::App* config = app.add_subcommand("config", "A job's live config: get, set, freeze, log");
+  config->require_subcommand(1);
+  CLI::App* cget =
+      config->add_subcommand("get", "The job's config tree (or one key) and its revision");
+  CLI::App* cset = config->add_subcommand("set", "Set one key (a new revision, audited)");
+  CLI::App* cfreeze = config->add_subcommand("freeze", "Refuse policy writes under a prefix");
+  CLI::App* cunfreeze =
+      config->add_subcommand("unfreeze", "Allow policy writes under a prefix again");
+  CLI::App* clog = config->add_subcommand("log", "The audit log: every write, accepted or refused");
+  for (CLI::App* cmd : {cget, cset, cfreeze, cunfreeze, clog}) {
+    add_common(*cmd, *c);
+    cmd->add_option("JOB", c->job, "Job id, unique id prefix, or name")->required();
+  }
+  cget->add_option("PATH", c->path, "One key, e.g. training/optimizer/learning_rate");
+  cset->add_option("PATH", c->path, "Key path")->required();
+  cset->add_option("VALUE", c->value, "Value: a number, true/false or text")->required();
+  cset->add_option("--reason", c->reason, "Why (recorded in the audit log)")->required();
+  for (CLI::App* cmd : {cfreeze, cunfreeze})
+    cmd->add_option("PREFIX", c->prefix, "e.g. training/optimizer")->required();
+
+  cget->callback([c] {
+    Api api(*c);
+    const json j = api.get("/v1/job/" + api.resolve(c->job) + "/config");
+    if (!c->path.empty() && !j["values"].contains(c->path))
+      throw std::invalid_argument("the job has no key '" + c->path + "'");
+    const json out =
+        c->path.empty()
+            ? j
+            : json{{"revision", j["revision"]}, {"path", c->path}, {"value", j["values"][c->path]}};
+    print(*c, out, [&] {
+      if (!c->path.empty()) {
+        std::printf("%s\n", j["values"][c->path].dump().c_str());
+        return;
+      }
+      std::printf("revision %lld%s\n", static_cast<long long>(j["revision"].get<std::int64_t>()),
+                  j["frozen"].empty() ? "" : (", frozen: " + j["frozen"].dump()).c_str());
+      for (const auto& [k, v] : j["values"].items())
+        std::printf("  %-42s %s\n", k.c_str(), v.dump().c_str());
+    });
+  });
+  cset->callback([c] {
+    Api api(*c);
+    const plugin::ParamValue v = parse_param_value(c->value);
+    json value = std::visit([](const auto& x) { return json(x); }, v);
+    const json j = api.post("/v1/job/" + api.resolve(c->job) + "/config",
+                            {{"writes", {{c->path, value}}}, {"reason", c->reason}});
+    print(*c, j, [&] {
+      std::printf("revision %lld\n", static_cast<long long>(j["revision"].get<std::int64_t>()));
+    });
+  });
+  for (const bool freezing : {true, false}) {
+    (freezing ? cfreeze : cunfreeze)->callback([c, freezing] {
+      Api api(*c);
+      const json j = api.post(
+          "/v1/job/" + api.resolve(c->job) + (freezing ? "/config/freeze" : "/config/unfreeze"),
+          {{"prefix", c->prefix}});
+      print(*c, j, [&] { std::printf("frozen: %s\n", j["frozen"].dump().c_str()); });
+    });
+  }
+  clog->callback([c] {
+    Api api(*c);
+    const json j = api.get("/v1/job/" + api.resolve(c->job) + "/config/log");
+    print(*c, j, [&] {
+      for (const auto& e : j["entries"]) {
+        std::printf("r%-4lld %-22s %-40s %s -> %s %s%s\n",
+                    static_cast<long long>(e["revision"].get<std::int64_t>()),
+                    e["actor"].get<std::string>().c_str(), e["path"].get<std::string>().c_str(),
+                    e["old"].dump().c_str(), e["new"].dump().c_str(),
+                    e["accepted"].get<bool>() ? "" : "REFUSED: ",
+                    e["accepted"].get<bool>() ? e["reason"].get<std::string>().c_str()
+                                              : e["refusal"].get<std::string>().c_str());
+      }
+    });
+  });
 
   list->callback([c] {
     Api api(*c);

@@ -100,6 +100,16 @@ wait_for 60 sh -c "[ \"\$('$TRAINVISOR' jobs show short-2 -o json | $PY -c 'impo
 "$TRAINVISOR" reload --dry-run | grep -q "added: none" || fail "reload --dry-run: $("$TRAINVISOR" reload --dry-run)"
 "$TRAINVISOR" status -o json | field "['jobs']['completed']" | grep -qx 2 || fail "status: $("$TRAINVISOR" status)"
 
+# The config hub through the CLI: a human write is a new, audited revision; a frozen prefix shows.
+TRAINVISOR_OPERATOR_NAME=ana "$TRAINVISOR" config set gpu-only training/optimizer/learning_rate 0.02 --reason "test" \
+  | grep -qx "revision 2" || fail "config set"
+"$TRAINVISOR" config freeze gpu-only training/optimizer | grep -q training/optimizer || fail "config freeze"
+"$TRAINVISOR" config get gpu-only training/optimizer/learning_rate | grep -qx 0.02 || fail "config get"
+"$TRAINVISOR" config log gpu-only | grep -q "human:ana .*training/optimizer/learning_rate" || fail "config log"
+if "$TRAINVISOR" config set gpu-only training/optimizer/learning_rate 50 --reason x 2>/dev/null; then
+  fail "an out-of-range value was accepted"
+fi
+
 # SIGTERM: host B stops cleanly.
 kill -TERM "$b"
 wait_for 20 sh -c "! kill -0 $b" || fail "host B did not stop on SIGTERM"

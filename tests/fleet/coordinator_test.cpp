@@ -247,5 +247,50 @@ TEST_F(CoordinatorTest, ReloadIsIdempotentAndDryRunWritesNothing) {
   EXPECT_EQ(client_->request("GET", "/v1/jobs").json_body()["jobs"].size(), 3u);
 }
 
+TEST_F(CoordinatorTest, ConfigHubOverHttp) {
+  const std::string id = client_->request("GET", "/v1/jobs").json_body()["jobs"][0]["id"];
+  auto tree = client_->request("GET", "/v1/job/" + id + "/config").json_body();
+  EXPECT_EQ(tree["revision"], 1);
+  const auto human = [&](const json& body) {
+    return client_->request("POST", "/v1/job/" + id + "/config", body.dump(),
+                            {{"X-Operator-Token", "op-secret"}, {"X-Operator-Name", "ana"}});
+  };
+  const auto policy = [&](const json& body) {
+    return client_->request("POST", "/v1/job/" + id + "/config", body.dump(),
+                            {{"X-Worker-Token", "worker-secret"}});
+  };
+  auto r = human({{"writes", {{"training/optimizer/learning_rate", 0.02}}}, {"reason", "slower"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json_body()["revision"], 2);
+  EXPECT_EQ(r.json_body()["actor"], "human:ana");
+  EXPECT_EQ(human({{"writes", {{"training/optimizer/learning_rat", 0.02}}}}).status, 400);
+  EXPECT_EQ(client_
+                ->request("POST", "/v1/job/" + id + "/config",
+                          R"({"writes":{"training/optimizer/momentum":0.5}})")
+                .status,
+            401);
+  const auto op = [&](const std::string& what, const json& body) {
+    return client_->request("POST", "/v1/job/" + id + "/config/" + what, body.dump(),
+                            {{"X-Operator-Token", "op-secret"}});
+  };
+  ASSERT_EQ(op("freeze", {{"prefix", "training/optimizer"}}).status, 200);
+  r = policy({{"policy", "plateau"},
+              {"writes", {{"training/optimizer/learning_rate", 0.01}}},
+              {"reason", "flat"}});
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(human({{"writes", {{"training/optimizer/learning_rate", 0.03}}}}).status, 200);
+  EXPECT_EQ(op("unfreeze", {{"prefix", "training/optimizer"}}).status, 200);
+  r = policy({{"policy", "plateau"}, {"writes", {{"training/optimizer/learning_rate", 0.01}}}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  tree = client_->request("GET", "/v1/job/" + id + "/config").json_body();
+  EXPECT_EQ(tree["revision"], 4);
+  EXPECT_EQ(tree["values"]["training/optimizer/learning_rate"], 0.01);
+  const auto log = client_->request("GET", "/v1/job/" + id + "/config/log").json_body()["entries"];
+  ASSERT_EQ(log.size(), 4u);  // three accepted writes and the refused one
+  EXPECT_EQ(log[1]["actor"], "policy:plateau");
+  EXPECT_FALSE(log[1]["accepted"]);
+  EXPECT_EQ(log[3]["old"], 0.03);
+}
+
 }  // namespace
 }  // namespace tv::fleet

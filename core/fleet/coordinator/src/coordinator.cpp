@@ -10,6 +10,7 @@
 
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/fleet/artifact_store.hpp"
+#include "trainvisor/fleet/config_hub.hpp"
 #include "trainvisor/fleet/manifest.hpp"
 
 namespace tv::fleet {
@@ -213,6 +214,7 @@ json job_row_json(const JobRow& r) {
 struct Coordinator::Impl {
   CoordinatorOptions options;
   JobQueue queue;
+  ConfigHub hub;
   std::optional<ArtifactStore> store;
   std::mutex reload_mu;
   std::unique_ptr<http::Server> server;
@@ -234,7 +236,8 @@ struct Coordinator::Impl {
   explicit Impl(CoordinatorOptions o)
       : options(prepared(std::move(o))),
         queue(
-            JobQueue::open((fs::path(options.data_dir) / "queue.sqlite").string(), options.queue)) {
+            JobQueue::open((fs::path(options.data_dir) / "queue.sqlite").string(), options.queue)),
+        hub(ConfigHub::open((fs::path(options.data_dir) / "config.sqlite").string())) {
     StoreOptions so;
     so.max_bytes = options.max_artifact_bytes;
     auto s = ArtifactStore::open(fs::path(options.data_dir) / "artifacts", so);
@@ -285,6 +288,10 @@ struct Coordinator::Impl {
     if (!dry_run) {
       out.report = queue.upsert_manifest(m.jobs);
       queue.upsert_hosts(m.hosts);
+      // Every job's config tree starts as its manifest's hyper table, once: a reload never
+      // overwrites live values.
+      for (const JobSpec& j : m.jobs)
+        hub.seed(j.id, j.hyper);
     }
     return out;
   }
@@ -481,6 +488,95 @@ struct Coordinator::Impl {
     r.push_back({"POST", "/v1/job/{id}/requeue", operator_([this](Request& req, http::BodyStream*) {
                    return queue_reply(queue.requeue(req.params[0]), req.params[0]);
                  })});
+    // The config hub. Reads are open; a write is a human's with the operator token
+    // (X-Operator-Name names them) or a policy's with the worker token (body field "policy").
+    r.push_back({"GET", "/v1/job/{id}/config", [this](Request& req, http::BodyStream*) {
+                   try {
+                     const ConfigTree t = hub.get(req.params[0]);
+                     return Response::json(
+                         200,
+                         {{"job", req.params[0]},
+                          {"revision", t.revision},
+                          {"values", params_json(plugin::Params(t.values.begin(), t.values.end()))},
+                          {"frozen", hub.frozen(req.params[0])}});
+                   } catch (const ConfigHubError& e) {
+                     return Response::error(404, e.what());
+                   }
+                 }});
+    r.push_back({"POST", "/v1/job/{id}/config", [this](Request& req, http::BodyStream*) {
+                   std::string actor;
+                   const json b = body_json(req);
+                   if (authorised(req, "x-operator-token", options.operator_token)) {
+                     const std::string name = req.header("x-operator-name");
+                     actor = "human:" + (name.empty() ? std::string("operator") : name);
+                   } else if (authorised(req, "x-worker-token", options.worker_token)) {
+                     actor = "policy:" + required_string(b, "policy");
+                   } else {
+                     return Response::error(
+                         401, "missing or wrong X-Operator-Token (or X-Worker-Token for a policy)");
+                   }
+                   if (!b.contains("writes") || !b["writes"].is_object() || b["writes"].empty()) {
+                     throw std::invalid_argument(
+                         "missing field 'writes' (an object of key path -> value)");
+                   }
+                   std::vector<ConfigWrite> writes;
+                   for (const auto& [k, v] : params_from_json(b["writes"]))
+                     writes.push_back({k, v});
+                   const ConfigWriteResult w =
+                       hub.write(req.params[0], writes, actor, b.value("reason", std::string()));
+                   if (!w.applied) return Response::error(w.status, w.refusal);
+                   return Response::json(200, {{"revision", w.revision}, {"actor", actor}});
+                 }});
+    for (const bool freezing : {true, false}) {
+      r.push_back({"POST", freezing ? "/v1/job/{id}/config/freeze" : "/v1/job/{id}/config/unfreeze",
+                   operator_([this, freezing](Request& req, http::BodyStream*) {
+                     const json b = body_json(req);
+                     const std::string name = req.header("x-operator-name");
+                     const std::string actor =
+                         "human:" + (name.empty() ? std::string("operator") : name);
+                     try {
+                       if (freezing) {
+                         hub.freeze(req.params[0], required_string(b, "prefix"), actor);
+                       } else {
+                         hub.unfreeze(req.params[0], required_string(b, "prefix"), actor);
+                       }
+                     } catch (const ConfigHubError& e) {
+                       return Response::error(400, e.what());
+                     }
+                     return Response::json(200, {{"frozen", hub.frozen(req.params[0])}});
+                   })});
+    }
+    r.push_back({"GET", "/v1/job/{id}/config/log", [this](Request& req, http::BodyStream*) {
+                   const auto num = [&](const char* key, std::uint64_t dflt) -> std::uint64_t {
+                     const auto it = req.query.find(key);
+                     if (it == req.query.end()) return dflt;
+                     try {
+                       return std::stoull(it->second);
+                     } catch (...) {
+                       throw std::invalid_argument(std::string("query parameter '") + key +
+                                                   "' is not a number");
+                     }
+                   };
+                   const auto value = [](const plugin::ParamValue& v) {
+                     return params_json({{"v", v}})["v"];
+                   };
+                   json entries = json::array();
+                   for (const AuditEntry& e :
+                        hub.audit(req.params[0], num("after", 0),
+                                  std::min<std::uint64_t>(num("limit", 100), 1000))) {
+                     entries.push_back({{"seq", e.seq},
+                                        {"revision", e.revision},
+                                        {"actor", e.actor},
+                                        {"reason", e.reason},
+                                        {"path", e.path},
+                                        {"old", e.old_value ? value(*e.old_value) : json(nullptr)},
+                                        {"new", value(e.new_value)},
+                                        {"time_ms", e.time_ms},
+                                        {"accepted", e.accepted},
+                                        {"refusal", e.refusal}});
+                   }
+                   return Response::json(200, {{"entries", entries}});
+                 }});
     r.push_back({"POST", "/v1/manifest/reload", operator_([this](Request& req, http::BodyStream*) {
                    const bool dry = req.query.count("dry_run") && req.query["dry_run"] != "0";
                    try {
