@@ -1,7 +1,6 @@
 #include "trainvisor/fleet/host_daemon.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -16,6 +15,7 @@
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/http.hpp"
+#include "trainvisor/fleet/sha256.hpp"
 #include "trainvisor/shm/block_name.hpp"
 
 namespace tv::fleet {
@@ -24,29 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
-
-std::string file_sha256(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    EVP_DigestUpdate(ctx, buf.data(), static_cast<std::size_t>(in.gcount()));
-  }
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  EVP_DigestFinal_ex(ctx, d, &n);
-  EVP_MD_CTX_free(ctx);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[d[i] >> 4];
-    out += hex[d[i] & 15];
-  }
-  return out;
-}
 
 std::string tail_of(const std::string& path, std::size_t bytes) {
   std::ifstream in(path, std::ios::binary);
@@ -302,7 +279,7 @@ struct HostDaemon::Impl {
     if (code == 0 || code == 3) {
       const std::string bundle = (fs::path(job.out_dir) / "bundle.tvb").string();
       try {
-        const std::string digest = file_sha256(bundle);
+        const std::string digest = sha256_file_hex(bundle);
         // Ask first: a bundle the store already has is not sent again.
         if (client.request("GET", "/v1/artifact/" + digest + "/stat").status != 200) {
           const http::Response up = client.send_file("PUT", base + "/artifact/bundle.tvb", bundle,

@@ -1,7 +1,5 @@
 #include "trainvisor/fleet/manifest.hpp"
 
-#include <openssl/evp.h>
-
 #include <toml++/toml.h>
 #include <algorithm>
 #include <fstream>
@@ -224,19 +222,6 @@ nlohmann::json value_json(const ParamValue& v) {
 
 ManifestError::ManifestError(std::vector<std::string> diagnostics)
     : std::runtime_error(join(diagnostics)), diagnostics_(std::move(diagnostics)) {}
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), d, &n, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[d[i] >> 4];
-    out += hex[d[i] & 15];
-  }
-  return out;
-}
 
 std::string canonical_spec(const JobSpec& job) {
   nlohmann::json j = nlohmann::json::object();  // std::map underneath: keys in bytewise order

@@ -34,6 +34,7 @@
 
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/fleet/job_spec.hpp"
+#include "trainvisor/fleet/sha256.hpp"
 
 namespace tv::fleet {
 
@@ -58,8 +59,7 @@ Manifest load_manifest(const std::string& path, const PluginRegistry& plugins);
 Manifest parse_manifest(std::string_view text, std::string_view path,
                         const PluginRegistry& plugins);
 
-// The canonical spec of a job (see above) and its sha256.
+// The canonical spec of a job (see above); its id is sha256_hex of it.
 std::string canonical_spec(const JobSpec& job);
-std::string sha256_hex(std::string_view data);
 
 }  // namespace tv::fleet
