@@ -13,6 +13,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "fleet_test: $(date +%T) $*" >&2; }  # where a timeout stopped it, in CI's output
 field() { "$PY" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 wait_for() {  # wait_for SECONDS COMMAND...
   local until=$((SECONDS + $1)); shift
@@ -62,6 +63,7 @@ attempt_of() { "$TRAINVISOR" jobs show "$1" -o json | field "['attempt']"; }
 if TRAINVISOR_OPERATOR_TOKEN=wrong "$TRAINVISOR" jobs cancel long 2>"$dir/err"; then fail "wrong token accepted"; fi
 grep -q "X-Operator-Token" "$dir/err" || fail "wrong-token message: $(cat "$dir/err")"
 
+step "host A takes the long job"
 # Host A takes the long job (highest priority) and is killed with SIGKILL while it trains.
 "$TRAINVISOR" host --name host-a --work-dir "$dir/a" --heartbeat-every 0.3 --poll-every 0.3 \
   2> "$dir/a.log" &
@@ -76,6 +78,7 @@ wait_for 5 sh -c "! kill -0 $trainer" || fail "the trainer outlived its host"
 wait_for 10 sh -c "[ \"\$('$TRAINVISOR' jobs show long -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = pending ]" \
   || fail "the long job never went back to pending: $(status_of long)"
 
+step "host B takes over"
 # Host B takes it over (attempt 2, resuming host A's checkpoint is not possible: other disk) ...
 "$TRAINVISOR" host --name host-b --work-dir "$dir/b" --heartbeat-every 0.3 --poll-every 0.3 \
   2> "$dir/b.log" &
@@ -88,6 +91,7 @@ wait_for 20 sh -c "[ \"\$('$TRAINVISOR' jobs show long -o json | $PY -c 'import 
 wait_for 20 sh -c "grep -q 'cancelled long' '$dir/b.log'" || fail "host B never stopped the trainer: $(cat "$dir/b.log")"
 [ "$(status_of long)" = cancelled ] || fail "long is $(status_of long)"
 
+step "short jobs"
 # Host B goes on with the short jobs; the CUDA-only one stays pending, and explain says why.
 wait_for 60 sh -c "[ \"\$('$TRAINVISOR' jobs show short-2 -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = completed ]" \
   || fail "short-2 did not complete: $(cat "$dir/b.log")"
@@ -100,6 +104,7 @@ wait_for 60 sh -c "[ \"\$('$TRAINVISOR' jobs show short-2 -o json | $PY -c 'impo
 "$TRAINVISOR" reload --dry-run | grep -q "added: none" || fail "reload --dry-run: $("$TRAINVISOR" reload --dry-run)"
 "$TRAINVISOR" status -o json | field "['jobs']['completed']" | grep -qx 2 || fail "status: $("$TRAINVISOR" status)"
 
+step "config hub"
 # The config hub through the CLI: a human write is a new, audited revision; a frozen prefix shows.
 TRAINVISOR_OPERATOR_NAME=ana "$TRAINVISOR" config set gpu-only training/optimizer/learning_rate 0.02 --reason "test" \
   | grep -qx "revision 2" || fail "config set"
@@ -110,10 +115,12 @@ if "$TRAINVISOR" config set gpu-only training/optimizer/learning_rate 50 --reaso
   fail "an out-of-range value was accepted"
 fi
 
+step "host B SIGTERM"
 # SIGTERM: host B stops cleanly.
 kill -TERM "$b"
 wait_for 20 sh -c "! kill -0 $b" || fail "host B did not stop on SIGTERM"
 grep -q "host: done" "$dir/b.log" || fail "host B did not report: $(tail -3 "$dir/b.log")"
+step "TLS"
 # TLS: a coordinator with a certificate; the CLI and a host verify it with --ca-file and refuse
 # it without.
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
@@ -130,6 +137,7 @@ if "$TRAINVISOR" status --coordinator "http://127.0.0.1:$(head -1 "$dir/tls-url"
   fail "plain HTTP reached the TLS port"
 fi
 
+step "up"
 # `trainvisor up`: the embedded default runs a manifest to the end and prints the final table.
 cat > "$dir/up.toml" <<'TOML'
 [[jobs]]
@@ -144,7 +152,8 @@ name = "up-b"
 model = "tiny"
 seed = 5
 TOML
-"$TRAINVISOR" up "$dir/up.toml" --data-dir "$dir/up-data" > "$dir/up.out" 2> "$dir/up.err" || fail "up failed: $(tail -5 "$dir/up.err")"
+timeout 120 "$TRAINVISOR" up "$dir/up.toml" --data-dir "$dir/up-data" > "$dir/up.out" 2> "$dir/up.err" \
+  || fail "up failed: $(tail -5 "$dir/up.err")"
 grep -qE "^up-a +completed +1 " "$dir/up.out" || fail "up table: $(cat "$dir/up.out")"
 grep -qE "^up-b +completed +1 " "$dir/up.out" || fail "up table: $(cat "$dir/up.out")"
 grep -q "JOB.*STATUS.*EPOCH.*LOSS.*VAL_ACC.*LR" "$dir/up.err" || fail "no progress board"
