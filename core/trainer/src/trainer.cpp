@@ -278,14 +278,7 @@ class Session final : public TrainingSession {
     const bool epoch_end = end >= n;
     const std::int64_t eval_every = config_->applied().i(knobs::kEvalEvery);
     const bool eval = (eval_every > 0 && step_ % eval_every == 0) || (eval_every == 0 && epoch_end);
-    shm::TelemetryRecord r;
-    r.step = static_cast<std::uint64_t>(step_);
-    r.epoch = static_cast<std::uint32_t>(epoch_);
-    r.wall_time_ns = unix_ns();
-    r.loss = loss_value;
-    r.grad_norm = grad_norm;
-    r.learning_rate = config_->applied().f(knobs::kLearningRate);
-    r.config_revision = static_cast<std::uint64_t>(config_->applied().i(knobs::kRevision));
+    shm::TelemetryRecord r = record_of_step();
     r.samples_per_sec = secs > 0 ? static_cast<double>(end - begin) / secs : NAN;
     if (eval) {
       last_eval_ = evaluate();
@@ -385,19 +378,25 @@ class Session final : public TrainingSession {
             static_cast<double>(correct) / static_cast<double>(n)};
   }
 
+  // A record of the step just taken, with the knobs it ran on.
+  shm::TelemetryRecord record_of_step() const {
+    shm::TelemetryRecord r;
+    r.step = static_cast<std::uint64_t>(step_);
+    r.epoch = static_cast<std::uint32_t>(epoch_);
+    r.wall_time_ns = unix_ns();
+    r.loss = last_loss_;
+    r.grad_norm = last_grad_norm_;
+    r.learning_rate = config_->applied().f(knobs::kLearningRate);
+    r.config_revision = static_cast<std::uint64_t>(config_->applied().i(knobs::kRevision));
+    return r;
+  }
+
   int finish(int code, const std::string& reason) {
     if (last_eval_step_ != step_) last_eval_ = evaluate();
     last_eval_step_ = step_;
     if (telemetry_) {
-      shm::TelemetryRecord r;
-      r.step = static_cast<std::uint64_t>(step_);
-      r.epoch = static_cast<std::uint32_t>(epoch_);
-      r.wall_time_ns = unix_ns();
       // The same step as the last training record: its loss and gradient norm, not "unknown".
-      r.loss = last_loss_;
-      r.grad_norm = last_grad_norm_;
-      r.learning_rate = config_->applied().f(knobs::kLearningRate);
-      r.config_revision = static_cast<std::uint64_t>(config_->applied().i(knobs::kRevision));
+      shm::TelemetryRecord r = record_of_step();
       r.val_loss = last_eval_.loss;
       r.val_accuracy = last_eval_.accuracy;
       r.flags = plugin::kTelemetryEval | plugin::kTelemetryFinished;
