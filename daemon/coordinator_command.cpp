@@ -39,7 +39,28 @@ void add_coordinator_command(CLI::App& app) {
   cmd->add_option("--stale-after", *stale_s,
                   "Seconds without a heartbeat before a job is taken back");
   cmd->add_option("--max-artifact-bytes", o->max_artifact_bytes, "Largest upload accepted");
-  cmd->callback([o, stale_s] {
+  auto fault = std::make_shared<std::string>();
+  cmd->add_option("--test-stream-fault", *fault,
+                  "Test hook: lose every Nth config delta (skip:N) and drop each config stream "
+                  "after M messages (close:M), e.g. skip:3,close:10")
+      ->group("");  // hidden: for fault-injection tests only
+  cmd->callback([o, stale_s, fault] {
+    for (std::size_t pos = 0; pos < fault->size();) {
+      const auto comma = fault->find(',', pos);
+      const std::string part = fault->substr(pos, comma == std::string::npos ? comma : comma - pos);
+      pos = comma == std::string::npos ? fault->size() : comma + 1;
+      const auto colon = part.find(':');
+      int n = 0;
+      try {
+        n = colon == std::string::npos ? 0 : std::stoi(part.substr(colon + 1));
+      } catch (const std::exception&) {
+      }
+      if (n <= 0 || (part.compare(0, colon, "skip") != 0 && part.compare(0, colon, "close") != 0))
+        throw std::invalid_argument("--test-stream-fault '" + part +
+                                    "': expected skip:N or close:N with N >= 1");
+      (part.compare(0, colon, "skip") == 0 ? o->stream_fault.skip_every
+                                           : o->stream_fault.close_every) = n;
+    }
     o->operator_token = from_env(o->operator_token, "TRAINVISOR_OPERATOR_TOKEN");
     o->worker_token = from_env(o->worker_token, "TRAINVISOR_WORKER_TOKEN");
     if (o->operator_token.empty() || o->worker_token.empty()) {

@@ -27,6 +27,8 @@ const char* kind_word(fleet::HostEvent::Kind k) {
       return "progress";
     case fleet::HostEvent::Kind::kPolicy:
       return "policy";
+    case fleet::HostEvent::Kind::kConfig:
+      return "config";
     case fleet::HostEvent::Kind::kFinished:
       return "finished";
     case fleet::HostEvent::Kind::kFailed:
@@ -78,6 +80,7 @@ void add_host_command(CLI::App& app) {
   auto d = std::make_shared<fleet::HostDaemonOptions>();
   auto heartbeat_s = std::make_shared<double>(5), poll_s = std::make_shared<double>(2);
   auto exit_idle = std::make_shared<bool>(false);
+  auto orphan_s = std::make_shared<double>(60);
   cmd->add_flag(
       "--print-capability", *print,
       "Print what this host can run (cores, RAM under its cgroup limit, CUDA, VRAM) and exit");
@@ -94,8 +97,12 @@ void add_host_command(CLI::App& app) {
   cmd->add_option("--poll-every", *poll_s, "Seconds between claims while idle");
   cmd->add_flag("--exit-when-idle", *exit_idle,
                 "Exit once nothing is running and nothing can be claimed");
+  cmd->add_option("--orphan-after", *orphan_s,
+                  "Seconds a trainer keeps training without this daemon's heartbeat before it "
+                  "checkpoints and stops (a daemon restarted sooner adopts it)")
+      ->check(CLI::PositiveNumber);
   add_plugin_dir_option(*cmd, d->plugin_dirs);
-  cmd->callback([print, output, d, heartbeat_s, poll_s, exit_idle] {
+  cmd->callback([print, output, d, heartbeat_s, poll_s, exit_idle, orphan_s] {
     if (!*print) {
       if (d->coordinator_url.empty()) {
         if (const char* url = std::getenv("TRAINVISOR_COORDINATOR")) d->coordinator_url = url;
@@ -108,6 +115,7 @@ void add_host_command(CLI::App& app) {
           std::chrono::milliseconds(static_cast<std::int64_t>(*heartbeat_s * 1000));
       d->poll_every = std::chrono::milliseconds(static_cast<std::int64_t>(*poll_s * 1000));
       d->exit_when_idle = *exit_idle;
+      d->orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(*orphan_s * 1000));
       run_daemon(*d);
       return;
     }

@@ -203,6 +203,13 @@ void add_ops_commands(CLI::App& app) {
     const json j = api.get("/v1/job/" + api.resolve(c->job) + "/config/log");
     print(*c, j, [&] {
       for (const auto& e : j["entries"]) {
+        if (e.value("kind", "write") != "write") {
+          std::printf("r%-4lld %-22s %-40s %s\n",
+                      static_cast<long long>(e["revision"].get<std::int64_t>()),
+                      e["actor"].get<std::string>().c_str(), e["path"].get<std::string>().c_str(),
+                      e["kind"].get<std::string>() == "freeze" ? "FROZEN" : "UNFROZEN");
+          continue;
+        }
         std::printf("r%-4lld %-22s %-40s %s -> %s %s%s\n",
                     static_cast<long long>(e["revision"].get<std::int64_t>()),
                     e["actor"].get<std::string>().c_str(), e["path"].get<std::string>().c_str(),

@@ -1,6 +1,8 @@
 #include "train_command.hpp"
 
 #include <charconv>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <stdexcept>
 
@@ -60,10 +62,16 @@ void add_train_command(CLI::App& app) {
                   "Use at most N training samples");
   cmd->add_option("--max-val-samples", o->data.max_val_samples, "Use at most N validation samples");
   cmd->add_option("--threads", o->threads, "Intra-op threads (1 is deterministic)");
+  auto orphan_s = std::make_shared<double>(0);
+  cmd->add_option("--orphan-after", *orphan_s,
+                  "Checkpoint and stop when the block's heartbeat is older than this many seconds "
+                  "(its host daemon is gone); 0: never")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet{false}", o->log, "No progress lines on stderr");
   auto dirs = std::make_shared<std::vector<std::string>>();
   add_plugin_dir_option(*cmd, *dirs);
-  cmd->callback([o, params, knob_args, dirs] {
+  cmd->callback([o, params, knob_args, dirs, orphan_s] {
+    o->orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(*orphan_s * 1000));
     for (const auto& p : *params)
       o->model_params.insert(parse_assignment(p, "--param"));
     for (const auto& k : *knob_args)
@@ -76,6 +84,15 @@ void add_train_command(CLI::App& app) {
     } catch (const trainer::BadInput& e) {
       std::fprintf(stderr, "trainvisor train: error: %s\n", e.what());
       code = trainer::kBadInput;
+    }
+    // A host daemon that restarted while this trainer ran is not its parent and cannot wait for
+    // it: the exit code is left where it looks.
+    if (!o->out_dir.empty()) {
+      const std::filesystem::path dir(o->out_dir);
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      std::ofstream(dir / "exit_code.tmp") << code << "\n";
+      std::filesystem::rename(dir / "exit_code.tmp", dir / "exit_code", ec);
     }
     if (code != 0) throw CLI::RuntimeError(code);
   });

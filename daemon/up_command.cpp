@@ -26,6 +26,7 @@ struct UpOptions {
   int slots = 0;  // 0: one per two cores, at least one
   std::uint16_t port = 0;
   std::vector<std::string> plugin_dirs;
+  double orphan_after_s = 60;
 };
 
 std::string random_token() {
@@ -70,6 +71,7 @@ class Board {
         r.has_progress = true;
         break;
       case fleet::HostEvent::Kind::kPolicy:
+      case fleet::HostEvent::Kind::kConfig:
         messages_.push_back(e.job_name + ": " + e.message);
         break;
       case fleet::HostEvent::Kind::kFinished:
@@ -174,6 +176,7 @@ int run_up(const UpOptions& u) {
   h.poll_every = std::chrono::milliseconds(300);
   h.heartbeat_every = std::chrono::seconds(2);
   h.exit_when_idle = true;
+  h.orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(u.orphan_after_s * 1000));
   h.on_event = [&](const fleet::HostEvent& e) { board.on_event(e); };
 
   fleet::HostDaemon daemon(h);
@@ -234,6 +237,10 @@ void add_up_command(CLI::App& app) {
   cmd->add_option("--slots", u->slots, "Jobs trained at once (default: one per two cores)");
   cmd->add_option("--port", u->port, "Coordinator port on 127.0.0.1 (default: any free one)");
   cmd->add_option("--plugin-dir", u->plugin_dirs, "Extra plugin directory");
+  cmd->add_option("--orphan-after", u->orphan_after_s,
+                  "Seconds trainers keep training after this process dies before they checkpoint "
+                  "and stop (`up` again on the same --data-dir sooner adopts them)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([u] {
     const int code = run_up(*u);
     if (code != 0) throw CLI::RuntimeError(code);

@@ -83,13 +83,53 @@ BlockConfigSink::BlockConfigSink(const std::string& job_id, const plugin::Config
   config_[std::string(knobs::kRevision)] = std::int64_t{1};
 }
 
+BlockConfigSink::BlockConfigSink(const std::string& job_id, plugin::ConfigView config,
+                                 std::uint64_t revision, const shm::WriterOptions& options)
+    : config_(std::move(config)),
+      revision_(revision),
+      writer_(shm::ConfigBlockWriter::open_or_create(shm::block_name_for_job(job_id), options,
+                                                     to_entries(config_, revision))),
+      adopted_(writer_.repair_report().took_over) {
+  config_[std::string(knobs::kRevision)] = static_cast<std::int64_t>(revision_);
+}
+
+std::unique_ptr<BlockConfigSink> BlockConfigSink::adopt_or_create(
+    const std::string& job_id, const plugin::ConfigView& initial,
+    const shm::WriterOptions& options) {
+  std::optional<shm::ConfigBlockReader> existing;
+  try {
+    existing.emplace(shm::ConfigBlockReader::attach(shm::block_name_for_job(job_id)));
+  } catch (const shm::ShmError&) {
+    // No usable block: a fresh one is made from `initial`.
+  }
+  if (!existing) return std::make_unique<BlockConfigSink>(job_id, initial, options);
+  plugin::ConfigView config = complete(initial);
+  std::uint64_t revision = 1;
+  for (const shm::KeyEntry& e : existing->entries()) {
+    if (!e.consistent) continue;  // its source value (initial) is written back instead
+    if (e.path == knobs::kRevision) {
+      revision = static_cast<std::uint64_t>(e.value.as_i64());
+    } else if (knobs::find(e.path)) {
+      config[e.path] = from_block_value(e.value);
+    }
+  }
+  return std::unique_ptr<BlockConfigSink>(
+      new BlockConfigSink(job_id, std::move(config), revision, options));
+}
+
 WriteOutcome BlockConfigSink::apply(const std::vector<plugin::ProposedWrite>& writes,
                                     const std::string& actor) {
-  WriteOutcome out;
   if (writes.empty()) {
+    WriteOutcome out;
     out.reason = "no writes";
     return out;
   }
+  return apply_at(writes, actor, revision_ + 1);
+}
+
+WriteOutcome BlockConfigSink::apply_at(const std::vector<plugin::ProposedWrite>& writes,
+                                       const std::string& actor, std::uint64_t revision) {
+  WriteOutcome out;
   plugin::ConfigView next = config_;
   for (const auto& w : writes) {
     if (w.path == knobs::kRevision) {
@@ -111,9 +151,9 @@ WriteOutcome BlockConfigSink::apply(const std::vector<plugin::ProposedWrite>& wr
   for (const auto& w : writes)
     batch.push_back({w.path, to_block_value(next[w.path])});
   batch.push_back(
-      {std::string(knobs::kRevision), shm::Value::i64(static_cast<std::int64_t>(revision_ + 1))});
+      {std::string(knobs::kRevision), shm::Value::i64(static_cast<std::int64_t>(revision))});
   writer_.apply(batch);
-  ++revision_;
+  revision_ = revision;
   next[std::string(knobs::kRevision)] = static_cast<std::int64_t>(revision_);
   config_ = std::move(next);
   out.applied = true;
@@ -136,6 +176,11 @@ void Supervisor::add_policy(std::string name, std::unique_ptr<plugin::Policy> po
 }
 
 std::vector<SupervisorEvent> Supervisor::poll() {
+  if (history_.size() >= 2 * kHistoryKeep) {
+    const std::size_t drop = history_.size() - kHistoryKeep;
+    history_.erase(history_.begin(), history_.begin() + static_cast<std::ptrdiff_t>(drop));
+    dropped_ += drop;
+  }
   const std::size_t first_new = history_.size();
   while (true) {
     const shm::PollResult r = telemetry_.poll(buffer_);

@@ -64,7 +64,7 @@ std::uint64_t unix_ns() noexcept {
 
 // Field 22 of /proc/PID/stat: start time in clock ticks since boot. With the pid it names a
 // process unambiguously (pids are recycled, start times are not). 0 when unknown.
-std::uint64_t process_start_ticks(const std::string& pid) {
+std::uint64_t process_start_ticks_of(const std::string& pid) {
   std::ifstream in("/proc/" + pid + "/stat");
   std::string line;
   std::getline(in, line);
@@ -80,7 +80,7 @@ std::uint64_t process_start_ticks(const std::string& pid) {
 }
 
 std::uint64_t own_start_ticks() {
-  return process_start_ticks("self");
+  return process_start_ticks_of("self");
 }
 
 bool valid_key_char(char c) {
@@ -117,9 +117,13 @@ std::uint64_t key_hash(std::string_view path) noexcept {
   return h;
 }
 
+std::uint64_t process_start_ticks(long pid) {
+  return process_start_ticks_of(std::to_string(pid));
+}
+
 bool writer_alive(const BlockInfo& info) {
   if (info.writer_pid == 0) return false;
-  const std::uint64_t ticks = process_start_ticks(std::to_string(info.writer_pid));
+  const std::uint64_t ticks = process_start_ticks_of(std::to_string(info.writer_pid));
   return ticks != 0 && ticks == info.writer_start_ticks;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fleet as real processes: a coordinator, host daemons, trainers, the operator CLI.
-#  - a host killed with SIGKILL while training: its trainer dies with it, the job is pending again
-#    after the stale timeout, and another host takes it (attempt 2);
+#  - a host killed with SIGKILL while training: its trainer, seeing the block's heartbeat stop,
+#    checkpoints and stops after --orphan-after; the job is pending again after the stale timeout,
+#    and another host takes it (attempt 2);
 #  - an operator cancels that running job: the host stops the trainer, the job is cancelled;
 #  - another host completes the rest and uploads bundles; explain names the constraint that keeps
 #    the CUDA-only job off a CPU host; reload is idempotent; bad tokens are refused.
@@ -66,15 +67,18 @@ grep -q "X-Operator-Token" "$dir/err" || fail "wrong-token message: $(cat "$dir/
 step "host A takes the long job"
 # Host A takes the long job (highest priority) and is killed with SIGKILL while it trains.
 "$TRAINVISOR" host --name host-a --work-dir "$dir/a" --heartbeat-every 0.3 --poll-every 0.3 \
-  2> "$dir/a.log" &
+  --orphan-after 2 2> "$dir/a.log" &
 a=$!; pids+=($a)
 wait_for 20 sh -c "[ \"\$('$TRAINVISOR' jobs show long -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = running ]" \
   || fail "host A never ran the long job: $(cat "$dir/a.log")"
 sleep 1
 trainer=$(pgrep -P "$a" || true)
 [ -n "$trainer" ] || fail "no trainer under host A"
+pids+=($trainer)
 kill -9 "$a"
-wait_for 5 sh -c "! kill -0 $trainer" || fail "the trainer outlived its host"
+wait_for 10 sh -c "! kill -0 $trainer" || fail "the orphaned trainer did not stop"
+grep -q "no heartbeat from the config agent" "$dir"/a/*/trainer.log \
+  || fail "the orphaned trainer did not say why it stopped: $(tail -3 "$dir"/a/*/trainer.log)"
 wait_for 10 sh -c "[ \"\$('$TRAINVISOR' jobs show long -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = pending ]" \
   || fail "the long job never went back to pending: $(status_of long)"
 

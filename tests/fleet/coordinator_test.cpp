@@ -286,10 +286,14 @@ TEST_F(CoordinatorTest, ConfigHubOverHttp) {
   EXPECT_EQ(tree["revision"], 4);
   EXPECT_EQ(tree["values"]["training/optimizer/learning_rate"], 0.01);
   const auto log = client_->request("GET", "/v1/job/" + id + "/config/log").json_body()["entries"];
-  ASSERT_EQ(log.size(), 4u);  // three accepted writes and the refused one
-  EXPECT_EQ(log[1]["actor"], "policy:plateau");
-  EXPECT_FALSE(log[1]["accepted"]);
-  EXPECT_EQ(log[3]["old"], 0.03);
+  // Three accepted writes, the refused one, the freeze and the unfreeze.
+  ASSERT_EQ(log.size(), 6u);
+  EXPECT_EQ(log[1]["kind"], "freeze");
+  EXPECT_EQ(log[1]["path"], "training/optimizer");
+  EXPECT_EQ(log[2]["actor"], "policy:plateau");
+  EXPECT_FALSE(log[2]["accepted"]);
+  EXPECT_EQ(log[4]["kind"], "unfreeze");
+  EXPECT_EQ(log[5]["old"], 0.03);
 }
 
 }  // namespace

@@ -184,6 +184,7 @@ class Session final : public TrainingSession {
         reader.emplace(shm::ConfigBlockReader::attach(shm::block_name_for_job(o.job_id),
                                                       shm::ConfigBlockReader::Access::kReadWrite));
         telemetry_.emplace(reader->telemetry_writer());
+        watch_.emplace(*reader);
       } catch (const shm::ShmError& e) {
         throw BadInput(e.what());
       }
@@ -217,6 +218,13 @@ class Session final : public TrainingSession {
         if (stop_requested.load()) {
           write_checkpoint();
           log("interrupted at step " + std::to_string(step_) + ": checkpoint written");
+          return kInterrupted;
+        }
+        if (orphaned()) {
+          write_checkpoint();
+          log("no heartbeat from the config agent for " +
+              std::to_string(options_.orphan_after.count()) +
+              " ms: its host is gone; checkpoint written at step " + std::to_string(step_));
           return kInterrupted;
         }
         if (config_->applied().b(knobs::kEarlyStop)) return finish(kEarlyStopped, "early_stop");
@@ -553,6 +561,24 @@ class Session final : public TrainingSession {
   std::string optimizer_name_;
   std::optional<LiveConfig> config_;
   std::optional<shm::TelemetryWriter> telemetry_;
+  std::optional<shm::ConfigBlockReader> watch_;  // for the agent's heartbeat
+  std::chrono::steady_clock::time_point next_watch_{};
+
+  // True once the block's heartbeat is older than orphan_after (checked about once a second: a
+  // header read, not a per-step cost).
+  bool orphaned() {
+    if (!watch_ || options_.orphan_after.count() <= 0) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_watch_) return false;
+    next_watch_ = now + std::chrono::seconds(1);
+    const std::uint64_t beat = watch_->info().heartbeat_unix_ns;
+    const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+    if (beat == 0) return false;  // a writer that never beats is not watched
+    return wall - static_cast<std::int64_t>(beat) >
+           std::chrono::duration_cast<std::chrono::nanoseconds>(options_.orphan_after).count();
+  }
   json history_ = json::array();
   torch::Tensor order_;
   std::int64_t batch_size_ = 64;

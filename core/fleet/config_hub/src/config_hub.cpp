@@ -2,10 +2,13 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "sqlite_db.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 
 namespace tv::fleet {
@@ -39,12 +42,6 @@ ParamValue decode(const std::string& text) {
   return j.at("s").get<std::string>();
 }
 
-bool under(const std::string& path, const std::string& prefix) {
-  return path == prefix ||
-         (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
-          path[prefix.size()] == '/');
-}
-
 void check_actor(const std::string& actor) {
   const auto colon = actor.find(':');
   const std::string kind = actor.substr(0, colon);
@@ -54,77 +51,26 @@ void check_actor(const std::string& actor) {
   }
 }
 
-class Db {
- public:
-  explicit Db(const std::string& path) : path_(path) {
-    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
-      const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-      sqlite3_close(db_);
-      throw ConfigHubError("config hub " + path + ": cannot open: " + why);
-    }
-    sqlite3_busy_timeout(db_, 10000);
-    exec(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-        "CREATE TABLE IF NOT EXISTS config_jobs (job_id TEXT PRIMARY KEY, revision INTEGER NOT "
-        "NULL);"
-        "CREATE TABLE IF NOT EXISTS config_values (job_id TEXT NOT NULL, path TEXT NOT NULL, value "
-        "TEXT NOT NULL,"
-        "  PRIMARY KEY (job_id, path));"
-        "CREATE TABLE IF NOT EXISTS config_frozen (job_id TEXT NOT NULL, prefix TEXT NOT NULL,"
-        "  PRIMARY KEY (job_id, prefix));"
-        "CREATE TABLE IF NOT EXISTS config_audit (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
-        "  revision INTEGER NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, path TEXT NOT "
-        "NULL,"
-        "  old_value TEXT, new_value TEXT NOT NULL, time_ms INTEGER NOT NULL, accepted INTEGER NOT "
-        "NULL,"
-        "  refusal TEXT NOT NULL);"
-        "CREATE INDEX IF NOT EXISTS config_audit_job ON config_audit (job_id, seq);");
-  }
-  ~Db() { sqlite3_close(db_); }
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      const std::string why = err ? err : "unknown";
-      sqlite3_free(err);
-      throw ConfigHubError("config hub " + path_ + ": " + why);
-    }
-  }
-  // Runs `sql` with text/int parameters; calls `row` per result row.
-  void query(const std::string& sql,
-             const std::vector<std::variant<std::string, std::int64_t, std::nullptr_t>>& params,
-             const std::function<void(sqlite3_stmt*)>& row = {}) {
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-      throw ConfigHubError("config hub " + path_ + ": " + sqlite3_errmsg(db_));
-    }
-    for (std::size_t i = 0; i < params.size(); ++i) {
-      const int idx = static_cast<int>(i + 1);
-      if (const auto* s = std::get_if<std::string>(&params[i]))
-        sqlite3_bind_text(st, idx, s->c_str(), -1, SQLITE_TRANSIENT);
-      else if (const auto* n = std::get_if<std::int64_t>(&params[i]))
-        sqlite3_bind_int64(st, idx, *n);
-      else
-        sqlite3_bind_null(st, idx);
-    }
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      if (row) row(st);
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) throw ConfigHubError("config hub " + path_ + ": " + sqlite3_errmsg(db_));
-  }
-
- private:
-  std::string path_;
-  sqlite3* db_ = nullptr;
-};
-
-std::string text(sqlite3_stmt* st, int col) {
-  const auto* p = sqlite3_column_text(st, col);
-  return p ? reinterpret_cast<const char*>(p) : "";
-}
+constexpr const char* kSchema =
+    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS config_jobs (job_id TEXT PRIMARY KEY, revision INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS config_values (job_id TEXT NOT NULL, path TEXT NOT NULL,"
+    "  value TEXT NOT NULL, PRIMARY KEY (job_id, path));"
+    "CREATE TABLE IF NOT EXISTS config_frozen (job_id TEXT NOT NULL, prefix TEXT NOT NULL,"
+    "  PRIMARY KEY (job_id, prefix));"
+    "CREATE TABLE IF NOT EXISTS config_audit (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
+    "  revision INTEGER NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, path TEXT NOT NULL,"
+    "  old_value TEXT, new_value TEXT NOT NULL, time_ms INTEGER NOT NULL,"
+    "  accepted INTEGER NOT NULL, refusal TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'write');"
+    "CREATE INDEX IF NOT EXISTS config_audit_job ON config_audit (job_id, seq);";
 
 }  // namespace
+
+bool path_under(const std::string& path, const std::string& prefix) {
+  return path == prefix ||
+         (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
+          path[prefix.size()] == '/');
+}
 
 bool is_human(const std::string& actor) {
   check_actor(actor);
@@ -133,10 +79,18 @@ bool is_human(const std::string& actor) {
 
 struct ConfigHub::Impl {
   mutable std::mutex mu;
+  mutable std::condition_variable changed;
+  std::uint64_t changes = 0;  // guarded by mu
+
+  void note_change() {
+    ++changes;
+    changed.notify_all();
+  }
   mutable Db db;
   std::function<std::int64_t()> clock;
 
-  Impl(const std::string& path, std::function<std::int64_t()> c) : db(path), clock(std::move(c)) {
+  Impl(const std::string& path, std::function<std::int64_t()> c)
+      : db("config hub", path, kSchema), clock(std::move(c)) {
     if (!clock) {
       clock = [] {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -170,15 +124,34 @@ struct ConfigHub::Impl {
 
   void audit(const std::string& job, std::uint64_t rev, const std::string& actor,
              const std::string& reason, const ConfigWrite& w, const std::optional<ParamValue>& old,
-             bool accepted, const std::string& refusal) {
+             bool accepted, const std::string& refusal, const std::string& kind = "write") {
     db.query(
         "INSERT INTO config_audit (job_id, revision, actor, reason, path, old_value, new_value, "
-        "time_ms, "
-        "accepted, refusal) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        "time_ms, accepted, refusal, kind) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         {job, static_cast<std::int64_t>(rev), actor, reason, w.path,
-         old ? std::variant<std::string, std::int64_t, std::nullptr_t>(encode(*old))
-             : std::variant<std::string, std::int64_t, std::nullptr_t>(nullptr),
-         encode(w.value), clock(), std::int64_t{accepted ? 1 : 0}, refusal});
+         old ? Param(encode(*old)) : Param(nullptr), encode(w.value), clock(),
+         std::int64_t{accepted ? 1 : 0}, refusal, kind});
+  }
+
+  // The accepted writes and freezes after `cursor`, oldest first; moves the cursor.
+  std::vector<ConfigEvent> events_after(const std::string& job, std::uint64_t& cursor) const {
+    std::vector<ConfigEvent> out;
+    db.query(
+        "SELECT seq, kind, revision, actor, path, new_value FROM config_audit WHERE job_id=? AND "
+        "seq>? AND accepted=1 ORDER BY seq",
+        {job, static_cast<std::int64_t>(cursor)}, [&](sqlite3_stmt* st) {
+          cursor = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
+          const std::string kind = text(st, 1);
+          const auto rev = static_cast<std::uint64_t>(sqlite3_column_int64(st, 2));
+          if (kind != "write") {
+            out.push_back({{}, text(st, 4), kind == "freeze"});
+            return;
+          }
+          if (out.empty() || !out.back().prefix.empty() || out.back().delta.revision != rev)
+            out.push_back({{rev, text(st, 3), {}}, "", false});
+          out.back().delta.writes.push_back({text(st, 4), decode(text(st, 5))});
+        });
+    return out;
   }
 };
 
@@ -187,7 +160,13 @@ ConfigHub::ConfigHub(ConfigHub&&) noexcept = default;
 ConfigHub::~ConfigHub() = default;
 
 ConfigHub ConfigHub::open(const std::string& path, std::function<std::int64_t()> clock_ms) {
-  return ConfigHub(std::make_unique<Impl>(path, std::move(clock_ms)));
+  try {
+    return ConfigHub(std::make_unique<Impl>(path, std::move(clock_ms)));
+  } catch (const ConfigHubError&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    throw ConfigHubError(e.what());
+  }
 }
 
 void ConfigHub::seed(const std::string& job_id, const plugin::ConfigView& initial) {
@@ -211,6 +190,7 @@ void ConfigHub::seed(const std::string& job_id, const plugin::ConfigView& initia
     impl_->db.exec("ROLLBACK");
     throw;
   }
+  impl_->note_change();
 }
 
 ConfigTree ConfigHub::get(const std::string& job_id) const {
@@ -267,7 +247,7 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
   if (actor.rfind("policy:", 0) == 0) {
     for (const std::string& prefix : impl_->frozen(job_id)) {
       for (const ConfigWrite& w : normalised) {
-        if (!under(w.path, prefix)) continue;
+        if (!path_under(w.path, prefix)) continue;
         out.status = 409;
         out.refusal =
             w.path + " is under the frozen prefix " + prefix + "; " + actor + " may not write it";
@@ -301,6 +281,7 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
   }
   out.applied = true;
   out.revision = next;
+  impl_->note_change();
   return out;
 }
 
@@ -312,9 +293,21 @@ void ConfigHub::freeze(const std::string& job_id, const std::string& prefix,
     throw ConfigHubError("invalid prefix '" + prefix + "' (e.g. training/optimizer)");
   }
   std::lock_guard lock(impl_->mu);
-  if (!impl_->revision(job_id)) throw ConfigHubError("job " + job_id + ": no config tree");
-  impl_->db.query("INSERT OR IGNORE INTO config_frozen (job_id, prefix) VALUES (?,?)",
-                  {job_id, prefix});
+  const auto rev = impl_->revision(job_id);
+  if (!rev) throw ConfigHubError("job " + job_id + ": no config tree");
+  const auto f = impl_->frozen(job_id);
+  if (std::find(f.begin(), f.end(), prefix) != f.end()) return;
+  impl_->db.exec("BEGIN IMMEDIATE");
+  try {
+    impl_->db.query("INSERT INTO config_frozen (job_id, prefix) VALUES (?,?)", {job_id, prefix});
+    impl_->audit(job_id, *rev, actor, "freeze", {prefix, std::string("frozen")}, std::nullopt, true,
+                 "", "freeze");
+    impl_->db.exec("COMMIT");
+  } catch (...) {
+    impl_->db.exec("ROLLBACK");
+    throw;
+  }
+  impl_->note_change();
 }
 
 void ConfigHub::unfreeze(const std::string& job_id, const std::string& prefix,
@@ -322,8 +315,21 @@ void ConfigHub::unfreeze(const std::string& job_id, const std::string& prefix,
   if (!is_human(actor))
     throw ConfigHubError(actor + " may not unfreeze: only humans freeze and unfreeze");
   std::lock_guard lock(impl_->mu);
-  if (!impl_->revision(job_id)) throw ConfigHubError("job " + job_id + ": no config tree");
-  impl_->db.query("DELETE FROM config_frozen WHERE job_id=? AND prefix=?", {job_id, prefix});
+  const auto rev = impl_->revision(job_id);
+  if (!rev) throw ConfigHubError("job " + job_id + ": no config tree");
+  const auto f = impl_->frozen(job_id);
+  if (std::find(f.begin(), f.end(), prefix) == f.end()) return;
+  impl_->db.exec("BEGIN IMMEDIATE");
+  try {
+    impl_->db.query("DELETE FROM config_frozen WHERE job_id=? AND prefix=?", {job_id, prefix});
+    impl_->audit(job_id, *rev, actor, "unfreeze", {prefix, std::string("unfrozen")}, std::nullopt,
+                 true, "", "unfreeze");
+    impl_->db.exec("COMMIT");
+  } catch (...) {
+    impl_->db.exec("ROLLBACK");
+    throw;
+  }
+  impl_->note_change();
 }
 
 std::vector<std::string> ConfigHub::frozen(const std::string& job_id) const {
@@ -336,8 +342,9 @@ std::vector<AuditEntry> ConfigHub::audit(const std::string& job_id, std::uint64_
   std::lock_guard lock(impl_->mu);
   std::vector<AuditEntry> out;
   impl_->db.query(
-      "SELECT seq, revision, actor, reason, path, old_value, new_value, time_ms, accepted, refusal "
-      "FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
+      "SELECT seq, revision, actor, reason, path, old_value, new_value, time_ms, accepted, "
+      "refusal, "
+      "kind FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
       {job_id, static_cast<std::int64_t>(after_seq), static_cast<std::int64_t>(limit)},
       [&](sqlite3_stmt* st) {
         AuditEntry e;
@@ -351,6 +358,7 @@ std::vector<AuditEntry> ConfigHub::audit(const std::string& job_id, std::uint64_
         e.time_ms = sqlite3_column_int64(st, 7);
         e.accepted = sqlite3_column_int64(st, 8) != 0;
         e.refusal = text(st, 9);
+        e.kind = text(st, 10);
         out.push_back(std::move(e));
       });
   return out;
@@ -361,15 +369,89 @@ std::vector<ConfigDelta> ConfigHub::deltas_since(const std::string& job_id,
   std::lock_guard lock(impl_->mu);
   std::vector<ConfigDelta> out;
   impl_->db.query(
-      "SELECT revision, path, new_value FROM config_audit WHERE job_id=? AND accepted=1 AND "
-      "revision>? "
-      "ORDER BY seq",
+      "SELECT revision, path, new_value, actor FROM config_audit WHERE job_id=? AND accepted=1 "
+      "AND kind='write' AND revision>? ORDER BY seq",
       {job_id, static_cast<std::int64_t>(revision)}, [&](sqlite3_stmt* st) {
         const auto rev = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
-        if (out.empty() || out.back().revision != rev) out.push_back({rev, {}});
+        if (out.empty() || out.back().revision != rev) out.push_back({rev, text(st, 3), {}});
         out.back().writes.push_back({text(st, 1), decode(text(st, 2))});
       });
   return out;
+}
+
+ConfigStream ConfigHub::subscribe(const std::string& job_id, std::uint64_t revision,
+                                  std::uint64_t max_backlog) const {
+  std::lock_guard lock(impl_->mu);
+  const auto current = impl_->revision(job_id);
+  if (!current) throw ConfigHubError("job " + job_id + ": no config tree");
+  ConfigStream out;
+  impl_->db.query("SELECT COALESCE(MAX(seq), 0) FROM config_audit WHERE job_id=?", {job_id},
+                  [&](sqlite3_stmt* st) {
+                    out.cursor = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
+                  });
+  if (revision == 0 || revision > *current || *current - revision > max_backlog) {
+    out.snapshot = true;
+    out.tree.revision = *current;
+    impl_->db.query("SELECT path, value FROM config_values WHERE job_id=?", {job_id},
+                    [&](sqlite3_stmt* st) { out.tree.values[text(st, 0)] = decode(text(st, 1)); });
+    out.frozen = impl_->frozen(job_id);
+    return out;
+  }
+  // The stream resumes just before the first accepted write of a later revision; the frozen
+  // prefixes are replayed up to there, so a policy write accepted before a freeze is not taken
+  // for one made after it.
+  std::uint64_t start = out.cursor;
+  impl_->db.query(
+      "SELECT MIN(seq) FROM config_audit WHERE job_id=? AND kind='write' AND accepted=1 AND "
+      "revision>?",
+      {job_id, static_cast<std::int64_t>(revision)}, [&](sqlite3_stmt* st) {
+        if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+          start = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)) - 1;
+      });
+  impl_->db.query(
+      "SELECT kind, path FROM config_audit WHERE job_id=? AND seq<=? AND accepted=1 AND "
+      "kind!='write' "
+      "ORDER BY seq",
+      {job_id, static_cast<std::int64_t>(start)}, [&](sqlite3_stmt* st) {
+        const std::string prefix = text(st, 1);
+        const auto it = std::find(out.frozen.begin(), out.frozen.end(), prefix);
+        if (text(st, 0) == "freeze" && it == out.frozen.end()) out.frozen.push_back(prefix);
+        if (text(st, 0) == "unfreeze" && it != out.frozen.end()) out.frozen.erase(it);
+      });
+  out.cursor = start;
+  out.events = impl_->events_after(job_id, out.cursor);
+  return out;
+}
+
+std::vector<ConfigEvent> ConfigHub::events_after(const std::string& job_id,
+                                                 std::uint64_t& cursor) const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->events_after(job_id, cursor);
+}
+
+void ConfigHub::record_agent_refusal(const std::string& job_id, std::uint64_t revision,
+                                     const std::string& reason) {
+  const auto deltas = deltas_since(job_id, revision - 1);
+  if (deltas.empty() || deltas.front().revision != revision)
+    throw ConfigHubError("job " + job_id + ": no revision " + std::to_string(revision));
+  std::lock_guard lock(impl_->mu);
+  impl_->db.exec("BEGIN IMMEDIATE");
+  try {
+    for (const ConfigWrite& w : deltas.front().writes)
+      impl_->audit(job_id, revision, deltas.front().actor,
+                   "applying revision " + std::to_string(revision), w, std::nullopt, false, reason);
+    impl_->db.exec("COMMIT");
+  } catch (...) {
+    impl_->db.exec("ROLLBACK");
+    throw;
+  }
+}
+
+std::uint64_t ConfigHub::wait_for_change(std::uint64_t seen,
+                                         std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(impl_->mu);
+  impl_->changed.wait_for(lock, timeout, [&] { return impl_->changes != seen; });
+  return impl_->changes;
 }
 
 }  // namespace tv::fleet

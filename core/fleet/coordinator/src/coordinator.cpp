@@ -12,6 +12,7 @@
 #include "trainvisor/fleet/artifact_store.hpp"
 #include "trainvisor/fleet/config_hub.hpp"
 #include "trainvisor/fleet/manifest.hpp"
+#include "trainvisor/fleet/telemetry_store.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -114,7 +115,67 @@ std::string required_string(const json& j, const char* key) {
   return j[key].get<std::string>();
 }
 
+double number_or_nan(const json& j, const char* key) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::numeric_limits<double>::quiet_NaN();
+  return it->get<double>();
+}
+
+std::uint64_t query_number(const Request& req, const char* key, std::uint64_t dflt) {
+  const auto it = req.query.find(key);
+  if (it == req.query.end()) return dflt;
+  if (it->second.empty() || it->second.find_first_not_of("0123456789") != std::string::npos)
+    throw std::invalid_argument(std::string("query parameter '") + key + "' is not a number");
+  return std::stoull(it->second);
+}
+
+json applied_json(const std::optional<AppliedConfig>& a) {
+  if (!a) return nullptr;
+  return {{"revision", a->revision}, {"since_step", a->since_step}, {"last_step", a->last_step},
+          {"host", a->host},         {"time_ms", a->time_ms},       {"points", a->points},
+          {"missed", a->missed}};
+}
+
 }  // namespace
+
+json telemetry_point_json(const plugin::TelemetryPoint& p) {
+  return {{"step", p.step},
+          {"epoch", p.epoch},
+          {"flags", p.flags},
+          {"wall_time_ns", p.wall_time_ns},
+          {"loss", p.loss},
+          {"grad_norm", p.grad_norm},
+          {"learning_rate", p.learning_rate},
+          {"config_revision", p.config_revision},
+          {"val_loss", p.val_loss},
+          {"val_accuracy", p.val_accuracy},
+          {"samples_per_sec", p.samples_per_sec}};
+}
+
+plugin::TelemetryPoint telemetry_point_from_json(const json& j) {
+  plugin::TelemetryPoint p;
+  p.step = j.at("step").get<std::uint64_t>();
+  p.epoch = j.value("epoch", std::uint32_t{0});
+  p.flags = j.value("flags", std::uint32_t{0});
+  p.wall_time_ns = j.value("wall_time_ns", std::int64_t{0});
+  p.loss = number_or_nan(j, "loss");
+  p.grad_norm = number_or_nan(j, "grad_norm");
+  p.learning_rate = number_or_nan(j, "learning_rate");
+  p.config_revision = j.value("config_revision", std::uint64_t{0});
+  p.val_loss = number_or_nan(j, "val_loss");
+  p.val_accuracy = number_or_nan(j, "val_accuracy");
+  p.samples_per_sec = number_or_nan(j, "samples_per_sec");
+  return p;
+}
+
+json config_values_json(const plugin::ConfigView& values) {
+  return params_json(plugin::Params(values.begin(), values.end()));
+}
+
+plugin::ConfigView config_values_from_json(const json& j) {
+  const plugin::Params p = params_from_json(j);
+  return plugin::ConfigView(p.begin(), p.end());
+}
 
 json job_spec_json(const JobSpec& s) {
   json policies = json::array();
@@ -215,6 +276,7 @@ struct Coordinator::Impl {
   CoordinatorOptions options;
   JobQueue queue;
   ConfigHub hub;
+  TelemetryStore telemetry;
   std::optional<ArtifactStore> store;
   std::mutex reload_mu;
   std::unique_ptr<http::Server> server;
@@ -237,7 +299,9 @@ struct Coordinator::Impl {
       : options(prepared(std::move(o))),
         queue(
             JobQueue::open((fs::path(options.data_dir) / "queue.sqlite").string(), options.queue)),
-        hub(ConfigHub::open((fs::path(options.data_dir) / "config.sqlite").string())) {
+        hub(ConfigHub::open((fs::path(options.data_dir) / "config.sqlite").string())),
+        telemetry(
+            TelemetryStore::open((fs::path(options.data_dir) / "telemetry.sqlite").string())) {
     StoreOptions so;
     so.max_bytes = options.max_artifact_bytes;
     auto s = ArtifactStore::open(fs::path(options.data_dir) / "artifacts", so);
@@ -498,10 +562,73 @@ struct Coordinator::Impl {
                          {{"job", req.params[0]},
                           {"revision", t.revision},
                           {"values", params_json(plugin::Params(t.values.begin(), t.values.end()))},
-                          {"frozen", hub.frozen(req.params[0])}});
+                          {"frozen", hub.frozen(req.params[0])},
+                          {"applied", applied_json(telemetry.applied(req.params[0]))}});
                    } catch (const ConfigHubError& e) {
                      return Response::error(404, e.what());
                    }
+                 }});
+    r.push_back({"GET", "/v1/job/{id}/config/stream",
+                 [this](Request& req, http::BodyStream*) {
+                   if (!authorised(req, "x-worker-token", options.worker_token))
+                     return Response::error(401, "missing or wrong X-Worker-Token");
+                   query_number(req, "from", 0);
+                   try {
+                     hub.get(req.params[0]);
+                   } catch (const ConfigHubError& e) {
+                     return Response::error(404, e.what());
+                   }
+                   Response ok;
+                   ok.status = 101;
+                   return ok;
+                 },
+                 false,
+                 [this](const Request& req, http::WebSocketSession& ws) { stream(req, ws); }});
+    r.push_back(
+        {"POST", "/v1/job/{id}/telemetry", worker([this](Request& req, http::BodyStream*) {
+           const json b = body_json(req);
+           const std::string host = required_string(b, "host");
+           const auto row = queue.get(req.params[0]);
+           if (!row) return Response::error(404, "job " + req.params[0] + ": no such job");
+           if (row->worker != host ||
+               (row->status != JobStatus::kClaimed && row->status != JobStatus::kRunning)) {
+             return Response::error(409, "job " + req.params[0] + ": not held by " + host);
+           }
+           std::vector<plugin::TelemetryPoint> points;
+           for (const json& p : b.value("points", json::array()))
+             points.push_back(telemetry_point_from_json(p));
+           telemetry.append(req.params[0], points, host, b.value("missed", std::uint64_t{0}),
+                            std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+           for (const json& f : b.value("refusals", json::array())) {
+             try {
+               hub.record_agent_refusal(req.params[0], f.at("revision").get<std::uint64_t>(),
+                                        "host " + host + ": " + f.at("reason").get<std::string>());
+             } catch (const ConfigHubError& e) {
+               return Response::error(400, e.what());
+             }
+           }
+           return Response::json(200, {{"ok", true}, {"stored", points.size()}});
+         })});
+    r.push_back({"GET", "/v1/job/{id}/telemetry", [this](Request& req, http::BodyStream*) {
+                   if (!queue.get(req.params[0]))
+                     return Response::error(404, "job " + req.params[0] + ": no such job");
+                   json points = json::array();
+                   for (const auto& p : telemetry.curve(
+                            req.params[0],
+                            std::min<std::uint64_t>(query_number(req, "max_points", 500), 100000)))
+                     points.push_back(telemetry_point_json(p));
+                   std::optional<std::uint64_t> desired;
+                   try {
+                     desired = hub.get(req.params[0]).revision;
+                   } catch (const ConfigHubError&) {
+                   }
+                   return Response::json(
+                       200, {{"job", req.params[0]},
+                             {"desired_revision", desired ? json(*desired) : json(nullptr)},
+                             {"applied", applied_json(telemetry.applied(req.params[0]))},
+                             {"points", points}});
                  }});
     r.push_back({"POST", "/v1/job/{id}/config", [this](Request& req, http::BodyStream*) {
                    std::string actor;
@@ -565,6 +692,7 @@ struct Coordinator::Impl {
                         hub.audit(req.params[0], num("after", 0),
                                   std::min<std::uint64_t>(num("limit", 100), 1000))) {
                      entries.push_back({{"seq", e.seq},
+                                        {"kind", e.kind},
                                         {"revision", e.revision},
                                         {"actor", e.actor},
                                         {"reason", e.reason},
@@ -593,6 +721,64 @@ struct Coordinator::Impl {
                    }
                  })});
     return r;
+  }
+
+  // One host agent's config stream for one job (the protocol is in coordinator.hpp).
+  void stream(const Request& req, http::WebSocketSession& ws) {
+    const std::string job = req.params[0];
+    const std::uint64_t from = query_number(req, "from", 0);
+    // Read before subscribing: a change between the two wakes the loop rather than being lost.
+    std::uint64_t seen = hub.wait_for_change(~std::uint64_t{0}, std::chrono::milliseconds(0));
+    ConfigStream s = hub.subscribe(job, from);
+    std::uint64_t sent_revision = from;
+    int deltas = 0, messages = 0;
+    const auto& fault = options.stream_fault;
+    const auto send = [&](const json& m) {
+      ws.send(m.dump());
+      ++messages;
+      return !(fault.close_every > 0 && messages % fault.close_every == 0);
+    };
+    if (s.snapshot) {
+      sent_revision = s.tree.revision;
+      if (!send({{"type", "snapshot"},
+                 {"revision", s.tree.revision},
+                 {"values", config_values_json(s.tree.values)},
+                 {"frozen", s.frozen}})) {
+        return;
+      }
+    } else if (!send({{"type", "resume"}, {"frozen", s.frozen}})) {
+      return;
+    }
+    std::vector<ConfigEvent> events = std::move(s.events);
+    auto next_keepalive = std::chrono::steady_clock::now();
+    while (ws.open()) {
+      for (const ConfigEvent& e : events) {
+        if (!e.prefix.empty()) {
+          if (!send({{"type", "freeze"}, {"prefix", e.prefix}, {"frozen", e.frozen}})) return;
+          continue;
+        }
+        sent_revision = e.delta.revision;
+        json writes = json::object();
+        for (const ConfigWrite& w : e.delta.writes)
+          writes[w.path] = config_values_json({{w.path, w.value}})[w.path];
+        if (fault.skip_every > 0 && ++deltas % fault.skip_every == 0) continue;
+        if (!send({{"type", "delta"},
+                   {"revision", e.delta.revision},
+                   {"actor", e.delta.actor},
+                   {"writes", writes}})) {
+          return;
+        }
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_keepalive) {
+        if (!send({{"type", "keepalive"}, {"revision", sent_revision}})) return;
+        next_keepalive = now + options.stream_keepalive;
+      }
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+          next_keepalive - std::chrono::steady_clock::now());
+      seen = hub.wait_for_change(seen, std::max(wait, std::chrono::milliseconds(1)));
+      events = hub.events_after(job, s.cursor);
+    }
   }
 
   void sweep_loop() {

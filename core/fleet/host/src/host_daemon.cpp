@@ -2,21 +2,23 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/fleet/capability.hpp"
+#include "trainvisor/fleet/config_agent.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/fleet/sha256.hpp"
 #include "trainvisor/shm/block_name.hpp"
+#include "trainvisor/shm/config_block.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -52,13 +54,97 @@ std::string arg_value(const plugin::ParamValue& v) {
       v);
 }
 
+// Policies' writes go to the coordinator's hub and return through the job's config stream.
+class CoordinatorSink final : public ConfigSink {
+ public:
+  CoordinatorSink(http::Client& client, std::string worker_token, std::string job_id,
+                  const ConfigAgent& agent)
+      : client_(client), token_(std::move(worker_token)), job_(std::move(job_id)), agent_(agent) {
+    refresh();
+  }
+  WriteOutcome apply(const std::vector<plugin::ProposedWrite>& writes,
+                     const std::string& actor) override {
+    WriteOutcome out;
+    json values = json::object();
+    std::string reason;
+    for (const auto& w : writes) {
+      values[w.path] = config_values_json({{w.path, w.value}})[w.path];
+      if (!w.reason.empty()) reason += (reason.empty() ? "" : "; ") + w.reason;
+    }
+    try {
+      const http::Response r = client_.request(
+          "POST", "/v1/job/" + job_ + "/config",
+          json{
+              {"policy", actor.substr(actor.find(':') + 1)}, {"writes", values}, {"reason", reason}}
+              .dump(),
+          {{"X-Worker-Token", token_}});
+      if (r.status == 200) {
+        out.applied = true;
+        out.revision = r.json_body().at("revision").get<std::uint64_t>();
+      } else {
+        std::string why = r.body;
+        try {
+          why = r.json_body().at("error").get<std::string>();
+        } catch (const std::exception&) {
+        }
+        out.reason = "the coordinator refused it (" + std::to_string(r.status) + "): " + why;
+      }
+    } catch (const std::exception& e) {
+      out.reason = std::string("the coordinator is unreachable: ") + e.what();
+    }
+    return out;
+  }
+  const plugin::ConfigView& config() const override { return view_; }
+  std::uint64_t revision() const override { return agent_.revision(); }
+  // The values the policies see: what the block holds now.
+  void refresh() { view_ = agent_.config(); }
+
+ private:
+  http::Client& client_;
+  std::string token_;
+  std::string job_;
+  const ConfigAgent& agent_;
+  plugin::ConfigView view_;
+};
+
+// A batch for the coordinator: every point where the applied revision changed (so the step it
+// took effect at is exact) and the last one, plus the others thinned evenly, evaluations and
+// training steps each to at most kPerBatch: a fast trainer makes thousands of steps a second.
+std::vector<const plugin::TelemetryPoint*> thin(const std::vector<plugin::TelemetryPoint>& h,
+                                                std::size_t first, std::uint64_t revision) {
+  constexpr std::size_t kPerBatch = 120;
+  std::size_t evals = 0, steps = 0;
+  for (std::size_t i = first; i < h.size(); ++i)
+    ((h[i].flags & plugin::kTelemetryEval) ? evals : steps)++;
+  const std::size_t eval_stride = std::max<std::size_t>(1, (evals + kPerBatch - 1) / kPerBatch);
+  const std::size_t step_stride = std::max<std::size_t>(1, (steps + kPerBatch - 1) / kPerBatch);
+  std::vector<const plugin::TelemetryPoint*> out;
+  std::size_t e = 0, s = 0;
+  for (std::size_t i = first; i < h.size(); ++i) {
+    const bool eval = (h[i].flags & plugin::kTelemetryEval) != 0;
+    const bool keep = h[i].config_revision != revision || i + 1 == h.size() ||
+                      (eval ? e++ % eval_stride == 0 : s++ % step_stride == 0);
+    revision = h[i].config_revision;
+    if (keep) out.push_back(&h[i]);
+  }
+  return out;
+}
+
 struct RunningJob {
   JobSpec spec;
   std::string lease;
   std::string out_dir;
-  std::unique_ptr<BlockConfigSink> sink;
+  std::unique_ptr<ConfigAgent> agent;
+  std::unique_ptr<CoordinatorSink> sink;
   std::unique_ptr<Supervisor> supervisor;
   pid_t pid = -1;
+  bool adopted = false;  // started by an earlier daemon: not our child, its exit code is a file
+  std::uint64_t start_ticks = 0;
+  std::uint64_t telemetry_sent = 0;  // points (counted from the first) the coordinator has
+  std::uint64_t last_sent_revision = 0;
+  std::uint64_t missed_sent = 0;
+  std::vector<AgentRefusal> refusals_unsent;
+  Clock::time_point next_telemetry;
   Clock::time_point next_heartbeat;
   std::optional<Clock::time_point> kill_at;  // SIGTERM sent: SIGKILL at this time
   std::optional<int> exit_code;              // the trainer has exited; reporting may be pending
@@ -75,6 +161,11 @@ struct HostDaemon::Impl {
   std::vector<std::unique_ptr<RunningJob>> jobs;
   std::atomic<bool> stopping{false};
   int completed = 0;
+  struct AgentLog {
+    std::string job_id, job_name, message;
+  };
+  std::mutex agent_log_mu;
+  std::vector<AgentLog> agent_log;
 
   explicit Impl(HostDaemonOptions opts)
       : o(std::move(opts)),
@@ -132,12 +223,22 @@ struct HostDaemon::Impl {
     return true;
   }
 
-  void start(RunningJob& job) {
-    job.out_dir = (fs::path(o.work_dir) / job.spec.id).string();
-    fs::create_directories(job.out_dir);
-    job.sink = std::make_unique<BlockConfigSink>(job.spec.id, job.spec.hyper);
+  // The agent, the policies' sink and the supervisor of a job (new, or adopted after a restart).
+  void supervise(RunningJob& job) {
+    ConfigAgentOptions ao;
+    ao.coordinator = http::ClientOptions{o.coordinator_url, o.ca_file, std::chrono::seconds(10)};
+    ao.worker_token = o.worker_token;
+    ao.job_id = job.spec.id;
+    ao.initial = job.spec.hyper;
+    ao.log = [this, name = job.spec.name, id = job.spec.id](const std::string& m) {
+      // Runs on the agent's thread: events are queued for the loop's thread.
+      std::lock_guard lock(agent_log_mu);
+      agent_log.push_back({id, name, m});
+    };
+    job.agent = std::make_unique<ConfigAgent>(std::move(ao));
+    job.sink = std::make_unique<CoordinatorSink>(client, o.worker_token, job.spec.id, *job.agent);
     job.supervisor = std::make_unique<Supervisor>(
-        shm::ConfigBlockReader::attach(job.sink->block_name(),
+        shm::ConfigBlockReader::attach(job.agent->block_name(),
                                        shm::ConfigBlockReader::Access::kReadWrite),
         *job.sink);
     for (const PolicySpec& p : job.spec.policies) {
@@ -148,6 +249,13 @@ struct HostDaemon::Impl {
       if (!policy) throw std::runtime_error("policy '" + p.name + "': " + error);
       job.supervisor->add_policy(p.name, std::move(policy));
     }
+    job.next_telemetry = Clock::now() + o.telemetry_every;
+  }
+
+  void start(RunningJob& job) {
+    job.out_dir = (fs::path(o.work_dir) / job.spec.id).string();
+    fs::create_directories(job.out_dir);
+    supervise(job);
     std::vector<std::string> args = {
         o.trainer_exe,  "train", "--job-id",  job.spec.id, "--model",
         job.spec.model, "--out", job.out_dir, "--seed",    std::to_string(job.spec.seed)};
@@ -155,6 +263,8 @@ struct HostDaemon::Impl {
       args.insert(args.end(), {"--param", k + "=" + arg_value(v)});
     for (const auto& d : o.plugin_dirs)
       args.insert(args.end(), {"--plugin-dir", d});
+    args.insert(args.end(), {"--orphan-after",
+                             std::to_string(static_cast<double>(o.orphan_after.count()) / 1000)});
     if (job.spec.data.max_train_samples > 0) {
       args.insert(args.end(),
                   {"--max-train-samples", std::to_string(job.spec.data.max_train_samples)});
@@ -169,18 +279,18 @@ struct HostDaemon::Impl {
       argv.push_back(a.data());
     argv.push_back(nullptr);
     const std::string log = (fs::path(job.out_dir) / "trainer.log").string();
-    const pid_t parent = ::getpid();
+    fs::remove(fs::path(job.out_dir) / "exit_code");
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
-      // A trainer must not outlive its host: a new holder of the job would find it still writing.
       // The daemon blocks SIGTERM for its signal thread; a blocked mask survives exec, and the
-      // trainer must feel both its death signal and a cancel's SIGTERM.
+      // trainer must feel a cancel's SIGTERM. Its own session: a terminal's Ctrl-C or a signal
+      // to the daemon's process group is the daemon's to handle, and the trainer may outlive it.
       sigset_t none;
       sigemptyset(&none);
       ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) ::_exit(127);
+      ::setsid();
+      ::close_range(3, ~0U, 0);  // the daemon's sockets and databases are not the trainer's
       const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) {
         ::dup2(fd, 1);
@@ -191,6 +301,7 @@ struct HostDaemon::Impl {
     }
     job.pid = pid;
     job.next_heartbeat = Clock::now() + o.heartbeat_every;
+    write_holder(job);
     post("/v1/job/" + job.spec.id + "/running", {{"lease_token", job.lease}});
     emit(HostEvent::Kind::kStarted, job, resume ? "resuming from its checkpoint" : "started");
   }
@@ -204,6 +315,7 @@ struct HostDaemon::Impl {
 
   // Returns true when the job is over and can be dropped.
   bool tend(RunningJob& job) {
+    job.sink->refresh();
     for (const SupervisorEvent& e : job.supervisor->poll()) {
       std::string msg = e.actor + ":";
       for (const auto& w : e.writes)
@@ -212,7 +324,7 @@ struct HostDaemon::Impl {
         msg += " [not applied: " + e.outcome.reason + "]";
       emit(HostEvent::Kind::kPolicy, job, msg);
     }
-    job.sink->heartbeat();
+    send_telemetry(job, false);
     const auto& h = job.supervisor->history();
     if (!h.empty() && o.on_event) {
       HostEvent e;
@@ -250,15 +362,144 @@ struct HostDaemon::Impl {
     }
     if (!job.exit_code) {
       if (job.kill_at && Clock::now() >= *job.kill_at) ::kill(job.pid, SIGKILL);
-      int status = 0;
-      if (::waitpid(job.pid, &status, WNOHANG) != job.pid) return false;
-      job.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (!(job.adopted ? adopted_exit(job) : child_exit(job))) return false;
       job.supervisor->poll();
     }
     // Throws while the coordinator is unreachable; the next round reports again.
+    send_telemetry(job, true);
     finish(job, *job.exit_code);
-    job.sink->remove_block();
+    job.agent->remove_block();
+    fs::remove(holder_path(job));
     return true;
+  }
+
+  bool child_exit(RunningJob& job) {
+    int status = 0;
+    if (::waitpid(job.pid, &status, WNOHANG) != job.pid) return false;
+    job.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return true;
+  }
+
+  // A trainer an earlier daemon started: gone once its pid names another process (or none); it
+  // left its exit code in a file, unless it was killed.
+  bool adopted_exit(RunningJob& job) {
+    if (shm::process_start_ticks(job.pid) == job.start_ticks) return false;
+    std::ifstream in(fs::path(job.out_dir) / "exit_code");
+    int code = 0;
+    job.exit_code = (in >> code) ? code : 128 + SIGKILL;
+    return true;
+  }
+
+  // Sends the telemetry the coordinator lacks (about every telemetry_every, or now when `flush`)
+  // with the agent's refusals. Failures keep the batch for the next round.
+  void send_telemetry(RunningJob& job, bool flush) {
+    if (!flush && Clock::now() < job.next_telemetry) return;
+    job.next_telemetry = Clock::now() + o.telemetry_every;
+    for (auto& r : job.agent->take_refusals())
+      job.refusals_unsent.push_back(std::move(r));
+    const auto& h = job.supervisor->history();
+    const std::uint64_t missed = job.supervisor->missed();
+    const std::uint64_t total = job.supervisor->dropped() + h.size();
+    if (job.telemetry_sent == total && job.refusals_unsent.empty() && missed == job.missed_sent)
+      return;
+    const std::size_t first = static_cast<std::size_t>(
+        std::max(job.telemetry_sent, job.supervisor->dropped()) - job.supervisor->dropped());
+    json points = json::array();
+    for (const plugin::TelemetryPoint* p : thin(h, first, job.last_sent_revision))
+      points.push_back(telemetry_point_json(*p));
+    json refusals = json::array();
+    for (const auto& r : job.refusals_unsent)
+      refusals.push_back({{"revision", r.revision}, {"reason", r.reason}});
+    try {
+      const http::Response r =
+          post("/v1/job/" + job.spec.id + "/telemetry", {{"host", o.name},
+                                                         {"missed", missed - job.missed_sent},
+                                                         {"points", points},
+                                                         {"refusals", refusals}});
+      if (r.status != 200) {
+        emit(HostEvent::Kind::kConfig, job,
+             "telemetry refused (" + std::to_string(r.status) + "): " + r.body);
+        return;
+      }
+      job.telemetry_sent = total;
+      if (!h.empty()) job.last_sent_revision = h.back().config_revision;
+      job.missed_sent = missed;
+      job.refusals_unsent.clear();
+    } catch (const std::exception&) {
+      // The coordinator is away; the batch waits for the next round.
+    }
+  }
+
+  std::string holder_path(const RunningJob& job) const {
+    return (fs::path(job.out_dir) / "holder.json").string();
+  }
+
+  // What a restarted daemon needs to adopt the job's trainer.
+  void write_holder(RunningJob& job) {
+    job.start_ticks = shm::process_start_ticks(job.pid);
+    const json j = {{"spec", job_spec_json(job.spec)},
+                    {"lease_token", job.lease},
+                    {"pid", job.pid},
+                    {"start_ticks", job.start_ticks},
+                    {"coordinator", o.coordinator_url}};
+    const std::string tmp = holder_path(job) + ".tmp";
+    std::ofstream(tmp) << j.dump();
+    fs::rename(tmp, holder_path(job));
+  }
+
+  // At start: the trainers an earlier daemon on this work_dir left running. Those whose lease the
+  // coordinator still honours are adopted; the others are stopped (another host holds the job).
+  void adopt_orphans() {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(o.work_dir, ec)) {
+      const fs::path holder = entry.path() / "holder.json";
+      if (!fs::exists(holder)) continue;
+      auto job = std::make_unique<RunningJob>();
+      try {
+        std::ifstream in(holder);
+        const json j = json::parse(in);
+        job->spec = job_spec_from_json(j.at("spec"));
+        job->lease = j.at("lease_token");
+        job->pid = j.at("pid");
+        job->start_ticks = j.at("start_ticks");
+        job->out_dir = entry.path().string();
+        job->adopted = true;
+      } catch (const std::exception& e) {
+        if (o.on_event)
+          o.on_event(
+              {HostEvent::Kind::kFailed, "", "", "ignoring " + holder.string() + ": " + e.what()});
+        fs::remove(holder, ec);
+        continue;
+      }
+      const bool alive = shm::process_start_ticks(job->pid) == job->start_ticks;
+      http::Response r;
+      try {
+        r = post("/v1/job/" + job->spec.id + "/heartbeat", {{"lease_token", job->lease}});
+      } catch (const std::exception&) {
+        r.status = 503;  // the coordinator is away: adopt; the next heartbeat settles it
+      }
+      if (r.status == 409 || r.status == 404) {
+        if (alive) ::kill(job->pid, SIGTERM);
+        emit(HostEvent::Kind::kLost, *job,
+             "left by an earlier daemon; the coordinator gave it away");
+        fs::remove(holder, ec);
+        shm::ConfigBlockWriter::remove(shm::block_name_for_job(job->spec.id));
+        continue;
+      }
+      try {
+        supervise(*job);
+      } catch (const std::exception& e) {
+        emit(HostEvent::Kind::kFailed, *job, std::string("cannot adopt: ") + e.what());
+        if (alive) ::kill(job->pid, SIGTERM);
+        continue;
+      }
+      job->next_heartbeat = Clock::now() + o.heartbeat_every;
+      emit(HostEvent::Kind::kStarted, *job,
+           alive ? "adopted its running trainer (pid " + std::to_string(job->pid) +
+                       ") at revision " + std::to_string(job->agent->revision())
+                 : "adopted: its trainer has ended meanwhile");
+      jobs.push_back(std::move(job));
+    }
   }
 
   void finish(RunningJob& job, int code) {
@@ -312,9 +553,22 @@ struct HostDaemon::Impl {
     emit(HostEvent::Kind::kFailed, job, reason);
   }
 
+  void drain_agent_log() {
+    std::vector<AgentLog> logs;
+    {
+      std::lock_guard lock(agent_log_mu);
+      logs.swap(agent_log);
+    }
+    if (!o.on_event) return;
+    for (auto& l : logs)
+      o.on_event({HostEvent::Kind::kConfig, l.job_id, l.job_name, l.message});
+  }
+
   int run() {
     auto next_poll = Clock::now();
+    adopt_orphans();
     while (true) {
+      drain_agent_log();
       if (stopping.load()) {
         for (auto& j : jobs)
           terminate(*j, RunningJob::Ending::kShutdown);

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "trainvisor/fleet/http.hpp"
+#include "url.hpp"
 
 namespace tv::http {
 namespace {
@@ -15,35 +16,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-
-struct Url {
-  bool tls = false;
-  std::string host;
-  std::string port;
-};
-
-Url parse_url(const std::string& url) {
-  Url u;
-  std::string rest;
-  if (url.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else if (url.rfind("https://", 0) == 0) {
-    u.tls = true;
-    rest = url.substr(8);
-  } else {
-    throw std::invalid_argument("coordinator URL '" + url +
-                                "' must start with http:// or https://");
-  }
-  if (const auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
-  const auto colon = rest.rfind(':');
-  u.host = rest.substr(0, colon);
-  u.port = colon == std::string::npos ? (u.tls ? "443" : "80") : rest.substr(colon + 1);
-  if (u.host.empty() || u.port.empty() ||
-      u.port.find_first_not_of("0123456789") != std::string::npos) {
-    throw std::invalid_argument("coordinator URL '" + url + "' has no valid host:port");
-  }
-  return u;
-}
 
 }  // namespace
 
@@ -167,18 +139,7 @@ struct Client::Impl {
 Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->url = parse_url(impl_->options.url);
-  if (impl_->url.tls) {
-    impl_->tls.emplace(asio::ssl::context::tls_client);
-    impl_->tls->set_verify_mode(asio::ssl::verify_peer);
-    beast::error_code ec;
-    if (impl_->options.ca_file.empty()) {
-      impl_->tls->set_default_verify_paths(ec);
-    } else {
-      impl_->tls->load_verify_file(impl_->options.ca_file, ec);
-    }
-    if (ec)
-      throw std::invalid_argument("TLS CA file '" + impl_->options.ca_file + "': " + ec.message());
-  }
+  if (impl_->url.tls) impl_->tls.emplace(make_client_tls(impl_->options.ca_file));
 }
 
 Client::~Client() = default;

@@ -6,6 +6,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -124,6 +126,43 @@ class StreamedBody final : public BodyStream {
   Stream& stream_;
   beast::flat_buffer& buffer_;
   bhttp::request_parser<bhttp::buffer_body>& parser_;
+};
+
+// The server's end of an upgraded connection. The client only ever sends its close, so any bytes
+// from it mean the session is over.
+template <class WebSocketStream>
+class Session final : public WebSocketSession {
+ public:
+  Session(WebSocketStream& ws, int fd, const std::atomic<bool>& stopping)
+      : ws_(ws), fd_(fd), stopping_(stopping) {}
+  void send(const std::string& text) override {
+    if (closed_) throw std::runtime_error("websocket: closed");
+    beast::error_code ec;
+    ws_.text(true);
+    ws_.write(asio::buffer(text), ec);
+    if (ec) {
+      closed_ = true;
+      throw std::runtime_error("websocket: " + ec.message());
+    }
+  }
+  bool open() override {
+    if (closed_ || stopping_.load()) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0) {
+      closed_ = true;
+      beast::flat_buffer drop;
+      beast::error_code ec;
+      ws_.read(drop, ec);  // answers a close frame
+    }
+    return !closed_;
+  }
+  bool closed() const { return closed_; }
+
+ private:
+  WebSocketStream& ws_;
+  int fd_;
+  const std::atomic<bool>& stopping_;
+  bool closed_ = false;
 };
 
 }  // namespace
@@ -339,6 +378,10 @@ struct Server::Impl {
               false);
         return;
       }
+      if (route->session) {
+        upgrade(stream, buffer, head, req, *route);
+        return;
+      }
       if (lower(req.header("expect")) == "100-continue") {
         bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
         bhttp::write(stream, cont, ec);
@@ -380,6 +423,39 @@ struct Server::Impl {
       }
       if (!write(stream, res, reusable) || !reusable) return;
     }
+  }
+
+  template <class Stream>
+  void upgrade(Stream& stream, beast::flat_buffer& buffer,
+               bhttp::request_parser<bhttp::empty_body>& head, Request& req, const Route& route) {
+    bhttp::request_parser<bhttp::string_body> parser(std::move(head));
+    parser.body_limit(options.max_body_bytes);
+    beast::error_code ec;
+    bhttp::read(stream, buffer, parser, ec);
+    if (ec) {
+      write(stream, Response::error(400, "malformed request: " + ec.message()), false);
+      return;
+    }
+    if (!beast::websocket::is_upgrade(parser.get())) {
+      write(stream, Response::error(426, req.path + " needs a WebSocket upgrade"), false);
+      return;
+    }
+    const Response admitted = call(route, req, nullptr);
+    if (admitted.status != 101) {
+      write(stream, admitted, false);
+      return;
+    }
+    beast::websocket::stream<Stream&> ws(stream);
+    ws.accept(parser.release(), ec);
+    if (ec) return;
+    Session<beast::websocket::stream<Stream&>> session(ws, lowest(stream).native_handle(),
+                                                       stopping);
+    try {
+      route.session(req, session);
+    } catch (const std::exception&) {
+      // The session's failure ends its connection only.
+    }
+    if (!session.closed()) ws.close(beast::websocket::close_code::normal, ec);
   }
 
   Response call(const Route& route, Request& req, BodyStream* body) {

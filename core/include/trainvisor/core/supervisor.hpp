@@ -45,9 +45,20 @@ class BlockConfigSink final : public ConfigSink {
   // shm::ShmError for block failures.
   BlockConfigSink(const std::string& job_id, const plugin::ConfigView& initial,
                   const shm::WriterOptions& options = {});
+  // After a restart of the writer: takes over the job's block as it is (its values and revision;
+  // a write its dead writer left half done is repaired) when one exists, else creates it from
+  // `initial` as revision 1. Throws like the constructor.
+  static std::unique_ptr<BlockConfigSink> adopt_or_create(const std::string& job_id,
+                                                          const plugin::ConfigView& initial,
+                                                          const shm::WriterOptions& options = {});
 
   WriteOutcome apply(const std::vector<plugin::ProposedWrite>& writes,
                      const std::string& actor) override;
+  // Applies `writes` (possibly none) and sets the block's revision to `revision`, the hub's, as
+  // one generation; refuses all of them with a reason like apply().
+  WriteOutcome apply_at(const std::vector<plugin::ProposedWrite>& writes, const std::string& actor,
+                        std::uint64_t revision);
+  bool adopted() const { return adopted_; }
   const plugin::ConfigView& config() const override { return config_; }
   std::uint64_t revision() const override { return revision_; }
 
@@ -57,9 +68,13 @@ class BlockConfigSink final : public ConfigSink {
   void remove_block();
 
  private:
+  BlockConfigSink(const std::string& job_id, plugin::ConfigView config, std::uint64_t revision,
+                  const shm::WriterOptions& options);
+
   plugin::ConfigView config_;
   std::uint64_t revision_ = 1;
   shm::ConfigBlockWriter writer_;
+  bool adopted_ = false;
 };
 
 struct SupervisorEvent {
@@ -82,8 +97,13 @@ class Supervisor {
   // sink. Returns what the policies did (nothing when no telemetry arrived).
   std::vector<SupervisorEvent> poll();
 
+  // The recent telemetry: the newest points, at least kHistoryKeep of them once there are more
+  // (older ones are dropped so that a long job's memory stays bounded). Point i of history() is
+  // the (dropped() + i)th point received.
   const std::vector<plugin::TelemetryPoint>& history() const { return history_; }
+  std::uint64_t dropped() const { return dropped_; }
   std::uint64_t missed() const { return missed_; }
+  static constexpr std::size_t kHistoryKeep = 20000;
 
  private:
   struct Entry {
@@ -98,6 +118,7 @@ class Supervisor {
   std::vector<plugin::TelemetryPoint> history_;
   std::vector<shm::TelemetryRecord> buffer_;
   std::uint64_t missed_ = 0;
+  std::uint64_t dropped_ = 0;
 };
 
 // Config values between the plugin API's form and the block's.

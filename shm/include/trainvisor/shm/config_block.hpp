@@ -232,6 +232,10 @@ struct BlockInfo {
 // True while the process recorded as the block's writer runs (its pid and start time match).
 bool writer_alive(const BlockInfo& info);
 
+// A process's start time in clock ticks since boot: with its pid, it names the process
+// unambiguously (pids are recycled). 0 when no such process runs.
+std::uint64_t process_start_ticks(long pid);
+
 // A key and its current value, for inspection.
 struct KeyEntry {
   std::string path;

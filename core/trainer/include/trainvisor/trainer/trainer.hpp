@@ -8,6 +8,7 @@
 // next step boundary.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -48,6 +49,10 @@ struct TrainerOptions {
   bool resume_saved_config = false;  // on resume, the checkpoint's knobs win over the live ones
   plugin::DataOptions data;
   int threads = 1;  // 1 keeps runs bit-for-bit reproducible
+  // Checkpoint and stop (kInterrupted) once the block's heartbeat, which its config agent
+  // writes, is older than this: the host daemon is gone and another host may now hold the job.
+  // 0: never.
+  std::chrono::milliseconds orphan_after{0};
   bool log = true;  // progress lines on stderr
 };
 

@@ -11,6 +11,7 @@
 // Thread-safety: one internal mutex; safe to share between connection threads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,7 +47,8 @@ struct ConfigWriteResult {
 };
 
 struct AuditEntry {
-  std::uint64_t seq = 0;  // position in the log
+  std::uint64_t seq = 0;       // position in the log
+  std::string kind = "write";  // "write", "freeze" (path: the prefix) or "unfreeze"
   std::uint64_t revision = 0;
   std::string actor;
   std::string reason;
@@ -61,7 +63,26 @@ struct AuditEntry {
 // The accepted writes of one revision, in order: what a host applies to its block as one batch.
 struct ConfigDelta {
   std::uint64_t revision = 0;
+  std::string actor;
   std::vector<ConfigWrite> writes;
+};
+
+// One step of a job's config stream: a delta, or a prefix frozen or unfrozen, in the order the
+// hub accepted them (a host agent re-checks policy deltas against the frozen prefixes it knows).
+struct ConfigEvent {
+  ConfigDelta delta;   // when prefix is empty
+  std::string prefix;  // a freeze or unfreeze
+  bool frozen = false;
+};
+
+// What a subscriber gets: either a snapshot (its revision was unknown or too old) or the frozen
+// prefixes as of its revision followed by the events since. `cursor` continues the stream.
+struct ConfigStream {
+  bool snapshot = false;
+  ConfigTree tree;                  // snapshot only
+  std::vector<std::string> frozen;  // the prefixes frozen before `events`
+  std::vector<ConfigEvent> events;
+  std::uint64_t cursor = 0;
 };
 
 class ConfigHub {
@@ -96,11 +117,31 @@ class ConfigHub {
   // The accepted revisions after `revision`, in order.
   std::vector<ConfigDelta> deltas_since(const std::string& job_id, std::uint64_t revision) const;
 
+  // Subscribing from `revision`: a snapshot when `revision` is 0, ahead of the hub (its data
+  // was reset) or more than `max_backlog` revisions behind; the events since it otherwise.
+  // Throws ConfigHubError for an unknown job.
+  ConfigStream subscribe(const std::string& job_id, std::uint64_t revision,
+                         std::uint64_t max_backlog = 1000) const;
+  // The events after a stream's cursor (from subscribe or a previous call); moves the cursor.
+  std::vector<ConfigEvent> events_after(const std::string& job_id, std::uint64_t& cursor) const;
+
+  // A host agent refused revision `revision` (it could not apply it): recorded in the audit
+  // log against each of the revision's writes, as refused, with the reason.
+  void record_agent_refusal(const std::string& job_id, std::uint64_t revision,
+                            const std::string& reason);
+
+  // Increments on every accepted change of any job. Waits until it differs from `seen` or
+  // until `timeout`; returns its value.
+  std::uint64_t wait_for_change(std::uint64_t seen, std::chrono::milliseconds timeout) const;
+
  private:
   struct Impl;
   explicit ConfigHub(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// True when `path` is `prefix` or lies under it ("a/b/c" is under "a/b", "a/bc" is not).
+bool path_under(const std::string& path, const std::string& prefix);
 
 // "human:ana" -> true; validates the actor grammar (throws ConfigHubError otherwise).
 bool is_human(const std::string& actor);

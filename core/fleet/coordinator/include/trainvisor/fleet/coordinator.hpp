@@ -9,6 +9,20 @@
 //   PUT  /v1/job/{id}/artifact/{name}                 worker token + lease; body streamed
 //   POST /v1/job/{id}/cancel|requeue                  operator token
 //   POST /v1/manifest/reload[?dry_run=1]              operator token
+//   GET  /v1/job/{id}/config  POST /v1/job/{id}/config (a human: operator token; a policy: worker
+//        token)  POST .../config/freeze|unfreeze (operator)  GET .../config/log
+//   GET  /v1/job/{id}/config/stream?from=REV          worker token; WebSocket (below)
+//   POST /v1/job/{id}/telemetry                       worker token, from the job's holder
+//   GET  /v1/job/{id}/telemetry[?max_points=N]        anyone: the curve and applied revision
+//
+// The config stream pushes JSON text messages to the host agent of one job:
+//   {"type":"snapshot","revision":R,"values":{...},"frozen":[...]}  (from=0, too old, or ahead)
+//   {"type":"resume","frozen":[...]}      then the deltas after `from`, in order
+//   {"type":"delta","revision":R,"actor":A,"writes":{...}}
+//   {"type":"freeze","prefix":P,"frozen":true|false}
+//   {"type":"keepalive","revision":R}     every stream_keepalive; R: the newest revision sent
+// A receiver that sees a revision other than its own + 1, or a keepalive naming a revision it
+// has not seen, lost a message: it resubscribes from its own revision.
 //
 // Tokens travel in X-Worker-Token / X-Operator-Token and are compared in constant time; an unset
 // token refuses every request that needs it. A call from a holder whose lease was swept (or whose
@@ -39,6 +53,13 @@ struct CoordinatorOptions {
   QueueOptions queue;
   std::uint64_t max_artifact_bytes = std::uint64_t{8} << 30;
   std::chrono::milliseconds sweep_every{std::chrono::seconds(5)};
+  std::chrono::milliseconds stream_keepalive{500};
+  // Test hooks for the config stream: every Nth delta is not sent (a lost message); the
+  // connection is dropped after every Nth message. 0: off.
+  struct StreamFault {
+    int skip_every = 0;
+    int close_every = 0;
+  } stream_fault;
 };
 
 struct ReloadSummary {
@@ -72,5 +93,10 @@ JobSpec job_spec_from_json(const nlohmann::json& j);
 nlohmann::json capability_json(const HostCapability& c);
 HostCapability capability_from_json(const nlohmann::json& j);
 nlohmann::json job_row_json(const JobRow& row);
+nlohmann::json telemetry_point_json(const plugin::TelemetryPoint& p);
+plugin::TelemetryPoint telemetry_point_from_json(const nlohmann::json& j);
+// Config values keep their JSON type: a float is written with a decimal point.
+nlohmann::json config_values_json(const plugin::ConfigView& values);
+plugin::ConfigView config_values_from_json(const nlohmann::json& j);
 
 }  // namespace tv::fleet

@@ -8,8 +8,16 @@
 // - Failures are classed: the trainer's own failure (exit 1, a crash) counts against the job's
 //   max_attempts; bad input (exit 2) too, since retrying it elsewhere cannot help; an interrupted
 //   trainer on a host that is shutting down is a lost host; a cancelled one is cancelled.
-// - Trainers die with their host (PR_SET_PDEATHSIG): a daemon killed with SIGKILL leaves no
-//   trainer behind to fight the next holder of the job.
+// - Each job has a ConfigAgent (config_agent.hpp), the single writer of its block, fed by the
+//   coordinator's config stream. Policies run here on the trainer's telemetry; their writes go
+//   to the coordinator as `policy:NAME` (validation, freezes and the audit log apply) and come
+//   back through the stream like any other write.
+// - Telemetry goes to the coordinator in batches, every telemetry_every.
+// - Trainers outlive a daemon that dies: they keep training on their block's last values. A
+//   daemon started again on the same work_dir adopts the trainers whose leases it still holds
+//   (their blocks repaired, the stream resumed from the block's revision); a trainer whose host
+//   does not come back sees its block's heartbeat go stale and checkpoints and stops after
+//   orphan_after, by when the coordinator has given the job to another host.
 // - stop(): no more claims, every trainer gets SIGTERM (a checkpoint), jobs are handed back as
 //   host_lost, then run() returns.
 //
@@ -31,7 +39,17 @@ namespace tv::fleet {
 
 // What the daemon reports as it works, for logs and `trainvisor up`'s progress view.
 struct HostEvent {
-  enum class Kind { kClaimed, kStarted, kProgress, kPolicy, kFinished, kFailed, kCancelled, kLost };
+  enum class Kind {
+    kClaimed,
+    kStarted,
+    kProgress,
+    kPolicy,
+    kConfig,  // the config agent: a revision refused, a stream gap, a reconnect
+    kFinished,
+    kFailed,
+    kCancelled,
+    kLost
+  };
   Kind kind = Kind::kProgress;
   std::string job_id;
   std::string job_name;
@@ -56,7 +74,9 @@ struct HostDaemonOptions {
   std::chrono::milliseconds heartbeat_every{std::chrono::seconds(5)};
   std::chrono::milliseconds supervise_every{std::chrono::milliseconds(200)};
   std::chrono::milliseconds kill_grace{std::chrono::seconds(20)};
-  std::optional<HostCapability> capability;  // default: detected
+  std::chrono::milliseconds telemetry_every{std::chrono::seconds(1)};
+  std::chrono::milliseconds orphan_after{std::chrono::seconds(60)};  // passed to trainers
+  std::optional<HostCapability> capability;                          // default: detected
   std::function<void(const HostEvent&)> on_event;
   bool exit_when_idle = false;  // return once no job is running and none can be claimed
 };

@@ -8,6 +8,11 @@
 // over max_header_bytes gets 431, a malformed request 400, an unknown path 404, a known path with
 // another method 405: each a JSON error {"error": reason, "status": code}.
 //
+// WebSocket routes (Route::session set) take a GET with an upgrade: the route's handler runs
+// first as the admission check (any status but 101 refuses the upgrade with that reply), then the
+// session runs on the connection's thread until it returns. The protocol is server-push: the
+// server sends text messages; a client sends only its close.
+//
 // Thread-safety: handlers run concurrently on connection threads; they must be thread-safe. A
 // Client is one connection and belongs to one thread.
 #pragma once
@@ -20,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -57,11 +63,23 @@ class BodyStream {
   virtual std::optional<std::uint64_t> content_length() const = 0;
 };
 
+// The server's end of an accepted WebSocket, owned by the session's thread.
+class WebSocketSession {
+ public:
+  virtual ~WebSocketSession() = default;
+  // Sends one text message. Throws std::runtime_error when the connection broke.
+  virtual void send(const std::string& text) = 0;
+  // False once the client closed the connection (or sent anything, which it must not) or the
+  // server is stopping; the session should return then.
+  virtual bool open() = 0;
+};
+
 struct Route {
   std::string method;   // "GET", "POST", "PUT", ...
   std::string pattern;  // "/v1/job/{id}/heartbeat"
   std::function<Response(Request&, BodyStream*)> handler;
   bool streamed_body = false;
+  std::function<void(const Request&, WebSocketSession&)> session = nullptr;  // set: WebSocket
 };
 
 struct ServerOptions {
@@ -114,6 +132,40 @@ class Client {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// The client's end of a server-push WebSocket: connect, then receive text messages.
+// receive() runs on one thread; interrupt() may be called from any thread to end it.
+class WebSocketClient {
+ public:
+  // Connects to `target` on `options.url` (ws over http, wss over https) and completes the
+  // upgrade. A reply other than 101 throws WebSocketRefused with its status and body; a
+  // connection failure throws std::runtime_error.
+  WebSocketClient(const ClientOptions& options, const std::string& target,
+                  const std::vector<std::pair<std::string, std::string>>& headers = {});
+  ~WebSocketClient();
+
+  // The next text message. Throws std::runtime_error when the server closed the connection, it
+  // broke, nothing arrived for `idle` (the server went quiet), or interrupt() was called.
+  std::string receive(std::chrono::milliseconds idle);
+  // Ends a receive() in progress (or the next one) with an error. Thread-safe.
+  void interrupt();
+  // Sends a close frame (best effort).
+  void close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class WebSocketRefused : public std::runtime_error {
+ public:
+  WebSocketRefused(int status, const std::string& body)
+      : std::runtime_error("upgrade refused (" + std::to_string(status) + "): " + body),
+        status(status),
+        body(body) {}
+  int status;
+  std::string body;
 };
 
 // Compares two secrets in time independent of where they differ.

@@ -1,0 +1,53 @@
+// The coordinator's store of what trainers report: each job's telemetry curve (as host daemons
+// send it, in batches) and the config revision its trainer applied, with the step it took effect
+// at. Desired (the hub's revision) against applied (this store's) is a job's config lag.
+//
+// Storage: SQLite (WAL, synchronous=NORMAL: a power cut may lose the last batch, which is
+// telemetry, not state). Thread-safety: one internal mutex.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trainvisor/plugin.hpp"
+
+namespace tv::fleet {
+
+struct AppliedConfig {
+  std::uint64_t revision = 0;    // the newest revision the trainer reported applying
+  std::uint64_t since_step = 0;  // the first step that ran with it
+  std::uint64_t last_step = 0;   // the newest step reported
+  std::string host;
+  std::int64_t time_ms = 0;  // when the last batch arrived
+  std::uint64_t points = 0;  // stored so far
+  std::uint64_t missed = 0;  // records the host's reader lost to ring overwrites
+};
+
+class TelemetryStore {
+ public:
+  // Opens (creating) the store. Throws std::runtime_error naming the path.
+  static TelemetryStore open(const std::string& path);
+  TelemetryStore(TelemetryStore&&) noexcept;
+  ~TelemetryStore();
+
+  // Appends a batch (in step order; points at or before the stored last step are dropped, so a
+  // batch sent twice is stored once) and updates the applied revision.
+  void append(const std::string& job_id, const std::vector<plugin::TelemetryPoint>& points,
+              const std::string& host, std::uint64_t missed, std::int64_t time_ms);
+
+  // The curve in step order, thinned evenly to about `max_points` (0: all): evaluations and
+  // training steps get half each; the last of each is kept.
+  std::vector<plugin::TelemetryPoint> curve(const std::string& job_id,
+                                            std::size_t max_points) const;
+  std::optional<AppliedConfig> applied(const std::string& job_id) const;
+
+ private:
+  struct Impl;
+  explicit TelemetryStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tv::fleet

@@ -1,0 +1,82 @@
+// The config agent of one job on one host: the single writer of the job's shared-memory block.
+// It subscribes to the job's config stream on the coordinator (a WebSocket, see coordinator.hpp)
+// from the revision its block holds and writes every revision into the block as one generation
+// carrying that revision, so the trainer applies it at one step boundary.
+//
+// - A snapshot replaces the values the hub has; a gap (a revision other than the next, or a
+//   keepalive naming one not seen) makes it resubscribe from its own revision.
+// - After a disconnect it reconnects with jittered exponential backoff and resumes from its
+//   revision; meanwhile the trainer trains on the block's last values.
+// - It re-checks each delta: a policy's write under a prefix frozen (as the stream says) or a
+//   value outside the knob schema is refused: the block keeps its last good values, takes the
+//   revision, and the refusal is queued for the coordinator's audit log (take_refusals()).
+// - It writes the block's heartbeat word at least every keepalive, which tells the trainer its
+//   host is alive.
+// - On construction it adopts the job's block if one exists (a restarted host daemon), repairing
+//   it, and resumes from the revision the block holds.
+//
+// Threading: one thread of its own; the accessors are safe from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainvisor/fleet/http.hpp"
+#include "trainvisor/plugin.hpp"
+
+namespace tv::fleet {
+
+struct ConfigAgentOptions {
+  http::ClientOptions coordinator;
+  std::string worker_token;
+  std::string job_id;
+  plugin::ConfigView initial;                    // the manifest's hyper: a new block's revision 1
+  std::chrono::milliseconds idle_timeout{3000};  // no message for this long: reconnect
+  std::chrono::milliseconds backoff_min{50};
+  std::chrono::milliseconds backoff_max{5000};
+  std::function<void(const std::string&)> log;  // what it did, for the host's log
+};
+
+struct ConfigAgentStats {
+  std::uint64_t connects = 0;
+  std::uint64_t snapshots = 0;
+  std::uint64_t gaps = 0;     // lost messages detected
+  std::uint64_t deltas = 0;   // revisions written
+  std::uint64_t refused = 0;  // revisions refused
+  bool connected = false;
+  bool adopted_block = false;  // the block existed and was taken over
+};
+
+struct AgentRefusal {
+  std::uint64_t revision = 0;
+  std::string reason;
+};
+
+class ConfigAgent {
+ public:
+  // Creates or adopts the block, then starts streaming. Throws shm::ShmError for block failures
+  // and std::invalid_argument for an invalid initial config.
+  explicit ConfigAgent(ConfigAgentOptions options);
+  ~ConfigAgent();  // stops streaming; the block stays (remove_block() removes it)
+
+  std::uint64_t revision() const;  // the revision in the block
+  plugin::ConfigView config() const;
+  std::vector<std::string> frozen() const;
+  ConfigAgentStats stats() const;
+  std::vector<AgentRefusal> take_refusals();
+  const std::string& block_name() const;
+
+  void stop();
+  void remove_block();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tv::fleet

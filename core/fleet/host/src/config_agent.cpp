@@ -1,0 +1,261 @@
+#include "trainvisor/fleet/config_agent.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "trainvisor/core/supervisor.hpp"
+#include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/fleet/config_hub.hpp"
+#include "trainvisor/fleet/coordinator.hpp"
+
+namespace tv::fleet {
+namespace {
+
+using nlohmann::json;
+
+// The stream asked for a resubscription (a gap): not a failure, so no backoff.
+struct Resync {};
+
+}  // namespace
+
+struct ConfigAgent::Impl {
+  ConfigAgentOptions o;
+  std::unique_ptr<BlockConfigSink> sink;  // after construction, touched by the thread only
+
+  mutable std::mutex mu;
+  plugin::ConfigView config;
+  std::uint64_t revision = 0;
+  std::vector<std::string> frozen;
+  ConfigAgentStats stats;
+  std::vector<AgentRefusal> refusals;
+  http::WebSocketClient* client = nullptr;
+  std::string last_error;
+
+  std::atomic<bool> stopping{false};
+  std::condition_variable wake;
+  std::thread thread;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  void log(const std::string& m) {
+    if (o.log) o.log(m);
+  }
+
+  void publish() {
+    std::lock_guard lock(mu);
+    config = sink->config();
+    revision = sink->revision();
+  }
+
+  void refuse(std::uint64_t rev, const std::string& actor, const std::string& reason) {
+    sink->apply_at({}, actor, rev);  // the revision is taken; the values stay
+    publish();
+    std::lock_guard lock(mu);
+    ++stats.refused;
+    refusals.push_back({rev, reason});
+    log("revision " + std::to_string(rev) + " refused: " + reason);
+  }
+
+  void apply(std::uint64_t rev, const std::string& actor, const plugin::ConfigView& values) {
+    std::vector<plugin::ProposedWrite> writes;
+    for (const auto& [path, v] : values)
+      writes.push_back({path, v, actor});
+    if (actor.rfind("policy:", 0) == 0) {
+      std::lock_guard lock(mu);
+      for (const auto& w : writes) {
+        for (const auto& prefix : frozen) {
+          if (!path_under(w.path, prefix)) continue;
+          const std::string why =
+              w.path + " is under the frozen prefix " + prefix + "; " + actor + " may not write it";
+          mu.unlock();
+          refuse(rev, actor, why);
+          mu.lock();
+          return;
+        }
+      }
+    }
+    const WriteOutcome out = sink->apply_at(writes, actor, rev);
+    if (!out.applied) {
+      refuse(rev, actor, out.reason);
+      return;
+    }
+    publish();
+    std::lock_guard lock(mu);
+    ++stats.deltas;
+  }
+
+  void set_frozen(std::vector<std::string> f) {
+    std::lock_guard lock(mu);
+    frozen = std::move(f);
+  }
+
+  // Reads the stream until it breaks (throws) or shows a gap (throws Resync).
+  void session(http::WebSocketClient& ws, bool& subscribed) {
+    while (!stopping.load()) {
+      const std::string text = ws.receive(o.idle_timeout);
+      sink->heartbeat();
+      const json m = json::parse(text);
+      const std::string type = m.at("type");
+      if (type == "snapshot") {
+        subscribed = true;
+        set_frozen(m.at("frozen").get<std::vector<std::string>>());
+        plugin::ConfigView values = config_values_from_json(m.at("values"));
+        values.erase(std::string(knobs::kRevision));
+        apply(m.at("revision").get<std::uint64_t>(), "snapshot", values);
+        std::lock_guard lock(mu);
+        ++stats.snapshots;
+      } else if (type == "resume") {
+        subscribed = true;
+        set_frozen(m.at("frozen").get<std::vector<std::string>>());
+      } else if (type == "delta") {
+        const auto rev = m.at("revision").get<std::uint64_t>();
+        if (rev <= sink->revision()) continue;  // already applied
+        if (rev != sink->revision() + 1) {
+          log("config stream gap: revision " + std::to_string(rev) + " after " +
+              std::to_string(sink->revision()) + "; resubscribing");
+          throw Resync{};
+        }
+        apply(rev, m.at("actor").get<std::string>(), config_values_from_json(m.at("writes")));
+      } else if (type == "freeze") {
+        std::lock_guard lock(mu);
+        const std::string prefix = m.at("prefix");
+        const auto it = std::find(frozen.begin(), frozen.end(), prefix);
+        if (m.at("frozen").get<bool>() && it == frozen.end()) frozen.push_back(prefix);
+        if (!m.at("frozen").get<bool>() && it != frozen.end()) frozen.erase(it);
+      } else if (type == "keepalive") {
+        if (m.at("revision").get<std::uint64_t>() > sink->revision()) {
+          log("config stream gap: the coordinator sent up to revision " +
+              std::to_string(m.at("revision").get<std::uint64_t>()) + ", the block has " +
+              std::to_string(sink->revision()) + "; resubscribing");
+          throw Resync{};
+        }
+      }
+    }
+  }
+
+  // Sleeps up to `d`, heartbeating; returns early when stopping.
+  void pause(std::chrono::milliseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    std::unique_lock lock(mu);
+    while (!stopping.load() && std::chrono::steady_clock::now() < until) {
+      wake.wait_until(
+          lock, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(500)));
+      lock.unlock();
+      sink->heartbeat();
+      lock.lock();
+    }
+  }
+
+  void run() {
+    auto backoff = o.backoff_min;
+    while (!stopping.load()) {
+      sink->heartbeat();
+      bool subscribed = false, resync = false;
+      try {
+        http::WebSocketClient ws(
+            o.coordinator,
+            "/v1/job/" + o.job_id + "/config/stream?from=" + std::to_string(sink->revision()),
+            {{"X-Worker-Token", o.worker_token}});
+        {
+          std::lock_guard lock(mu);
+          client = &ws;
+          ++stats.connects;
+          stats.connected = true;
+          if (stopping.load()) ws.interrupt();
+        }
+        try {
+          session(ws, subscribed);
+        } catch (const Resync&) {
+          resync = true;
+          std::lock_guard lock(mu);
+          ++stats.gaps;
+        } catch (const std::exception& e) {
+          note_error(e.what());
+        }
+        {
+          std::lock_guard lock(mu);
+          client = nullptr;
+          stats.connected = false;
+        }
+        if (!stopping.load()) ws.close();
+      } catch (const std::exception& e) {
+        note_error(e.what());
+      }
+      if (resync) continue;
+      if (subscribed) backoff = o.backoff_min;
+      std::uniform_int_distribution<long> jitter(backoff.count() / 2, backoff.count());
+      pause(std::chrono::milliseconds(jitter(rng)));
+      backoff = std::min(backoff * 2, o.backoff_max);
+    }
+  }
+
+  void note_error(const std::string& what) {
+    if (stopping.load() || what == last_error) return;
+    last_error = what;
+    log("config stream: " + what + "; reconnecting with backoff");
+  }
+};
+
+ConfigAgent::ConfigAgent(ConfigAgentOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->o = std::move(options);
+  impl_->sink = BlockConfigSink::adopt_or_create(impl_->o.job_id, impl_->o.initial);
+  impl_->stats.adopted_block = impl_->sink->adopted();
+  impl_->publish();
+  impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+ConfigAgent::~ConfigAgent() {
+  stop();
+}
+
+void ConfigAgent::stop() {
+  if (impl_->stopping.exchange(true)) {
+    if (impl_->thread.joinable()) impl_->thread.join();
+    return;
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->client) impl_->client->interrupt();
+  }
+  impl_->wake.notify_all();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void ConfigAgent::remove_block() {
+  stop();
+  impl_->sink->remove_block();
+}
+
+std::uint64_t ConfigAgent::revision() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->revision;
+}
+
+plugin::ConfigView ConfigAgent::config() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->config;
+}
+
+std::vector<std::string> ConfigAgent::frozen() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->frozen;
+}
+
+ConfigAgentStats ConfigAgent::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stats;
+}
+
+std::vector<AgentRefusal> ConfigAgent::take_refusals() {
+  std::lock_guard lock(impl_->mu);
+  return std::exchange(impl_->refusals, {});
+}
+
+const std::string& ConfigAgent::block_name() const {
+  return impl_->sink->block_name();
+}
+
+}  // namespace tv::fleet
