@@ -8,6 +8,7 @@
 
 #include "train_command.hpp"
 #include "trainvisor/fleet/http.hpp"
+#include "trainvisor/plugin.hpp"
 
 namespace tv::cli {
 namespace {
@@ -238,7 +239,10 @@ void add_ops_commands(CLI::App& app) {
   });
   show->callback([c] {
     Api api(*c);
-    const json j = api.get("/v1/job/" + api.resolve(c->job));
+    const std::string id = api.resolve(c->job);
+    json j = api.get("/v1/job/" + id);
+    j["telemetry"] = api.get("/v1/job/" + id + "/telemetry?max_points=" +
+                             std::to_string(c->output == "json" ? 500 : 16));
     print(*c, j, [&] {
       std::printf("%s (%s)\n  model %s, status %s, attempt %lld of %lld, worker %s\n",
                   j["name"].get<std::string>().c_str(), j["id"].get<std::string>().c_str(),
@@ -251,6 +255,37 @@ void add_ops_commands(CLI::App& app) {
       if (!j["artifact"].get<std::string>().empty())
         std::printf("  artifact: %s\n", j["artifact"].get<std::string>().c_str());
       std::printf("  spec: %s\n", j["spec"].dump().c_str());
+      const json& t = j["telemetry"];
+      if (!t["applied"].is_null()) {
+        const json& a = t["applied"];
+        std::printf(
+            "  config: desired revision %s, applied %llu since step %llu (step %llu on %s)\n",
+            t["desired_revision"].dump().c_str(),
+            static_cast<unsigned long long>(a["revision"].get<std::uint64_t>()),
+            static_cast<unsigned long long>(a["since_step"].get<std::uint64_t>()),
+            static_cast<unsigned long long>(a["last_step"].get<std::uint64_t>()),
+            a["host"].get<std::string>().c_str());
+      }
+      if (!t["points"].empty()) {
+        std::printf("  %10s %6s %10s %10s %8s %12s %5s\n", "STEP", "EPOCH", "LOSS", "VAL_LOSS",
+                    "VAL_ACC", "LR", "REV");
+        const auto num = [](const json& v, const char* fmt) {
+          char b[32];
+          if (v.is_null()) return std::string("-");
+          std::snprintf(b, sizeof b, fmt, v.get<double>());
+          return std::string(b);
+        };
+        for (const json& p : t["points"]) {
+          const bool eval = (p["flags"].get<std::uint32_t>() & plugin::kTelemetryEval) != 0;
+          std::printf("  %10llu %6u %10s %10s %8s %12s %5llu\n",
+                      static_cast<unsigned long long>(p["step"].get<std::uint64_t>()),
+                      p["epoch"].get<std::uint32_t>(), num(p["loss"], "%.4f").c_str(),
+                      eval ? num(p["val_loss"], "%.4f").c_str() : "",
+                      eval ? num(p["val_accuracy"], "%.4f").c_str() : "",
+                      num(p["learning_rate"], "%.6g").c_str(),
+                      static_cast<unsigned long long>(p["config_revision"].get<std::uint64_t>()));
+        }
+      }
     });
   });
   cancel->callback([c] {

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The live config loop as real processes: a coordinator (whose config stream loses every 2nd
+# delta and drops its connection after every 9th message, a test hook), a host daemon, a tiny
+# trainer with a plateau policy that keeps writing, and the operator CLI.
+#  - config set -> the trainer applies the new value at a step boundary with the new revision
+#    (its telemetry says so); desired == applied; the block equals the hub's tree;
+#  - freeze: the policy's writes are refused and audited, a human's goes through; unfreeze: the
+#    policy's next write applies;
+#  - invalid writes (wrong type, out of range, unknown key): an error naming it, no revision;
+#  - the coordinator killed while the job trains: the trainer keeps stepping; restarted, the agent
+#    resumes and a write made right away is applied;
+#  - lost deltas and dropped streams: gaps detected, resynced, trees equal;
+#  - the host daemon killed and started again: it adopts the running trainer and its block.
+set -euo pipefail
+: "${TRAINVISOR:?}"
+PY=/usr/bin/python3
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  pkill -9 -f -- "--out $dir/" 2>/dev/null || true  # trainers outlive a killed host by design
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- host log:" >&2; tail -20 "$dir/host.log" >&2 || true
+  exit 1
+}
+step() { echo "config_live_test: $(date +%T) $*" >&2; }
+field() { "$PY" -c "import json,sys; v=json.load(sys.stdin)$1; print(json.dumps(v) if isinstance(v,(dict,list)) else v)"; }
+wait_for() {  # wait_for SECONDS COMMAND...
+  local until=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $until ] || return 1; sleep 0.2; done
+}
+
+cat > "$dir/live.toml" <<'TOML'
+[[jobs]]
+name = "live"
+model = "tiny"
+seed = 1
+[jobs.hyper]
+training.control.max_epochs = 1000000
+training.optimizer.learning_rate = 0.05
+# Never "improves" (loss is watched in max mode), so it lowers the rate every few thousand steps.
+[[jobs.policies]]
+name = "plateau"
+monitor = "loss"
+mode = "max"
+patience = 4000
+cooldown = 4000
+factor = 0.99
+TOML
+
+export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token TRAINVISOR_OPERATOR_NAME=ana
+port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export TRAINVISOR_COORDINATOR="http://127.0.0.1:$port"
+start_coordinator() {
+  "$TRAINVISOR" coordinator --data-dir "$dir/data" --manifest "$dir/live.toml" --port "$port" \
+    --stale-after 30 --test-stream-fault skip:2,close:9 >/dev/null 2>> "$dir/coordinator.log" &
+  coordinator=$!; pids+=($coordinator)
+  wait_for 10 "$TRAINVISOR" status || fail "coordinator did not start: $(cat "$dir/coordinator.log")"
+}
+start_host() {
+  "$TRAINVISOR" host --name h1 --work-dir "$dir/work" --heartbeat-every 0.5 --poll-every 0.3 \
+    --orphan-after 30 2>> "$dir/host.log" &
+  host=$!; pids+=($host)
+}
+
+block() { "$TRAINVISOR" shm inspect "$id" -o json; }
+block_get() { block | "$PY" -c "import json,sys; b=json.load(sys.stdin); print([k['value'] for k in b['keys'] if k['path']=='$1'][0])"; }
+steps_done() { block | field "['telemetry']['head']"; }
+desired() { "$TRAINVISOR" config get live -o json | field "['revision']"; }
+applied() { "$TRAINVISOR" jobs show live -o json | field "['telemetry']['applied']['revision']"; }
+hub_get() { "$TRAINVISOR" config get live "$1"; }
+in_sync() {  # desired == applied, and the block holds the hub's revision and learning rate
+  local d; d=$(desired)
+  [ "$(applied)" = "$d" ] && [ "$(block_get trainvisor/revision)" = "$d" ] &&
+    "$PY" -c "import sys; sys.exit(abs(float('$(block_get training/optimizer/learning_rate)') - float('$(hub_get training/optimizer/learning_rate)')) > 1e-15)"
+}
+set_lr() {  # set_lr VALUE -> prints the revision
+  "$TRAINVISOR" config set live training/optimizer/learning_rate "$1" --reason "test $1" | sed 's/revision //'
+}
+
+step "start"
+start_coordinator
+start_host
+wait_for 30 sh -c "[ \"\$('$TRAINVISOR' jobs show live -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = running ]" \
+  || fail "the job never ran"
+id=$("$TRAINVISOR" jobs show live -o json | field "['id']")
+trainer=$(pgrep -f -- "--out $dir/work/$id" | head -1)
+[ -n "$trainer" ] || fail "no trainer process"
+
+step "a human write reaches the trainer at a step boundary"
+rev=$(set_lr 0.02)
+wait_for 20 sh -c "[ \"\$('$TRAINVISOR' jobs show live -o json | $PY -c 'import json,sys; a=json.load(sys.stdin)[\"telemetry\"][\"applied\"]; print(a and a[\"revision\"] >= $rev)')\" = True ]" \
+  || fail "revision $rev never applied: $("$TRAINVISOR" jobs show live -o json | field "['telemetry']['applied']")"
+# The first step that ran with revision $rev trained at 0.02.
+"$TRAINVISOR" jobs show live -o json | "$PY" -c "
+import json, sys
+t = json.load(sys.stdin)['telemetry']
+p = [p for p in t['points'] if p['config_revision'] == $rev]
+assert p, 'no telemetry point with revision $rev'
+assert abs(p[0]['learning_rate'] - 0.02) < 1e-12, p[0]
+" || fail "the trainer did not report revision $rev at learning rate 0.02"
+
+step "freeze refuses the policy, not the human"
+"$TRAINVISOR" config freeze live training/optimizer >/dev/null
+wait_for 40 sh -c "'$TRAINVISOR' config log live -o json | $PY -c '
+import json,sys
+e=json.load(sys.stdin)[\"entries\"]
+sys.exit(not any(x[\"actor\"]==\"policy:plateau\" and not x[\"accepted\"] and \"frozen prefix\" in x[\"refusal\"] for x in e))'" \
+  || fail "no refused policy write while frozen: $("$TRAINVISOR" config log live | tail -5)"
+grep -q "not applied: the coordinator refused it (409)" "$dir/host.log" || fail "the host did not report the refusal"
+human=$(set_lr 0.03)
+wait_for 20 in_sync || fail "the human write under a frozen prefix was not applied"
+"$TRAINVISOR" config unfreeze live training/optimizer >/dev/null
+unfrozen_at=$(desired)
+wait_for 40 sh -c "'$TRAINVISOR' config log live -o json | $PY -c '
+import json,sys
+e=json.load(sys.stdin)[\"entries\"]
+sys.exit(not any(x[\"actor\"]==\"policy:plateau\" and x[\"accepted\"] and x[\"revision\"] > $unfrozen_at for x in e))'" \
+  || fail "the policy's write after unfreeze did not apply"
+# Frozen again for the rest: only this script's writes move the tree, so the checks can compare.
+"$TRAINVISOR" config freeze live training/optimizer >/dev/null
+
+step "invalid writes change nothing"
+before=$(desired)
+for bad in "training/optimizer/learning_rate abc" "training/optimizer/learning_rate 50" \
+           "training/optimizer/learnin_rate 0.1"; do
+  # shellcheck disable=SC2086
+  if "$TRAINVISOR" config set live $bad --reason bad 2> "$dir/err"; then fail "accepted: $bad"; fi
+  grep -q "training/optimizer/learnin\?g\?_\?rate" "$dir/err" || fail "error does not name the key: $(cat "$dir/err")"
+done
+grep -q "did you mean" "$dir/err" || fail "no suggestion for an unknown key: $(cat "$dir/err")"
+after=$(desired)
+# The policy may have written meanwhile; none of the bad values may be in the tree.
+[ "$after" -ge "$before" ] || fail "revision went back"
+case "$(hub_get training/optimizer/learning_rate)" in abc|50|50.0) fail "a bad value was stored" ;; esac
+
+step "the coordinator dies while the job trains"
+kill -9 "$coordinator"
+s0=$(steps_done); sleep 2; s1=$(steps_done)
+[ "$s1" -gt "$s0" ] || fail "the trainer stopped stepping without its coordinator ($s0 -> $s1)"
+start_coordinator
+rev=$(set_lr 0.011)  # made before the agent is back: must not be lost
+wait_for 30 in_sync || fail "after the restart: desired $(desired), applied $(applied), block $(block_get trainvisor/revision)"
+[ "$(block_get training/optimizer/learning_rate)" = 0.011 ] || \
+  [ "$(desired)" -gt "$rev" ] || fail "the write made at the restart was lost"
+
+step "lost deltas and dropped streams are resynced"
+for v in 0.021 0.022 0.023 0.024 0.025 0.026 0.027 0.028; do set_lr "$v" >/dev/null; sleep 0.1; done
+wait_for 30 in_sync || fail "trees differ: hub r$(desired) vs block r$(block_get trainvisor/revision)"
+grep -q "config stream gap" "$dir/host.log" || fail "no gap was detected although deltas were lost"
+
+step "the host daemon dies and comes back"
+kill -9 "$host"
+sleep 1
+kill -0 "$trainer" || fail "the trainer died with its host"
+start_host
+wait_for 20 grep -q "adopted its running trainer (pid $trainer)" "$dir/host.log" \
+  || fail "the restarted host did not adopt the trainer"
+set_lr 0.031 >/dev/null
+wait_for 20 in_sync || fail "the adopted block did not follow the hub"
+s0=$(steps_done); sleep 1; s1=$(steps_done)
+[ "$s1" -gt "$s0" ] || fail "the adopted trainer is not stepping"
+
+step "cancel"
+"$TRAINVISOR" jobs cancel live >/dev/null
+wait_for 30 sh -c "! kill -0 $trainer" || fail "the trainer did not stop on cancel"
+"$TRAINVISOR" jobs show live | grep -q "config: desired revision" || fail "jobs show lacks the config line"
+step "ok"
