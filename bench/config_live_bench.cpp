@@ -143,7 +143,8 @@ void BM_Floor(benchmark::State& state) {
                       r.status = 101;
                       return r;
                     },
-                    false, [&](const http::Request&, http::WebSocketSession& ws) {
+                    false,
+                    [&](const http::Request&, http::WebSocketSession& ws) {
                       while (ws.open()) {
                         std::vector<std::string> send;
                         {

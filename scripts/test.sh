@@ -15,7 +15,7 @@ ctest --preset default --parallel "$jobs"
 # artifact store, the coordinator (model_tiny: it validates manifests with it) and the config hub.
 sanitized=(tv_shm_tests tv_shm_test_writer tv_queue_tests tv_queue_claimer tv_http_tests
            tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests tv_http_claimer model_tiny
-           tv_config_hub_tests)
+           tv_config_hub_tests tv_config_agent_tests)
 for preset in tsan asan; do
   echo "test: concurrent code under $preset"
   cmake --preset "$preset" >/dev/null

@@ -1,6 +1,11 @@
 // The config hub on a real SQLite file: revisions, validation, freeze rules, audit, deltas.
 #include "trainvisor/fleet/config_hub.hpp"
 
+#include <cmath>
+#include <thread>
+
+#include "trainvisor/fleet/telemetry_store.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -136,6 +141,131 @@ TEST_F(ConfigHubTest, DeltasSinceARevisionAndPersistence) {
   hub_.emplace(ConfigHub::open((dir_ / "hub.sqlite").string()));
   EXPECT_EQ(hub_->get("job1").revision, 3u);
   EXPECT_EQ(lr(), 0.02);
+}
+
+TEST_F(ConfigHubTest, SubscribeSendsASnapshotWhenTheRevisionIsUnknownTooOldOrAhead) {
+  hub_->write("job1", {{"training/optimizer/learning_rate", 0.2}}, "api", "");
+  hub_->write("job1", {{"training/optimizer/learning_rate", 0.3}}, "api", "");
+  for (const std::uint64_t from : {0ull, 9ull}) {
+    const ConfigStream s = hub_->subscribe("job1", from);
+    EXPECT_TRUE(s.snapshot) << from;
+    EXPECT_EQ(s.tree.revision, 3u);
+    EXPECT_EQ(std::get<double>(s.tree.values.at("training/optimizer/learning_rate")), 0.3);
+  }
+  EXPECT_TRUE(hub_->subscribe("job1", 1, /*max_backlog=*/1).snapshot);
+  const ConfigStream s = hub_->subscribe("job1", 1);
+  ASSERT_FALSE(s.snapshot);
+  ASSERT_EQ(s.events.size(), 2u);
+  EXPECT_EQ(s.events[0].delta.revision, 2u);
+  EXPECT_EQ(s.events[1].delta.revision, 3u);
+  EXPECT_EQ(s.events[1].delta.actor, "api");
+  EXPECT_THROW(hub_->subscribe("nope", 0), ConfigHubError);
+}
+
+TEST_F(ConfigHubTest, ResumeReplaysFreezesInTheOrderTheyHappened) {
+  // A policy write accepted before a freeze must reach an agent resuming from before both as
+  // accepted: the frozen prefixes it starts from are those of its revision, not today's.
+  ASSERT_TRUE(
+      hub_->write("job1", {{"training/optimizer/learning_rate", 0.2}}, "policy:p", "").applied);
+  hub_->freeze("job1", "training/optimizer", "human:ana");
+  ASSERT_TRUE(
+      hub_->write("job1", {{"training/optimizer/learning_rate", 0.25}}, "human:ana", "").applied);
+  hub_->unfreeze("job1", "training/optimizer", "human:ana");
+  hub_->freeze("job1", "training/control", "human:ana");
+
+  const ConfigStream s = hub_->subscribe("job1", 1);
+  ASSERT_FALSE(s.snapshot);
+  EXPECT_TRUE(s.frozen.empty());
+  ASSERT_EQ(s.events.size(), 5u);
+  EXPECT_EQ(s.events[0].delta.actor, "policy:p");
+  EXPECT_EQ(s.events[1].prefix, "training/optimizer");
+  EXPECT_TRUE(s.events[1].frozen);
+  EXPECT_EQ(s.events[2].delta.revision, 3u);
+  EXPECT_EQ(s.events[3].prefix, "training/optimizer");
+  EXPECT_FALSE(s.events[3].frozen);
+  EXPECT_EQ(s.events[4].prefix, "training/control");
+
+  const ConfigStream later = hub_->subscribe("job1", 3);
+  EXPECT_EQ(later.frozen, std::vector<std::string>{"training/control"});
+  EXPECT_TRUE(later.events.empty());
+  std::uint64_t cursor = later.cursor;
+  hub_->write("job1", {{"training/control/max_epochs", std::int64_t{7}}}, "api", "");
+  const auto next = hub_->events_after("job1", cursor);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].delta.revision, 4u);
+  EXPECT_TRUE(hub_->events_after("job1", cursor).empty());
+}
+
+TEST_F(ConfigHubTest, RefusedWritesAndAgentRefusalsStayOutOfTheStream) {
+  hub_->freeze("job1", "training/optimizer", "human:ana");
+  EXPECT_FALSE(
+      hub_->write("job1", {{"training/optimizer/learning_rate", 0.2}}, "policy:p", "").applied);
+  ASSERT_TRUE(
+      hub_->write("job1", {{"training/control/max_epochs", std::int64_t{9}}}, "api", "").applied);
+  hub_->record_agent_refusal("job1", 2, "host h: out of range");
+  EXPECT_THROW(hub_->record_agent_refusal("job1", 7, "x"), ConfigHubError);
+  const auto log = hub_->audit("job1", 0, 100);
+  EXPECT_FALSE(log.back().accepted);
+  EXPECT_EQ(log.back().refusal, "host h: out of range");
+  EXPECT_EQ(log.back().revision, 2u);
+  const ConfigStream s = hub_->subscribe("job1", 1);
+  EXPECT_EQ(s.frozen, std::vector<std::string>{"training/optimizer"});  // before revision 2
+  ASSERT_EQ(s.events.size(), 1u);                                       // revision 2, once
+  EXPECT_EQ(s.events[0].delta.writes.size(), 1u);
+}
+
+TEST_F(ConfigHubTest, WaitForChangeWakesOnAWrite) {
+  const std::uint64_t seen = hub_->wait_for_change(~0ull, std::chrono::milliseconds(0));
+  EXPECT_EQ(hub_->wait_for_change(seen, std::chrono::milliseconds(10)), seen);
+  std::thread writer([&] {
+    hub_->write("job1", {{"training/optimizer/learning_rate", 0.2}}, "api", "");
+  });
+  EXPECT_NE(hub_->wait_for_change(seen, std::chrono::seconds(10)), seen);
+  writer.join();
+}
+
+TEST(TelemetryStoreTest, StoresBatchesOnceAndTracksTheAppliedRevision) {
+  const auto dir = fs::temp_directory_path() / ("tv-telemetry-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    TelemetryStore store = TelemetryStore::open((dir / "t.sqlite").string());
+    EXPECT_FALSE(store.applied("j").has_value());
+    std::vector<plugin::TelemetryPoint> batch;
+    for (std::uint64_t step = 1; step <= 100; ++step) {
+      plugin::TelemetryPoint p;
+      p.step = step;
+      p.loss = 1.0 / static_cast<double>(step);
+      p.config_revision = step < 40 ? 1 : 2;
+      p.flags = step % 10 == 0 ? plugin::kTelemetryEval : 0;
+      p.val_loss = p.flags ? 0.5 : std::nan("");
+      batch.push_back(p);
+    }
+    store.append("j", batch, "h1", 3, 1000);
+    store.append("j", batch, "h1", 0, 2000);  // sent again: stored once
+    const auto a = store.applied("j");
+    ASSERT_TRUE(a.has_value());
+    EXPECT_EQ(a->revision, 2u);
+    EXPECT_EQ(a->since_step, 40u);
+    EXPECT_EQ(a->last_step, 100u);
+    EXPECT_EQ(a->points, 100u);
+    EXPECT_EQ(a->missed, 3u);
+    EXPECT_EQ(store.curve("j", 0).size(), 100u);
+    const auto thin = store.curve("j", 20);
+    EXPECT_LE(thin.size(), 24u);
+    EXPECT_EQ(thin.back().step, 100u);
+    std::size_t evals = 0;
+    for (const auto& p : thin) {
+      if (p.flags & plugin::kTelemetryEval) {
+        ++evals;
+        EXPECT_EQ(p.val_loss, 0.5);
+      } else {
+        EXPECT_TRUE(std::isnan(p.val_loss));
+      }
+    }
+    EXPECT_GE(evals, 5u);  // half the budget: evaluations are not thinned away
+  }
+  fs::remove_all(dir);
 }
 
 }  // namespace
