@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The live config loop as real processes: a coordinator (whose config stream loses every 2nd
+# The live config loop as real processes. First `trainvisor up` with a tiny job: config set ->
+# the trainer reports the new rate at a step boundary with the new revision; desired == applied.
+# Then a coordinator (whose config stream loses every 2nd
 # delta and drops its connection after every 9th message, a test hook), a host daemon, a tiny
 # trainer with a plateau policy that keeps writing, and the operator CLI.
 #  - config set -> the trainer applies the new value at a step boundary with the new revision
@@ -82,6 +84,36 @@ set_lr() {  # set_lr VALUE -> prints the revision
   "$TRAINVISOR" config set live training/optimizer/learning_rate "$1" --reason "test $1" | sed 's/revision //'
 }
 
+check_applied_at() {  # check_applied_at REVISION RATE: the first step with REVISION ran at RATE
+  "$TRAINVISOR" jobs show live -o json | "$PY" -c "
+import json, sys
+t = json.load(sys.stdin)['telemetry']
+p = [p for p in t['points'] if p['config_revision'] == $1]
+assert p, 'no telemetry point with revision $1'
+assert abs(p[0]['learning_rate'] - $2) < 1e-12, p[0]
+assert t['applied']['since_step'] <= p[0]['step'] or t['applied']['revision'] > $1, t['applied']
+"
+}
+applied_reached() {  # applied_reached REVISION
+  [ "$("$TRAINVISOR" jobs show live -o json | "$PY" -c "import json,sys; a=json.load(sys.stdin)['telemetry']['applied']; print(bool(a) and a['revision'] >= $1)")" = True ]
+}
+
+step "up"
+sed -e '/^\[\[jobs.policies\]\]/,$d' "$dir/live.toml" > "$dir/up.toml"  # no policy: only our writes
+"$TRAINVISOR" up "$dir/up.toml" --data-dir "$dir/up" --orphan-after 10 > "$dir/up.out" 2> "$dir/up.err" &
+up=$!; pids+=($up)
+wait_for 20 test -s "$dir/up/coordinator.env" || fail "up did not start: $(cat "$dir/up.err")"
+(
+  set -a; . "$dir/up/coordinator.env"; set +a
+  wait_for 30 sh -c "'$TRAINVISOR' jobs show live | grep -q 'status running'" || fail "up never ran the job"
+  rev=$(set_lr 0.02)
+  wait_for 20 applied_reached "$rev" || fail "up: revision $rev never applied"
+  check_applied_at "$rev" 0.02 || fail "up: the trainer did not report revision $rev at 0.02"
+  [ "$(desired)" = "$rev" ] && [ "$(applied)" = "$rev" ] || fail "up: desired $(desired), applied $(applied)"
+  "$TRAINVISOR" jobs cancel live >/dev/null
+)
+wait_for 30 sh -c "! kill -0 $up" || fail "up did not finish after the cancel"
+
 step "start"
 start_coordinator
 start_host
@@ -93,16 +125,9 @@ trainer=$(pgrep -f -- "--out $dir/work/$id" | head -1)
 
 step "a human write reaches the trainer at a step boundary"
 rev=$(set_lr 0.02)
-wait_for 20 sh -c "[ \"\$('$TRAINVISOR' jobs show live -o json | $PY -c 'import json,sys; a=json.load(sys.stdin)[\"telemetry\"][\"applied\"]; print(a and a[\"revision\"] >= $rev)')\" = True ]" \
+wait_for 20 applied_reached "$rev" \
   || fail "revision $rev never applied: $("$TRAINVISOR" jobs show live -o json | field "['telemetry']['applied']")"
-# The first step that ran with revision $rev trained at 0.02.
-"$TRAINVISOR" jobs show live -o json | "$PY" -c "
-import json, sys
-t = json.load(sys.stdin)['telemetry']
-p = [p for p in t['points'] if p['config_revision'] == $rev]
-assert p, 'no telemetry point with revision $rev'
-assert abs(p[0]['learning_rate'] - 0.02) < 1e-12, p[0]
-" || fail "the trainer did not report revision $rev at learning rate 0.02"
+check_applied_at "$rev" 0.02 || fail "the trainer did not report revision $rev at learning rate 0.02"
 
 step "freeze refuses the policy, not the human"
 "$TRAINVISOR" config freeze live training/optimizer >/dev/null
