@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -54,7 +55,9 @@ std::string arg_value(const plugin::ParamValue& v) {
       v);
 }
 
-// Policies' writes go to the coordinator's hub and return through the job's config stream.
+// Policies' writes go to the coordinator's hub and return through the job's config stream. A
+// write made while the coordinator is unreachable is kept, in order, and sent when it is back:
+// a policy's decision is not lost to an outage (a refusal, though, is final).
 class CoordinatorSink final : public ConfigSink {
  public:
   CoordinatorSink(http::Client& client, std::string worker_token, std::string job_id,
@@ -64,35 +67,39 @@ class CoordinatorSink final : public ConfigSink {
   }
   WriteOutcome apply(const std::vector<plugin::ProposedWrite>& writes,
                      const std::string& actor) override {
-    WriteOutcome out;
-    json values = json::object();
-    std::string reason;
+    Pending p{actor, json::object(), ""};
     for (const auto& w : writes) {
-      values[w.path] = config_values_json({{w.path, w.value}})[w.path];
-      if (!w.reason.empty()) reason += (reason.empty() ? "" : "; ") + w.reason;
+      p.writes[w.path] = config_values_json({{w.path, w.value}})[w.path];
+      if (!w.reason.empty()) p.reason += (p.reason.empty() ? "" : "; ") + w.reason;
     }
-    try {
-      const http::Response r = client_.request(
-          "POST", "/v1/job/" + job_ + "/config",
-          json{
-              {"policy", actor.substr(actor.find(':') + 1)}, {"writes", values}, {"reason", reason}}
-              .dump(),
-          {{"X-Worker-Token", token_}});
-      if (r.status == 200) {
-        out.applied = true;
-        out.revision = r.json_body().at("revision").get<std::uint64_t>();
-      } else {
-        std::string why = r.body;
-        try {
-          why = r.json_body().at("error").get<std::string>();
-        } catch (const std::exception&) {
-        }
-        out.reason = "the coordinator refused it (" + std::to_string(r.status) + "): " + why;
-      }
-    } catch (const std::exception& e) {
-      out.reason = std::string("the coordinator is unreachable: ") + e.what();
+    if (!pending_.empty()) {  // earlier writes wait: this one goes after them
+      queue(std::move(p));
+      WriteOutcome out;
+      out.reason = "queued behind " + std::to_string(pending_.size() - 1) +
+                   " write(s) the coordinator has not received yet";
+      return out;
+    }
+    WriteOutcome out;
+    if (!send(p, out)) {
+      out.reason = "queued: the coordinator is unreachable (" + out.reason +
+                   "); it is sent when the coordinator is back";
+      queue(std::move(p));
     }
     return out;
+  }
+  // Sends the queued writes, oldest first, until one cannot be sent. Returns what happened to
+  // each one that left the queue.
+  std::vector<std::string> flush() {
+    std::vector<std::string> done;
+    while (!pending_.empty()) {
+      WriteOutcome out;
+      if (!send(pending_.front(), out)) break;
+      done.push_back(pending_.front().actor + ": queued write " +
+                     (out.applied ? "applied as revision " + std::to_string(out.revision)
+                                  : "refused: " + out.reason));
+      pending_.pop_front();
+    }
+    return done;
   }
   const plugin::ConfigView& config() const override { return view_; }
   std::uint64_t revision() const override { return agent_.revision(); }
@@ -100,11 +107,56 @@ class CoordinatorSink final : public ConfigSink {
   void refresh() { view_ = agent_.config(); }
 
  private:
+  struct Pending {
+    std::string actor;
+    json writes;
+    std::string reason;
+  };
+  static constexpr std::size_t kMaxPending = 1000;
+
+  void queue(Pending p) {
+    if (pending_.size() == kMaxPending) pending_.pop_front();  // the oldest decision is stalest
+    pending_.push_back(std::move(p));
+  }
+
+  // False when the coordinator could not be reached (out.reason says why).
+  bool send(const Pending& p, WriteOutcome& out) {
+    http::Response r;
+    try {
+      r = client_.request("POST", "/v1/job/" + job_ + "/config",
+                          json{{"policy", p.actor.substr(p.actor.find(':') + 1)},
+                               {"writes", p.writes},
+                               {"reason", p.reason}}
+                              .dump(),
+                          {{"X-Worker-Token", token_}});
+    } catch (const std::exception& e) {
+      out.reason = e.what();
+      return false;
+    }
+    if (r.status >= 500) {
+      out.reason = "HTTP " + std::to_string(r.status);
+      return false;
+    }
+    if (r.status == 200) {
+      out.applied = true;
+      out.revision = r.json_body().at("revision").get<std::uint64_t>();
+      return true;
+    }
+    std::string why = r.body;
+    try {
+      why = r.json_body().at("error").get<std::string>();
+    } catch (const std::exception&) {
+    }
+    out.reason = "the coordinator refused it (" + std::to_string(r.status) + "): " + why;
+    return true;
+  }
+
   http::Client& client_;
   std::string token_;
   std::string job_;
   const ConfigAgent& agent_;
   plugin::ConfigView view_;
+  std::deque<Pending> pending_;
 };
 
 // A batch for the coordinator: every point where the applied revision changed (so the step it
@@ -315,6 +367,8 @@ struct HostDaemon::Impl {
 
   // Returns true when the job is over and can be dropped.
   bool tend(RunningJob& job) {
+    for (const std::string& m : job.sink->flush())
+      emit(HostEvent::Kind::kPolicy, job, m);
     job.sink->refresh();
     for (const SupervisorEvent& e : job.supervisor->poll()) {
       std::string msg = e.actor + ":";
