@@ -216,6 +216,36 @@ TEST(HttpClient, BadUrlsAndUnreachableServers) {
   EXPECT_THROW(c.request("GET", "/v1/health"), std::runtime_error);
 }
 
+TEST(HttpServer, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
+  std::atomic<int> hits{0};
+  ServerOptions o;
+  o.idle_timeout = std::chrono::milliseconds(200);
+  Server server(o, routes(hits));
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket idle(io);
+  idle.connect({boost::asio::ip::make_address("127.0.0.1"), server.port()});
+  char c = 0;
+  boost::system::error_code ec;
+  idle.read_some(boost::asio::buffer(&c, 1), ec);  // returns when the server closes it
+  EXPECT_EQ(ec, boost::asio::error::eof);
+  Client client(at("http://127.0.0.1:" + std::to_string(server.port())));
+  EXPECT_EQ(client.request("GET", "/v1/health").status, 200);  // a busy client is unaffected
+}
+
+TEST(HttpClient, AServerThatNeverAnswersCostsOneTimeout) {
+  // A listening socket whose connections are accepted by the kernel and never read or answered,
+  // like a stopped (SIGSTOP) coordinator.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor silent(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  Client c(at("http://127.0.0.1:" + std::to_string(silent.local_endpoint().port()), {},
+              std::chrono::milliseconds(300)));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(c.request("GET", "/v1/health"), std::runtime_error);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, std::chrono::milliseconds(250));
+  EXPECT_LT(took, std::chrono::seconds(5));  // one timeout per attempt, not a hang
+}
+
 TEST(HttpTls, RoundTripWithVerifiedCertificate) {
   const fs::path dir = fs::temp_directory_path() / ("tv-tls-" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -19,14 +19,30 @@ using tcp = asio::ip::tcp;
 
 }  // namespace
 
+// Every operation is asynchronous on the client's own io_context, run by the calling thread, with
+// a deadline on the stream (beast::tcp_stream): a coordinator that stops answering costs at most
+// `timeout` per call instead of a thread forever (socket receive timeouts do not bound Asio's
+// synchronous reads, which wait again when one expires).
 struct Client::Impl {
   ClientOptions options;
   Url url;
   asio::io_context io;
   std::optional<asio::ssl::context> tls;
-  std::optional<tcp::socket> plain;
-  std::optional<asio::ssl::stream<tcp::socket>> secure;
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
   beast::flat_buffer buffer;
+
+  beast::tcp_stream& lowest() { return plain ? *plain : beast::get_lowest_layer(*secure); }
+
+  // Runs one asynchronous operation to its end; the stream's deadline bounds it.
+  template <class Start>
+  beast::error_code run(Start start) {
+    beast::error_code result;
+    start([&result](beast::error_code ec, auto&&...) { result = ec; });
+    io.restart();
+    io.run();
+    return result;
+  }
 
   void connect() {
     plain.reset();
@@ -36,24 +52,23 @@ struct Client::Impl {
     beast::error_code ec;
     const auto endpoints = resolver.resolve(url.host, url.port, ec);
     if (ec) throw std::runtime_error("cannot resolve " + url.host + ": " + ec.message());
-    tcp::socket socket(io);
-    asio::connect(socket, endpoints, ec);
+    beast::tcp_stream stream(io);
+    stream.expires_after(options.timeout);
+    ec = run([&](auto h) { stream.async_connect(endpoints, std::move(h)); });
     if (ec) throw std::runtime_error("cannot connect to " + options.url + ": " + ec.message());
-    const auto ms = options.timeout.count();
-    timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    socket.set_option(tcp::no_delay(true));
+    stream.socket().set_option(tcp::no_delay(true));
     if (!url.tls) {
-      plain.emplace(std::move(socket));
+      plain.emplace(std::move(stream));
       return;
     }
-    secure.emplace(std::move(socket), *tls);
+    secure.emplace(std::move(stream), *tls);
     if (!SSL_set_tlsext_host_name(secure->native_handle(), url.host.c_str())) {
       throw std::runtime_error("TLS: cannot set the server name " + url.host);
     }
     secure->set_verify_callback(asio::ssl::host_name_verification(url.host));
-    secure->handshake(asio::ssl::stream_base::client, ec);
+    lowest().expires_after(options.timeout);
+    ec =
+        run([&](auto h) { secure->async_handshake(asio::ssl::stream_base::client, std::move(h)); });
     if (ec)
       throw std::runtime_error("TLS handshake with " + options.url + " failed: " + ec.message());
   }
@@ -82,14 +97,20 @@ struct Client::Impl {
   template <class Stream, class Body>
   Response exchange_on(Stream& stream, bhttp::request<Body>& req,
                        const std::string& download_path) {
+    // Sent piece by piece, each with its own deadline: an upload is bounded by progress.
     beast::error_code ec;
-    bhttp::write(stream, req, ec);
+    bhttp::request_serializer<Body> serializer(req);
+    while (!ec && !serializer.is_done()) {
+      lowest().expires_after(options.timeout);
+      ec = run([&](auto h) { bhttp::async_write_some(stream, serializer, std::move(h)); });
+    }
     if (ec) {
       // The server may have answered early (a refused upload) and stopped reading: its reply is
       // what the caller wants to see.
       bhttp::response_parser<bhttp::string_body> early;
-      beast::error_code read_ec;
-      bhttp::read(stream, buffer, early, read_ec);
+      lowest().expires_after(options.timeout);
+      const beast::error_code read_ec =
+          run([&](auto h) { bhttp::async_read(stream, buffer, early, std::move(h)); });
       plain.reset();
       secure.reset();
       if (read_ec) throw std::runtime_error("sending to " + options.url + ": " + ec.message());
@@ -103,26 +124,34 @@ struct Client::Impl {
       bhttp::response_parser<bhttp::file_body> parser;
       parser.body_limit(boost::none);
       // Only a 200 goes to the file; an error body is read as text below.
-      bhttp::read_header(stream, buffer, parser, ec);
+      lowest().expires_after(options.timeout);
+      ec = run([&](auto h) { bhttp::async_read_header(stream, buffer, parser, std::move(h)); });
       if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
       if (parser.get().result_int() == 200) {
         parser.get().body().open(download_path.c_str(), beast::file_mode::write, ec);
         if (ec) throw std::runtime_error("cannot write " + download_path + ": " + ec.message());
-        bhttp::read(stream, buffer, parser, ec);
-        if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
+        // A large download is bounded by progress, not by its total time.
+        while (!parser.is_done()) {
+          lowest().expires_after(options.timeout);
+          ec = run([&](auto h) { bhttp::async_read_some(stream, buffer, parser, std::move(h)); });
+          if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
+        }
         out.status = 200;
         return out;
       }
       bhttp::response_parser<bhttp::string_body> text(std::move(parser));
-      bhttp::read(stream, buffer, text, ec);
+      lowest().expires_after(options.timeout);
+      run([&](auto h) { bhttp::async_read(stream, buffer, text, std::move(h)); });
       out.status = text.get().result_int();
       out.body = text.get().body();
       return out;
     }
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
-    bhttp::read(stream, buffer, parser, ec);
+    lowest().expires_after(options.timeout);
+    ec = run([&](auto h) { bhttp::async_read(stream, buffer, parser, std::move(h)); });
     if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
+    lowest().expires_never();
     auto& res = parser.get();
     out.status = res.result_int();
     out.body = std::move(res.body());

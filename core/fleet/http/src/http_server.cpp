@@ -245,9 +245,6 @@ struct Server::Impl {
   }
 
   void connection(tcp::socket socket) {
-    timeval tv{60, 0};  // an idle or stuck peer does not hold a thread forever
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     try {
       if (tls) {
         asio::ssl::stream<tcp::socket> stream(std::move(socket), *tls);
@@ -325,10 +322,27 @@ struct Server::Impl {
     return !ec;
   }
 
+  // An idle keep-alive peer must not hold a connection thread forever: wait for its next request
+  // at most idle_timeout. (Socket receive timeouts do not bound Asio's synchronous reads.)
+  template <class Stream>
+  bool next_request_arrives(Stream& stream, const beast::flat_buffer& buffer) {
+    if (buffer.size() > 0) return true;
+    if constexpr (!std::is_same_v<Stream, tcp::socket>) {
+      // Bytes the TLS layer already took from the socket (in OpenSSL's record buffer, or in the
+      // BIO through which Asio feeds it) are not seen by poll.
+      SSL* ssl = stream.native_handle();
+      if (SSL_has_pending(ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) return true;
+    }
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(options.idle_timeout);
+    pollfd p{lowest(stream).native_handle(), POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(ms.count())) > 0;
+  }
+
   template <class Stream>
   void serve(Stream& stream) {
     beast::flat_buffer buffer;
     while (!stopping.load()) {
+      if (!next_request_arrives(stream, buffer)) return;
       bhttp::request_parser<bhttp::empty_body> head;
       head.header_limit(options.max_header_bytes);
       head.body_limit(boost::none);

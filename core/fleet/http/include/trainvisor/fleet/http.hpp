@@ -88,6 +88,7 @@ struct ServerOptions {
   std::size_t max_body_bytes = 1 << 20;
   std::uint32_t max_header_bytes = 16 * 1024;
   std::size_t max_connections = 512;
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};  // between requests
   std::string tls_cert_file;  // both set: HTTPS
   std::string tls_key_file;
 };
