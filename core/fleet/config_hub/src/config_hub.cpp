@@ -10,6 +10,7 @@
 
 #include "sqlite_db.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/fleet/param_json.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -17,29 +18,12 @@ namespace {
 using nlohmann::json;
 using plugin::ParamValue;
 
-// Values keep their type in storage: {"f":0.1}, {"i":3}, {"b":true}, {"s":"adamw"}.
 std::string encode(const ParamValue& v) {
-  return std::visit(
-      [](const auto& x) {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, double>)
-          return json{{"f", x}}.dump();
-        else if constexpr (std::is_same_v<T, std::int64_t>)
-          return json{{"i", x}}.dump();
-        else if constexpr (std::is_same_v<T, bool>)
-          return json{{"b", x}}.dump();
-        else
-          return json{{"s", x}}.dump();
-      },
-      v);
+  return param_value_json(v).dump();
 }
 
 ParamValue decode(const std::string& text) {
-  const json j = json::parse(text);
-  if (j.contains("f")) return j["f"].get<double>();
-  if (j.contains("i")) return j["i"].get<std::int64_t>();
-  if (j.contains("b")) return j["b"].get<bool>();
-  return j.at("s").get<std::string>();
+  return param_value_from_json(json::parse(text), "stored value");
 }
 
 void check_actor(const std::string& actor) {

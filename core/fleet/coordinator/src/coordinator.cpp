@@ -12,6 +12,7 @@
 #include "trainvisor/fleet/artifact_store.hpp"
 #include "trainvisor/fleet/config_hub.hpp"
 #include "trainvisor/fleet/manifest.hpp"
+#include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/telemetry_store.hpp"
 
 namespace tv::fleet {
@@ -21,30 +22,6 @@ namespace fs = std::filesystem;
 using http::Request;
 using http::Response;
 using nlohmann::json;
-
-json params_json(const plugin::Params& p) {
-  json j = json::object();
-  for (const auto& [k, v] : p)
-    j[k] = std::visit([](const auto& x) { return json(x); }, v);
-  return j;
-}
-
-plugin::Params params_from_json(const json& j) {
-  plugin::Params p;
-  for (const auto& [k, v] : j.items()) {
-    if (v.is_boolean())
-      p[k] = v.get<bool>();
-    else if (v.is_number_integer())
-      p[k] = v.get<std::int64_t>();
-    else if (v.is_number())
-      p[k] = v.get<double>();
-    else if (v.is_string())
-      p[k] = v.get<std::string>();
-    else
-      throw std::invalid_argument("parameter '" + k + "' is not a number, bool or string");
-  }
-  return p;
-}
 
 std::optional<std::int64_t> opt_ms(const std::optional<UnixMillis>& v) {
   return v;
@@ -169,12 +146,11 @@ plugin::TelemetryPoint telemetry_point_from_json(const json& j) {
 }
 
 json config_values_json(const plugin::ConfigView& values) {
-  return params_json(plugin::Params(values.begin(), values.end()));
+  return params_json(values);
 }
 
 plugin::ConfigView config_values_from_json(const json& j) {
-  const plugin::Params p = params_from_json(j);
-  return plugin::ConfigView(p.begin(), p.end());
+  return params_from_json<plugin::ConfigView>(j);
 }
 
 json job_spec_json(const JobSpec& s) {
@@ -558,12 +534,11 @@ struct Coordinator::Impl {
                    try {
                      const ConfigTree t = hub.get(req.params[0]);
                      return Response::json(
-                         200,
-                         {{"job", req.params[0]},
-                          {"revision", t.revision},
-                          {"values", params_json(plugin::Params(t.values.begin(), t.values.end()))},
-                          {"frozen", hub.frozen(req.params[0])},
-                          {"applied", applied_json(telemetry.applied(req.params[0]))}});
+                         200, {{"job", req.params[0]},
+                               {"revision", t.revision},
+                               {"values", params_json(t.values)},
+                               {"frozen", hub.frozen(req.params[0])},
+                               {"applied", applied_json(telemetry.applied(req.params[0]))}});
                    } catch (const ConfigHubError& e) {
                      return Response::error(404, e.what());
                    }
@@ -673,38 +648,36 @@ struct Coordinator::Impl {
                      return Response::json(200, {{"frozen", hub.frozen(req.params[0])}});
                    })});
     }
-    r.push_back({"GET", "/v1/job/{id}/config/log", [this](Request& req, http::BodyStream*) {
-                   const auto num = [&](const char* key, std::uint64_t dflt) -> std::uint64_t {
-                     const auto it = req.query.find(key);
-                     if (it == req.query.end()) return dflt;
-                     try {
-                       return std::stoull(it->second);
-                     } catch (...) {
-                       throw std::invalid_argument(std::string("query parameter '") + key +
-                                                   "' is not a number");
-                     }
-                   };
-                   const auto value = [](const plugin::ParamValue& v) {
-                     return params_json({{"v", v}})["v"];
-                   };
-                   json entries = json::array();
-                   for (const AuditEntry& e :
-                        hub.audit(req.params[0], num("after", 0),
-                                  std::min<std::uint64_t>(num("limit", 100), 1000))) {
-                     entries.push_back({{"seq", e.seq},
-                                        {"kind", e.kind},
-                                        {"revision", e.revision},
-                                        {"actor", e.actor},
-                                        {"reason", e.reason},
-                                        {"path", e.path},
-                                        {"old", e.old_value ? value(*e.old_value) : json(nullptr)},
-                                        {"new", value(e.new_value)},
-                                        {"time_ms", e.time_ms},
-                                        {"accepted", e.accepted},
-                                        {"refusal", e.refusal}});
-                   }
-                   return Response::json(200, {{"entries", entries}});
-                 }});
+    r.push_back(
+        {"GET", "/v1/job/{id}/config/log", [this](Request& req, http::BodyStream*) {
+           const auto num = [&](const char* key, std::uint64_t dflt) -> std::uint64_t {
+             const auto it = req.query.find(key);
+             if (it == req.query.end()) return dflt;
+             try {
+               return std::stoull(it->second);
+             } catch (...) {
+               throw std::invalid_argument(std::string("query parameter '") + key +
+                                           "' is not a number");
+             }
+           };
+           const auto value = [](const plugin::ParamValue& v) { return param_value_json(v); };
+           json entries = json::array();
+           for (const AuditEntry& e : hub.audit(req.params[0], num("after", 0),
+                                                std::min<std::uint64_t>(num("limit", 100), 1000))) {
+             entries.push_back({{"seq", e.seq},
+                                {"kind", e.kind},
+                                {"revision", e.revision},
+                                {"actor", e.actor},
+                                {"reason", e.reason},
+                                {"path", e.path},
+                                {"old", e.old_value ? value(*e.old_value) : json(nullptr)},
+                                {"new", value(e.new_value)},
+                                {"time_ms", e.time_ms},
+                                {"accepted", e.accepted},
+                                {"refusal", e.refusal}});
+           }
+           return Response::json(200, {{"entries", entries}});
+         }});
     r.push_back({"POST", "/v1/manifest/reload", operator_([this](Request& req, http::BodyStream*) {
                    const bool dry = req.query.count("dry_run") && req.query["dry_run"] != "0";
                    try {
@@ -760,7 +733,7 @@ struct Coordinator::Impl {
         sent_revision = e.delta.revision;
         json writes = json::object();
         for (const ConfigWrite& w : e.delta.writes)
-          writes[w.path] = config_values_json({{w.path, w.value}})[w.path];
+          writes[w.path] = param_value_json(w.value);
         if (fault.skip_every > 0 && ++deltas % fault.skip_every == 0) continue;
         if (!send({{"type", "delta"},
                    {"revision", e.delta.revision},

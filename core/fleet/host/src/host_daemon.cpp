@@ -17,6 +17,7 @@
 #include "trainvisor/fleet/config_agent.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/http.hpp"
+#include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/sha256.hpp"
 #include "trainvisor/shm/block_name.hpp"
 #include "trainvisor/shm/config_block.hpp"
@@ -69,7 +70,7 @@ class CoordinatorSink final : public ConfigSink {
                      const std::string& actor) override {
     Pending p{actor, json::object(), ""};
     for (const auto& w : writes) {
-      p.writes[w.path] = config_values_json({{w.path, w.value}})[w.path];
+      p.writes[w.path] = param_value_json(w.value);
       if (!w.reason.empty()) p.reason += (p.reason.empty() ? "" : "; ") + w.reason;
     }
     if (!pending_.empty()) {  // earlier writes wait: this one goes after them

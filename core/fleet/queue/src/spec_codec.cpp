@@ -5,61 +5,22 @@
 #include <nlohmann/json.hpp>
 
 #include "trainvisor/fleet/job_queue.hpp"
+#include "trainvisor/fleet/param_json.hpp"
 
 namespace tv::fleet::codec {
 namespace {
 
-using nlohmann::json;
+using fleet::params_from_json;
+using fleet::params_json;
 
-constexpr const char* kFloatTag = "$float";
+using nlohmann::json;
 
 [[noreturn]] void bad_text(std::string_view what, std::string_view why) {
   throw QueueError("job queue: stored " + std::string(what) + " is corrupt: " + std::string(why));
 }
 
 json encode_double(double value) {
-  if (std::isnan(value)) return json{{kFloatTag, "nan"}};
-  if (std::isinf(value)) return json{{kFloatTag, value > 0 ? "inf" : "-inf"}};
-  return json(value);
-}
-
-json encode_value(const plugin::ParamValue& value) {
-  return std::visit(
-      [](const auto& v) -> json {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, double>) {
-          return encode_double(v);
-        } else {
-          return json(v);
-        }
-      },
-      value);
-}
-
-std::optional<double> decode_nonfinite(const json& j) {
-  if (!j.is_object() || j.size() != 1 || !j.contains(kFloatTag)) return std::nullopt;
-  const json& tag = j.at(kFloatTag);
-  if (tag == "nan") return std::numeric_limits<double>::quiet_NaN();
-  if (tag == "inf") return std::numeric_limits<double>::infinity();
-  if (tag == "-inf") return -std::numeric_limits<double>::infinity();
-  return std::nullopt;
-}
-
-plugin::ParamValue decode_value(const json& j, std::string_view what, const std::string& key) {
-  // is_number_integer covers nlohmann's unsigned kind too: it parses every non-negative
-  // integer as unsigned, but we only ever wrote int64 values.
-  if (j.is_number_integer()) {
-    if (j.is_number_unsigned() &&
-        j.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max())) {
-      bad_text(what, "'" + key + "' is out of the int64 range");
-    }
-    return j.get<std::int64_t>();
-  }
-  if (j.is_number_float()) return j.get<double>();
-  if (j.is_boolean()) return j.get<bool>();
-  if (j.is_string()) return j.get<std::string>();
-  if (auto d = decode_nonfinite(j)) return *d;
-  bad_text(what, "'" + key + "' has an unsupported JSON value " + j.dump());
+  return param_value_json(value);
 }
 
 json parse(std::string_view text, std::string_view what) {
@@ -79,24 +40,22 @@ std::string dump(const json& j, std::string_view what) {
   }
 }
 
-json params_json(const plugin::Params& params) {
-  json out = json::object();
-  for (const auto& [key, value] : params)
-    out[key] = encode_value(value);
-  return out;
-}
-
 plugin::Params params_from(const json& j, std::string_view what) {
   if (!j.is_object()) bad_text(what, "not a JSON object");
-  plugin::Params out;
-  for (const auto& [key, value] : j.items())
-    out.emplace(key, decode_value(value, what, key));
-  return out;
+  try {
+    return params_from_json(j);
+  } catch (const std::invalid_argument& e) {
+    bad_text(what, e.what());
+  }
 }
 
 double double_from(const json& j, std::string_view what, const char* key) {
   if (j.is_number()) return j.get<double>();
-  if (auto d = decode_nonfinite(j)) return *d;
+  try {
+    const plugin::ParamValue v = param_value_from_json(j, key);
+    if (const auto* d = std::get_if<double>(&v)) return *d;
+  } catch (const std::invalid_argument&) {
+  }
   bad_text(what, std::string("'") + key + "' is not a number");
 }
 
