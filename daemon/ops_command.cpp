@@ -8,6 +8,7 @@
 
 #include "train_command.hpp"
 #include "trainvisor/fleet/http.hpp"
+#include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/plugin.hpp"
 
 namespace tv::cli {
@@ -16,10 +17,11 @@ namespace {
 using nlohmann::json;
 
 struct Conn {
-  std::string path;    // config get/set
-  std::string value;   // config set
-  std::string reason;  // config set
-  std::string prefix;  // config freeze/unfreeze
+  std::string path;               // config get/set
+  std::string value;              // config set
+  std::vector<std::string> also;  // config set: more KEY=VALUE in the same revision
+  std::string reason;             // config set
+  std::string prefix;             // config freeze/unfreeze
   std::string url;
   std::string token;
   std::string ca_file;
@@ -157,6 +159,9 @@ void add_ops_commands(CLI::App& app) {
   cset->add_option("PATH", c->path, "Key path")->required();
   cset->add_option("VALUE", c->value, "Value: a number, true/false or text")->required();
   cset->add_option("--reason", c->reason, "Why (recorded in the audit log)")->required();
+  cset->add_option("--also", c->also,
+                   "Another KEY=VALUE written in the same revision (repeatable): the trainer "
+                   "applies them at one step boundary");
   for (CLI::App* cmd : {cfreeze, cunfreeze})
     cmd->add_option("PREFIX", c->prefix, "e.g. training/optimizer")->required();
 
@@ -182,10 +187,14 @@ void add_ops_commands(CLI::App& app) {
   });
   cset->callback([c] {
     Api api(*c);
-    const plugin::ParamValue v = parse_param_value(c->value);
-    json value = std::visit([](const auto& x) { return json(x); }, v);
+    plugin::Params writes{{c->path, parse_param_value(c->value)}};
+    for (const auto& a : c->also) {
+      auto [k, v] = parse_assignment(a, "--also");
+      if (!writes.emplace(k, v).second)
+        throw std::invalid_argument("--also: '" + k + "' is given twice");
+    }
     const json j = api.post("/v1/job/" + api.resolve(c->job) + "/config",
-                            {{"writes", {{c->path, value}}}, {"reason", c->reason}});
+                            {{"writes", fleet::params_json(writes)}, {"reason", c->reason}});
     print(*c, j, [&] {
       std::printf("revision %lld\n", static_cast<long long>(j["revision"].get<std::int64_t>()));
     });

@@ -129,6 +129,16 @@ rev=$(set_lr 0.02)
 wait_for 20 applied_reached "$rev" \
   || fail "revision $rev never applied: $("$TRAINVISOR" jobs show live -o json | field "['telemetry']['applied']")"
 check_applied_at "$rev" 0.02 || fail "the trainer did not report revision $rev at learning rate 0.02"
+# Two keys in one revision: one batch in the block.
+rev=$("$TRAINVISOR" config set live training/optimizer/momentum 0.5 \
+  --also training/regularization/grad_clip_max=2.5 --reason batch | sed 's/revision //')
+wait_for 20 sh -c "[ \"\$('$TRAINVISOR' shm inspect $id -o json | $PY -c 'import json,sys; k={e[\"path\"]: e[\"value\"] for e in json.load(sys.stdin)[\"keys\"]}; print(k[\"trainvisor/revision\"] >= $rev and k[\"training/optimizer/momentum\"], k[\"training/regularization/grad_clip_max\"])')\" = '0.5 2.5' ]" \
+  || fail "the batch of revision $rev did not reach the block"
+"$TRAINVISOR" config log live -o json | "$PY" -c "
+import json, sys
+e = [x for x in json.load(sys.stdin)['entries'] if x['revision'] == $rev and x['accepted']]
+assert sorted(x['path'] for x in e) == ['training/optimizer/momentum', 'training/regularization/grad_clip_max'], e
+" || fail "the batch is not one revision in the log"
 
 step "freeze refuses the policy, not the human"
 "$TRAINVISOR" config freeze live training/optimizer >/dev/null
