@@ -279,17 +279,25 @@ TEST_F(ConfigAgentTest, ReconnectsAfterADropAndARestartedAgentAdoptsItsBlock) {
   EXPECT_EQ(server.froms().at(2), 2u);  // resumes from the block's revision
 }
 
-TEST(ConfigStreamTest, AnAgentConvergesOnACoordinatorThatLosesDeltasAndDropsStreams) {
-  const fs::path dir = fs::temp_directory_path() / ("tv-stream-" + std::to_string(::getpid()));
+// A coordinator's options over a fresh directory whose manifest has one tiny job. The seed makes
+// the job's id, and so its block's name, differ between tests that ctest runs side by side.
+CoordinatorOptions one_job_coordinator(const fs::path& dir, int seed) {
   fs::remove_all(dir);
   fs::create_directories(dir);
-  std::ofstream(dir / "m.toml") << "[[jobs]]\nname = \"j\"\nmodel = \"tiny\"\n";
+  std::ofstream(dir / "m.toml") << "[[jobs]]\nname = \"j\"\nmodel = \"tiny\"\nseed = "
+                                << (::getpid() % 100000) * 10 + seed << "\n";
   CoordinatorOptions o;
   o.data_dir = (dir / "data").string();
   o.manifest_path = (dir / "m.toml").string();
   o.operator_token = "op";
   o.worker_token = "wk";
   o.plugin_dirs = {TV_PLUGIN_DIR};
+  return o;
+}
+
+TEST(ConfigStreamTest, AnAgentConvergesOnACoordinatorThatLosesDeltasAndDropsStreams) {
+  const fs::path dir = fs::temp_directory_path() / ("tv-stream-" + std::to_string(::getpid()));
+  CoordinatorOptions o = one_job_coordinator(dir, 1);
   o.stream_keepalive = 50ms;
   o.stream_fault.skip_every = 3;
   o.stream_fault.close_every = 7;
@@ -321,6 +329,41 @@ TEST(ConfigStreamTest, AnAgentConvergesOnACoordinatorThatLosesDeltasAndDropsStre
     EXPECT_EQ(lr.get(0), 0.040);
     EXPECT_GT(agent.stats().gaps, 0u);
     EXPECT_GT(agent.stats().connects, 2u);
+    agent.remove_block();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(ConfigStreamTest, RunsOverTlsWithAVerifiedCertificate) {
+  const fs::path dir = fs::temp_directory_path() / ("tv-stream-tls-" + std::to_string(::getpid()));
+  CoordinatorOptions o = one_job_coordinator(dir, 2);
+  const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  const std::string cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      "-addext subjectAltName=DNS:localhost -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "openssl could not make a certificate";
+  o.http.tls_cert_file = cert;
+  o.http.tls_key_file = key;
+  {
+    Coordinator c(o);
+    const std::string url = "https://localhost:" + std::to_string(c.port());
+    http::Client client(http::ClientOptions{url, cert, 5s});
+    const std::string id = client.request("GET", "/v1/jobs").json_body()["jobs"][0]["id"];
+    shm::ConfigBlockWriter::remove(shm::block_name_for_job(id));
+    ConfigAgentOptions ao;
+    ao.coordinator = http::ClientOptions{url, cert, 5s};
+    ao.worker_token = "wk";
+    ao.job_id = id;
+    ConfigAgent agent(ao);
+    const auto r =
+        client.request("POST", "/v1/job/" + id + "/config",
+                       json{{"writes", {{"training/optimizer/learning_rate", 0.0125}}}}.dump(),
+                       {{"X-Operator-Token", "op"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto reader = shm::ConfigBlockReader::attach(agent.block_name());
+    auto lr = reader.resolve<double>("training/optimizer/learning_rate");
+    EXPECT_TRUE(eventually([&] { return lr.get(0) == 0.0125; }));
     agent.remove_block();
   }
   fs::remove_all(dir);

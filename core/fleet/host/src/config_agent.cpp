@@ -63,19 +63,9 @@ struct ConfigAgent::Impl {
     std::vector<plugin::ProposedWrite> writes;
     for (const auto& [path, v] : values)
       writes.push_back({path, v, actor});
-    if (actor.rfind("policy:", 0) == 0) {
-      std::lock_guard lock(mu);
-      for (const auto& w : writes) {
-        for (const auto& prefix : frozen) {
-          if (!path_under(w.path, prefix)) continue;
-          const std::string why =
-              w.path + " is under the frozen prefix " + prefix + "; " + actor + " may not write it";
-          mu.unlock();
-          refuse(rev, actor, why);
-          mu.lock();
-          return;
-        }
-      }
+    if (const std::string why = frozen_refusal(actor, writes); !why.empty()) {
+      refuse(rev, actor, why);
+      return;
     }
     const WriteOutcome out = sink->apply_at(writes, actor, rev);
     if (!out.applied) {
@@ -85,6 +75,21 @@ struct ConfigAgent::Impl {
     publish();
     std::lock_guard lock(mu);
     ++stats.deltas;
+  }
+
+  // Why a policy may not make these writes (one lies under a frozen prefix), or "".
+  std::string frozen_refusal(const std::string& actor,
+                             const std::vector<plugin::ProposedWrite>& writes) {
+    if (actor.rfind("policy:", 0) != 0) return {};
+    std::lock_guard lock(mu);
+    for (const auto& w : writes) {
+      for (const auto& prefix : frozen) {
+        if (path_under(w.path, prefix))
+          return w.path + " is under the frozen prefix " + prefix + "; " + actor +
+                 " may not write it";
+      }
+    }
+    return {};
   }
 
   void set_frozen(std::vector<std::string> f) {
