@@ -235,13 +235,20 @@ void add_ops_commands(CLI::App& app) {
     Api api(*c);
     const json j = api.get(c->status.empty() ? "/v1/jobs" : "/v1/jobs?status=" + c->status);
     print(*c, j, [&] {
-      std::printf("%-12s  %-24s %-10s %-10s %7s  %s\n", "ID", "NAME", "MODEL", "STATUS", "ATTEMPT",
-                  "WORKER");
+      std::printf("%-12s  %-24s %-10s %-10s %7s %11s  %s\n", "ID", "NAME", "MODEL", "STATUS",
+                  "ATTEMPT", "CONFIG", "WORKER");
       for (const auto& r : j["jobs"]) {
-        std::printf("%-12s  %-24.24s %-10.10s %-10s %7lld  %s\n", short_id(r["id"]).c_str(),
+        // CONFIG: the revision the trainer applied / the one the hub wants ("-": no report yet).
+        const json& cfg = r.value("config", json::object());
+        const auto rev = [&](const char* k) {
+          return cfg.contains(k) && !cfg[k].is_null() ? std::to_string(cfg[k].get<std::uint64_t>())
+                                                      : std::string("-");
+        };
+        std::printf("%-12s  %-24.24s %-10.10s %-10s %7lld %11s  %s\n", short_id(r["id"]).c_str(),
                     r["name"].get<std::string>().c_str(), r["model"].get<std::string>().c_str(),
                     r["status"].get<std::string>().c_str(),
                     static_cast<long long>(r["attempt"].get<std::int64_t>()),
+                    (rev("applied_revision") + "/" + rev("desired_revision")).c_str(),
                     r["worker"].get<std::string>().c_str());
       }
     });

@@ -210,6 +210,10 @@ wait_for 20 in_sync || fail "the adopted block did not follow the hub"
 s0=$(steps_done); sleep 1; s1=$(steps_done)
 [ "$s1" -gt "$s0" ] || fail "the adopted trainer is not stepping"
 
+d=$(desired)
+"$TRAINVISOR" jobs list | grep -qE "live +tiny +running +[0-9]+ +$d/$d " \
+  || fail "jobs list does not show applied/desired $d/$d: $("$TRAINVISOR" jobs list)"
+
 step "cancel"
 "$TRAINVISOR" jobs cancel live >/dev/null
 wait_for 30 sh -c "! kill -0 $trainer" || fail "the trainer did not stop on cancel"

@@ -371,14 +371,19 @@ struct Coordinator::Impl {
                      }
                    }
                    json jobs = json::array();
-                   for (const JobRow& row : queue.list(filter))
-                     jobs.push_back(job_row_json(row));
+                   for (const JobRow& row : queue.list(filter)) {
+                     json j = job_row_json(row);
+                     j["config"] = config_lag_json(row.spec.id);
+                     jobs.push_back(std::move(j));
+                   }
                    return Response::json(200, {{"jobs", jobs}});
                  }});
     r.push_back({"GET", "/v1/job/{id}", [this](Request& req, http::BodyStream*) {
                    const auto row = queue.get(req.params[0]);
                    if (!row) return Response::error(404, "job " + req.params[0] + ": no such job");
-                   return Response::json(200, job_row_json(*row));
+                   json j = job_row_json(*row);
+                   j["config"] = config_lag_json(row->spec.id);
+                   return Response::json(200, j);
                  }});
     r.push_back({"GET", "/v1/job/{id}/explain", [this](Request& req, http::BodyStream*) {
                    try {
@@ -694,6 +699,17 @@ struct Coordinator::Impl {
                    }
                  })});
     return r;
+  }
+
+  // Desired (the hub's) and applied (the trainer's last report) revision: the job's config lag.
+  json config_lag_json(const std::string& job) {
+    json out = {{"desired_revision", nullptr}, {"applied_revision", nullptr}};
+    try {
+      out["desired_revision"] = hub.get(job).revision;
+    } catch (const ConfigHubError&) {
+    }
+    if (const auto a = telemetry.applied(job)) out["applied_revision"] = a->revision;
+    return out;
   }
 
   // One host agent's config stream for one job (the protocol is in coordinator.hpp).
