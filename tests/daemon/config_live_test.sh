@@ -12,6 +12,7 @@
 #  - the coordinator killed while the job trains: the trainer keeps stepping, the policy's writes
 #    wait in the host; restarted, the agent resumes, and neither those writes nor one made right
 #    away are lost;
+#  - the coordinator hung (SIGSTOP): the trainer keeps stepping; resumed, a write gets through;
 #  - lost deltas and dropped streams: gaps detected, resynced, trees equal;
 #  - the host daemon killed and started again: it adopts the running trainer and its block.
 set -euo pipefail
@@ -192,6 +193,14 @@ import json, sys
 e = json.load(sys.stdin)['entries']
 assert any(x['revision'] == $rev and x['actor'] == 'human:ana' and x['accepted'] for x in e), 'r$rev'
 " || fail "the write made at the restart was lost"
+
+step "the coordinator hangs (SIGSTOP) while the job trains"
+kill -STOP "$coordinator"
+s0=$(steps_done); sleep 4; s1=$(steps_done)
+kill -CONT "$coordinator"
+[ "$s1" -gt "$s0" ] || fail "the trainer stopped stepping while its coordinator hung ($s0 -> $s1)"
+set_lr 0.012 >/dev/null
+wait_for 40 in_sync || fail "after the hang: desired $(desired), applied $(applied), block $(block_get trainvisor/revision)"
 
 step "lost deltas and dropped streams are resynced"
 for v in 0.021 0.022 0.023 0.024 0.025 0.026 0.027 0.028; do set_lr "$v" >/dev/null; sleep 0.1; done

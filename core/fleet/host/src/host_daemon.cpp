@@ -222,7 +222,9 @@ struct HostDaemon::Impl {
 
   explicit Impl(HostDaemonOptions opts)
       : o(std::move(opts)),
-        client(http::ClientOptions{o.coordinator_url, o.ca_file, std::chrono::seconds(30)}) {
+        // Each call waits at most 10 s (an upload: 10 s without progress): a hung coordinator
+        // slows this loop down, it never stops it.
+        client(http::ClientOptions{o.coordinator_url, o.ca_file, std::chrono::seconds(10)}) {
     if (o.slots < 1) throw std::invalid_argument("a host needs at least one slot");
     capability = o.capability ? *o.capability : detect_capability();
     if (o.name.empty()) o.name = capability.hostname;
