@@ -20,8 +20,10 @@ struct Conn {
   std::string path;               // config get/set
   std::string value;              // config set
   std::vector<std::string> also;  // config set: more KEY=VALUE in the same revision
-  std::string reason;             // config set
-  std::string prefix;             // config freeze/unfreeze
+  std::uint64_t log_after = 0;    // config log: entries after this sequence number
+  std::uint64_t log_limit = 100;
+  std::string reason;  // config set
+  std::string prefix;  // config freeze/unfreeze
   std::string url;
   std::string token;
   std::string ca_file;
@@ -159,6 +161,9 @@ void add_ops_commands(CLI::App& app) {
   cset->add_option("PATH", c->path, "Key path")->required();
   cset->add_option("VALUE", c->value, "Value: a number, true/false or text")->required();
   cset->add_option("--reason", c->reason, "Why (recorded in the audit log)")->required();
+  clog->add_option("--after", c->log_after, "Entries after this sequence number (paging)");
+  clog->add_option("--limit", c->log_limit, "At most this many entries (up to 1000)")
+      ->check(CLI::Range(1, 1000));
   cset->add_option("--also", c->also,
                    "Another KEY=VALUE written in the same revision (repeatable): the trainer "
                    "applies them at one step boundary");
@@ -210,7 +215,8 @@ void add_ops_commands(CLI::App& app) {
   }
   clog->callback([c] {
     Api api(*c);
-    const json j = api.get("/v1/job/" + api.resolve(c->job) + "/config/log");
+    const json j = api.get("/v1/job/" + api.resolve(c->job) + "/config/log?after=" +
+                           std::to_string(c->log_after) + "&limit=" + std::to_string(c->log_limit));
     print(*c, j, [&] {
       for (const auto& e : j["entries"]) {
         if (e.value("kind", "write") != "write") {
@@ -227,6 +233,10 @@ void add_ops_commands(CLI::App& app) {
                     e["accepted"].get<bool>() ? "" : "REFUSED: ",
                     e["accepted"].get<bool>() ? e["reason"].get<std::string>().c_str()
                                               : e["refusal"].get<std::string>().c_str());
+      }
+      if (j["entries"].size() == c->log_limit) {
+        std::printf("(more: --after %llu)\n", static_cast<unsigned long long>(
+                                                  j["entries"].back()["seq"].get<std::uint64_t>()));
       }
     });
   });
