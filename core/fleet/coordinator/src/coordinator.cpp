@@ -570,8 +570,10 @@ struct Coordinator::Impl {
            const std::string host = required_string(b, "host");
            const auto row = queue.get(req.params[0]);
            if (!row) return Response::error(404, "job " + req.params[0] + ": no such job");
+           // A cancelled job's holder keeps reporting until its trainer has stopped.
            if (row->worker != host ||
-               (row->status != JobStatus::kClaimed && row->status != JobStatus::kRunning)) {
+               (row->status != JobStatus::kClaimed && row->status != JobStatus::kRunning &&
+                row->status != JobStatus::kCancelled)) {
              return Response::error(409, "job " + req.params[0] + ": not held by " + host);
            }
            std::vector<plugin::TelemetryPoint> points;

@@ -200,7 +200,9 @@ bool tokens_equal(const std::string& a, const std::string& b) noexcept {
   return diff == 0 && n > 0;
 }
 
-struct Server::Impl {
+// Shared with every connection thread: a detached thread that has just reported its end to stop()
+// still destroys its socket, which belongs to this io_context.
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ServerOptions options;
   std::vector<Route> routes;
   asio::io_context io;
@@ -229,7 +231,11 @@ struct Server::Impl {
       }
       ++connections;
       lock.unlock();
-      std::thread([this, s = std::move(socket)]() mutable { connection(std::move(s)); }).detach();
+      auto owned = std::make_unique<tcp::socket>(std::move(socket));
+      std::thread([self = shared_from_this(), owned = std::move(owned)]() mutable {
+        self->connection(std::move(*owned));
+        owned.reset();  // while `self` keeps the io_context alive
+      }).detach();
     }
   }
 
@@ -253,12 +259,19 @@ struct Server::Impl {
         stream.handshake(asio::ssl::stream_base::server, ec);
         if (!ec) serve(stream);
         untrack(&stream.next_layer());
-        stream.shutdown(ec);
+        // No TLS close_notify exchange: it waits for the peer's, which a kept-alive client that
+        // is still connected never sends. The client sees the connection end either way.
+        stream.next_layer().shutdown(tcp::socket::shutdown_both, ec);
       } else {
         track(&socket);
         serve(socket);
         untrack(&socket);
-        linger(socket);
+        if (stopping.load()) {
+          beast::error_code ec;
+          socket.shutdown(tcp::socket::shutdown_both, ec);  // no early reply to protect now
+        } else {
+          linger(socket);
+        }
       }
     } catch (...) {
       // A connection's failure is that connection's alone.
@@ -270,16 +283,18 @@ struct Server::Impl {
 
   // A reply sent before the whole request body was read (413, 401, a refused upload) must reach
   // a client that is still sending: close our side for writing, then read and drop what keeps
-  // arriving for a moment, so that the kernel does not answer it with a reset that would destroy
-  // the reply in the client's buffer.
+  // arriving until a second passes without any, so that the kernel does not answer it with a
+  // reset that would destroy the reply in the client's buffer.
   static void linger(tcp::socket& socket) {
     beast::error_code ec;
     socket.shutdown(tcp::socket::shutdown_send, ec);
-    timeval tv{1, 0};
-    ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char sink[64 * 1024];
     std::size_t dropped = 0;
+    // Bounded by poll, not by a socket receive timeout, which Asio's synchronous reads ignore: a
+    // kept-alive peer that neither sends nor closes must not hold this thread (and stop()).
     while (dropped < (std::size_t{256} << 20)) {
+      pollfd p{socket.native_handle(), POLLIN, 0};
+      if (::poll(&p, 1, 1000) <= 0) break;
       const std::size_t n = socket.read_some(asio::buffer(sink), ec);
       if (ec || n == 0) break;
       dropped += n;
@@ -485,7 +500,7 @@ struct Server::Impl {
   }
 };
 
-Server::Server(ServerOptions options, std::vector<Route> routes) : impl_(std::make_unique<Impl>()) {
+Server::Server(ServerOptions options, std::vector<Route> routes) : impl_(std::make_shared<Impl>()) {
   impl_->options = std::move(options);
   impl_->routes = std::move(routes);
   const auto& o = impl_->options;

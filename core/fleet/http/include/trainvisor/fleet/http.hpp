@@ -89,7 +89,7 @@ struct ServerOptions {
   std::uint32_t max_header_bytes = 16 * 1024;
   std::size_t max_connections = 512;
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};  // between requests
-  std::string tls_cert_file;  // both set: HTTPS
+  std::string tls_cert_file;                                         // both set: HTTPS
   std::string tls_key_file;
 };
 
@@ -104,7 +104,7 @@ class Server {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;
 };
 
 struct ClientOptions {
