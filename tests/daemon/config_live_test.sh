@@ -17,7 +17,7 @@
 #  - the host daemon killed and started again: it adopts the running trainer and its block.
 set -euo pipefail
 : "${TRAINVISOR:?}"
-PY=/usr/bin/python3
+. "$(dirname "$0")/process_test_lib.sh"
 dir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -26,17 +26,7 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  echo "--- host log:" >&2; tail -20 "$dir/host.log" >&2 || true
-  exit 1
-}
-step() { echo "config_live_test: $(date +%T) $*" >&2; }
-field() { "$PY" -c "import json,sys; v=json.load(sys.stdin)$1; print(json.dumps(v) if isinstance(v,(dict,list)) else v)"; }
-wait_for() {  # wait_for SECONDS COMMAND...
-  local until=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $until ] || return 1; sleep 0.2; done
-}
+on_fail() { echo "--- host log:" >&2; tail -20 "$dir/host.log" >&2 || true; }
 
 cat > "$dir/live.toml" <<'TOML'
 [[jobs]]

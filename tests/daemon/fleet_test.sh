@@ -8,18 +8,11 @@
 #    the CUDA-only job off a CPU host; reload is idempotent; bad tokens are refused.
 set -euo pipefail
 : "${TRAINVISOR:?}"
-PY=/usr/bin/python3
+. "$(dirname "$0")/process_test_lib.sh"
 dir=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-step() { echo "fleet_test: $(date +%T) $*" >&2; }  # where a timeout stopped it, in CI's output
-field() { "$PY" -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-wait_for() {  # wait_for SECONDS COMMAND...
-  local until=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $until ] || return 1; sleep 0.2; done
-}
 
 cat > "$dir/fleet.toml" <<'TOML'
 [[jobs]]

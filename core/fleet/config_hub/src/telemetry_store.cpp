@@ -75,11 +75,10 @@ void TelemetryStore::append(const std::string& job_id,
                             const std::string& host, std::uint64_t missed, std::int64_t time_ms) {
   std::lock_guard lock(impl_->mu);
   AppliedConfig a = impl_->applied(job_id).value_or(AppliedConfig{});
-  const bool fresh = a.points == 0 && a.time_ms == 0;
   impl_->db.exec("BEGIN IMMEDIATE");
   try {
     for (const plugin::TelemetryPoint& p : points) {
-      if (!fresh && p.step <= a.last_step && a.points > 0) continue;
+      if (a.points > 0 && p.step <= a.last_step) continue;  // already stored
       impl_->db.query(
           "INSERT OR IGNORE INTO telemetry (job_id, step, epoch, flags, wall_time_ns, loss, "
           "grad_norm, learning_rate, config_revision, val_loss, val_accuracy, samples_per_sec) "
