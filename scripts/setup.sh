@@ -19,6 +19,7 @@ PACKAGES=(
                                           # 13x faster than the reference BLAS)
   dataset-fashion-mnist                   # the real data set of the mlp and cnn models
   libgtest-dev libbenchmark-dev           # tests and bench/
+  valgrind                                # memcheck shows the token comparison is constant-time
   python3 python3-pytest                  # the Python client's tests
   openssl                                 # test certificates for the TLS tests
 )

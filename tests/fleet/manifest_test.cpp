@@ -76,6 +76,34 @@ TEST(Manifest, GoodManifestParses) {
   EXPECT_NE(mlp.id, cnn.id);
 }
 
+// The README's main job: the shipped example manifest loads against the real plugins and says
+// what the README says it does (an mlp and a cnn job on Fashion-MNIST, each supervised).
+TEST(Manifest, TheExampleManifestIsValid) {
+  const Manifest m = load_manifest(TV_EXAMPLES_DIR "/fashion-mnist.toml", plugins());
+  ASSERT_EQ(m.jobs.size(), 2u);
+  const JobSpec& mlp = m.jobs[0];
+  EXPECT_EQ(mlp.name, "mlp-plateau");
+  EXPECT_EQ(mlp.model, "mlp");
+  EXPECT_EQ(std::get<std::int64_t>(mlp.model_params.at("hidden")), 256);
+  EXPECT_EQ(std::get<double>(mlp.hyper.at("training/optimizer/learning_rate")), 0.1);
+  EXPECT_EQ(std::get<std::int64_t>(mlp.hyper.at("training/control/max_epochs")), 6);
+  ASSERT_EQ(mlp.policies.size(), 2u);
+  EXPECT_EQ(mlp.policies[0].name, "plateau");
+  EXPECT_EQ(std::get<std::string>(mlp.policies[0].params.at("monitor")), "val_loss");
+  EXPECT_EQ(std::get<double>(mlp.policies[0].params.at("min_lr")), 0.001);
+  EXPECT_EQ(mlp.policies[1].name, "divergence");
+  const JobSpec& cnn = m.jobs[1];
+  EXPECT_EQ(cnn.name, "cnn-adamw");
+  EXPECT_EQ(cnn.model, "cnn");
+  EXPECT_TRUE(cnn.constraints.prefer_cuda);
+  EXPECT_EQ(cnn.data.max_train_samples, 20000);
+  EXPECT_EQ(std::get<std::string>(cnn.hyper.at("training/optimizer/name")), "adamw");
+  ASSERT_EQ(cnn.policies.size(), 2u);
+  EXPECT_EQ(cnn.policies[0].name, "grad_explosion");
+  EXPECT_EQ(cnn.policies[1].name, "early_stopping");
+  EXPECT_NE(mlp.id, cnn.id);
+}
+
 // Golden vectors: the canonical text is spelled out, and its sha256 was computed independently
 // (printf '%s' TEXT | sha256sum).
 TEST(Manifest, JobIdGoldenVectors) {

@@ -77,14 +77,23 @@ std::optional<std::int64_t> cgroup_cpu_limit(const std::string& proc_cgroup,
       return (q + period - 1) / period;
     }
   }
+  if (auto p = cgroup_path(proc_cgroup, "cpu")) {
+    // v1: cpu.cfs_quota_us is -1 without a quota.
+    for (const std::string& base : {cgroup_root + "/cpu" + *p, cgroup_root + *p}) {
+      std::istringstream quota(read_file(base + "/cpu.cfs_quota_us"));
+      std::istringstream period(read_file(base + "/cpu.cfs_period_us"));
+      std::int64_t q = 0, per = 0;
+      if (quota >> q && period >> per && q > 0 && per > 0) return (q + per - 1) / per;
+    }
+  }
   return std::nullopt;
 }
 
-CudaProbe probe_cuda() {
+CudaProbe probe_cuda(const std::string& driver) {
   CudaProbe out;
-  void* lib = ::dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  void* lib = ::dlopen(driver.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (lib == nullptr) {
-    out.detail = "no CUDA driver (libcuda.so.1 not found)";
+    out.detail = "no CUDA driver (" + driver + " not found)";
     return out;
   }
   using Init = int (*)(unsigned);
@@ -119,7 +128,7 @@ CudaProbe probe_cuda() {
   return out;
 }
 
-HostCapability detect_capability() {
+HostCapability detect_capability(const CapabilitySources& from) {
   HostCapability c;
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
@@ -128,15 +137,15 @@ HostCapability detect_capability() {
   c.cores = sched_getaffinity(0, sizeof set, &set) == 0
                 ? CPU_COUNT(&set)
                 : static_cast<std::int64_t>(std::thread::hardware_concurrency());
-  const std::string proc_cgroup = read_file("/proc/self/cgroup");
-  if (auto limit = cgroup_cpu_limit(proc_cgroup, "/sys/fs/cgroup"))
+  const std::string proc_cgroup = read_file(from.proc_cgroup);
+  if (auto limit = cgroup_cpu_limit(proc_cgroup, from.cgroup_root))
     c.cores = std::min(c.cores, *limit);
   double ram =
       static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-  if (auto limit = cgroup_memory_limit(proc_cgroup, "/sys/fs/cgroup"))
+  if (auto limit = cgroup_memory_limit(proc_cgroup, from.cgroup_root))
     ram = std::min(ram, static_cast<double>(*limit));
   c.ram_gib = ram / (1u << 30);
-  const CudaProbe cuda = probe_cuda();
+  const CudaProbe cuda = probe_cuda(from.cuda_driver);
   c.cuda = cuda.available;
   c.cuda_devices = cuda.devices;
   c.vram_gib = cuda.max_vram_gib;
