@@ -19,13 +19,7 @@ set -euo pipefail
 : "${TRAINVISOR:?}"
 . "$(dirname "$0")/process_test_lib.sh"
 dir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  pkill -9 -f -- "--out $dir/" 2>/dev/null || true  # trainers outlive a killed host by design
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+trap 'test_cleanup "$dir"' EXIT  # trainers outlive a killed host by design: they are killed too
 on_fail() { echo "--- host log:" >&2; tail -20 "$dir/host.log" >&2 || true; }
 
 cat > "$dir/live.toml" <<'TOML'
@@ -47,23 +41,28 @@ factor = 0.99
 TOML
 
 export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token TRAINVISOR_OPERATOR_NAME=ana
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export TRAINVISOR_COORDINATOR="http://127.0.0.1:$port"
+# The first start binds port 0 and prints its URL; a restart takes the same port again, since the
+# host's agent knows only that URL.
+port=0
 start_coordinator() {
+  : > "$dir/url"
   "$TRAINVISOR" coordinator --data-dir "$dir/data" --manifest "$dir/live.toml" --port "$port" \
-    --stale-after 30 --test-stream-fault skip:2,close:9 >/dev/null 2>> "$dir/coordinator.log" &
-  coordinator=$!; pids+=($coordinator)
-  wait_for 10 "$TRAINVISOR" status || fail "coordinator did not start: $(cat "$dir/coordinator.log")"
+    --stale-after 30 --test-stream-fault skip:2,close:9 > "$dir/url" 2>> "$dir/coordinator.log" &
+  coordinator=$!
+  wait_for 10 test -s "$dir/url" || fail "coordinator did not start: $(tail -5 "$dir/coordinator.log")"
+  export TRAINVISOR_COORDINATOR=$(head -1 "$dir/url")
+  port=${TRAINVISOR_COORDINATOR##*:}
 }
 start_host() {
   "$TRAINVISOR" host --name h1 --work-dir "$dir/work" --heartbeat-every 0.5 --poll-every 0.3 \
     --orphan-after 30 2>> "$dir/host.log" &
-  host=$!; pids+=($host)
+  host=$!
 }
 
 block() { "$TRAINVISOR" shm inspect "$id" -o json; }
 block_get() { block | "$PY" -c "import json,sys; b=json.load(sys.stdin); print([k['value'] for k in b['keys'] if k['path']=='$1'][0])"; }
 steps_done() { block | field "['telemetry']['head']"; }
+steps_beyond() { [ "$(steps_done)" -gt "$1" ]; }  # steps_beyond N: the trainer has passed step N
 desired() { "$TRAINVISOR" config get live -o json | field "['revision']"; }
 applied() { "$TRAINVISOR" jobs show live -o json | field "['telemetry']['applied']['revision']"; }
 hub_get() { "$TRAINVISOR" config get live "$1"; }
@@ -93,7 +92,7 @@ applied_reached() {  # applied_reached REVISION
 step "up"
 sed -e '/^\[\[jobs.policies\]\]/,$d' "$dir/live.toml" > "$dir/up.toml"  # no policy: only our writes
 "$TRAINVISOR" up "$dir/up.toml" --data-dir "$dir/up" --orphan-after 10 > "$dir/up.out" 2> "$dir/up.err" &
-up=$!; pids+=($up)
+up=$!
 wait_for 20 test -s "$dir/up/coordinator.env" || fail "up did not start: $(cat "$dir/up.err")"
 (
   set -a; . "$dir/up/coordinator.env"; set +a
@@ -112,8 +111,9 @@ start_host
 wait_for 30 sh -c "[ \"\$('$TRAINVISOR' jobs show live -o json | $PY -c 'import json,sys; print(json.load(sys.stdin)[\"status\"])')\" = running ]" \
   || fail "the job never ran"
 id=$("$TRAINVISOR" jobs show live -o json | field "['id']")
-trainer=$(pgrep -f -- "--out $dir/work/$id" | head -1)
-[ -n "$trainer" ] || fail "no trainer process"
+wait_for 10 test -s "$dir/work/$id/holder.json" || fail "the host recorded no trainer"
+trainer=$(holder_pid "$dir/work" "$id")
+kill -0 "$trainer" || fail "no trainer process $trainer"
 
 step "a human write reaches the trainer at a step boundary"
 rev=$(set_lr 0.02)
@@ -167,8 +167,9 @@ case "$(hub_get training/optimizer/learning_rate)" in abc|50|50.0) fail "a bad v
 step "the coordinator dies while the job trains"
 "$TRAINVISOR" config unfreeze live training/optimizer >/dev/null  # the policy writes meanwhile
 kill -9 "$coordinator"
-s0=$(steps_done); sleep 2; s1=$(steps_done)
-[ "$s1" -gt "$s0" ] || fail "the trainer stopped stepping without its coordinator ($s0 -> $s1)"
+wait "$coordinator" 2>/dev/null || true
+s0=$(steps_done)
+wait_for 20 steps_beyond $((s0 + 200)) || fail "the trainer stopped stepping without its coordinator ($s0 -> $(steps_done))"
 wait_for 20 grep -q "queued: the coordinator is unreachable" "$dir/host.log" \
   || fail "no policy write was made (and queued) while the coordinator was down"
 start_coordinator
@@ -185,28 +186,34 @@ assert any(x['revision'] == $rev and x['actor'] == 'human:ana' and x['accepted']
 
 step "the coordinator hangs (SIGSTOP) while the job trains"
 kill -STOP "$coordinator"
-s0=$(steps_done); sleep 4; s1=$(steps_done)
+stopped_at=$SECONDS
+s0=$(steps_done)
+wait_for 30 steps_beyond $((s0 + 200)) || { kill -CONT "$coordinator"; fail "the trainer stopped stepping while its coordinator hung ($s0 -> $(steps_done))"; }
+# The hang lasts 4 s however fast the trainer is (the fault's length, not a synchronisation):
+# long enough for the host's heartbeats and telemetry to meet a coordinator that never answers.
+while [ $((SECONDS - stopped_at)) -lt 4 ]; do sleep 0.2; done
 kill -CONT "$coordinator"
-[ "$s1" -gt "$s0" ] || fail "the trainer stopped stepping while its coordinator hung ($s0 -> $s1)"
 set_lr 0.012 >/dev/null
 wait_for 40 in_sync || fail "after the hang: desired $(desired), applied $(applied), block $(block_get trainvisor/revision)"
 
 step "lost deltas and dropped streams are resynced"
-for v in 0.021 0.022 0.023 0.024 0.025 0.026 0.027 0.028; do set_lr "$v" >/dev/null; sleep 0.1; done
+for v in 0.021 0.022 0.023 0.024 0.025 0.026 0.027 0.028; do set_lr "$v" >/dev/null; done
 wait_for 30 in_sync || fail "trees differ: hub r$(desired) vs block r$(block_get trainvisor/revision)"
 grep -q "config stream gap" "$dir/host.log" || fail "no gap was detected although deltas were lost"
 
 step "the host daemon dies and comes back"
 kill -9 "$host"
-sleep 1
+wait "$host" 2>/dev/null || true
+s0=$(steps_done)
+wait_for 20 steps_beyond $((s0 + 200)) || fail "the trainer stopped stepping when its host died"
 kill -0 "$trainer" || fail "the trainer died with its host"
 start_host
 wait_for 20 grep -q "adopted its running trainer (pid $trainer)" "$dir/host.log" \
   || fail "the restarted host did not adopt the trainer"
 set_lr 0.031 >/dev/null
 wait_for 20 in_sync || fail "the adopted block did not follow the hub"
-s0=$(steps_done); sleep 1; s1=$(steps_done)
-[ "$s1" -gt "$s0" ] || fail "the adopted trainer is not stepping"
+s0=$(steps_done)
+wait_for 20 steps_beyond $((s0 + 200)) || fail "the adopted trainer is not stepping ($s0 -> $(steps_done))"
 
 d=$(desired)
 "$TRAINVISOR" jobs list | grep -qE "live +tiny +running +[0-9]+ +$d/$d " \

@@ -3,17 +3,17 @@
 # process, in text and JSON, and their errors for a bad or missing block.
 set -euo pipefail
 : "${TRAINVISOR:?path to the trainvisor binary}" "${TV_SHM_TEST_WRITER:?path to tv_shm_test_writer}"
-PY=/usr/bin/python3
+. "$(dirname "$0")/process_test_lib.sh"
 job="cli-inspect-$$"
 name="trainvisor.$job"
 dir=$(mktemp -d)
 cleanup() {
   exec 3>&- 2>/dev/null || true
   [ -n "${holder:-}" ] && wait "$holder" 2>/dev/null || true
+  kill_descendants
   rm -rf "$dir" "/dev/shm/$name"
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$TRAINVISOR" --version | grep -q "^trainvisor [0-9]" || fail "--version prints no version"
 "$TRAINVISOR" --version | grep -q "^shm layout: 1\." || fail "--version omits the shm layout"
@@ -24,8 +24,7 @@ mkfifo "$dir/in"
   training/optimizer/name=str:adamw < "$dir/in" > "$dir/out" &
 holder=$!
 exec 3>"$dir/in"  # keeps the writer alive until closed
-for _ in $(seq 100); do grep -q ready "$dir/out" 2>/dev/null && break; sleep 0.05; done
-grep -q ready "$dir/out" || fail "writer did not start"
+wait_for 10 grep -q ready "$dir/out" || fail "writer did not start: $(cat "$dir/out")"
 "$TV_SHM_TEST_WRITER" telemetry-push "$name" 5 >/dev/null
 
 "$TRAINVISOR" shm inspect "$job" -o json > "$dir/inspect.json"
@@ -76,4 +75,5 @@ set +e
 out=$("$TRAINVISOR" shm inspect "$job" -o yaml 2>&1); rc=$?
 set -e
 [ "$rc" = 2 ] || fail "bad -o exited $rc"
+echo "$out" | grep -q "yaml" || fail "bad -o message does not name the value: $out"
 echo "PASS"
