@@ -226,10 +226,28 @@ PluginRegistry PluginRegistry::load(const std::vector<std::string>& dirs) {
   std::set<fs::path> seen;
   for (const std::string& dir : dirs) {
     std::error_code ec;
-    if (!fs::is_directory(dir, ec)) continue;
+    const fs::file_status status = fs::status(dir, ec);
+    // Missing (ENOENT, or a component that is a file) is normal: most default folders are absent.
+    if (status.type() == fs::file_type::not_found) continue;
+    const auto unreadable = [&] {
+      r.errors_.push_back({dir, "cannot read the plugin directory: " + ec.message()});
+    };
+    if (ec) {
+      unreadable();
+      continue;
+    }
+    if (!fs::is_directory(status)) {
+      r.errors_.push_back({dir, "not a directory (a plugin path names folders of .so files)"});
+      continue;
+    }
     std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      if (entry.path().extension() == ".so") files.push_back(entry.path());
+    fs::directory_iterator it(dir, ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      if (it->path().extension() == ".so") files.push_back(it->path());
+    }
+    if (ec) {
+      unreadable();
+      continue;
     }
     std::sort(files.begin(), files.end());
     for (const fs::path& f : files) {

@@ -7,7 +7,9 @@ telemetry records and the agent polls them. Every failure raises ShmError with t
 message, which names the block or key and the reason.
 
 The library is found through $TRAINVISOR_SHM_LIB, then the build tree next to this package
-(build/lib/libtrainvisor_shm.so), then the system library path.
+(build/lib/libtrainvisor_shm.so), then the system library path (ctypes.util.find_library, which
+also searches $LD_LIBRARY_PATH). A library that cannot be found, or not be loaded from where it was
+found, raises ShmError naming the places or the path.
 """
 
 from __future__ import annotations
@@ -78,17 +80,18 @@ class TelemetryRecord(NamedTuple):
     samples_per_sec: float = math.nan
 
 
-def _library_path() -> str:
+def _library_path() -> tuple[str, str]:
+    """The library to load and where that came from (for error messages)."""
     env = os.environ.get("TRAINVISOR_SHM_LIB")
     if env:
-        return env
+        return env, "$TRAINVISOR_SHM_LIB"
     here = Path(__file__).resolve().parent
     built = here.parent.parent / "build" / "lib" / "libtrainvisor_shm.so"
     if built.exists():
-        return str(built)
+        return str(built), "the build tree"
     found = ctypes.util.find_library("trainvisor_shm")
     if found:
-        return found
+        return found, "the system library path"
     raise ShmError(
         "libtrainvisor_shm.so not found: set TRAINVISOR_SHM_LIB or build the project "
         f"(looked in $TRAINVISOR_SHM_LIB, {built}, the system library path)"
@@ -96,7 +99,12 @@ def _library_path() -> str:
 
 
 def _load() -> ctypes.CDLL:
-    lib = ctypes.CDLL(_library_path())
+    path, origin = _library_path()
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as e:
+        # An explicit $TRAINVISOR_SHM_LIB that is wrong is an error, not a reason to look on.
+        raise ShmError(f"cannot load {path} (from {origin}): {e}") from None
     P, c = ctypes.c_void_p, ctypes
     sig = {
         "tv_shm_abi_version": (c.c_int, []),
@@ -120,11 +128,15 @@ def _load() -> ctypes.CDLL:
             c.c_long, [P, c.POINTER(_Telemetry), c.c_size_t, c.POINTER(c.c_uint64)]),
     }
     for name, (restype, argtypes) in sig.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise ShmError(f"{path} (from {origin}) is not the Trainvisor shm library: it has no "
+                           f"{name}") from None
         fn.restype = restype
         fn.argtypes = argtypes
     if lib.tv_shm_abi_version() != 1:
-        raise ShmError(f"{_library_path()}: C ABI version {lib.tv_shm_abi_version()}, expected 1")
+        raise ShmError(f"{path}: C ABI version {lib.tv_shm_abi_version()}, expected 1")
     return lib
 
 

@@ -1,15 +1,50 @@
 #include "trainvisor/core/plugin_registry.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace tv {
 namespace {
 
 using namespace tv::plugin;
+namespace fs = std::filesystem;
+
+// A fresh directory of this test's own, removed with everything in it at the end: no other test
+// scans it, and it scans no other test's files.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "tv-plugin-registry-test.XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+
+ private:
+  fs::path path_;
+};
+
+// Copies a built test plugin (from the test-plugins folder) into `dir`, under its own name.
+std::string copy_test_plugin(const std::string& file, const fs::path& dir) {
+  fs::copy_file(fs::path(TV_TEST_PLUGIN_DIR) / file, dir / file);
+  return (dir / file).string();
+}
 
 std::map<std::string, std::string> errors_by_file(const PluginRegistry& r) {
   std::map<std::string, std::string> out;
@@ -21,13 +56,19 @@ std::map<std::string, std::string> errors_by_file(const PluginRegistry& r) {
 class PluginRegistryTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    // A file that merely has the name of a library.
-    std::ofstream(std::string(TV_TEST_PLUGIN_DIR) + "/libnot_a_library.so") << "just text\n";
-    registry_ = new PluginRegistry(PluginRegistry::load({TV_TEST_PLUGIN_DIR, "/nonexistent/dir"}));
+    // A file that merely has the name of a library, in a folder of its own (the test-plugins
+    // folder is scanned by other tests too).
+    own_dir_ = new TempDir;
+    std::ofstream(own_dir_->path() / "libnot_a_library.so") << "just text\n";
+    registry_ = new PluginRegistry(
+        PluginRegistry::load({TV_TEST_PLUGIN_DIR, own_dir_->str(), "/nonexistent/dir"}));
   }
+  static void TearDownTestSuite() { delete own_dir_; }
   static PluginRegistry* registry_;
+  static TempDir* own_dir_;
 };
 PluginRegistry* PluginRegistryTest::registry_ = nullptr;
+TempDir* PluginRegistryTest::own_dir_ = nullptr;
 
 TEST_F(PluginRegistryTest, GoodPluginsLoadDespiteBrokenNeighbours) {
   const PluginRegistry& r = *registry_;
@@ -94,6 +135,117 @@ TEST_F(PluginRegistryTest, LookupsNameWhatIsThere) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("refused: "), std::string::npos) << e.what();
   }
+}
+
+// --------------------------------------------------------------------------------------------
+// Where plugins are looked for: $TRAINVISOR_PLUGIN_PATH, then the install's and the build's
+// folders next to the running binary (here build/bin/tv_core_tests, so the prefix is build/).
+
+// Sets (or, with nullopt, unsets) TRAINVISOR_PLUGIN_PATH for one test and restores it after.
+class PluginPathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const char* old = std::getenv("TRAINVISOR_PLUGIN_PATH")) saved_ = old;
+  }
+  void TearDown() override { set_path(saved_); }
+  static void set_path(const std::optional<std::string>& value) {
+    if (value) {
+      ::setenv("TRAINVISOR_PLUGIN_PATH", value->c_str(), 1);
+    } else {
+      ::unsetenv("TRAINVISOR_PLUGIN_PATH");
+    }
+  }
+  // The folders next to the binary: <prefix>/lib/trainvisor/plugins, then <prefix>/plugins.
+  static std::vector<std::string> binary_dirs() {
+    const fs::path prefix = fs::path(TV_TEST_PLUGIN_DIR).parent_path();
+    return {(prefix / "lib" / "trainvisor" / "plugins").string(), (prefix / "plugins").string()};
+  }
+  // The registry of the path's own entries only: the binary's folders hold the real plugins.
+  static PluginRegistry load_path_entries(std::size_t count) {
+    std::vector<std::string> dirs = default_plugin_dirs();
+    EXPECT_EQ(dirs.size(), count + 2);
+    dirs.resize(count);
+    return PluginRegistry::load(dirs);
+  }
+
+ private:
+  std::optional<std::string> saved_;
+};
+
+TEST_F(PluginPathTest, WithoutTheVariableOnlyTheInstallAndBuildFolders) {
+  set_path(std::nullopt);
+  EXPECT_EQ(default_plugin_dirs(), binary_dirs());
+  set_path("");
+  EXPECT_EQ(default_plugin_dirs(), binary_dirs());
+}
+
+TEST_F(PluginPathTest, TheVariablesEntriesComeFirstInTheirOrderEmptyOnesDropped) {
+  set_path("/opt/a::/opt/b:");
+  std::vector<std::string> expected = {"/opt/a", "/opt/b"};
+  for (const std::string& d : binary_dirs())
+    expected.push_back(d);
+  EXPECT_EQ(default_plugin_dirs(), expected);
+}
+
+TEST_F(PluginPathTest, APluginIsFoundThroughTheVariableAndTheFirstEntryWins) {
+  const TempDir first, missing_parent, second;
+  const std::string good = copy_test_plugin("libgood_policy.so", first.path());
+  const std::string dup = copy_test_plugin("libdup_policy.so", second.path());
+  const std::string missing = (missing_parent.path() / "absent").string();
+
+  set_path(first.str() + ":" + missing + ":" + second.str());
+  PluginRegistry r = load_path_entries(3);
+  ASSERT_NE(r.find("test_policy"), nullptr);
+  EXPECT_EQ(r.find("test_policy")->path, good);
+  EXPECT_EQ(r.find("test_policy")->descriptor.version, "1.0.0");
+  ASSERT_EQ(r.errors().size(), 1u);  // the missing entry is skipped without an error
+  EXPECT_EQ(r.errors()[0].message(),
+            dup + ": duplicate plugin name 'test_policy': already loaded from " + good);
+
+  set_path(second.str() + ":" + first.str());
+  r = load_path_entries(2);
+  ASSERT_NE(r.find("test_policy"), nullptr);
+  EXPECT_EQ(r.find("test_policy")->path, dup);
+  EXPECT_EQ(r.find("test_policy")->descriptor.version, "2.0.0");
+}
+
+TEST_F(PluginPathTest, AnEntryThatIsAFileIsAnErrorNamingIt) {
+  const TempDir dir;
+  const std::string file = copy_test_plugin("libgood_policy.so", dir.path());
+  set_path(file);
+  const PluginRegistry r = load_path_entries(1);
+  EXPECT_TRUE(r.plugins().empty());
+  ASSERT_EQ(r.errors().size(), 1u);
+  EXPECT_EQ(r.errors()[0].message(),
+            file + ": not a directory (a plugin path names folders of .so files)");
+}
+
+TEST_F(PluginPathTest, AnEntryThatCannotBeReadIsAnErrorNamingIt) {
+  const TempDir dir;
+  const fs::path loop = dir.path() / "loop";
+  fs::create_symlink(loop, loop);
+  set_path(loop.string());
+  const PluginRegistry r = load_path_entries(1);
+  ASSERT_EQ(r.errors().size(), 1u);
+  EXPECT_EQ(r.errors()[0].message(), loop.string() +
+                                         ": cannot read the plugin directory: Too many levels "
+                                         "of symbolic links");
+}
+
+TEST_F(PluginPathTest, ADirectoryWithoutReadPermissionIsAnErrorNamingIt) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads every directory whatever its permissions";
+  const TempDir dir;
+  const fs::path locked = dir.path() / "locked";
+  fs::create_directory(locked);
+  copy_test_plugin("libgood_policy.so", locked);
+  fs::permissions(locked, fs::perms::none);
+  set_path(locked.string());
+  const PluginRegistry r = load_path_entries(1);
+  fs::permissions(locked, fs::perms::owner_all);
+  EXPECT_TRUE(r.plugins().empty());
+  ASSERT_EQ(r.errors().size(), 1u);
+  EXPECT_EQ(r.errors()[0].message(),
+            locked.string() + ": cannot read the plugin directory: Permission denied");
 }
 
 TEST(ResolveParams, CompletesDefaultsAndRefusesBadValues) {

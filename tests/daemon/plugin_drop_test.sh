@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Dropping a newly built model library into a plugin directory is all it takes: `plugins list`
 # shows it, `plugins show` gives its schema, and a job trains with it. Also the CLI's refusals.
+# Then where plugins are looked for: TRAINVISOR_PLUGIN_PATH, --plugin-dir before it, and an
+# installed binary's lib/trainvisor/plugins. Every plugin this test copies goes into its own
+# temporary folder; TEST_PLUGIN_DIR (built test plugins, scanned by other tests) is only read.
 set -euo pipefail
 : "${TRAINVISOR:?}" "${EXAMPLE_PLUGIN:?}" "${TEST_PLUGIN_DIR:?}"
+unset TRAINVISOR_PLUGIN_PATH
 PY=/usr/bin/python3
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -58,4 +62,49 @@ assert j["trainer_exit_code"] == 0, j
 cuts = [e for e in j["events"] if e["actor"] == "policy:plateau" and e["applied"]]
 assert cuts and j["config_revision"] >= 2, j
 assert j["learning_rate"] < 0.05 and j["telemetry_missed"] == 0, j'
+
+# TRAINVISOR_PLUGIN_PATH: entries in order, a missing one skipped, the first of two plugins of one
+# name kept (good_policy is test_policy 1.0.0, dup_policy the same name at 2.0.0).
+mkdir "$dir/first" "$dir/second"
+cp "$TEST_PLUGIN_DIR/libgood_policy.so" "$dir/first/"
+cp "$TEST_PLUGIN_DIR/libdup_policy.so" "$dir/second/"
+# which_policy: "<version> <path>" of test_policy, then one "refused <path>: <reason>" per error.
+which_policy() {
+  "$PY" -c '
+import json, sys
+j = json.load(sys.stdin)
+print(*[p["version"] + " " + p["path"] for p in j["plugins"] if p["name"] == "test_policy"])
+for e in j["errors"]:
+    print("refused " + e["path"] + ": " + e["reason"])'
+}
+out=$(TRAINVISOR_PLUGIN_PATH="$dir/first:$dir/absent:$dir/second" "$TRAINVISOR" plugins list -o json | which_policy)
+[ "$out" = "1.0.0 $dir/first/libgood_policy.so
+refused $dir/second/libdup_policy.so: duplicate plugin name 'test_policy': already loaded from $dir/first/libgood_policy.so" ] ||
+  fail "TRAINVISOR_PLUGIN_PATH first:absent:second: $out"
+out=$(TRAINVISOR_PLUGIN_PATH="$dir/second:$dir/first" "$TRAINVISOR" plugins list -o json | which_policy)
+[ "$out" = "2.0.0 $dir/second/libdup_policy.so
+refused $dir/first/libgood_policy.so: duplicate plugin name 'test_policy': already loaded from $dir/second/libdup_policy.so" ] ||
+  fail "TRAINVISOR_PLUGIN_PATH second:first: $out"
+# --plugin-dir is searched before the variable.
+out=$(TRAINVISOR_PLUGIN_PATH="$dir/first" "$TRAINVISOR" plugins list --plugin-dir "$dir/second" -o json | which_policy)
+[ "$out" = "2.0.0 $dir/second/libdup_policy.so
+refused $dir/first/libgood_policy.so: duplicate plugin name 'test_policy': already loaded from $dir/second/libdup_policy.so" ] ||
+  fail "--plugin-dir second, TRAINVISOR_PLUGIN_PATH first: $out"
+# An entry that is a file is refused by name, in the text listing too.
+out=$(TRAINVISOR_PLUGIN_PATH="$dir/first/libgood_policy.so" "$TRAINVISOR" plugins list)
+echo "$out" | grep -qxF "  $dir/first/libgood_policy.so: not a directory (a plugin path names folders of .so files)" ||
+  fail "a file in TRAINVISOR_PLUGIN_PATH: $out"
+
+# An installed binary, the variable unset, finds <prefix>/lib/trainvisor/plugins, and nothing of
+# the build tree. A hard link keeps /proc/self/exe inside the prefix without copying the binary.
+prefix="$dir/prefix"
+mkdir -p "$prefix/bin" "$prefix/lib/trainvisor/plugins"
+ln "$TRAINVISOR" "$prefix/bin/trainvisor" 2>/dev/null || cp "$TRAINVISOR" "$prefix/bin/trainvisor"
+cp "$TEST_PLUGIN_DIR/libgood_policy.so" "$prefix/lib/trainvisor/plugins/"
+"$prefix/bin/trainvisor" plugins list -o json | "$PY" -c '
+import json, sys
+j = json.load(sys.stdin)
+found = [(p["name"], p["path"]) for p in j["plugins"]]
+assert found == [("test_policy", sys.argv[1] + "/lib/trainvisor/plugins/libgood_policy.so")], found
+assert j["errors"] == [], j["errors"]' "$prefix" || fail "the installed plugin folder"
 echo PASS

@@ -480,7 +480,8 @@ TEST(Divergence, InDryRunOnlySaysOnceThatItWouldStop) {
 }
 
 // --------------------------------------------------------------------------------------------
-// early_stopping against hand-computed Keras EarlyStopping runs.
+// early_stopping: hand-computed Keras EarlyStopping runs and the stop's reason; the golden
+// comparison with Keras is in early_stopping_golden_test.cpp.
 
 // Feeds one evaluation per call; returns the index of the evaluation that stopped the job, -1
 // when none did. Checks that nothing at all happens after the stop.
@@ -528,10 +529,20 @@ TEST(EarlyStopping, WithPatienceZeroStopsOnTheFirstStall) {
   }
 }
 
-TEST(EarlyStopping, NeverStopsOnTheFirstEvaluation) {
+// Keras' best starts as None, which the first value improves on whatever it is: a first nan
+// becomes the best, and nothing compares as better than nan.
+TEST(EarlyStopping, TheFirstWatchedValueIsTheBestEvenWhenItIsNaN) {
   PolicyRun run(TV_POLICY_EARLY_STOPPING, {{"patience", std::int64_t{0}}});
-  // nan is no improvement on +inf, so wait is 1 >= 0 already at the first evaluation.
-  EXPECT_EQ(stopping_evaluation(run, {kNaN, 1.0, 1.0}), 2);
+  expect_no_action(run.feed(eval_point(1, kNaN)));
+  expect_stop(run.feed(eval_point(2, 0.5)),
+              "val_loss 0.5 has not improved on best nan by more than min_delta 0 for 1 "
+              "evaluations (patience 0)");
+}
+
+TEST(EarlyStopping, WarmUpEvaluationsAreNotWatched) {
+  PolicyRun run(TV_POLICY_EARLY_STOPPING,
+                {{"patience", std::int64_t{0}}, {"start_from_epoch", std::int64_t{2}}});
+  EXPECT_EQ(stopping_evaluation(run, {0.1, 0.1, 5.0, 4.0, 4.5}), 4);
 }
 
 TEST(EarlyStopping, AnImprovementMustExceedMinDelta) {

@@ -33,8 +33,9 @@ struct PluginLoadError {
 
 class PluginRegistry {
  public:
-  // Loads every *.so directly in each directory (in name order; missing directories are
-  // skipped). Nothing throws: failures land in errors().
+  // Loads every *.so directly in each directory (in name order). A directory that does not exist
+  // is skipped; a path that is not a directory, or a directory that cannot be read (permissions, a
+  // symlink loop), is an error naming the path. Nothing throws: failures land in errors().
   static PluginRegistry load(const std::vector<std::string>& dirs);
 
   // Adds one library; returns false and records the error when it is refused.
