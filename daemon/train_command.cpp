@@ -55,7 +55,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--max-epochs", o->max_epochs, "Cap on training/control/max_epochs (0: none)");
   cmd->add_flag("--resume", o->resume, "Continue from OUT/checkpoint");
   cmd->add_flag("--resume-saved-config", o->resume_saved_config,
-                "On resume, the checkpoint's knobs win over the live ones");
+                "On resume, the checkpoint's knobs (the optimizer's name included) win over the "
+                "live ones");
   cmd->add_option("--data-dir", o->data.data_dir,
                   "Data set directory (the model's default if unset)");
   cmd->add_option("--max-train-samples", o->data.max_train_samples,

@@ -2,9 +2,11 @@
 #include "trainvisor/trainer/trainer.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -13,6 +15,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <system_error>
 
 #include "trainvisor/core/idx_reader.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
@@ -196,6 +199,13 @@ class Session final : public TrainingSession {
     if (refused) log("config refused at start: " + why);
 
     module_ = model_->module();
+    // With --resume-saved-config the checkpoint's knobs replace the live ones before anything
+    // reads them, the optimizer's name included.
+    std::optional<json> saved;
+    if (o.resume) {
+      saved = read_checkpoint_state();
+      if (o.resume_saved_config) restore_saved_knobs(*saved);
+    }
     const Knobs& k = config_->applied();
     if (k.s(knobs::kOptimizer) == "adamw") {
       optimizer_ = std::make_unique<torch::optim::AdamW>(
@@ -206,7 +216,7 @@ class Session final : public TrainingSession {
     }
     optimizer_name_ = k.s(knobs::kOptimizer);
     apply_knobs();
-    if (o.resume) resume();
+    if (saved) resume(*saved);
     record_revision();
   }
 
@@ -494,12 +504,37 @@ class Session final : public TrainingSession {
                         {"optimizer", optimizer_name_},
                         {"knobs", config_->applied().to_json()},
                         {"config_history", history_}};
-    std::ofstream(tmp / "state.json") << state.dump(2) << "\n";
+    {
+      std::ofstream out(tmp / "state.json");
+      out << state.dump(2) << "\n";
+      if (!out.flush()) throw std::runtime_error("cannot write " + (tmp / "state.json").string());
+    }
+    replace_checkpoint(tmp, dir);
+  }
+
+  // Puts the complete checkpoint `tmp` in place of `dir` in one step (an atomic exchange), so a
+  // trainer killed at any moment, SIGKILL after a grace period included, leaves either the
+  // previous checkpoint or the new one, never none and never a mix of both.
+  static void replace_checkpoint(const fs::path& tmp, const fs::path& dir) {
+    if (!fs::exists(dir)) {
+      fs::rename(tmp, dir);
+      return;
+    }
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) == 0) {
+      fs::remove_all(tmp);  // the previous checkpoint
+      return;
+    }
+    if (errno != EINVAL && errno != ENOSYS) {
+      throw std::system_error(errno, std::generic_category(),
+                              "cannot put " + tmp.string() + " in place of " + dir.string());
+    }
+    // A file system without the exchange: the previous checkpoint goes first.
     fs::remove_all(dir);
     fs::rename(tmp, dir);
   }
 
-  void resume() {
+  // The checkpoint's state.json; BadInput when there is none or it cannot be read.
+  json read_checkpoint_state() const {
     const fs::path dir = fs::path(options_.out_dir) / "checkpoint";
     if (!fs::exists(dir / "state.json")) {
       throw BadInput("--resume: no checkpoint in " + dir.string());
@@ -507,26 +542,20 @@ class Session final : public TrainingSession {
     json state;
     try {
       state = json::parse(std::ifstream(dir / "state.json"));
-      torch::load(module_, (dir / "model.pt").string());
-      torch::load(*optimizer_, (dir / "optimizer.pt").string());
     } catch (const std::exception& e) {
       throw BadInput("--resume: unreadable checkpoint in " + dir.string() + ": " + e.what());
     }
-    if (state.at("optimizer") != optimizer_name_) {
-      throw BadInput("--resume: the checkpoint used optimizer " + state.at("optimizer").dump() +
-                     ", the config says " + optimizer_name_);
+    if (!state.is_object() || !state.contains("optimizer") || !state["optimizer"].is_string()) {
+      throw BadInput("--resume: unreadable checkpoint in " + dir.string() +
+                     ": state.json names no optimizer");
     }
-    step_ = state.at("step");
-    epoch_ = state.at("epoch");
-    batch_in_epoch_ = state.at("batch_in_epoch");
-    history_ = state.at("config_history");
-    if (batch_in_epoch_ > 0) {
-      // Rebuild the interrupted epoch's order with the batch size it started with.
-      start_epoch();
-      batch_size_ = state.at("batch_size");
-    }
-    if (options_.resume_saved_config) {
-      const auto& saved = state.at("knobs");
+    return state;
+  }
+
+  // --resume-saved-config: the knobs the checkpoint was written with replace the live ones.
+  void restore_saved_knobs(const json& state) {
+    try {
+      const json& saved = state.at("knobs");
       for (std::size_t k = 0; k < knobs::schema().size(); ++k) {
         const auto& key = knobs::schema()[k].key;
         if (!saved.contains(key)) continue;
@@ -541,6 +570,37 @@ class Session final : public TrainingSession {
         else
           slot = v.get<std::string>();
       }
+    } catch (const json::exception& e) {
+      throw BadInput("--resume-saved-config: unreadable knobs in the checkpoint: " +
+                     std::string(e.what()));
+    }
+  }
+
+  // Weights, optimizer state (momentum buffers, Adam moments and step counts), the position in
+  // the data and the config history, from the checkpoint whose state.json is `state`.
+  void resume(const json& state) {
+    const fs::path dir = fs::path(options_.out_dir) / "checkpoint";
+    const std::string used = state["optimizer"];
+    if (used != optimizer_name_) {
+      throw BadInput("--resume: the checkpoint used optimizer " + used + ", the config says " +
+                     optimizer_name_ +
+                     " (the optimizer is chosen at start; --resume-saved-config takes the "
+                     "checkpoint's)");
+    }
+    try {
+      torch::load(module_, (dir / "model.pt").string());
+      torch::load(*optimizer_, (dir / "optimizer.pt").string());
+      step_ = state.at("step");
+      epoch_ = state.at("epoch");
+      batch_in_epoch_ = state.at("batch_in_epoch");
+      history_ = state.at("config_history");
+      if (batch_in_epoch_ > 0) {
+        // Rebuild the interrupted epoch's order with the batch size it started with.
+        start_epoch();
+        batch_size_ = state.at("batch_size");
+      }
+    } catch (const std::exception& e) {
+      throw BadInput("--resume: unreadable checkpoint in " + dir.string() + ": " + e.what());
     }
     apply_knobs();
     log("resumed at step " + std::to_string(step_) + ", epoch " + std::to_string(epoch_));

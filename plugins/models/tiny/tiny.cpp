@@ -1,7 +1,12 @@
 // `tiny`: a small classifier on synthetic data that trains in well under a second, for tests.
 // The data are Gaussian points labelled by a fixed random linear teacher, so the task is
-// learnable and deterministic for a seed.
+// learnable and deterministic for a seed. `nan_samples` makes that many training samples NaN, as a
+// corrupt record in real data would: the batches holding one have a NaN loss (the trainer must
+// skip their update); it is 0 unless a test asks for it.
 #include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include "trainvisor/plugin.hpp"
 
@@ -54,6 +59,8 @@ class Synthetic final : public Dataset {
     if (o.max_train_samples > 0) train = std::min(train, o.max_train_samples);
     if (o.max_val_samples > 0) val = std::min(val, o.max_val_samples);
     make(train, train_x_, train_y_);
+    const std::int64_t poisoned = std::min(std::get<std::int64_t>(p.at("nan_samples")), train);
+    if (poisoned > 0) train_x_.slice(0, 0, poisoned).fill_(NAN);
     make(val, val_x_, val_y_);
   }
   const at::Tensor& train_inputs() const override { return train_x_; }
@@ -84,7 +91,14 @@ class TinyPlugin final : public ModelPlugin {
          {"hidden", ParamType::kInt64, std::int64_t{32}, 1.0, 1024.0, {}, "hidden units"},
          {"classes", ParamType::kInt64, std::int64_t{4}, 2.0, 100.0, {}, "classes"},
          {"samples", ParamType::kInt64, std::int64_t{512}, 8.0, 1000000.0, {}, "training samples"},
-         {"dropout", ParamType::kFloat64, 0.0, 0.0, 0.95, {}, "initial dropout"}}};
+         {"dropout", ParamType::kFloat64, 0.0, 0.0, 0.95, {}, "initial dropout"},
+         {"nan_samples",
+          ParamType::kInt64,
+          std::int64_t{0},
+          0.0,
+          1000000.0,
+          {},
+          "training samples made NaN, as corrupt records (tests of non-finite losses)"}}};
   }
   std::unique_ptr<Model> build(const Params& params, std::string& error) override {
     try {

@@ -43,10 +43,11 @@ struct TrainerOptions {
   std::map<std::string, plugin::ParamValue> knobs;  // fixed knobs, or the base a block overrides
   std::string out_dir;                              // checkpoint/ and bundle.tvb
   std::uint64_t seed = 0;
-  std::int64_t max_steps = 0;        // cap; 0: none
-  std::int64_t max_epochs = 0;       // cap over the knob; 0: none
-  bool resume = false;               // continue from out_dir/checkpoint
-  bool resume_saved_config = false;  // on resume, the checkpoint's knobs win over the live ones
+  std::int64_t max_steps = 0;   // cap; 0: none
+  std::int64_t max_epochs = 0;  // cap over the knob; 0: none
+  bool resume = false;          // continue from out_dir/checkpoint
+  // On resume, the checkpoint's knobs, the optimizer's name included, win over the live ones.
+  bool resume_saved_config = false;
   plugin::DataOptions data;
   int threads = 1;  // 1 keeps runs bit-for-bit reproducible
   // Checkpoint and stop (kInterrupted) once the block's heartbeat, which its config agent
