@@ -152,7 +152,7 @@ class Handle {
     for (unsigned attempt = 0; attempt < kMaxReadAttempts; ++attempt) {
       const std::uint64_t begin = seqlock::read_begin(slot.seq);
       for (std::size_t i = 0; i < Codec::kWords; ++i) {
-        w[i] = slot.payload[i].load(std::memory_order_relaxed);
+        w[i] = slot.payload[i].load(seqlock::kPayloadLoad);
       }
       if (seqlock::read_valid(slot.seq, begin)) [[likely]] {
         stats_.retries += attempt;
