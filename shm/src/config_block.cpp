@@ -318,8 +318,27 @@ struct ConfigBlockWriter::Pending {
 ConfigBlockWriter::ConfigBlockWriter(std::unique_ptr<Mapping> mapping, WriterOptions options)
     : mapping_(std::move(mapping)), options_(std::move(options)) {}
 ConfigBlockWriter::ConfigBlockWriter(ConfigBlockWriter&&) noexcept = default;
-ConfigBlockWriter& ConfigBlockWriter::operator=(ConfigBlockWriter&&) noexcept = default;
-ConfigBlockWriter::~ConfigBlockWriter() = default;
+
+// Readers from reader() may keep the mapping, and with it the descriptor that holds the lock:
+// give the lock up explicitly, so a writer that is gone no longer excludes the next one.
+ConfigBlockWriter& ConfigBlockWriter::operator=(ConfigBlockWriter&& other) noexcept {
+  if (this != &other) {
+    if (mapping_) mapping_->unlock_writer();
+    mapping_ = std::move(other.mapping_);
+    options_ = std::move(other.options_);
+    report_ = std::move(other.report_);
+    index_ = std::move(other.index_);
+  }
+  return *this;
+}
+
+ConfigBlockWriter::~ConfigBlockWriter() {
+  if (mapping_) mapping_->unlock_writer();
+}
+
+ConfigBlockReader ConfigBlockWriter::reader() const {
+  return ConfigBlockReader(mapping_);
+}
 
 const std::string& ConfigBlockWriter::name() const noexcept {
   return mapping_->name();

@@ -6,10 +6,12 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "test_support.hpp"
+#include "trainvisor/shm/telemetry_ring.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -379,6 +381,35 @@ TEST(ConfigBlock, TakeOverRefusesTypeChange) {
   EXPECT_CONTAINS(e, "holds int64");
   auto reader = ConfigBlockReader::attach(name);  // the block is intact
   EXPECT_EQ(reader.resolve<std::int64_t>("training/control/max_epochs").get(-1), 10);
+}
+
+TEST(ConfigBlock, WritersOwnReaderOutlivesTheWriterButNotItsLock) {
+  ScopedBlockName name("own-reader"), other("own-reader-other");
+  const std::string lr_key = "training/optimizer/learning_rate";
+  std::optional<ConfigBlockReader> own;
+  {
+    auto writer = ConfigBlockWriter::open_or_create(name, {}, knobs());
+    own.emplace(writer.reader());
+    auto lr = own->resolve<double>(lr_key);
+    EXPECT_EQ(lr.get(-1), 0.1);
+    writer.set(lr_key, Value::f64(0.2));
+    EXPECT_EQ(lr.get(-1), 0.2);
+    // The writer's mapping is writable: the ring works through it.
+    TelemetryWriter tw = own->telemetry_writer();
+    tw.push(TelemetryRecord{});
+    EXPECT_EQ(own->ring_state().head, 1u);
+  }
+  // The writer is gone and its lock with it, although `own` still maps the block.
+  auto next = ConfigBlockWriter::open_or_create(name, {}, knobs());
+  EXPECT_TRUE(next.repair_report().took_over);
+  next.set(lr_key, Value::f64(0.3));
+  EXPECT_EQ(own->resolve<double>(lr_key).get(-1), 0.3);
+  // Moving another writer over it gives its lock up too.
+  const ConfigBlockReader kept = next.reader();
+  next = ConfigBlockWriter::open_or_create(other, {}, {});
+  auto third = ConfigBlockWriter::open_or_create(name, {}, knobs());
+  EXPECT_TRUE(third.repair_report().took_over);
+  EXPECT_EQ(kept.resolve<double>(lr_key).get(-1), 0.1);  // restored from the source
 }
 
 TEST(ConfigBlock, EntriesListEveryKey) {
