@@ -24,20 +24,20 @@ class SlotCodec {
 
   static void store(ConfigSlot& slot, const Value& v) noexcept {
     if (v.type_ != ValueType::kString) {
-      slot.payload[0].store(v.bits_, std::memory_order_relaxed);
+      slot.payload[0].store(v.bits_, seqlock::kPayloadStore);
       return;
     }
     std::uint64_t w[ConfigSlot::kPayloadWords - 1] = {};
     std::memcpy(w, v.str_, kMaxStringBytes);
     for (std::size_t i = 0; i < ConfigSlot::kPayloadWords - 1; ++i) {
-      slot.payload[i].store(w[i], std::memory_order_relaxed);
+      slot.payload[i].store(w[i], seqlock::kPayloadStore);
     }
-    slot.payload[6].store(v.str_len_, std::memory_order_relaxed);
+    slot.payload[6].store(v.str_len_, seqlock::kPayloadStore);
   }
 
   static void load(const ConfigSlot& slot, ValueType type, std::uint64_t* w) noexcept {
     for (std::size_t i = 0; i < words(type); ++i) {
-      w[i] = slot.payload[i].load(std::memory_order_relaxed);
+      w[i] = slot.payload[i].load(seqlock::kPayloadLoad);
     }
   }
 
@@ -219,7 +219,7 @@ bool Snapshot::read() noexcept {
         }
         // An odd slot inside an even generation is one a dead writer left torn and its
         // successor could not restore: treat it like a write in progress.
-        torn |= (b.slot->seq.load(std::memory_order_relaxed) & 1) != 0;
+        torn |= (b.slot->seq.load(seqlock::kPayloadLoad) & 1) != 0;
         SlotCodec::load(*b.slot, b.type, w);
         scratch_[i] = SlotCodec::decode(b.type, w);
       }
@@ -318,8 +318,27 @@ struct ConfigBlockWriter::Pending {
 ConfigBlockWriter::ConfigBlockWriter(std::unique_ptr<Mapping> mapping, WriterOptions options)
     : mapping_(std::move(mapping)), options_(std::move(options)) {}
 ConfigBlockWriter::ConfigBlockWriter(ConfigBlockWriter&&) noexcept = default;
-ConfigBlockWriter& ConfigBlockWriter::operator=(ConfigBlockWriter&&) noexcept = default;
-ConfigBlockWriter::~ConfigBlockWriter() = default;
+
+// Readers from reader() may keep the mapping, and with it the descriptor that holds the lock:
+// give the lock up explicitly, so a writer that is gone no longer excludes the next one.
+ConfigBlockWriter& ConfigBlockWriter::operator=(ConfigBlockWriter&& other) noexcept {
+  if (this != &other) {
+    if (mapping_) mapping_->unlock_writer();
+    mapping_ = std::move(other.mapping_);
+    options_ = std::move(other.options_);
+    report_ = std::move(other.report_);
+    index_ = std::move(other.index_);
+  }
+  return *this;
+}
+
+ConfigBlockWriter::~ConfigBlockWriter() {
+  if (mapping_) mapping_->unlock_writer();
+}
+
+ConfigBlockReader ConfigBlockWriter::reader() const {
+  return ConfigBlockReader(mapping_);
+}
 
 const std::string& ConfigBlockWriter::name() const noexcept {
   return mapping_->name();

@@ -153,6 +153,12 @@ void Mapping::lock_writer() {
   locked_ = true;
 }
 
+void Mapping::unlock_writer() noexcept {
+  if (!locked_) return;
+  ::flock(object_.get_mapping_handle().handle, LOCK_UN);
+  locked_ = false;
+}
+
 void Mapping::resize(std::uint64_t bytes) {
   region_ = bip::mapped_region();
   if (bytes == 0) {

@@ -38,6 +38,8 @@ class Mapping {
   // Exclusive, non-blocking flock on the object: the single-writer guarantee. The kernel drops
   // it when the process dies, however it dies. Throws ShmError when another process holds it.
   void lock_writer();
+  // Gives the lock up (if held) while the mapping stays.
+  void unlock_writer() noexcept;
   // Unmaps and sizes the object; bytes added are zero-filled by the kernel.
   void resize(std::uint64_t bytes);
   // Maps the object at its current size.

@@ -58,9 +58,9 @@ void TelemetryWriter::push(const TelemetryRecord& record) noexcept {
   // The record's own sequence (2i+1 while written, 2i+2 when done) tells a lagging reader both
   // "torn" and "this is a later lap's record".
   slot.seq.store(2 * next_ + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
+  seqlock::payload_follows();
   for (std::size_t i = 0; i < kUsedWords; ++i)
-    slot.words[i].store(w[i], std::memory_order_relaxed);
+    slot.words[i].store(w[i], seqlock::kPayloadStore);
   slot.seq.store(2 * next_ + 2, std::memory_order_release);
   ++next_;
   ring_->head.store(next_, std::memory_order_release);
@@ -88,7 +88,7 @@ PollResult TelemetryReader::poll(std::span<TelemetryRecord> out) noexcept {
     const std::uint64_t expected = 2 * next_ + 2;
     const std::uint64_t begin = seqlock::read_begin(slot.seq);
     for (std::size_t i = 0; i < kUsedWords; ++i)
-      w[i] = slot.words[i].load(std::memory_order_relaxed);
+      w[i] = slot.words[i].load(seqlock::kPayloadLoad);
     // Anything but `expected`, before or after the copy, means a later lap overwrote it.
     if (begin == expected && seqlock::read_valid(slot.seq, begin)) {
       out[result.count++] = decode(w);

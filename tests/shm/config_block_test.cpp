@@ -6,10 +6,12 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "test_support.hpp"
+#include "trainvisor/shm/telemetry_ring.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -127,17 +129,37 @@ TEST(ConfigBlock, WriteOfWrongTypeIsRefusedAndChangesNothing) {
   EXPECT_EQ(reader.resolve<double>("training/optimizer/learning_rate").get(-1), 0.1);
 }
 
-TEST(ConfigBlock, KeyTooLongIsNamed) {
+TEST(ConfigBlock, KeyAtTheLimitReadsBackAndOneByteMoreIsRefused) {
   ScopedBlockName name("long-key");
   auto writer = ConfigBlockWriter::open_or_create(name, {}, {});
-  const std::string key = "training/" + std::string(kMaxKeyBytes, 'x');
-  const std::string e = error_of([&] { writer.set(key, Value::f64(1)); });
-  EXPECT_CONTAINS(e, "'training/xxxx");
-  EXPECT_CONTAINS(e, std::to_string(key.size()) + " bytes, the limit is 112");
   auto reader = ConfigBlockReader::attach(name);
-  EXPECT_CONTAINS(error_of([&] { reader.resolve<double>(key); }), "the limit is 112");
-  // Exactly at the limit is fine.
-  writer.set(std::string(kMaxKeyBytes, 'k'), Value::f64(1));
+  // Exactly kMaxKeyBytes fills the slot's key field, with no terminator. Two such keys that
+  // differ only in their last byte: that byte is stored and compared too.
+  const std::string stem = "training/" + std::string(kMaxKeyBytes - 10, 'k');
+  const std::string at_limit = stem + "1", twin = stem + "2";
+  ASSERT_EQ(at_limit.size(), kMaxKeyBytes);
+  writer.set(at_limit, Value::f64(1.25));
+  writer.set(twin, Value::f64(2.5));
+  auto h = reader.resolve<double>(at_limit);
+  EXPECT_TRUE(h.bound());
+  EXPECT_EQ(h.path(), at_limit);
+  EXPECT_EQ(h.get(-1), 1.25);
+  EXPECT_EQ(reader.resolve<double>(twin).get(-1), 2.5);
+  const auto entries = reader.entries();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].path, at_limit);
+  EXPECT_EQ(entries[0].value, Value::f64(1.25));
+  EXPECT_TRUE(entries[0].consistent);
+  EXPECT_EQ(entries[1].path, twin);
+  writer.set(at_limit, Value::f64(0.75));  // and it stays writable
+  EXPECT_EQ(h.get(-1), 0.75);
+
+  const std::string over = at_limit + "k";
+  const std::string expected = "invalid key '" + over + "': " + std::to_string(kMaxKeyBytes + 1) +
+                               " bytes, the limit is " + std::to_string(kMaxKeyBytes);
+  EXPECT_EQ(error_of([&] { writer.set(over, Value::f64(1)); }), expected);
+  EXPECT_EQ(error_of([&] { reader.resolve<double>(over); }), expected);
+  EXPECT_EQ(reader.info().key_count, 2u);  // the refused key took no slot
 }
 
 TEST(ConfigBlock, MalformedKeysAreNamed) {
@@ -379,6 +401,35 @@ TEST(ConfigBlock, TakeOverRefusesTypeChange) {
   EXPECT_CONTAINS(e, "holds int64");
   auto reader = ConfigBlockReader::attach(name);  // the block is intact
   EXPECT_EQ(reader.resolve<std::int64_t>("training/control/max_epochs").get(-1), 10);
+}
+
+TEST(ConfigBlock, WritersOwnReaderOutlivesTheWriterButNotItsLock) {
+  ScopedBlockName name("own-reader"), other("own-reader-other");
+  const std::string lr_key = "training/optimizer/learning_rate";
+  std::optional<ConfigBlockReader> own;
+  {
+    auto writer = ConfigBlockWriter::open_or_create(name, {}, knobs());
+    own.emplace(writer.reader());
+    auto lr = own->resolve<double>(lr_key);
+    EXPECT_EQ(lr.get(-1), 0.1);
+    writer.set(lr_key, Value::f64(0.2));
+    EXPECT_EQ(lr.get(-1), 0.2);
+    // The writer's mapping is writable: the ring works through it.
+    TelemetryWriter tw = own->telemetry_writer();
+    tw.push(TelemetryRecord{});
+    EXPECT_EQ(own->ring_state().head, 1u);
+  }
+  // The writer is gone and its lock with it, although `own` still maps the block.
+  auto next = ConfigBlockWriter::open_or_create(name, {}, knobs());
+  EXPECT_TRUE(next.repair_report().took_over);
+  next.set(lr_key, Value::f64(0.3));
+  EXPECT_EQ(own->resolve<double>(lr_key).get(-1), 0.3);
+  // Moving another writer over it gives its lock up too.
+  const ConfigBlockReader kept = next.reader();
+  next = ConfigBlockWriter::open_or_create(other, {}, {});
+  auto third = ConfigBlockWriter::open_or_create(name, {}, knobs());
+  EXPECT_TRUE(third.repair_report().took_over);
+  EXPECT_EQ(kept.resolve<double>(lr_key).get(-1), 0.1);  // restored from the source
 }
 
 TEST(ConfigBlock, EntriesListEveryKey) {

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include <chrono>
 #include <string>
 #include <vector>
 
@@ -22,6 +21,7 @@ TEST(ShmProcesses, ReaderProcessesNeverSeeABrokenInvariant) {
   ScopedBlockName name("mp-invariant");
   // Long enough that the readers' two million snapshots overlap the writer's batches.
   Child writer({helper(), "invariant-writer", name, "3000000"});
+  ASSERT_EQ(writer.read_line(), "ready") << "the writer did not create the block";
   std::vector<std::unique_ptr<Child>> readers;
   for (int i = 0; i < 2; ++i) {
     readers.push_back(std::make_unique<Child>(
@@ -63,16 +63,19 @@ TEST(ShmProcesses, DeadWriterNeverHangsReadersAndANewWriterRepairs) {
   Child dying({helper(), "stop-mid-write", name});
   ASSERT_EQ(dying.read_line(), "mid-write");
   ASSERT_TRUE(dying.wait_stopped());
+  // Never a hang: each of 1000 reads gives up after exactly kMaxReadAttempts attempts.
   const auto check_bounded = [&] {
-    const auto t0 = std::chrono::steady_clock::now();
+    const HandleStats a0 = a.stats(), snap0 = snap.stats();
     for (int i = 0; i < 1000; ++i) {
       ASSERT_EQ(a.get(-1), 1);    // last good value
       ASSERT_FALSE(snap.read());  // the tree stays mid-write
       ASSERT_EQ(snap[0].as_i64(), 1);
       ASSERT_EQ(snap[1].as_i64(), 2);
     }
-    // 1000 reads of at most kMaxReadAttempts attempts each: far below a second, never a hang.
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+    EXPECT_EQ(a.stats().fallbacks - a0.fallbacks, 1000u);
+    EXPECT_EQ(a.stats().retries - a0.retries, 1000u * (kMaxReadAttempts - 1));
+    EXPECT_EQ(snap.stats().fallbacks - snap0.fallbacks, 1000u);
+    EXPECT_EQ(snap.stats().retries - snap0.retries, 1000u * (kMaxReadAttempts - 1));
   };
   check_bounded();
   EXPECT_EQ(lr.get(-1), 0.1);  // a slot outside the write is read normally

@@ -3,9 +3,11 @@
 //
 //   create NAME [KEY=TYPE:VALUE ...]   create (or take over) a block, print "ready", then hold it
 //                                      as its live writer until stdin closes or SIGTERM
-//   invariant-writer NAME BATCHES      apply {a=i, b=2i, c=i+1, tag="i"} as fast as possible
-//                                      (BATCHES 0: until stdin closes)
+//   invariant-writer NAME BATCHES      create NAME, print "ready", then apply {a=i, b=2i, c=i+1,
+//                                      tag="i"} as fast as possible (BATCHES 0: until stdin
+//                                      closes)
 //   invariant-reader NAME READS        snapshot a, b, c, tag READS times, check the invariant
+//                                      (start it once the writer printed "ready")
 //   stop-mid-write NAME                take over NAME, then SIGSTOP itself in the middle of a
 //                                      write to training/a (the test SIGKILLs it there)
 //   remove-quietly NAME                remove the block if it exists
@@ -20,7 +22,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -78,17 +79,18 @@ int create(const std::string& name, int argc, char** argv) {
   return 0;
 }
 
-// BATCHES > 0: that many, then exit. BATCHES == 0: print "ready" and keep writing until stdin
-// closes (for readers that start slowly, such as Python processes).
+// "ready" once the block exists, so readers can attach. BATCHES > 0: that many, then exit.
+// BATCHES == 0: keep writing until stdin closes (for readers that start slowly, such as Python
+// processes).
 int invariant_writer(const std::string& name, std::int64_t batches) {
   auto writer = ConfigBlockWriter::open_or_create(name, {}, invariant_batch(0));
+  std::printf("ready\n");
+  std::fflush(stdout);
   std::int64_t done = 0;
   if (batches > 0) {
     for (; done < batches; ++done)
       writer.apply(invariant_batch(done + 1));
   } else {
-    std::printf("ready\n");
-    std::fflush(stdout);
     pollfd in{0, POLLIN, 0};
     while (::poll(&in, 1, 0) == 0) {
       for (int k = 0; k < 1000; ++k, ++done)
@@ -101,24 +103,13 @@ int invariant_writer(const std::string& name, std::int64_t batches) {
 }
 
 int invariant_reader(const std::string& name, std::int64_t reads) {
-  // The writer may not have created the block yet.
-  std::optional<ConfigBlockReader> reader;
-  for (int i = 0; i < 500 && !reader; ++i) {
-    try {
-      reader.emplace(ConfigBlockReader::attach(name));
-    } catch (const ShmError&) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  if (!reader) {
-    std::printf("error=cannot attach\n");
-    return 3;
-  }
+  // The test starts readers after the writer's "ready": the block exists (or this is an error).
+  const ConfigBlockReader reader = ConfigBlockReader::attach(name);
   const std::vector<SnapshotKey> keys = {{"training/a", Value::i64(-1)},
                                          {"training/b", Value::i64(-2)},
                                          {"training/c", Value::i64(0)},
                                          {"training/tag", Value::string("-1")}};
-  Snapshot snap = reader->snapshot(keys);
+  Snapshot snap = reader.snapshot(keys);
   std::int64_t fresh = 0, violations = 0, distinct = 0, last_a = -1;
   for (std::int64_t r = 0; r < reads; ++r) {
     fresh += snap.read() ? 1 : 0;
@@ -188,6 +179,7 @@ int telemetry_expect(const std::string& name, std::uint64_t count, double second
       flags_or |= buf[i].flags;
     }
     got += p.count;
+    // The ring has no wake-up: poll it, 1 ms apart, until the records or the deadline come.
     if (p.count == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   std::printf(

@@ -1,8 +1,12 @@
 // Readers and the writer in threads of one process, so ThreadSanitizer and AddressSanitizer see
-// every access (they cannot follow shared memory across processes).
+// every access (they cannot follow shared memory across processes). ThreadSanitizer relates
+// accesses by address: it checks a reader against the writer only when both use one mapping
+// (ConfigBlockWriter::reader()).
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -25,11 +29,16 @@ std::vector<Entry> batch(std::int64_t i) {
 TEST(ShmThreads, SnapshotsNeverSeeHalfABatch) {
   ScopedBlockName name("threads-invariant");
   auto writer = ConfigBlockWriter::open_or_create(name, {}, batch(0));
-  auto reader = ConfigBlockReader::attach(name);
-  std::atomic<bool> done{false};
-  std::atomic<std::int64_t> violations{0}, fresh{0}, late_seen{0};
+  // One reader through the writer's own mapping, where ThreadSanitizer can relate its loads to
+  // the writer's stores (it tracks memory by address), and one through a mapping of its own, as
+  // the trainer reads the block.
+  const ConfigBlockReader readers_of[2] = {writer.reader(), ConfigBlockReader::attach(name)};
+  const int kBatches = 20000;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  std::atomic<int> started{0};
+  std::atomic<std::int64_t> violations{0}, fresh{0}, late_seen{0}, saw_last{0};
 
-  auto read_loop = [&] {
+  auto read_loop = [&](const ConfigBlockReader& reader) {
     // Fallbacks that keep the invariant: on a loaded machine a reader's first reads can all
     // overlap writes (a writer preempted mid-batch) and serve them.
     Snapshot snap =
@@ -40,24 +49,35 @@ TEST(ShmThreads, SnapshotsNeverSeeHalfABatch) {
     auto a = reader.resolve<std::int64_t>("training/a");
     auto late = reader.resolve<double>("training/late");
     std::int64_t local_fresh = 0;
-    while (!done.load(std::memory_order_relaxed)) {
-      local_fresh += snap.read() ? 1 : 0;
+    bool last = false, seen_late = false;
+    started.fetch_add(1);
+    // Until this reader has seen the last batch and the key added midway.
+    while (!(last && seen_late) && std::chrono::steady_clock::now() < deadline) {
+      const bool good = snap.read();
+      local_fresh += good ? 1 : 0;
       const std::int64_t v = snap[0].as_i64();
       if (snap[1].as_i64() != 2 * v || snap[2].as_i64() != v + 1 ||
           snap[3].as_string() != "v" + std::to_string(v)) {
         violations.fetch_add(1);
       }
       if (a.get(0) < 0) violations.fetch_add(1);
-      if (late.get(-1.0) == 42.0) late_seen.fetch_add(1);
+      if (late.get(-1.0) == 42.0) {
+        late_seen.fetch_add(1);
+        seen_late = true;
+      }
+      last |= good && v == kBatches;
     }
     fresh.fetch_add(local_fresh);
+    if (last) saw_last.fetch_add(1);
   };
   std::vector<std::thread> readers;
-  for (int i = 0; i < 2; ++i)
-    readers.emplace_back(read_loop);
-  TelemetryWriter tw =
-      ConfigBlockReader::attach(name, ConfigBlockReader::Access::kReadWrite).telemetry_writer();
-  const int kBatches = 20000;
+  for (const ConfigBlockReader& r : readers_of)
+    readers.emplace_back(read_loop, std::cref(r));
+  // The writer starts once both readers are about to read, so their reads overlap its batches.
+  while (started.load() < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  EXPECT_EQ(started.load(), 2) << "the readers did not start within the deadline";
+  TelemetryWriter tw = writer.reader().telemetry_writer();
   for (int i = 1; i <= kBatches; ++i) {
     writer.apply(batch(i));
     if (i == kBatches / 2) writer.set("training/late", Value::f64(42.0));  // added while reading
@@ -65,13 +85,12 @@ TEST(ShmThreads, SnapshotsNeverSeeHalfABatch) {
     r.step = static_cast<std::uint64_t>(i);
     tw.push(r);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  done = true;
   for (auto& t : readers)
     t.join();
   EXPECT_EQ(violations.load(), 0);
   EXPECT_GT(fresh.load(), 0);
   EXPECT_GT(late_seen.load(), 0);
+  EXPECT_EQ(saw_last.load(), 2) << "a reader did not see the last batch within the deadline";
 }
 
 TEST(ShmThreads, TelemetryReaderKeepsUpOrCountsMisses) {

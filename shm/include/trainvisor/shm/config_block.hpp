@@ -152,7 +152,7 @@ class Handle {
     for (unsigned attempt = 0; attempt < kMaxReadAttempts; ++attempt) {
       const std::uint64_t begin = seqlock::read_begin(slot.seq);
       for (std::size_t i = 0; i < Codec::kWords; ++i) {
-        w[i] = slot.payload[i].load(std::memory_order_relaxed);
+        w[i] = slot.payload[i].load(seqlock::kPayloadLoad);
       }
       if (seqlock::read_valid(slot.seq, begin)) [[likely]] {
         stats_.retries += attempt;
@@ -280,6 +280,7 @@ class ConfigBlockReader {
   const std::string& name() const noexcept;
 
  private:
+  friend class ConfigBlockWriter;
   explicit ConfigBlockReader(std::shared_ptr<Mapping> mapping) : mapping_(std::move(mapping)) {}
   detail::Binding bind(std::string_view path, ValueType type) const;
 
@@ -334,6 +335,14 @@ class ConfigBlockWriter {
   // Writes the current time into the heartbeat word.
   void heartbeat() noexcept;
 
+  // A reader over this writer's own mapping: the same memory at the same addresses, where
+  // ConfigBlockReader::attach maps the block a second time elsewhere. For readers in the
+  // writer's process. ThreadSanitizer tracks memory by address and cannot tell that two mappings
+  // alias, so it checks readers against the writer only when they read through this one. The
+  // mapping is writable, so the reader may also use the telemetry ring. The reader may outlive
+  // the writer; the writer lock does not.
+  ConfigBlockReader reader() const;
+
   std::uint64_t generation() const noexcept;
   const RepairReport& repair_report() const noexcept { return report_; }
   const std::string& name() const noexcept;
@@ -351,7 +360,7 @@ class ConfigBlockWriter {
   void adopt(std::span<const Entry> source);
   void initialize(std::span<const Entry> source);
 
-  std::unique_ptr<Mapping> mapping_;
+  std::shared_ptr<Mapping> mapping_;  // shared with readers made by reader()
   WriterOptions options_;
   RepairReport report_;
   std::unordered_map<std::string, std::uint32_t> index_;  // path -> slot
