@@ -1,6 +1,8 @@
 #include "trainvisor/core/plugin_registry.hpp"
 
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -232,20 +234,56 @@ TEST_F(PluginPathTest, AnEntryThatCannotBeReadIsAnErrorNamingIt) {
                                          "of symbolic links");
 }
 
+// The registry's error for `dir`, loaded by a process that may not read it: this one, or as root
+// (who reads every directory whatever its permissions) a child that has become nobody.
+std::string error_loading_as_unprivileged(const std::string& dir) {
+  const auto load = [&] {
+    const PluginRegistry r = PluginRegistry::load({dir});
+    return std::to_string(r.plugins().size()) + " plugins; " +
+           (r.errors().empty() ? std::string("no error") : r.errors()[0].message());
+  };
+  if (::geteuid() != 0) return load();
+  int out[2];
+  if (::pipe(out) != 0) return "pipe failed";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(out[0]);
+    const gid_t nogroup = 65534;
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(nogroup, nogroup, nogroup) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(3);
+    }
+    const std::string text = load();
+    const bool written =
+        ::write(out[1], text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::_exit(written ? 0 : 4);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buf[512];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;)
+    text.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return "the unprivileged child failed, status " + std::to_string(status);
+  }
+  return text;
+}
+
 TEST_F(PluginPathTest, ADirectoryWithoutReadPermissionIsAnErrorNamingIt) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads every directory whatever its permissions";
   const TempDir dir;
+  fs::permissions(dir.path(),
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   const fs::path locked = dir.path() / "locked";
   fs::create_directory(locked);
   copy_test_plugin("libgood_policy.so", locked);
   fs::permissions(locked, fs::perms::none);
-  set_path(locked.string());
-  const PluginRegistry r = load_path_entries(1);
+  const std::string got = error_loading_as_unprivileged(locked.string());
   fs::permissions(locked, fs::perms::owner_all);
-  EXPECT_TRUE(r.plugins().empty());
-  ASSERT_EQ(r.errors().size(), 1u);
-  EXPECT_EQ(r.errors()[0].message(),
-            locked.string() + ": cannot read the plugin directory: Permission denied");
+  EXPECT_EQ(got, "0 plugins; " + locked.string() +
+                     ": cannot read the plugin directory: Permission denied");
 }
 
 TEST(ResolveParams, CompletesDefaultsAndRefusesBadValues) {
