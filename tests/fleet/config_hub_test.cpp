@@ -237,7 +237,7 @@ TEST(TelemetryStoreTest, StoresBatchesOnceAndTracksTheAppliedRevision) {
       p.step = step;
       p.loss = 1.0 / static_cast<double>(step);
       p.config_revision = step < 40 ? 1 : 2;
-      p.flags = step % 10 == 0 ? plugin::kTelemetryEval : 0;
+      p.flags = step % 10 == 0 ? std::uint32_t{plugin::kTelemetryEval} : 0u;
       p.val_loss = p.flags ? 0.5 : std::nan("");
       batch.push_back(p);
     }
