@@ -222,9 +222,7 @@ struct HostDaemon::Impl {
 
   explicit Impl(HostDaemonOptions opts)
       : o(std::move(opts)),
-        // Each call waits at most 10 s (an upload: 10 s without progress): a hung coordinator
-        // slows this loop down, it never stops it.
-        client(http::ClientOptions{o.coordinator_url, o.ca_file, std::chrono::seconds(10)}) {
+        client(http::ClientOptions{o.coordinator_url, o.ca_file, o.coordinator_timeout}) {
     if (o.slots < 1) throw std::invalid_argument("a host needs at least one slot");
     capability = o.capability ? *o.capability : detect_capability();
     if (o.name.empty()) o.name = capability.hostname;
@@ -281,7 +279,7 @@ struct HostDaemon::Impl {
   // The agent, the policies' sink and the supervisor of a job (new, or adopted after a restart).
   void supervise(RunningJob& job) {
     ConfigAgentOptions ao;
-    ao.coordinator = http::ClientOptions{o.coordinator_url, o.ca_file, std::chrono::seconds(10)};
+    ao.coordinator = http::ClientOptions{o.coordinator_url, o.ca_file, o.coordinator_timeout};
     ao.worker_token = o.worker_token;
     ao.job_id = job.spec.id;
     ao.initial = job.spec.hyper;

@@ -76,7 +76,10 @@ struct HostDaemonOptions {
   std::chrono::milliseconds kill_grace{std::chrono::seconds(20)};
   std::chrono::milliseconds telemetry_every{std::chrono::seconds(1)};
   std::chrono::milliseconds orphan_after{std::chrono::seconds(60)};  // passed to trainers
-  std::optional<HostCapability> capability;                          // default: detected
+  // The most one coordinator call may wait (an upload: without progress). A hung coordinator
+  // slows the daemon's loop down by this much per call; it never stops it.
+  std::chrono::milliseconds coordinator_timeout{std::chrono::seconds(10)};
+  std::optional<HostCapability> capability;  // default: detected
   std::function<void(const HostEvent&)> on_event;
   bool exit_when_idle = false;  // return once no job is running and none can be claimed
 };
