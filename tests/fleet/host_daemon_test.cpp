@@ -810,6 +810,25 @@ TEST_F(HostDaemonTest, CoordinatorUnreachableThenBack) {
   EXPECT_EQ(coordinator_.received("complete")[0].json_body().at("artifact"), bundle_digest(j));
 }
 
+TEST_F(HostDaemonTest, UploadTimingOutIsRetriedNotFailed) {
+  const JobSpec j = job({{"steps", std::int64_t{1}}});
+  coordinator_.offer(j, "lease-t");
+  coordinator_.stall("upload");
+  HostDaemonOptions o = options();
+  o.coordinator_timeout = 500ms;
+  start(o);
+  // The first upload times out in the client: the daemon must try again rather than report the
+  // trainer's work as a failure.
+  ASSERT_TRUE(coordinator_.wait(
+      [&] { return coordinator_.stalled("upload") >= 2 || coordinator_.count("fail") > 0; }));
+  coordinator_.unstall();
+  ASSERT_EQ(wait_done(), 1) << all_events();
+  EXPECT_EQ(coordinator_.count("fail"), 0u) << coordinator_.received("fail").at(0).body;
+  ASSERT_EQ(coordinator_.count("complete"), 1u);
+  EXPECT_EQ(coordinator_.received("complete")[0].json_body().at("artifact"), bundle_digest(j));
+  EXPECT_EQ(coordinator_.received("upload").back().body, "bundle of " + j.id + "\n");
+}
+
 // A plateau (the real policy plugin, patience 0) sees val_loss stay flat over two evaluations: it
 // lowers the learning rate once, 0.05 -> 0.005.
 JobSpec with_plateau(JobSpec j, bool dry_run) {

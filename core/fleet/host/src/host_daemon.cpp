@@ -573,32 +573,7 @@ struct HostDaemon::Impl {
       return;
     }
     if (code == 0 || code == 3) {
-      const std::string bundle = (fs::path(job.out_dir) / "bundle.tvb").string();
-      try {
-        const std::string digest = sha256_file_hex(bundle);
-        // Ask first: a bundle the store already has is not sent again.
-        if (client.request("GET", "/v1/artifact/" + digest + "/stat").status != 200) {
-          const http::Response up = client.send_file("PUT", base + "/artifact/bundle.tvb", bundle,
-                                                     {{"X-Worker-Token", o.worker_token},
-                                                      {"X-Lease-Token", job.lease},
-                                                      {"X-Content-SHA256", digest}});
-          if (up.status != 200)
-            throw std::runtime_error("upload refused (" + std::to_string(up.status) +
-                                     "): " + up.body);
-        }
-        const http::Response r =
-            post(base + "/complete", {{"lease_token", job.lease}, {"artifact", digest}});
-        if (r.status != 200)
-          throw std::runtime_error("complete refused (" + std::to_string(r.status) +
-                                   "): " + r.body);
-        ++completed;
-        emit(HostEvent::Kind::kFinished, job,
-             code == 3 ? "early stop; bundle " + digest : "bundle " + digest);
-      } catch (const std::exception& e) {
-        post(base + "/fail",
-             {{"lease_token", job.lease}, {"class", "trainer_failure"}, {"reason", e.what()}});
-        emit(HostEvent::Kind::kFailed, job, e.what());
-      }
+      deliver(job, code);
       return;
     }
     const std::string reason = "trainer exited " + std::to_string(code) + ": " +
@@ -606,6 +581,46 @@ struct HostDaemon::Impl {
     post(base + "/fail",
          {{"lease_token", job.lease}, {"class", "trainer_failure"}, {"reason", reason}});
     emit(HostEvent::Kind::kFailed, job, reason);
+  }
+
+  // A trainer that succeeded: its bundle goes to the store (unless the store has it already) and
+  // the job is completed. A missing bundle or a refusal fails the job. A coordinator that cannot
+  // be reached (or times out) throws, and the next round delivers again: finished training is
+  // not reported as the trainer's failure because of an outage.
+  void deliver(RunningJob& job, int code) {
+    const std::string base = "/v1/job/" + job.spec.id;
+    const std::string bundle = (fs::path(job.out_dir) / "bundle.tvb").string();
+    std::string digest, refusal;
+    try {
+      digest = sha256_file_hex(bundle);
+    } catch (const std::exception& e) {
+      refusal = e.what();
+    }
+    // Ask first: a bundle the store already has is not sent again.
+    if (refusal.empty() &&
+        client.request("GET", "/v1/artifact/" + digest + "/stat").status != 200) {
+      const http::Response up = client.send_file("PUT", base + "/artifact/bundle.tvb", bundle,
+                                                 {{"X-Worker-Token", o.worker_token},
+                                                  {"X-Lease-Token", job.lease},
+                                                  {"X-Content-SHA256", digest}});
+      if (up.status != 200)
+        refusal = "upload refused (" + std::to_string(up.status) + "): " + up.body;
+    }
+    if (refusal.empty()) {
+      const http::Response r =
+          post(base + "/complete", {{"lease_token", job.lease}, {"artifact", digest}});
+      if (r.status != 200)
+        refusal = "complete refused (" + std::to_string(r.status) + "): " + r.body;
+    }
+    if (!refusal.empty()) {
+      post(base + "/fail",
+           {{"lease_token", job.lease}, {"class", "trainer_failure"}, {"reason", refusal}});
+      emit(HostEvent::Kind::kFailed, job, refusal);
+      return;
+    }
+    ++completed;
+    emit(HostEvent::Kind::kFinished, job,
+         code == 3 ? "early stop; bundle " + digest : "bundle " + digest);
   }
 
   void drain_agent_log() {
