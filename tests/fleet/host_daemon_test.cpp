@@ -829,6 +829,28 @@ TEST_F(HostDaemonTest, UploadTimingOutIsRetriedNotFailed) {
   EXPECT_EQ(coordinator_.received("upload").back().body, "bundle of " + j.id + "\n");
 }
 
+TEST_F(HostDaemonTest, RunningMarkTimingOutNeitherFailsTheJobNorLosesItsTrainer) {
+  const JobSpec j = job({{"hold", std::string("go")}});
+  coordinator_.offer(j, "lease-r");
+  coordinator_.stall("running");
+  HostDaemonOptions o = options();
+  o.coordinator_timeout = 500ms;
+  start(o);
+  // The client sends a request twice before it gives up; a third one is the daemon trying again.
+  ASSERT_TRUE(coordinator_.wait(
+      [&] { return coordinator_.stalled("running") >= 3 || coordinator_.count("fail") > 0; }));
+  coordinator_.unstall();
+  EXPECT_EQ(coordinator_.count("fail"), 0u) << coordinator_.received("fail").at(0).body;
+  ASSERT_TRUE(wait_file(out(j) / "started"));
+  write_file(out(j) / "go", "");
+  ASSERT_EQ(wait_done(), 1) << all_events();
+  EXPECT_EQ(coordinator_.count("complete"), 1u);
+  EXPECT_EQ(read_file(out(j) / "exit_code"), "0\n");
+  errno = 0;
+  EXPECT_EQ(::kill(std::stoi(read_file(out(j) / "pid")), 0), -1) << "the trainer was not reaped";
+  EXPECT_EQ(errno, ESRCH);
+}
+
 // A plateau (the real policy plugin, patience 0) sees val_loss stay flat over two evaluations: it
 // lowers the learning rate once, 0.05 -> 0.005.
 JobSpec with_plateau(JobSpec j, bool dry_run) {

@@ -192,6 +192,7 @@ struct RunningJob {
   std::unique_ptr<Supervisor> supervisor;
   pid_t pid = -1;
   bool adopted = false;  // started by an earlier daemon: not our child, its exit code is a file
+  bool running_reported = false;  // the coordinator has been told that the trainer runs
   std::uint64_t start_ticks = 0;
   std::uint64_t telemetry_sent = 0;  // points (counted from the first) the coordinator has
   std::uint64_t last_sent_revision = 0;
@@ -355,8 +356,20 @@ struct HostDaemon::Impl {
     job.pid = pid;
     job.next_heartbeat = Clock::now() + o.heartbeat_every;
     write_holder(job);
-    post("/v1/job/" + job.spec.id + "/running", {{"lease_token", job.lease}});
+    report_running(job);
     emit(HostEvent::Kind::kStarted, job, resume ? "resuming from its checkpoint" : "started");
+  }
+
+  // Tells the coordinator that the trainer runs. The lease's heartbeats and its completion do
+  // not need it, so a call that does not get through is tried again next round; it is never a
+  // reason to give up a job whose trainer already runs.
+  void report_running(RunningJob& job) {
+    try {
+      post("/v1/job/" + job.spec.id + "/running", {{"lease_token", job.lease}});
+      job.running_reported = true;
+    } catch (const std::exception&) {
+      // The coordinator is away or hung; the next round tries again.
+    }
   }
 
   void terminate(RunningJob& job, RunningJob::Ending why) {
@@ -399,6 +412,7 @@ struct HostDaemon::Impl {
       }
       o.on_event(e);
     }
+    if (!job.running_reported && job.ending == RunningJob::Ending::kNone) report_running(job);
     if (Clock::now() >= job.next_heartbeat && job.ending == RunningJob::Ending::kNone) {
       job.next_heartbeat = Clock::now() + o.heartbeat_every;
       try {
@@ -519,6 +533,7 @@ struct HostDaemon::Impl {
         job->start_ticks = j.at("start_ticks");
         job->out_dir = entry.path().string();
         job->adopted = true;
+        job->running_reported = true;  // by the daemon that started it
       } catch (const std::exception& e) {
         if (o.on_event)
           o.on_event(
