@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test on the default build, then the shm tests again under ThreadSanitizer and
-# AddressSanitizer (build-tsan/, build-asan/). Expects scripts/setup.sh to have run.
+# Runs every test on the default build, then the tests of the concurrent code, and the fleet as
+# real processes, again under ThreadSanitizer and AddressSanitizer (build-tsan/, build-asan/).
+# Expects scripts/setup.sh to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Clones in other directories share the compiler cache (paths are made relative to the tree).
@@ -12,10 +13,13 @@ cmake --build --preset default --parallel "$jobs"
 ctest --preset default --parallel "$jobs"
 
 # The concurrent code: the shared-memory block, the job queue, the HTTP server and client, the
-# artifact store, the coordinator (model_tiny: it validates manifests with it) and the config hub.
+# artifact store, the coordinator (model_tiny: it validates manifests with it), the config hub,
+# the host daemon and the supervisor (policy_plateau: their tests run the real plugin), and the
+# trainvisor binary, whose processes make up the sanitized fleet test.
 sanitized=(tv_shm_tests tv_shm_test_writer tv_queue_tests tv_queue_claimer tv_http_tests
            tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests tv_http_claimer model_tiny
-           tv_config_hub_tests tv_config_agent_tests)
+           tv_config_hub_tests tv_config_agent_tests tv_host_daemon_tests tv_supervisor_tests
+           policy_plateau trainvisor)
 for preset in tsan asan; do
   echo "test: concurrent code under $preset"
   cmake --preset "$preset" >/dev/null

@@ -192,6 +192,7 @@ struct RunningJob {
   std::unique_ptr<Supervisor> supervisor;
   pid_t pid = -1;
   bool adopted = false;  // started by an earlier daemon: not our child, its exit code is a file
+  bool running_reported = false;  // the coordinator has been told that the trainer runs
   std::uint64_t start_ticks = 0;
   std::uint64_t telemetry_sent = 0;  // points (counted from the first) the coordinator has
   std::uint64_t last_sent_revision = 0;
@@ -222,9 +223,7 @@ struct HostDaemon::Impl {
 
   explicit Impl(HostDaemonOptions opts)
       : o(std::move(opts)),
-        // Each call waits at most 10 s (an upload: 10 s without progress): a hung coordinator
-        // slows this loop down, it never stops it.
-        client(http::ClientOptions{o.coordinator_url, o.ca_file, std::chrono::seconds(10)}) {
+        client(http::ClientOptions{o.coordinator_url, o.ca_file, o.coordinator_timeout}) {
     if (o.slots < 1) throw std::invalid_argument("a host needs at least one slot");
     capability = o.capability ? *o.capability : detect_capability();
     if (o.name.empty()) o.name = capability.hostname;
@@ -281,7 +280,7 @@ struct HostDaemon::Impl {
   // The agent, the policies' sink and the supervisor of a job (new, or adopted after a restart).
   void supervise(RunningJob& job) {
     ConfigAgentOptions ao;
-    ao.coordinator = http::ClientOptions{o.coordinator_url, o.ca_file, std::chrono::seconds(10)};
+    ao.coordinator = http::ClientOptions{o.coordinator_url, o.ca_file, o.coordinator_timeout};
     ao.worker_token = o.worker_token;
     ao.job_id = job.spec.id;
     ao.initial = job.spec.hyper;
@@ -357,8 +356,20 @@ struct HostDaemon::Impl {
     job.pid = pid;
     job.next_heartbeat = Clock::now() + o.heartbeat_every;
     write_holder(job);
-    post("/v1/job/" + job.spec.id + "/running", {{"lease_token", job.lease}});
+    report_running(job);
     emit(HostEvent::Kind::kStarted, job, resume ? "resuming from its checkpoint" : "started");
+  }
+
+  // Tells the coordinator that the trainer runs. The lease's heartbeats and its completion do
+  // not need it, so a call that does not get through is tried again next round; it is never a
+  // reason to give up a job whose trainer already runs.
+  void report_running(RunningJob& job) {
+    try {
+      post("/v1/job/" + job.spec.id + "/running", {{"lease_token", job.lease}});
+      job.running_reported = true;
+    } catch (const std::exception&) {
+      // The coordinator is away or hung; the next round tries again.
+    }
   }
 
   void terminate(RunningJob& job, RunningJob::Ending why) {
@@ -401,6 +412,7 @@ struct HostDaemon::Impl {
       }
       o.on_event(e);
     }
+    if (!job.running_reported && job.ending == RunningJob::Ending::kNone) report_running(job);
     if (Clock::now() >= job.next_heartbeat && job.ending == RunningJob::Ending::kNone) {
       job.next_heartbeat = Clock::now() + o.heartbeat_every;
       try {
@@ -521,6 +533,7 @@ struct HostDaemon::Impl {
         job->start_ticks = j.at("start_ticks");
         job->out_dir = entry.path().string();
         job->adopted = true;
+        job->running_reported = true;  // by the daemon that started it
       } catch (const std::exception& e) {
         if (o.on_event)
           o.on_event(
@@ -575,32 +588,7 @@ struct HostDaemon::Impl {
       return;
     }
     if (code == 0 || code == 3) {
-      const std::string bundle = (fs::path(job.out_dir) / "bundle.tvb").string();
-      try {
-        const std::string digest = sha256_file_hex(bundle);
-        // Ask first: a bundle the store already has is not sent again.
-        if (client.request("GET", "/v1/artifact/" + digest + "/stat").status != 200) {
-          const http::Response up = client.send_file("PUT", base + "/artifact/bundle.tvb", bundle,
-                                                     {{"X-Worker-Token", o.worker_token},
-                                                      {"X-Lease-Token", job.lease},
-                                                      {"X-Content-SHA256", digest}});
-          if (up.status != 200)
-            throw std::runtime_error("upload refused (" + std::to_string(up.status) +
-                                     "): " + up.body);
-        }
-        const http::Response r =
-            post(base + "/complete", {{"lease_token", job.lease}, {"artifact", digest}});
-        if (r.status != 200)
-          throw std::runtime_error("complete refused (" + std::to_string(r.status) +
-                                   "): " + r.body);
-        ++completed;
-        emit(HostEvent::Kind::kFinished, job,
-             code == 3 ? "early stop; bundle " + digest : "bundle " + digest);
-      } catch (const std::exception& e) {
-        post(base + "/fail",
-             {{"lease_token", job.lease}, {"class", "trainer_failure"}, {"reason", e.what()}});
-        emit(HostEvent::Kind::kFailed, job, e.what());
-      }
+      deliver(job, code);
       return;
     }
     const std::string reason = "trainer exited " + std::to_string(code) + ": " +
@@ -608,6 +596,46 @@ struct HostDaemon::Impl {
     post(base + "/fail",
          {{"lease_token", job.lease}, {"class", "trainer_failure"}, {"reason", reason}});
     emit(HostEvent::Kind::kFailed, job, reason);
+  }
+
+  // A trainer that succeeded: its bundle goes to the store (unless the store has it already) and
+  // the job is completed. A missing bundle or a refusal fails the job. A coordinator that cannot
+  // be reached (or times out) throws, and the next round delivers again: finished training is
+  // not reported as the trainer's failure because of an outage.
+  void deliver(RunningJob& job, int code) {
+    const std::string base = "/v1/job/" + job.spec.id;
+    const std::string bundle = (fs::path(job.out_dir) / "bundle.tvb").string();
+    std::string digest, refusal;
+    try {
+      digest = sha256_file_hex(bundle);
+    } catch (const std::exception& e) {
+      refusal = e.what();
+    }
+    // Ask first: a bundle the store already has is not sent again.
+    if (refusal.empty() &&
+        client.request("GET", "/v1/artifact/" + digest + "/stat").status != 200) {
+      const http::Response up = client.send_file("PUT", base + "/artifact/bundle.tvb", bundle,
+                                                 {{"X-Worker-Token", o.worker_token},
+                                                  {"X-Lease-Token", job.lease},
+                                                  {"X-Content-SHA256", digest}});
+      if (up.status != 200)
+        refusal = "upload refused (" + std::to_string(up.status) + "): " + up.body;
+    }
+    if (refusal.empty()) {
+      const http::Response r =
+          post(base + "/complete", {{"lease_token", job.lease}, {"artifact", digest}});
+      if (r.status != 200)
+        refusal = "complete refused (" + std::to_string(r.status) + "): " + r.body;
+    }
+    if (!refusal.empty()) {
+      post(base + "/fail",
+           {{"lease_token", job.lease}, {"class", "trainer_failure"}, {"reason", refusal}});
+      emit(HostEvent::Kind::kFailed, job, refusal);
+      return;
+    }
+    ++completed;
+    emit(HostEvent::Kind::kFinished, job,
+         code == 3 ? "early stop; bundle " + digest : "bundle " + digest);
   }
 
   void drain_agent_log() {

@@ -8,6 +8,9 @@
 // - Failures are classed: the trainer's own failure (exit 1, a crash) counts against the job's
 //   max_attempts; bad input (exit 2) too, since retrying it elsewhere cannot help; an interrupted
 //   trainer on a host that is shutting down is a lost host; a cancelled one is cancelled.
+// - A coordinator that cannot be reached (or times out) delays what the daemon reports, never
+//   changes it: the trainer keeps training, and its start, its bundle and its completion are
+//   sent again each round until the coordinator answers.
 // - Each job has a ConfigAgent (config_agent.hpp), the single writer of its block, fed by the
 //   coordinator's config stream. Policies run here on the trainer's telemetry; their writes go
 //   to the coordinator as `policy:NAME` (validation, freezes and the audit log apply) and come
@@ -76,7 +79,10 @@ struct HostDaemonOptions {
   std::chrono::milliseconds kill_grace{std::chrono::seconds(20)};
   std::chrono::milliseconds telemetry_every{std::chrono::seconds(1)};
   std::chrono::milliseconds orphan_after{std::chrono::seconds(60)};  // passed to trainers
-  std::optional<HostCapability> capability;                          // default: detected
+  // The most one coordinator call may wait (an upload: without progress). A hung coordinator
+  // slows the daemon's loop down by this much per call; it never stops it.
+  std::chrono::milliseconds coordinator_timeout{std::chrono::seconds(10)};
+  std::optional<HostCapability> capability;  // default: detected
   std::function<void(const HostEvent&)> on_event;
   bool exit_when_idle = false;  // return once no job is running and none can be claimed
 };
