@@ -421,14 +421,33 @@ int judge(const std::map<std::string, RatioReporter::Result>& r) {
   v.at_most("BM_Snapshot_8Keys_WriterContinuous fallbacks per M reads",
             counter("BM_Snapshot_8Keys_WriterContinuous", "fallbacks_per_M"), "", 1000, 1);
   const double base_p999 = counter("BM_Get_Handle_NoWriter", "p99_9_ns");
-  for (const std::string n : {"BM_Get_Handle_Writer1kHz", "BM_Get_Handle_WriterContinuous"}) {
+  // Attempts per read. A write keeps its slot odd for a few stores, so a read that meets one
+  // normally succeeds on its next attempt; a read runs out of attempts only while the writer is
+  // descheduled mid-write, and then every read in that time falls back (a few thousand per
+  // preemption). The 1 kHz writer is the real load (people, the config agent): there a retried
+  // read is rare. The continuous writer is the stress case: its fallback target admits a couple
+  // of preemptions of the writer by other processes per run.
+  struct Load {
+    const char* name;
+    double max_retried_per_m;  // negative: reported, no target
+    double max_fallbacks_per_m;
+  };
+  for (const Load& l : {Load{"BM_Get_Handle_Writer1kHz", 10, 10},
+                        Load{"BM_Get_Handle_WriterContinuous", -1, 1000}}) {
+    const std::string n = l.name;
     v.at_most(n + " p99.9 / no-writer p99.9", counter(n, "p99_9_ns") / base_p999, "x", 50);
     v.at_most(n + " attempts, p99", counter(n, "attempts_p99"), "", 1, 0);
     v.at_most(n + " attempts, p99.9", counter(n, "attempts_p99_9"), "", 2, 0);
     v.info(n + " attempts, p99.99", counter(n, "attempts_p99_99"), "", 0);
     v.info(n + " attempts, max", counter(n, "attempts_max"), "", 0);
-    v.info(n + " retried reads per M", counter(n, "retried_per_M"), "", 1);
-    v.at_most(n + " fallbacks per M reads", counter(n, "fallbacks_per_M"), "", 1000, 1);
+    if (l.max_retried_per_m < 0) {
+      v.info(n + " retried reads per M", counter(n, "retried_per_M"), "", 1);
+    } else {
+      v.at_most(n + " retried reads per M", counter(n, "retried_per_M"), "", l.max_retried_per_m,
+                1);
+    }
+    v.at_most(n + " fallbacks per M reads", counter(n, "fallbacks_per_M"), "",
+              l.max_fallbacks_per_m, 1);
   }
   return v.finish();
 }

@@ -179,7 +179,10 @@ void BM_Floor(benchmark::State& state) {
     for (int i = -kWarmup; i < kWrites; ++i) {
       const std::string body = json{{"v", 0.001 + 1e-6 * i}}.dump();
       const auto t0 = Clock::now();
-      client.request("POST", "/write", body);
+      if (const http::Response r = client.request("POST", "/write", body); r.status != 200) {
+        state.SkipWithError(("the floor's write was refused: " + r.body).c_str());
+        return;
+      }
       if (ws.receive(std::chrono::seconds(5)) != body) {
         state.SkipWithError("the floor's stream lost a message");
         return;
