@@ -97,9 +97,8 @@ double wal_bytes(const std::string& name) {
 
 void BM_Claim_RawSqlite(benchmark::State& state) {
   // The coordinator creates the schema and loads the jobs, then steps aside. This connection
-  // opens before it closes: the last connection to close checkpoints and deletes the write-ahead
-  // log, and the loop would then grow a new one (each commit's fsync also journaling the file's
-  // new size) where the HTTP side overwrites the log its job load left. Both start from that log.
+  // opens before it closes (the last connection to close checkpoints and deletes the
+  // write-ahead log), so that both sides start on the log the job load left.
   auto c = coordinator("raw", kJobs);
   sqlite3* db = nullptr;
   sqlite3_open((kDir / "raw" / "data" / "queue.sqlite").c_str(), &db);
@@ -130,8 +129,9 @@ void BM_Claim_RawSqlite(benchmark::State& state) {
       }
       const std::string id(reinterpret_cast<const char*>(sqlite3_column_text(select, 0)));
       // Reset at once, as the queue's statements end when they go out of scope: a statement
-      // left mid-step keeps a read snapshot open past the COMMIT, and the write-ahead log can
-      // then never be checkpointed back to its start, so every commit grows the file.
+      // left mid-step keeps a read snapshot open past the COMMIT, so the write-ahead log is never
+      // checkpointed back to its start and every commit grows it (to 27 MB over 2000 claims,
+      // against 4 MB for the queue).
       sqlite3_reset(select);
       sqlite3_reset(update);
       sqlite3_bind_text(update, 1, "0123456789abcdef0123456789abcdef", -1, SQLITE_STATIC);
