@@ -23,9 +23,10 @@
 // system has no writeback pending (syncfs), so neither side pays for what was written before it
 // (the blob, the other side's files, a deleted copy's discards). For the uploads the 1 GiB source
 // is on disk (fsynced) and wholly in the page cache, checked with mincore, as a bundle is that a
-// trainer has just written; and both sides make their copy durable in the same way (fsync of the
-// file and its directory), not the floor a whole-file-system `sync -f`. The verdict table at the
-// end (bench_result.hpp) makes main return 1 when a target is missed.
+// trainer has just written; each side writes its copy into just-freed page cache
+// (warm_page_cache); and both make their copy durable in the same way, fsync of the file and its
+// directory (a `sync -f` would flush the whole file system inside the floor's clock). The
+// verdict table at the end (bench_result.hpp) makes main return 1 when a target is missed.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -249,7 +250,7 @@ double blob_resident() {
 // a VM that hands free memory back to its host (free page reporting), and a page first written
 // after the host took it back faults there: writing 1 GiB into pages freed a moment before took
 // 0.2 s of CPU, 0.8 s four seconds later, 1.5 s twelve seconds later, and up to 3.4 s into pages
-// long free. Without this, a side's cost depended on what the previous side or process had
+// long free. Without this, a side's cost would depend on what the side or process before it had
 // freed and when; with it, both start alike (a side that takes longer still meets a few more
 // pages the host has taken back by then).
 void warm_page_cache() {
