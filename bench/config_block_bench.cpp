@@ -11,15 +11,19 @@
 //   BM_Get_Handle_Writer1kHz     ... while another thread writes the key 1000 times a second
 //   BM_Get_Handle_WriterContinuous ... while another thread writes it back to back
 //
-// After the runs, a table of ratios against the baselines of this same run, with the targets.
+// After the runs, a table of ratios against the baselines of this same run, with the targets
+// (bench_result.hpp); main returns 1 when one is missed.
 #include <benchmark/benchmark.h>
+#include <sched.h>
 #include <unistd.h>
 #include <x86intrin.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -27,8 +31,10 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "bench_result.hpp"
 #include "trainvisor/shm/config_block.hpp"
 #include "trainvisor/shm/telemetry_ring.hpp"
 
@@ -130,6 +136,43 @@ void BM_Get_LockedTreeWalk(benchmark::State& state) {
 }
 BENCHMARK(BM_Get_LockedTreeWalk);
 
+// Keeps the calling thread on one CPU for its lifetime and restores its affinity after. With a
+// writer thread, where the two threads run decides what is measured: on one core they take turns
+// and a read never meets a write; on two the key's cache line moves between cores on every
+// write. The benchmarks with a writer pin the reader and the writer to two different CPUs, so
+// that every run measures the second (unpinned, the scheduler picked either from run to run).
+class PinnedTo {
+ public:
+  explicit PinnedTo(int cpu) {
+    pinned_ = cpu >= 0 && ::sched_getaffinity(0, sizeof saved_, &saved_) == 0;
+    if (!pinned_) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    pinned_ = ::sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+  ~PinnedTo() {
+    if (pinned_) ::sched_setaffinity(0, sizeof saved_, &saved_);
+  }
+  PinnedTo(const PinnedTo&) = delete;
+  PinnedTo& operator=(const PinnedTo&) = delete;
+  bool pinned() const { return pinned_; }
+
+ private:
+  cpu_set_t saved_;
+  bool pinned_ = false;
+};
+
+// The first two CPUs this process may run on: {reader, writer}, or {-1, -1} with fewer than two.
+std::pair<int, int> reader_writer_cpus() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return {-1, -1};
+  int found[2] = {-1, -1};
+  for (int cpu = 0, n = 0; cpu < CPU_SETSIZE && n < 2; ++cpu)
+    if (CPU_ISSET(cpu, &set)) found[n++] = cpu;
+  return found[1] < 0 ? std::pair{-1, -1} : std::pair{found[0], found[1]};
+}
+
 Snapshot eight_knobs() {
   std::vector<SnapshotKey> keys;
   for (int i = 0; i < 8; ++i) {
@@ -151,8 +194,11 @@ BENCHMARK(BM_Snapshot_8Keys);
 // finds a new generation and does the full seqlock read of all 8 slots.
 void BM_Snapshot_8Keys_WriterContinuous(benchmark::State& state) {
   Snapshot s = eight_knobs();
+  const auto [reader_cpu, writer_cpu] = reader_writer_cpus();
+  const PinnedTo reader_pin(reader_cpu);
   std::atomic<bool> stop{false};
-  std::thread writer([&] {
+  std::thread writer([&, writer_cpu = writer_cpu] {
+    const PinnedTo writer_pin(writer_cpu);
     std::vector<Entry> batch = {{"training/knob/k3", Value::f64(0)}};
     for (double v = 0; !stop.load(std::memory_order_relaxed); v += 1) {
       batch[0].value = Value::f64(v);
@@ -166,8 +212,11 @@ void BM_Snapshot_8Keys_WriterContinuous(benchmark::State& state) {
   }
   stop = true;
   writer.join();
+  state.counters["pinned"] = reader_pin.pinned() ? 1 : 0;
   state.counters["generations_seen"] = static_cast<double>(s.generation() - gen0);
   state.counters["fallbacks"] = static_cast<double>(s.stats().fallbacks);
+  state.counters["fallbacks_per_M"] =
+      1e6 * static_cast<double>(s.stats().fallbacks) / static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_Snapshot_8Keys_WriterContinuous);
 
@@ -197,17 +246,71 @@ double ticks_per_ns() {
   return v;
 }
 
+// The TSC around one read. RDTSC alone is not ordered with the loads around it: the second one
+// can retire before the read's load has completed, and the window would then time the timer
+// only. The fences keep the read inside the window (LFENCE is dispatch-serializing on the x86
+// cores Linux runs on; RDTSCP waits for earlier loads).
+std::uint64_t tsc_begin() noexcept {
+  _mm_lfence();
+  const std::uint64_t t = __rdtsc();
+  _mm_lfence();
+  return t;
+}
+std::uint64_t tsc_end() noexcept {
+  unsigned aux = 0;
+  const std::uint64_t t = __rdtscp(&aux);
+  _mm_lfence();
+  return t;
+}
+
 enum class WriterMode { kNone, k1kHz, kContinuous };
 
-// Every read timed with the TSC; a second thread writes the key at the given pace.
+// How many attempts each read took: reads[k] is the number of good reads that took k attempts
+// (1..kMaxReadAttempts); fallbacks are the reads that gave up after kMaxReadAttempts.
+struct AttemptHistogram {
+  std::array<std::uint64_t, kMaxReadAttempts + 1> reads{};
+  std::uint64_t fallbacks = 0;
+
+  std::uint64_t total() const {
+    std::uint64_t n = fallbacks;
+    for (const std::uint64_t c : reads)
+      n += c;
+    return n;
+  }
+  // The attempts of the read at quantile q, a fallback counting as kMaxReadAttempts attempts.
+  double quantile(double q) const {
+    const double rank = q * static_cast<double>(total());
+    std::uint64_t below = 0;
+    for (unsigned k = 1; k <= kMaxReadAttempts; ++k) {
+      below += reads[k];
+      if (static_cast<double>(below) >= rank) return k;
+    }
+    return kMaxReadAttempts;
+  }
+  double max() const {
+    if (fallbacks > 0) return kMaxReadAttempts;
+    for (unsigned k = kMaxReadAttempts; k >= 1; --k)
+      if (reads[k] > 0) return k;
+    return 0;
+  }
+  double per_million(std::uint64_t n) const {
+    return total() == 0 ? 0.0 : 1e6 * static_cast<double>(n) / static_cast<double>(total());
+  }
+};
+
+// Every read timed with the TSC and its attempts counted; a second thread writes the key at the
+// given pace.
 void get_under_writer(benchmark::State& state, WriterMode mode) {
   BenchBlock& b = block();
   Handle<double> h = b.reader.resolve<double>(kPath);
   std::atomic<bool> stop{false};
   std::uint64_t writes = 0;
+  const auto [reader_cpu, writer_cpu] = reader_writer_cpus();
+  const PinnedTo reader_pin(reader_cpu);
   std::thread writer;
   if (mode != WriterMode::kNone) {
-    writer = std::thread([&] {
+    writer = std::thread([&, writer_cpu = writer_cpu] {
+      const PinnedTo writer_pin(writer_cpu);
       std::vector<Entry> batch = {{kPath, Value::f64(0)}};
       auto next = std::chrono::steady_clock::now();
       while (!stop.load(std::memory_order_relaxed)) {
@@ -222,27 +325,41 @@ void get_under_writer(benchmark::State& state, WriterMode mode) {
   }
   std::vector<std::uint32_t> ticks;
   ticks.reserve(1 << 24);
+  AttemptHistogram attempts;
   for (auto _ : state) {
-    const std::uint64_t t0 = __rdtsc();
+    // The handle's counters are read outside the timed window: they say how this read went.
+    const std::uint64_t retries0 = h.stats().retries, fallbacks0 = h.stats().fallbacks;
+    const std::uint64_t t0 = tsc_begin();
     benchmark::DoNotOptimize(h.get(0.0));
-    const std::uint64_t t1 = __rdtsc();
+    const std::uint64_t t1 = tsc_end();
     if (ticks.size() < ticks.capacity()) ticks.push_back(static_cast<std::uint32_t>(t1 - t0));
+    if (h.stats().fallbacks != fallbacks0) {
+      ++attempts.fallbacks;
+    } else {
+      ++attempts.reads[1 + h.stats().retries - retries0];
+    }
   }
   stop = true;
   if (writer.joinable()) writer.join();
-  const auto reads = static_cast<double>(state.iterations());
   std::sort(ticks.begin(), ticks.end());
   const auto pct = [&](double q) {
     if (ticks.empty()) return 0.0;
     return ticks[std::min(ticks.size() - 1, static_cast<std::size_t>(q * ticks.size()))] /
            ticks_per_ns();
   };
-  state.counters["attempts_per_read"] = 1.0 + static_cast<double>(h.stats().retries) / reads;
-  state.counters["fallbacks"] = static_cast<double>(h.stats().fallbacks);
+  state.counters["attempts_p99"] = attempts.quantile(0.99);
+  state.counters["attempts_p99_9"] = attempts.quantile(0.999);
+  state.counters["attempts_p99_99"] = attempts.quantile(0.9999);
+  state.counters["attempts_max"] = attempts.max();
+  state.counters["retried_per_M"] = attempts.per_million(attempts.total() - attempts.reads[1]);
+  state.counters["fallbacks_per_M"] = attempts.per_million(attempts.fallbacks);
+  state.counters["fallbacks"] = static_cast<double>(attempts.fallbacks);
   state.counters["p50_ns"] = pct(0.5);
+  state.counters["p99_ns"] = pct(0.99);
   state.counters["p99_9_ns"] = pct(0.999);
   state.counters["max_ns"] = ticks.empty() ? 0.0 : ticks.back() / ticks_per_ns();
   state.counters["writes"] = static_cast<double>(writes);
+  state.counters["pinned"] = reader_pin.pinned() ? 1 : 0;
 }
 
 void BM_Get_Handle_NoWriter(benchmark::State& s) {
@@ -258,19 +375,21 @@ BENCHMARK(BM_Get_Handle_NoWriter);
 BENCHMARK(BM_Get_Handle_Writer1kHz);
 BENCHMARK(BM_Get_Handle_WriterContinuous);
 
-// Prints every run as usual and remembers it for the ratio table.
+// Prints every run as usual and remembers it for the verdict table. The single-threaded
+// benchmarks are compared on CPU time: the machine is shared, and time the thread spent
+// preempted by another process is no cost of the code under test.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   struct Result {
-    double ns = 0;
+    double cpu_ns = 0;
     std::map<std::string, double> counters;
   };
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
-      if (r.run_type != Run::RT_Iteration) continue;
+      if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
       Result& out = results[r.run_name.function_name];
-      out.ns = r.GetAdjustedRealTime();
+      out.cpu_ns = r.GetAdjustedCPUTime();
       for (const auto& [k, c] : r.counters)
         out.counters[k] = c.value;
     }
@@ -278,48 +397,59 @@ class RatioReporter : public benchmark::ConsoleReporter {
   std::map<std::string, Result> results;
 };
 
-void print_ratios(const std::map<std::string, RatioReporter::Result>& r) {
+int judge(const std::map<std::string, RatioReporter::Result>& r) {
   const auto ns = [&](const char* n) {
     const auto it = r.find(n);
-    return it == r.end() ? 0.0 : it->second.ns;
+    return it == r.end() ? tv::bench::kNotMeasured : it->second.cpu_ns;
   };
-  const auto counter = [&](const char* n, const char* c) {
+  const auto counter = [&](const std::string& n, const char* c) {
     const auto it = r.find(n);
-    if (it == r.end()) return 0.0;
+    if (it == r.end()) return tv::bench::kNotMeasured;
     const auto jt = it->second.counters.find(c);
-    return jt == it->second.counters.end() ? 0.0 : jt->second;
+    return jt == it->second.counters.end() ? tv::bench::kNotMeasured : jt->second;
   };
+  tv::bench::Verdicts v("The hot path against its baselines in this run, CPU time per read");
   const double floor = ns("BM_Get_AtomicLoad"), handle = ns("BM_Get_Handle");
-  if (floor <= 0 || handle <= 0) return;  // filtered runs: nothing to compare
-  std::printf("\nRatios in this run (target in brackets)\n");
-  const auto line = [](const char* what, double v, const char* unit, bool ok, const char* target) {
-    std::printf("  %-46s %9.2f%-3s [%s] %s\n", what, v, unit, target, ok ? "ok" : "MISSED");
-  };
-  line("BM_Get_Handle / BM_Get_AtomicLoad", handle / floor, "x", handle / floor <= 3, "<= 3x");
-  if (const double m = ns("BM_Get_MutexMap"); m > 0) {
-    line("BM_Get_MutexMap / BM_Get_Handle", m / handle, "x", m / handle >= 20, ">= 20x");
-  }
-  if (const double t = ns("BM_Get_LockedTreeWalk"); t > 0) {
-    line("BM_Get_LockedTreeWalk / BM_Get_Handle", t / handle, "x", t / handle >= 20, ">= 20x");
-  }
-  if (const double p = ns("BM_TelemetryPush"); p > 0) {
-    line("BM_TelemetryPush", p, "ns", p <= 20, "<= 20 ns");
-  }
-  if (const double s = ns("BM_Snapshot_8Keys"); s > 0) {
-    line("BM_Snapshot_8Keys / BM_Get_Handle", s / handle, "x", true, "info");
-  }
+  v.info("BM_Get_AtomicLoad (the floor)", floor, " ns", 3);
+  v.info("BM_Get_Handle", handle, " ns", 3);
+  v.at_most("BM_Get_Handle / BM_Get_AtomicLoad", handle / floor, "x", 3);
+  v.at_least("BM_Get_MutexMap / BM_Get_Handle", ns("BM_Get_MutexMap") / handle, "x", 20);
+  v.at_least("BM_Get_LockedTreeWalk / BM_Get_Handle", ns("BM_Get_LockedTreeWalk") / handle, "x",
+             20);
+  v.at_most("BM_TelemetryPush", ns("BM_TelemetryPush"), " ns", 20);
+  v.info("BM_Snapshot_8Keys / BM_Get_Handle", ns("BM_Snapshot_8Keys") / handle, "x");
+  v.at_most("BM_Snapshot_8Keys_WriterContinuous fallbacks per M reads",
+            counter("BM_Snapshot_8Keys_WriterContinuous", "fallbacks_per_M"), "", 1000, 1);
   const double base_p999 = counter("BM_Get_Handle_NoWriter", "p99_9_ns");
-  for (const char* n : {"BM_Get_Handle_Writer1kHz", "BM_Get_Handle_WriterContinuous"}) {
-    if (r.find(n) == r.end() || base_p999 <= 0) continue;
-    const double p = counter(n, "p99_9_ns");
-    const double attempts = counter(n, "attempts_per_read");
-    std::string label = std::string(n) + " p99.9 / no-writer p99.9";
-    line(label.c_str(), p / base_p999, "x", p / base_p999 <= 50, "<= 50x");
-    label = std::string(n) + " attempts per read";
-    line(label.c_str(), attempts, "", attempts <= kMaxReadAttempts, "<= K=16");
-    label = std::string(n) + " fallbacks";
-    line(label.c_str(), counter(n, "fallbacks"), "", true, "counted");
+  // Attempts per read. A write keeps its slot odd for a few stores, so a read that meets one
+  // normally succeeds on its next attempt; a read runs out of attempts only while the writer is
+  // descheduled mid-write, and then every read in that time falls back (a few thousand per
+  // preemption). The 1 kHz writer is the real load (people, the config agent): there a retried
+  // read is rare. The continuous writer is the stress case: its fallback target admits a couple
+  // of preemptions of the writer by other processes per run.
+  struct Load {
+    const char* name;
+    double max_retried_per_m;  // negative: reported, no target
+    double max_fallbacks_per_m;
+  };
+  for (const Load& l : {Load{"BM_Get_Handle_Writer1kHz", 10, 10},
+                        Load{"BM_Get_Handle_WriterContinuous", -1, 1000}}) {
+    const std::string n = l.name;
+    v.at_most(n + " p99.9 / no-writer p99.9", counter(n, "p99_9_ns") / base_p999, "x", 50);
+    v.at_most(n + " attempts, p99", counter(n, "attempts_p99"), "", 1, 0);
+    v.at_most(n + " attempts, p99.9", counter(n, "attempts_p99_9"), "", 2, 0);
+    v.info(n + " attempts, p99.99", counter(n, "attempts_p99_99"), "", 0);
+    v.info(n + " attempts, max", counter(n, "attempts_max"), "", 0);
+    if (l.max_retried_per_m < 0) {
+      v.info(n + " retried reads per M", counter(n, "retried_per_M"), "", 1);
+    } else {
+      v.at_most(n + " retried reads per M", counter(n, "retried_per_M"), "", l.max_retried_per_m,
+                1);
+    }
+    v.at_most(n + " fallbacks per M reads", counter(n, "fallbacks_per_M"), "",
+              l.max_fallbacks_per_m, 1);
   }
+  return v.finish();
 }
 
 }  // namespace
@@ -329,7 +459,7 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   RatioReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
-  print_ratios(reporter.results);
+  const int rc = judge(reporter.results);
   benchmark::Shutdown();
-  return 0;
+  return rc;
 }
