@@ -29,11 +29,13 @@
 // verdict table at the end (bench_result.hpp) makes main return 1 when a target is missed.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -450,7 +452,22 @@ int judge() {
 
 }  // namespace
 
+// A run that was killed leaves its folder (over 3 GiB) behind: the next run removes the folders of
+// runs whose process is gone.
+void remove_folders_of_dead_runs() {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    const std::string prefix = "tv-fleet-bench-";
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(std::stoi(pid), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+  }
+}
+
 int main(int argc, char** argv) {
+  remove_folders_of_dead_runs();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
