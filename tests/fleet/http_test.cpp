@@ -192,6 +192,67 @@ TEST_F(HttpTest, StreamsBodiesBothWays) {
   fs::remove(back);
 }
 
+TEST_F(HttpTest, ASizedBodyIsReadWholeOrReportedCutShort) {
+  // Header and body in one write: the body's first bytes arrive with the header.
+  const std::string body = "0123456789";
+  const std::string whole =
+      raw("PUT /v1/blob HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+          "Content-Length: 10\r\n\r\n" +
+          body);
+  EXPECT_THAT(whole, HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(whole, HasSubstr("\"bytes\":10"));
+  // 10 of 100000 announced bytes, then the client stops sending.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
+  boost::asio::write(s, boost::asio::buffer("PUT /v1/blob HTTP/1.1\r\nHost: x\r\n"
+                                            "Content-Length: 100000\r\n\r\n" +
+                                            body));
+  s.shutdown(boost::asio::ip::tcp::socket::shutdown_send);
+  std::string reply;
+  boost::system::error_code ec;
+  char buf[4096];
+  while (std::size_t n = s.read_some(boost::asio::buffer(buf), ec)) {
+    reply.append(buf, n);
+    if (ec) break;
+  }
+  EXPECT_THAT(reply, HasSubstr("HTTP/1.1 500"));
+  EXPECT_THAT(reply, HasSubstr("reading the request body: partial message"));
+}
+
+TEST(HttpClient, AFileThatShrinksWhileItIsSentFailsAtOnce) {
+  const std::string path = "/tmp/tv-http-shrink-" + std::to_string(::getpid());
+  constexpr std::uintmax_t kSize = 64u << 20;  // far more than the sockets' buffers hold
+  {
+    std::ofstream out(path, std::ios::binary);
+    const std::string chunk(1 << 20, 'x');
+    for (std::uintmax_t i = 0; i < kSize / chunk.size(); ++i)
+      out << chunk;
+  }
+  // The handler empties the file once the first bytes have arrived, then reads on: the client
+  // meets the new end of the file while the server still waits for the announced bytes.
+  std::atomic<bool> truncated{false};
+  std::vector<Route> r{{"PUT", "/v1/blob",
+                        [&](Request&, BodyStream* body) {
+                          std::vector<std::byte> buf(64 * 1024);
+                          while (body->read(buf) > 0) {
+                            if (!truncated.exchange(true)) fs::resize_file(path, 0);
+                          }
+                          return Response::json(200, {{"ok", true}});
+                        },
+                        true}};
+  Server server(ServerOptions{}, r);
+  // A client that waited for a reply would see its timeout, not the file's failure.
+  Client c(at("http://127.0.0.1:" + std::to_string(server.port()), {}, std::chrono::seconds(5)));
+  EXPECT_THAT([&] { c.send_file("PUT", "/v1/blob", path); },
+              ThrowsMessage<std::runtime_error>(
+                  HasSubstr("cannot read " + path +
+                            ": the file shrank while it was sent: 67108864 bytes were announced, "
+                            "it ended after ")));
+  EXPECT_TRUE(truncated.load());
+  fs::remove(path);
+}
+
 TEST_F(HttpTest, ManyClientsAtOnce) {
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};

@@ -482,9 +482,18 @@ struct Coordinator::Impl {
            if (auto n = body->content_length()) size = *n;
            auto up = store->begin_upload(req.header("x-content-sha256"), size, job, req.params[1]);
            if (!up) return Response::error(artifact_status(up.error().code), up.error().message);
-           std::vector<std::byte> buf(256 * 1024);
-           while (std::size_t n = body->read(buf)) {
-             auto w = up.value().write(std::span<const std::byte>(buf.data(), n));
+           // A read hands over what has arrived; gathered into pieces of the store's write
+           // buffer size (1 MiB), the bytes go to the file without a copy into that buffer.
+           std::vector<std::byte> buf(std::size_t{1} << 20);
+           for (bool more = true; more;) {
+             std::size_t filled = 0;
+             while (more && filled < buf.size()) {
+               const std::size_t n = body->read(std::span(buf).subspan(filled));
+               more = n > 0;
+               filled += n;
+             }
+             if (filled == 0) break;
+             auto w = up.value().write(std::span<const std::byte>(buf.data(), filled));
              if (!w) return Response::error(artifact_status(w.error().code), w.error().message);
            }
            auto done = up.value().commit();

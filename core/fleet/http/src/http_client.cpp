@@ -6,6 +6,7 @@
 #include <boost/beast/ssl.hpp>
 #include <optional>
 
+#include "large_file_body.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "url.hpp"
 
@@ -104,6 +105,15 @@ struct Client::Impl {
       lowest().expires_after(options.timeout);
       ec = run([&](auto h) { bhttp::async_write_some(stream, serializer, std::move(h)); });
     }
+    if constexpr (std::is_same_v<Body, LargeFileBody>) {
+      if (ec && !req.body().failure().empty()) {
+        // The file, not the connection, failed: the request cannot be completed, and the server
+        // is still waiting for the rest of its body.
+        plain.reset();
+        secure.reset();
+        throw std::runtime_error("cannot read " + req.body().path() + ": " + req.body().failure());
+      }
+    }
     if (ec) {
       // The server may have answered early (a refused upload) and stopped reading: its reply is
       // what the caller wants to see.
@@ -121,19 +131,27 @@ struct Client::Impl {
     }
     Response out;
     if (!download_path.empty()) {
-      bhttp::response_parser<bhttp::file_body> parser;
+      bhttp::response_parser<LargeFileBody> parser;
       parser.body_limit(boost::none);
+      // Read sizes follow the buffer's free capacity (at least 512 bytes, at most 64 KiB).
+      buffer.reserve(64 * 1024);
       // Only a 200 goes to the file; an error body is read as text below.
       lowest().expires_after(options.timeout);
       ec = run([&](auto h) { bhttp::async_read_header(stream, buffer, parser, std::move(h)); });
       if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
       if (parser.get().result_int() == 200) {
-        parser.get().body().open(download_path.c_str(), beast::file_mode::write, ec);
+        parser.get().body().open_write(download_path, ec);
         if (ec) throw std::runtime_error("cannot write " + download_path + ": " + ec.message());
         // A large download is bounded by progress, not by its total time.
         while (!parser.is_done()) {
           lowest().expires_after(options.timeout);
           ec = run([&](auto h) { bhttp::async_read_some(stream, buffer, parser, std::move(h)); });
+          if (ec && !parser.get().body().failure().empty()) {
+            plain.reset();
+            secure.reset();
+            throw std::runtime_error("cannot write " + download_path + ": " +
+                                     parser.get().body().failure());
+          }
           if (ec) throw std::runtime_error("reading from " + options.url + ": " + ec.message());
         }
         out.status = 200;
@@ -188,9 +206,9 @@ Response Client::request(const std::string& method, const std::string& target,
 Response Client::send_file(const std::string& method, const std::string& target,
                            const std::string& path,
                            const std::vector<std::pair<std::string, std::string>>& headers) {
-  bhttp::request<bhttp::file_body> req{bhttp::string_to_verb(method), target, 11};
+  bhttp::request<LargeFileBody> req{bhttp::string_to_verb(method), target, 11};
   beast::error_code ec;
-  req.body().open(path.c_str(), beast::file_mode::scan, ec);
+  req.body().open_read(path, ec);
   if (ec) throw std::runtime_error("cannot read " + path + ": " + ec.message());
   for (const auto& [k, v] : headers)
     req.set(k, v);

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "large_file_body.hpp"
 #include "trainvisor/fleet/http.hpp"
 
 namespace tv::http {
@@ -97,13 +98,25 @@ tcp::socket& lowest(Stream& s) {
   }
 }
 
+// A body with a Content-Length (and no chunked coding) is plain bytes: it is read straight into
+// the handler's buffer, first what reading the header already took from the socket, then from
+// the socket, as much as the buffer holds per read. Through the parser every piece would be read
+// into the connection's buffer (in reads the size of its free capacity, as little as 512 bytes)
+// and copied once more. A chunked body goes through the parser.
 template <class Stream>
 class StreamedBody final : public BodyStream {
  public:
   StreamedBody(Stream& stream, beast::flat_buffer& buffer,
                bhttp::request_parser<bhttp::buffer_body>& parser)
-      : stream_(stream), buffer_(buffer), parser_(parser) {}
+      : stream_(stream), buffer_(buffer), parser_(parser) {
+    if (!parser_.chunked() && parser_.content_length()) {
+      remaining_ = *parser_.content_length();
+    } else {
+      buffer_.reserve(64 * 1024);  // read_some's largest read
+    }
+  }
   std::size_t read(std::span<std::byte> buf) override {
+    if (remaining_) return read_plain(buf);
     while (!parser_.is_done()) {
       parser_.get().body().data = buf.data();
       parser_.get().body().size = buf.size();
@@ -120,12 +133,33 @@ class StreamedBody final : public BodyStream {
     if (auto n = parser_.content_length()) return *n;
     return std::nullopt;
   }
-  bool done() const { return parser_.is_done(); }
+  bool done() const { return remaining_ ? *remaining_ == 0 : parser_.is_done(); }
 
  private:
+  std::size_t read_plain(std::span<std::byte> buf) {
+    std::uint64_t& remaining = *remaining_;
+    if (remaining == 0 || buf.empty()) return 0;
+    const auto into = asio::buffer(
+        buf.data(), static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), remaining)));
+    std::size_t got = 0;
+    if (buffer_.size() > 0) {
+      got = asio::buffer_copy(into, buffer_.data());
+      buffer_.consume(got);
+    } else {
+      beast::error_code ec;
+      got = stream_.read_some(into, ec);
+      // The parser's words for a body cut short (what it says when its read meets the end).
+      if (ec == asio::error::eof) ec = bhttp::error::partial_message;
+      if (ec) throw std::runtime_error("reading the request body: " + ec.message());
+    }
+    remaining -= got;
+    return got;
+  }
+
   Stream& stream_;
   beast::flat_buffer& buffer_;
   bhttp::request_parser<bhttp::buffer_body>& parser_;
+  std::optional<std::uint64_t> remaining_;  // set: read past the parser
 };
 
 // The server's end of an upgraded connection. The client only ever sends its close, so any bytes
@@ -315,8 +349,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   bool write(Stream& stream, const Response& r, bool keep_alive) {
     beast::error_code ec;
     if (!r.file_path.empty()) {
-      bhttp::response<bhttp::file_body> res{static_cast<bhttp::status>(r.status), 11};
-      res.body().open(r.file_path.c_str(), beast::file_mode::scan, ec);
+      bhttp::response<LargeFileBody> res{static_cast<bhttp::status>(r.status), 11};
+      res.body().open_read(r.file_path, ec);
       if (ec) return write(stream, Response::error(500, "cannot open " + r.file_path), false);
       res.set(bhttp::field::content_type, r.content_type);
       for (const auto& [k, v] : r.headers)
