@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -54,7 +55,10 @@ std::vector<Route> routes(std::atomic<int>& hits) {
       {"PUT", "/v1/blob",
        [](Request&, BodyStream* body) {
          // Never holds the body: hashes it chunk by chunk.
-         EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+         // Owned: a body cut short throws out of read() below.
+         const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> owned(EVP_MD_CTX_new(),
+                                                                             EVP_MD_CTX_free);
+         EVP_MD_CTX* ctx = owned.get();
          EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
          std::vector<std::byte> buf(64 * 1024);
          std::uint64_t total = 0;
@@ -65,7 +69,6 @@ std::vector<Route> routes(std::atomic<int>& hits) {
          unsigned char d[32];
          unsigned len = 0;
          EVP_DigestFinal_ex(ctx, d, &len);
-         EVP_MD_CTX_free(ctx);
          char hex[65];
          for (int i = 0; i < 32; ++i)
            std::snprintf(hex + 2 * i, 3, "%02x", d[i]);

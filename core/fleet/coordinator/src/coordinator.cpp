@@ -248,6 +248,19 @@ json job_row_json(const JobRow& r) {
           {"spec", job_spec_json(r.spec)}};
 }
 
+// Fills `buf` from the body (a read hands over only what has arrived) and returns how much it
+// holds: less than its size only at the body's end, 0 after it. Whole pieces of the store's
+// write buffer size go to the file without a copy into that buffer.
+static std::size_t read_full(http::BodyStream& body, std::span<std::byte> buf) {
+  std::size_t filled = 0;
+  while (filled < buf.size()) {
+    const std::size_t n = body.read(buf.subspan(filled));
+    if (n == 0) break;
+    filled += n;
+  }
+  return filled;
+}
+
 struct Coordinator::Impl {
   CoordinatorOptions options;
   JobQueue queue;
@@ -482,18 +495,9 @@ struct Coordinator::Impl {
            if (auto n = body->content_length()) size = *n;
            auto up = store->begin_upload(req.header("x-content-sha256"), size, job, req.params[1]);
            if (!up) return Response::error(artifact_status(up.error().code), up.error().message);
-           // A read hands over what has arrived; gathered into pieces of the store's write
-           // buffer size (1 MiB), the bytes go to the file without a copy into that buffer.
-           std::vector<std::byte> buf(std::size_t{1} << 20);
-           for (bool more = true; more;) {
-             std::size_t filled = 0;
-             while (more && filled < buf.size()) {
-               const std::size_t n = body->read(std::span(buf).subspan(filled));
-               more = n > 0;
-               filled += n;
-             }
-             if (filled == 0) break;
-             auto w = up.value().write(std::span<const std::byte>(buf.data(), filled));
+           std::vector<std::byte> buf(std::size_t{1} << 20);  // the store's write buffer size
+           while (std::size_t n = read_full(*body, buf)) {
+             auto w = up.value().write(std::span<const std::byte>(buf.data(), n));
              if (!w) return Response::error(artifact_status(w.error().code), w.error().message);
            }
            auto done = up.value().commit();
