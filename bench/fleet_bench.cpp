@@ -332,12 +332,17 @@ bool hash_and_copy(const fs::path& from, const fs::path& dir, std::string& diges
   return ok;
 }
 
-void BM_Upload_HashCopy(benchmark::State& state) {
-  const fs::path copy_dir = kDir / "hashcopy";
-  fs::create_directories(copy_dir);
+// Every upload side starts from the same source state: settled, resident, recorded.
+void settle_blob_for(benchmark::State& state) {
   const double resident = settle_blob();
   state.counters["source_resident"] = resident;
   if (resident < kMinResident) state.SkipWithError("the blob is not in the page cache");
+}
+
+void BM_Upload_HashCopy(benchmark::State& state) {
+  const fs::path copy_dir = kDir / "hashcopy";
+  fs::create_directories(copy_dir);
+  settle_blob_for(state);
   for (auto _ : state) {
     const auto t0 = Clock::now();
     std::string digest;
@@ -356,9 +361,7 @@ BENCHMARK(BM_Upload_HashCopy)->Iterations(1)->Unit(benchmark::kMillisecond)->Use
 void BM_Upload_ShaCopy(benchmark::State& state) {
   const fs::path copy_dir = kDir / "copy";
   fs::create_directories(copy_dir);
-  const double resident = settle_blob();
-  state.counters["source_resident"] = resident;
-  if (resident < kMinResident) state.SkipWithError("the blob is not in the page cache");
+  settle_blob_for(state);
   for (auto _ : state) {
     const auto t0 = Clock::now();
     // `sync FILE DIR` fsyncs the copy and its directory, what the store does for an object.
@@ -391,9 +394,7 @@ void BM_Upload_Http(benchmark::State& state) {
   // The digest is declared up front, as a host does; computing it is part of the host's work,
   // not of the transfer being compared, so it is done before the clock starts.
   const std::string digest = fleet::sha256_file_hex(kBlob.string());
-  const double resident = settle_blob();
-  state.counters["source_resident"] = resident;
-  if (resident < kMinResident) state.SkipWithError("the blob is not in the page cache");
+  settle_blob_for(state);
   std::atomic<bool> done{false};
   double base = rss_mib(), peak = base;
   std::thread sampler([&] {
