@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "bench_result.hpp"
+#include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/config_agent.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/http.hpp"
@@ -73,8 +74,16 @@ void BM_WriteToVisible(benchmark::State& state) {
   o.operator_token = "op";
   o.worker_token = "wk";
   fleet::Coordinator coordinator(o);
-  http::Client client(http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)});
-  const std::string id = client.request("GET", "/v1/jobs").json_body()["jobs"][0]["id"];
+  fleet::api::CoordinatorClientOptions co;
+  co.http = http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)};
+  co.operator_token = "op";
+  fleet::api::CoordinatorClient client(co);
+  const auto jobs = client.jobs();
+  if (!jobs || jobs->empty()) {
+    state.SkipWithError("the coordinator has no job");
+    return;
+  }
+  const std::string id = jobs->front().spec.id;
 
   fleet::ConfigAgentOptions ao;
   ao.coordinator = http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)};
@@ -97,13 +106,13 @@ void BM_WriteToVisible(benchmark::State& state) {
     us.clear();
     for (int i = -kWarmup; i < kWrites; ++i) {
       const double value = 0.001 + 1e-6 * i;
-      const json body = {{"writes", {{"training/optimizer/learning_rate", value}}},
-                         {"reason", "bench"}};
+      fleet::api::ConfigWriteRequest w;
+      w.writes = {{"training/optimizer/learning_rate", value}};
+      w.reason = "bench";
       const auto t0 = Clock::now();
-      const http::Response r = client.request("POST", "/v1/job/" + id + "/config", body.dump(),
-                                              {{"X-Operator-Token", "op"}});
-      if (r.status != 200) {
-        state.SkipWithError(("write refused: " + r.body).c_str());
+      const auto r = client.write_config(id, w);
+      if (!r) {
+        state.SkipWithError(("write refused: " + r.error().error).c_str());
         return;
       }
       // A trainer reads once per step; this reader yields between reads so that, on a small

@@ -47,6 +47,7 @@
 #include <thread>
 
 #include "bench_result.hpp"
+#include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/manifest.hpp"
 #include "trainvisor/fleet/sha256.hpp"
@@ -163,6 +164,22 @@ void BM_Claim_RawSqlite(benchmark::State& state) {
 }
 BENCHMARK(BM_Claim_RawSqlite)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// A worker's client of the coordinator at `url` (the bench's worker token is "wk").
+fleet::api::CoordinatorClientOptions worker_client(const std::string& url,
+                                                   std::chrono::milliseconds timeout) {
+  fleet::api::CoordinatorClientOptions o;
+  o.http = http::ClientOptions{url, {}, timeout};
+  o.worker_token = "wk";
+  return o;
+}
+
+fleet::HostCapability bench_capability() {
+  fleet::HostCapability cap;
+  cap.cores = 1;
+  cap.ram_gib = 1.0;
+  return cap;
+}
+
 void BM_Claim_Http32(benchmark::State& state) {
   auto c = coordinator("http", kJobs);
   state.counters["wal_bytes"] = wal_bytes("http");
@@ -174,16 +191,13 @@ void BM_Claim_Http32(benchmark::State& state) {
     std::vector<std::thread> clients;
     for (int k = 0; k < 32; ++k) {
       clients.emplace_back([&, k] {
-        http::Client client(http::ClientOptions{c->url(), {}, std::chrono::seconds(60)});
-        const nlohmann::json body = {{"worker", "bench-" + std::to_string(k)},
-                                     {"capability", {{"cores", 1}, {"ram_gib", 1.0}}}};
+        fleet::api::CoordinatorClient client(worker_client(c->url(), std::chrono::seconds(60)));
+        const fleet::api::ClaimRequest claim{"bench-" + std::to_string(k), bench_capability()};
         while (true) {
-          const auto r =
-              client.request("POST", "/v1/job/claim", body.dump(), {{"X-Worker-Token", "wk"}});
-          const auto j = r.json_body();
-          if (r.status != 200 || j["job"].is_null()) return;
+          const auto r = client.claim(claim);
+          if (!r || !r->job) return;
           std::lock_guard lock(mu);
-          ids.insert(j["job"]["id"].get<std::string>());
+          ids.insert(r->job->id);
         }
       });
     }
@@ -383,14 +397,12 @@ BENCHMARK(BM_Upload_ShaCopy)->Iterations(1)->Unit(benchmark::kMillisecond)->UseR
 void BM_Upload_Http(benchmark::State& state) {
   make_blob();
   auto c = coordinator("upload", 1);
-  http::Client client(http::ClientOptions{c->url(), {}, std::chrono::seconds(120)});
-  const auto claim =
-      client
-          .request("POST", "/v1/job/claim",
-                   nlohmann::json{{"worker", "w"}, {"capability", {{"cores", 1}, {"ram_gib", 1.0}}}}
-                       .dump(),
-                   {{"X-Worker-Token", "wk"}})
-          .json_body();
+  fleet::api::CoordinatorClient client(worker_client(c->url(), std::chrono::seconds(120)));
+  const auto claim = client.claim({"w", bench_capability()});
+  if (!claim || !claim->job) {
+    state.SkipWithError("the upload job could not be claimed");
+    return;
+  }
   // The digest is declared up front, as a host does; computing it is part of the host's work,
   // not of the transfer being compared, so it is done before the clock starts.
   const std::string digest = fleet::sha256_file_hex(kBlob.string());
@@ -405,16 +417,12 @@ void BM_Upload_Http(benchmark::State& state) {
   });
   for (auto _ : state) {
     const auto t0 = Clock::now();
-    const auto r = client.send_file(
-        "PUT", "/v1/job/" + claim["job"]["id"].get<std::string>() + "/artifact/blob.bin",
-        kBlob.string(),
-        {{"X-Worker-Token", "wk"},
-         {"X-Lease-Token", claim["lease_token"].get<std::string>()},
-         {"X-Content-SHA256", digest}});
+    const auto r =
+        client.upload(claim->job->id, "blob.bin", kBlob.string(), digest, claim->lease_token);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     state.counters["MiB_per_s"] = 1024.0 / secs;
-    if (r.status != 200) {
-      state.SkipWithError(("upload refused: " + r.body).c_str());
+    if (!r) {
+      state.SkipWithError(("upload refused: " + r.error().error).c_str());
     } else {
       results["upload"] = 1024.0 / secs;
     }

@@ -29,6 +29,8 @@ const char* kind_word(fleet::HostEvent::Kind k) {
       return "policy";
     case fleet::HostEvent::Kind::kConfig:
       return "config";
+    case fleet::HostEvent::Kind::kCoordinator:
+      return "coordinator";
     case fleet::HostEvent::Kind::kFinished:
       return "finished";
     case fleet::HostEvent::Kind::kFailed:

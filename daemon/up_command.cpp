@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
 
@@ -72,6 +73,7 @@ class Board {
         break;
       case fleet::HostEvent::Kind::kPolicy:
       case fleet::HostEvent::Kind::kConfig:
+      case fleet::HostEvent::Kind::kCoordinator:
         messages_.push_back(e.job_name + ": " + e.message);
         break;
       case fleet::HostEvent::Kind::kFinished:
@@ -205,18 +207,21 @@ int run_up(const UpOptions& u) {
   signals.join();
 
   // The final table, from the coordinator's own records.
-  http::Client client(http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)});
-  const auto jobs = client.request("GET", "/v1/jobs").json_body()["jobs"];
+  fleet::api::CoordinatorClientOptions co;
+  co.http = http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)};
+  fleet::api::CoordinatorClient client(co);
+  const auto jobs = client.jobs();
+  if (!jobs) throw std::runtime_error("the coordinator's job list: " + jobs.error().error);
   std::printf("\n%-22s %-10s %8s %-14s %s\n", "JOB", "STATUS", "ATTEMPTS", "ARTIFACT", "NOTE");
   int unfinished = 0;
-  for (const auto& j : jobs) {
-    const std::string status = j["status"];
-    std::string note = j["last_error"];
-    if (status == "pending") note = "no host here can run it (see its constraints)";
-    if (status != "completed") ++unfinished;
-    std::printf("%-22.22s %-10s %8lld %-14.14s %s\n", j["name"].get<std::string>().c_str(),
-                status.c_str(), static_cast<long long>(j["attempt"].get<std::int64_t>()),
-                j["artifact"].get<std::string>().c_str(), note.substr(0, 100).c_str());
+  for (const auto& j : *jobs) {
+    std::string note = j.last_error;
+    if (j.status == fleet::JobStatus::kPending)
+      note = "no host here can run it (see its constraints)";
+    if (j.status != fleet::JobStatus::kCompleted) ++unfinished;
+    std::printf("%-22.22s %-10s %8lld %-14.14s %s\n", j.spec.name.c_str(),
+                std::string(fleet::to_string(j.status)).c_str(), static_cast<long long>(j.attempt),
+                j.artifact.c_str(), note.substr(0, 100).c_str());
   }
   std::printf("\nbundles: %s/artifacts/objects; queue: %s/queue.sqlite\n", u.data_dir.c_str(),
               u.data_dir.c_str());

@@ -415,6 +415,8 @@ const char* kind_name(HostEvent::Kind k) {
       return "policy";
     case HostEvent::Kind::kConfig:
       return "config";
+    case HostEvent::Kind::kCoordinator:
+      return "coordinator";
     case HostEvent::Kind::kFinished:
       return "finished";
     case HostEvent::Kind::kFailed:

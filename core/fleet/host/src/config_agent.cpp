@@ -9,13 +9,13 @@
 
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
-#include "trainvisor/fleet/config_hub.hpp"
-#include "trainvisor/fleet/coordinator.hpp"
+#include "trainvisor/fleet/api/actor.hpp"
+#include "trainvisor/fleet/api/coordinator_client.hpp"
 
 namespace tv::fleet {
 namespace {
 
-using nlohmann::json;
+using api::StreamMessage;
 
 // The stream asked for a resubscription (a gap): not a failure, so no backoff.
 struct Resync {};
@@ -32,7 +32,7 @@ struct ConfigAgent::Impl {
   std::vector<std::string> frozen;
   ConfigAgentStats stats;
   std::vector<AgentRefusal> refusals;
-  http::WebSocketClient* client = nullptr;
+  api::ConfigStreamReader* client = nullptr;
   std::string last_error;
 
   std::atomic<bool> stopping{false};
@@ -80,14 +80,9 @@ struct ConfigAgent::Impl {
   // Why a policy may not make these writes (one lies under a frozen prefix), or "".
   std::string frozen_refusal(const std::string& actor,
                              const std::vector<plugin::ProposedWrite>& writes) {
-    if (actor.rfind("policy:", 0) != 0) return {};
     std::lock_guard lock(mu);
     for (const auto& w : writes) {
-      for (const auto& prefix : frozen) {
-        if (path_under(w.path, prefix))
-          return w.path + " is under the frozen prefix " + prefix + "; " + actor +
-                 " may not write it";
-      }
+      if (auto why = api::frozen_refusal(actor, w.path, frozen)) return *why;
     }
     return {};
   }
@@ -98,47 +93,54 @@ struct ConfigAgent::Impl {
   }
 
   // Reads the stream until it breaks (throws) or shows a gap (throws Resync).
-  void session(http::WebSocketClient& ws, bool& subscribed) {
+  void session(api::ConfigStreamReader& stream, bool& subscribed) {
     while (!stopping.load()) {
-      const std::string text = ws.receive(o.idle_timeout);
+      StreamMessage m = stream.next(o.idle_timeout);
       sink->heartbeat();
-      const json m = json::parse(text);
-      const std::string type = m.at("type");
-      if (type == "snapshot") {
-        subscribed = true;
-        set_frozen(m.at("frozen").get<std::vector<std::string>>());
-        plugin::ConfigView values = config_values_from_json(m.at("values"));
-        values.erase(std::string(knobs::kRevision));
-        apply(m.at("revision").get<std::uint64_t>(), "snapshot", values);
-        std::lock_guard lock(mu);
-        ++stats.snapshots;
-      } else if (type == "resume") {
-        subscribed = true;
-        set_frozen(m.at("frozen").get<std::vector<std::string>>());
-      } else if (type == "delta") {
-        const auto rev = m.at("revision").get<std::uint64_t>();
-        if (rev <= sink->revision()) continue;  // already applied
-        if (rev != sink->revision() + 1) {
-          log("config stream gap: revision " + std::to_string(rev) + " after " +
-              std::to_string(sink->revision()) + "; resubscribing");
-          throw Resync{};
-        }
-        apply(rev, m.at("actor").get<std::string>(), config_values_from_json(m.at("writes")));
-      } else if (type == "freeze") {
-        std::lock_guard lock(mu);
-        const std::string prefix = m.at("prefix");
-        const auto it = std::find(frozen.begin(), frozen.end(), prefix);
-        if (m.at("frozen").get<bool>() && it == frozen.end()) frozen.push_back(prefix);
-        if (!m.at("frozen").get<bool>() && it != frozen.end()) frozen.erase(it);
-      } else if (type == "keepalive") {
-        if (m.at("revision").get<std::uint64_t>() > sink->revision()) {
-          log("config stream gap: the coordinator sent up to revision " +
-              std::to_string(m.at("revision").get<std::uint64_t>()) + ", the block has " +
-              std::to_string(sink->revision()) + "; resubscribing");
-          throw Resync{};
-        }
+      switch (m.type) {
+        case StreamMessage::Type::kSnapshot:
+          subscribed = true;
+          set_frozen(std::move(m.frozen));
+          m.values.erase(std::string(knobs::kRevision));
+          apply(m.revision, "snapshot", m.values);
+          {
+            std::lock_guard lock(mu);
+            ++stats.snapshots;
+          }
+          break;
+        case StreamMessage::Type::kResume:
+          subscribed = true;
+          set_frozen(std::move(m.frozen));
+          break;
+        case StreamMessage::Type::kDelta:
+          if (m.revision <= sink->revision()) break;  // already applied
+          if (m.revision != sink->revision() + 1) {
+            log("config stream gap: revision " + std::to_string(m.revision) + " after " +
+                std::to_string(sink->revision()) + "; resubscribing");
+            throw Resync{};
+          }
+          apply(m.revision, m.actor, m.values);
+          break;
+        case StreamMessage::Type::kFreeze:
+          note_freeze(m.prefix, m.now_frozen);
+          break;
+        case StreamMessage::Type::kKeepalive:
+          if (m.revision > sink->revision()) {
+            log("config stream gap: the coordinator sent up to revision " +
+                std::to_string(m.revision) + ", the block has " + std::to_string(sink->revision()) +
+                "; resubscribing");
+            throw Resync{};
+          }
+          break;
       }
     }
+  }
+
+  void note_freeze(const std::string& prefix, bool now_frozen) {
+    std::lock_guard lock(mu);
+    const auto it = std::find(frozen.begin(), frozen.end(), prefix);
+    if (now_frozen && it == frozen.end()) frozen.push_back(prefix);
+    if (!now_frozen && it != frozen.end()) frozen.erase(it);
   }
 
   // Sleeps up to `d`, heartbeating; returns early when stopping.
@@ -160,10 +162,7 @@ struct ConfigAgent::Impl {
       sink->heartbeat();
       bool subscribed = false, resync = false;
       try {
-        http::WebSocketClient ws(
-            o.coordinator,
-            "/v1/job/" + o.job_id + "/config/stream?from=" + std::to_string(sink->revision()),
-            {{"X-Worker-Token", o.worker_token}});
+        api::ConfigStreamReader ws(o.coordinator, o.worker_token, o.job_id, sink->revision());
         {
           std::lock_guard lock(mu);
           client = &ws;

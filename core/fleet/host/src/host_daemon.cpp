@@ -13,10 +13,10 @@
 
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
+#include "trainvisor/fleet/api/actor.hpp"
+#include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/config_agent.hpp"
-#include "trainvisor/fleet/coordinator.hpp"
-#include "trainvisor/fleet/http.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/sha256.hpp"
 #include "trainvisor/shm/block_name.hpp"
@@ -61,16 +61,15 @@ std::string arg_value(const plugin::ParamValue& v) {
 // a policy's decision is not lost to an outage (a refusal, though, is final).
 class CoordinatorSink final : public ConfigSink {
  public:
-  CoordinatorSink(http::Client& client, std::string worker_token, std::string job_id,
-                  const ConfigAgent& agent)
-      : client_(client), token_(std::move(worker_token)), job_(std::move(job_id)), agent_(agent) {
+  CoordinatorSink(api::CoordinatorClient& client, std::string job_id, const ConfigAgent& agent)
+      : client_(client), job_(std::move(job_id)), agent_(agent) {
     refresh();
   }
   WriteOutcome apply(const std::vector<plugin::ProposedWrite>& writes,
                      const std::string& actor) override {
-    Pending p{actor, json::object(), ""};
+    Pending p{actor, {}, ""};
     for (const auto& w : writes) {
-      p.writes[w.path] = param_value_json(w.value);
+      p.writes[w.path] = w.value;
       if (!w.reason.empty()) p.reason += (p.reason.empty() ? "" : "; ") + w.reason;
     }
     if (!pending_.empty()) {  // earlier writes wait: this one goes after them
@@ -109,8 +108,8 @@ class CoordinatorSink final : public ConfigSink {
 
  private:
   struct Pending {
-    std::string actor;
-    json writes;
+    std::string actor;  // policy:NAME
+    plugin::Params writes;
     std::string reason;
   };
   static constexpr std::size_t kMaxPending = 1000;
@@ -122,38 +121,33 @@ class CoordinatorSink final : public ConfigSink {
 
   // False when the coordinator could not be reached (out.reason says why).
   bool send(const Pending& p, WriteOutcome& out) {
-    http::Response r;
+    api::ConfigWriteRequest request;
+    const auto actor = api::Actor::parse(p.actor);
+    request.policy = actor ? actor->name : p.actor;
+    request.writes = p.writes;
+    request.reason = p.reason;
+    std::optional<api::Reply<api::ConfigWriteReply>> r;
     try {
-      r = client_.request("POST", "/v1/job/" + job_ + "/config",
-                          json{{"policy", p.actor.substr(p.actor.find(':') + 1)},
-                               {"writes", p.writes},
-                               {"reason", p.reason}}
-                              .dump(),
-                          {{"X-Worker-Token", token_}});
+      r = client_.write_config(job_, request);
     } catch (const std::exception& e) {
       out.reason = e.what();
       return false;
     }
-    if (r.status >= 500) {
-      out.reason = "HTTP " + std::to_string(r.status);
+    if (r->status() >= 500) {
+      out.reason = "HTTP " + std::to_string(r->status());
       return false;
     }
-    if (r.status == 200) {
+    if (*r) {
       out.applied = true;
-      out.revision = r.json_body().at("revision").get<std::uint64_t>();
+      out.revision = (*r)->revision;
       return true;
     }
-    std::string why = r.body;
-    try {
-      why = r.json_body().at("error").get<std::string>();
-    } catch (const std::exception&) {
-    }
-    out.reason = "the coordinator refused it (" + std::to_string(r.status) + "): " + why;
+    out.reason =
+        "the coordinator refused it (" + std::to_string(r->status()) + "): " + r->error().error;
     return true;
   }
 
-  http::Client& client_;
-  std::string token_;
+  api::CoordinatorClient& client_;
   std::string job_;
   const ConfigAgent& agent_;
   plugin::ConfigView view_;
@@ -183,6 +177,13 @@ std::vector<const plugin::TelemetryPoint*> thin(const std::vector<plugin::Teleme
   return out;
 }
 
+api::CoordinatorClientOptions worker_client_options(const HostDaemonOptions& o) {
+  api::CoordinatorClientOptions c;
+  c.http = http::ClientOptions{o.coordinator_url, o.ca_file, o.coordinator_timeout};
+  c.worker_token = o.worker_token;
+  return c;
+}
+
 struct RunningJob {
   JobSpec spec;
   std::string lease;
@@ -198,6 +199,7 @@ struct RunningJob {
   std::uint64_t last_sent_revision = 0;
   std::uint64_t missed_sent = 0;
   std::vector<AgentRefusal> refusals_unsent;
+  std::string last_unreachable;  // the last coordinator error reported for this job
   Clock::time_point next_telemetry;
   Clock::time_point next_heartbeat;
   std::optional<Clock::time_point> kill_at;  // SIGTERM sent: SIGKILL at this time
@@ -209,7 +211,7 @@ struct RunningJob {
 
 struct HostDaemon::Impl {
   HostDaemonOptions o;
-  http::Client client;
+  api::CoordinatorClient client;
   HostCapability capability;
   PluginRegistry plugins;
   std::vector<std::unique_ptr<RunningJob>> jobs;
@@ -221,9 +223,7 @@ struct HostDaemon::Impl {
   std::mutex agent_log_mu;
   std::vector<AgentLog> agent_log;
 
-  explicit Impl(HostDaemonOptions opts)
-      : o(std::move(opts)),
-        client(http::ClientOptions{o.coordinator_url, o.ca_file, o.coordinator_timeout}) {
+  explicit Impl(HostDaemonOptions opts) : o(std::move(opts)), client(worker_client_options(o)) {
     if (o.slots < 1) throw std::invalid_argument("a host needs at least one slot");
     capability = o.capability ? *o.capability : detect_capability();
     if (o.name.empty()) o.name = capability.hostname;
@@ -247,29 +247,40 @@ struct HostDaemon::Impl {
     o.on_event(e);
   }
 
-  http::Response post(const std::string& target, const json& body) {
-    return client.request("POST", target, body.dump(), {{"X-Worker-Token", o.worker_token}});
+  // A coordinator call that could not get through: said once per job until the error changes
+  // (each round retries; an outage must not flood the log).
+  void note_unreachable(RunningJob& job, const char* what, const std::exception& e) {
+    const std::string why = std::string(what) + ": " + e.what();
+    if (why == job.last_unreachable) return;
+    job.last_unreachable = why;
+    emit(HostEvent::Kind::kCoordinator, job, "coordinator unreachable (" + why + "); retrying");
+  }
+
+  // Fails the job with `failure`; a refusal is reported, an unreachable coordinator throws.
+  void fail(const RunningJob& job, FailureClass failure, const std::string& reason) {
+    const auto r = client.fail(job.spec.id, {job.lease, failure, reason});
+    if (!r)
+      emit(HostEvent::Kind::kCoordinator, job,
+           "the coordinator refused the failure report (" + std::to_string(r.status()) +
+               "): " + r.error().error);
   }
 
   bool try_claim() {
-    const http::Response r =
-        post("/v1/job/claim", {{"worker", o.name}, {"capability", capability_json(capability)}});
-    if (r.status != 200)
-      throw std::runtime_error("claim refused (" + std::to_string(r.status) + "): " + r.body);
-    const json j = r.json_body();
-    if (j["job"].is_null()) return false;
+    const auto r = client.claim({o.name, capability});
+    if (!r) {
+      throw std::runtime_error("claim refused (" + std::to_string(r.status()) +
+                               "): " + r.error().error);
+    }
+    if (!r->job) return false;
     auto job = std::make_unique<RunningJob>();
-    job->spec = job_spec_from_json(j["job"]);
-    job->lease = j["lease_token"];
-    emit(HostEvent::Kind::kClaimed, *job, "attempt " + std::to_string(j["attempt"].get<int>()));
+    job->spec = *r->job;
+    job->lease = r->lease_token;
+    emit(HostEvent::Kind::kClaimed, *job, "attempt " + std::to_string(r->attempt));
     try {
       start(*job);
     } catch (const std::exception& e) {
       // The job could not even start here (a plugin this host lacks, a block it cannot create).
-      post("/v1/job/" + job->spec.id + "/fail",
-           {{"lease_token", job->lease},
-            {"class", "trainer_failure"},
-            {"reason", std::string("host ") + o.name + ": " + e.what()}});
+      fail(*job, FailureClass::kTrainerFailure, std::string("host ") + o.name + ": " + e.what());
       emit(HostEvent::Kind::kFailed, *job, e.what());
       return true;
     }
@@ -290,7 +301,7 @@ struct HostDaemon::Impl {
       agent_log.push_back({id, name, m});
     };
     job.agent = std::make_unique<ConfigAgent>(std::move(ao));
-    job.sink = std::make_unique<CoordinatorSink>(client, o.worker_token, job.spec.id, *job.agent);
+    job.sink = std::make_unique<CoordinatorSink>(client, job.spec.id, *job.agent);
     job.supervisor = std::make_unique<Supervisor>(
         shm::ConfigBlockReader::attach(job.agent->block_name(),
                                        shm::ConfigBlockReader::Access::kReadWrite),
@@ -365,10 +376,11 @@ struct HostDaemon::Impl {
   // reason to give up a job whose trainer already runs.
   void report_running(RunningJob& job) {
     try {
-      post("/v1/job/" + job.spec.id + "/running", {{"lease_token", job.lease}});
+      client.mark_running(job.spec.id, job.lease);
       job.running_reported = true;
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       // The coordinator is away or hung; the next round tries again.
+      note_unreachable(job, "running", e);
     }
   }
 
@@ -416,17 +428,18 @@ struct HostDaemon::Impl {
     if (Clock::now() >= job.next_heartbeat && job.ending == RunningJob::Ending::kNone) {
       job.next_heartbeat = Clock::now() + o.heartbeat_every;
       try {
-        const http::Response r =
-            post("/v1/job/" + job.spec.id + "/heartbeat", {{"lease_token", job.lease}});
-        if (r.status == 409 || r.status == 404) {
-          emit(HostEvent::Kind::kLost, job, "the coordinator took the job back: " + r.body);
+        const auto r = client.heartbeat(job.spec.id, job.lease);
+        if (r.lease_lost()) {
+          emit(HostEvent::Kind::kLost, job,
+               "the coordinator took the job back: " + r.error().error);
           terminate(job, RunningJob::Ending::kLeaseLost);
-        } else if (r.status == 200 && r.json_body().value("cancel_requested", false)) {
+        } else if (r && r->cancel_requested) {
           emit(HostEvent::Kind::kCancelled, job, "cancelled by an operator");
           terminate(job, RunningJob::Ending::kCancelled);
         }
-      } catch (const std::exception&) {
+      } catch (const std::exception& e) {
         // The coordinator is away: the trainer keeps training; the next heartbeat tries again.
+        note_unreachable(job, "heartbeat", e);
       }
     }
     if (!job.exit_code) {
@@ -473,29 +486,27 @@ struct HostDaemon::Impl {
       return;
     const std::size_t first = static_cast<std::size_t>(
         std::max(job.telemetry_sent, job.supervisor->dropped()) - job.supervisor->dropped());
-    json points = json::array();
+    api::TelemetryBatch batch;
+    batch.host = o.name;
+    batch.missed = missed - job.missed_sent;
     for (const plugin::TelemetryPoint* p : thin(h, first, job.last_sent_revision))
-      points.push_back(telemetry_point_json(*p));
-    json refusals = json::array();
+      batch.points.push_back(*p);
     for (const auto& r : job.refusals_unsent)
-      refusals.push_back({{"revision", r.revision}, {"reason", r.reason}});
+      batch.refusals.push_back({r.revision, r.reason});
     try {
-      const http::Response r =
-          post("/v1/job/" + job.spec.id + "/telemetry", {{"host", o.name},
-                                                         {"missed", missed - job.missed_sent},
-                                                         {"points", points},
-                                                         {"refusals", refusals}});
-      if (r.status != 200) {
+      const auto r = client.send_telemetry(job.spec.id, batch);
+      if (!r) {
         emit(HostEvent::Kind::kConfig, job,
-             "telemetry refused (" + std::to_string(r.status) + "): " + r.body);
+             "telemetry refused (" + std::to_string(r.status()) + "): " + r.error().error);
         return;
       }
       job.telemetry_sent = total;
       if (!h.empty()) job.last_sent_revision = h.back().config_revision;
       job.missed_sent = missed;
       job.refusals_unsent.clear();
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       // The coordinator is away; the batch waits for the next round.
+      note_unreachable(job, "telemetry", e);
     }
   }
 
@@ -542,13 +553,14 @@ struct HostDaemon::Impl {
         continue;
       }
       const bool alive = shm::process_start_ticks(job->pid) == job->start_ticks;
-      http::Response r;
+      bool lease_lost = false;
       try {
-        r = post("/v1/job/" + job->spec.id + "/heartbeat", {{"lease_token", job->lease}});
-      } catch (const std::exception&) {
-        r.status = 503;  // the coordinator is away: adopt; the next heartbeat settles it
+        lease_lost = client.heartbeat(job->spec.id, job->lease).lease_lost();
+      } catch (const std::exception& e) {
+        // The coordinator is away: adopt; the next heartbeat settles it.
+        note_unreachable(*job, "adopting", e);
       }
-      if (r.status == 409 || r.status == 404) {
+      if (lease_lost) {
         if (alive) ::kill(job->pid, SIGTERM);
         emit(HostEvent::Kind::kLost, *job,
              "left by an earlier daemon; the coordinator gave it away");
@@ -573,18 +585,13 @@ struct HostDaemon::Impl {
   }
 
   void finish(RunningJob& job, int code) {
-    const std::string base = "/v1/job/" + job.spec.id;
     if (job.ending == RunningJob::Ending::kLeaseLost) return;  // someone else holds it now
     if (job.ending == RunningJob::Ending::kCancelled) {
-      post(base + "/fail", {{"lease_token", job.lease},
-                            {"class", "cancelled"},
-                            {"reason", "cancelled by an operator"}});
+      fail(job, FailureClass::kCancelled, "cancelled by an operator");
       return;
     }
     if (job.ending == RunningJob::Ending::kShutdown || code == 4) {
-      post(base + "/fail", {{"lease_token", job.lease},
-                            {"class", "host_lost"},
-                            {"reason", "host " + o.name + " shut down"}});
+      fail(job, FailureClass::kHostLost, "host " + o.name + " shut down");
       return;
     }
     if (code == 0 || code == 3) {
@@ -593,8 +600,7 @@ struct HostDaemon::Impl {
     }
     const std::string reason = "trainer exited " + std::to_string(code) + ": " +
                                tail_of((fs::path(job.out_dir) / "trainer.log").string(), 600);
-    post(base + "/fail",
-         {{"lease_token", job.lease}, {"class", "trainer_failure"}, {"reason", reason}});
+    fail(job, FailureClass::kTrainerFailure, reason);
     emit(HostEvent::Kind::kFailed, job, reason);
   }
 
@@ -603,7 +609,6 @@ struct HostDaemon::Impl {
   // be reached (or times out) throws, and the next round delivers again: finished training is
   // not reported as the trainer's failure because of an outage.
   void deliver(RunningJob& job, int code) {
-    const std::string base = "/v1/job/" + job.spec.id;
     const std::string bundle = (fs::path(job.out_dir) / "bundle.tvb").string();
     std::string digest, refusal;
     try {
@@ -612,24 +617,17 @@ struct HostDaemon::Impl {
       refusal = e.what();
     }
     // Ask first: a bundle the store already has is not sent again.
-    if (refusal.empty() &&
-        client.request("GET", "/v1/artifact/" + digest + "/stat").status != 200) {
-      const http::Response up = client.send_file("PUT", base + "/artifact/bundle.tvb", bundle,
-                                                 {{"X-Worker-Token", o.worker_token},
-                                                  {"X-Lease-Token", job.lease},
-                                                  {"X-Content-SHA256", digest}});
-      if (up.status != 200)
-        refusal = "upload refused (" + std::to_string(up.status) + "): " + up.body;
+    if (refusal.empty() && !client.artifact_stat(digest)) {
+      const auto up = client.upload(job.spec.id, "bundle.tvb", bundle, digest, job.lease);
+      if (!up)
+        refusal = "upload refused (" + std::to_string(up.status()) + "): " + up.error().error;
     }
     if (refusal.empty()) {
-      const http::Response r =
-          post(base + "/complete", {{"lease_token", job.lease}, {"artifact", digest}});
-      if (r.status != 200)
-        refusal = "complete refused (" + std::to_string(r.status) + "): " + r.body;
+      const auto r = client.complete(job.spec.id, {job.lease, digest});
+      if (!r) refusal = "complete refused (" + std::to_string(r.status()) + "): " + r.error().error;
     }
     if (!refusal.empty()) {
-      post(base + "/fail",
-           {{"lease_token", job.lease}, {"class", "trainer_failure"}, {"reason", refusal}});
+      fail(job, FailureClass::kTrainerFailure, refusal);
       emit(HostEvent::Kind::kFailed, job, refusal);
       return;
     }

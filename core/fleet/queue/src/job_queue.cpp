@@ -21,21 +21,6 @@ using sql::Connection;
 using sql::Statement;
 using sql::Transaction;
 
-constexpr std::array<std::pair<JobStatus, std::string_view>, 6> kStatusNames{{
-    {JobStatus::kPending, "pending"},
-    {JobStatus::kClaimed, "claimed"},
-    {JobStatus::kRunning, "running"},
-    {JobStatus::kCompleted, "completed"},
-    {JobStatus::kFailed, "failed"},
-    {JobStatus::kCancelled, "cancelled"},
-}};
-
-constexpr std::array<std::pair<FailureClass, std::string_view>, 3> kFailureNames{{
-    {FailureClass::kTrainerFailure, "trainer_failure"},
-    {FailureClass::kHostLost, "host_lost"},
-    {FailureClass::kCancelled, "cancelled"},
-}};
-
 constexpr std::array<std::pair<QueueResult, std::string_view>, 4> kResultNames{{
     {QueueResult::kOk, "ok"},
     {QueueResult::kStaleLease, "stale_lease"},
@@ -269,7 +254,7 @@ JobSpec decode_spec(const SpecColumns& c) {
 }
 
 JobStatus status_from_db(const std::string& text) {
-  if (auto status = value_in(kStatusNames, text)) return *status;
+  if (auto status = value_in(kJobStatusNames, text)) return *status;
   throw QueueError("job queue: stored job status " + in_quotes(text) + " is unknown");
 }
 
@@ -430,22 +415,16 @@ struct LeaseState {
 
 }  // namespace
 
-std::string_view to_string(JobStatus status) {
-  return name_in(kStatusNames, status);
-}
-std::string_view to_string(FailureClass failure) {
-  return name_in(kFailureNames, failure);
-}
 std::string_view to_string(QueueResult result) {
   return name_in(kResultNames, result);
 }
 
 JobStatus parse_job_status(std::string_view name) {
-  return parse_in(kStatusNames, name, "job status");
+  return parse_in(kJobStatusNames, name, "job status");
 }
 
 FailureClass parse_failure_class(std::string_view name) {
-  return parse_in(kFailureNames, name, "failure class");
+  return parse_in(kFailureClassNames, name, "failure class");
 }
 
 struct JobQueue::Impl {
@@ -1086,7 +1065,7 @@ std::vector<JobRow> JobQueue::list(std::optional<JobStatus> status) const {
 std::map<JobStatus, std::int64_t> JobQueue::counts() const {
   std::lock_guard lock(impl_->mutex);
   std::map<JobStatus, std::int64_t> out;
-  for (const auto& [status, name] : kStatusNames)
+  for (const auto& [status, name] : kJobStatusNames)
     out[status] = 0;
   Statement st = impl_->db.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status");
   while (st.step())

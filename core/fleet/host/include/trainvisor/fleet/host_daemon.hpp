@@ -47,7 +47,9 @@ struct HostEvent {
     kStarted,
     kProgress,
     kPolicy,
-    kConfig,  // the config agent: a revision refused, a stream gap, a reconnect
+    kConfig,       // the config agent: a revision refused, a stream gap, a reconnect
+    kCoordinator,  // a report the coordinator refused, or could not be reached for (once per
+                   // outage and job: every round retries)
     kFinished,
     kFailed,
     kCancelled,

@@ -76,7 +76,7 @@ class WebSocketSession {
 
 struct Route {
   std::string method;   // "GET", "POST", "PUT", ...
-  std::string pattern;  // "/v1/job/{id}/heartbeat"
+  std::string pattern;  // e.g. "/jobs/{id}/heartbeat": {name} parts become params
   std::function<Response(Request&, BodyStream*)> handler;
   bool streamed_body = false;
   std::function<void(const Request&, WebSocketSession&)> session = nullptr;  // set: WebSocket

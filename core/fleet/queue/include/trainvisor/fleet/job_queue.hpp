@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "trainvisor/fleet/job_spec.hpp"
+#include "trainvisor/fleet/job_status.hpp"
 
 namespace tv::fleet {
 
@@ -51,16 +52,9 @@ using UnixMillis = std::int64_t;
 // The on-disk schema this build creates and understands (PRAGMA user_version).
 inline constexpr std::int64_t kQueueSchemaVersion = 1;
 
-enum class JobStatus { kPending, kClaimed, kRunning, kCompleted, kFailed, kCancelled };
-
-// "pending", "claimed", ...: the names stored in the database and used by the HTTP API.
-std::string_view to_string(JobStatus status);
+// JobStatus and FailureClass, with their names, are in job_status.hpp.
 // Throws QueueError naming `name` and the valid statuses when it is none of them.
 JobStatus parse_job_status(std::string_view name);
-
-// Why a holder gives a job back. Only kTrainerFailure counts toward max_attempts.
-enum class FailureClass { kTrainerFailure, kHostLost, kCancelled };
-std::string_view to_string(FailureClass failure);  // "trainer_failure", "host_lost", "cancelled"
 FailureClass parse_failure_class(std::string_view name);  // throws QueueError
 
 enum class QueueResult {

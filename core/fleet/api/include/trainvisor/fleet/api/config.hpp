@@ -1,0 +1,126 @@
+// The config hub's endpoints and the config stream: messages and their JSON.
+//
+// A write travels as {"writes": {path: value}, "reason": R} (with "policy": NAME when a policy
+// writes with the worker token). Values keep their JSON type (param_json.hpp): a float is
+// written with a decimal point, so 1.0 stays a float.
+//
+// The config stream (GET kJobConfigStream?from=REV, a WebSocket, worker token) pushes JSON text
+// messages to the host agent of one job:
+//   {"type":"snapshot","revision":R,"values":{...},"frozen":[...]}  (from=0, too old, or ahead)
+//   {"type":"resume","frozen":[...]}      then the deltas after `from`, in order
+//   {"type":"delta","revision":R,"actor":A,"writes":{...}}
+//   {"type":"freeze","prefix":P,"frozen":true|false}
+//   {"type":"keepalive","revision":R}     R: the newest revision sent
+// A receiver that sees a revision other than its own + 1, or a keepalive naming a revision it
+// has not seen, lost a message: it resubscribes from its own revision.
+//
+// Decoding throws std::invalid_argument or nlohmann::json::exception naming what is wrong.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trainvisor/plugin.hpp"
+
+namespace tv::fleet {
+
+// Config values keep their JSON type: a float is written with a decimal point.
+nlohmann::json config_values_json(const plugin::ConfigView& values);
+plugin::ConfigView config_values_from_json(const nlohmann::json& j);
+
+namespace api {
+
+// POST kJobConfig: a human's write (operator token) or a policy's (worker token, `policy` set).
+struct ConfigWriteRequest {
+  std::optional<std::string> policy;  // the policy's name, without "policy:"
+  plugin::Params writes;              // at least one
+  std::string reason;
+};
+struct ConfigWriteReply {
+  std::uint64_t revision = 0;
+  std::string actor;
+};
+
+// POST kJobConfigFreeze / kJobConfigUnfreeze (operator); the reply lists the frozen prefixes.
+struct FreezeRequest {
+  std::string prefix;
+};
+
+// The revision a job's trainer reports applying, from its telemetry.
+struct AppliedConfig {
+  std::uint64_t revision = 0;
+  std::uint64_t since_step = 0;
+  std::uint64_t last_step = 0;
+  std::string host;
+  std::int64_t time_ms = 0;
+  std::uint64_t points = 0;
+  std::uint64_t missed = 0;
+};
+
+// GET kJobConfig.
+struct ConfigInfo {
+  std::string job;
+  std::uint64_t revision = 0;
+  plugin::ConfigView values;
+  std::vector<std::string> frozen;
+  std::optional<AppliedConfig> applied;
+};
+
+// One entry of GET kJobConfigLog.
+struct AuditRecord {
+  std::uint64_t seq = 0;
+  std::string kind = "write";  // "write", "freeze" or "unfreeze" (path: the prefix)
+  std::uint64_t revision = 0;
+  std::string actor;
+  std::string reason;
+  std::string path;
+  std::optional<plugin::ParamValue> old_value;
+  plugin::ParamValue new_value;
+  std::int64_t time_ms = 0;
+  bool accepted = true;
+  std::string refusal;
+};
+
+// One message of the config stream.
+struct StreamMessage {
+  enum class Type { kSnapshot, kResume, kDelta, kFreeze, kKeepalive };
+  Type type = Type::kKeepalive;
+  std::uint64_t revision = 0;       // snapshot, delta, keepalive
+  plugin::ConfigView values;        // snapshot: the tree; delta: the writes
+  std::vector<std::string> frozen;  // snapshot, resume
+  std::string actor;                // delta
+  std::string prefix;               // freeze
+  bool now_frozen = false;          // freeze: frozen (true) or unfrozen
+
+  static StreamMessage snapshot(std::uint64_t revision, plugin::ConfigView values,
+                                std::vector<std::string> frozen);
+  static StreamMessage resume(std::vector<std::string> frozen);
+  static StreamMessage delta(std::uint64_t revision, std::string actor, plugin::ConfigView writes);
+  static StreamMessage freeze(std::string prefix, bool frozen);
+  static StreamMessage keepalive(std::uint64_t revision);
+};
+
+nlohmann::json to_json(const ConfigWriteRequest& m);
+// Throws std::invalid_argument when `writes` is missing, empty or not an object.
+ConfigWriteRequest config_write_request_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const ConfigWriteReply& m);
+ConfigWriteReply config_write_reply_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const FreezeRequest& m);
+FreezeRequest freeze_request_from_json(const nlohmann::json& j);
+nlohmann::json frozen_json(const std::vector<std::string>& frozen);  // {"frozen": [...]}
+std::vector<std::string> frozen_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const std::optional<AppliedConfig>& m);  // null when none
+std::optional<AppliedConfig> applied_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const ConfigInfo& m);
+ConfigInfo config_info_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const std::vector<AuditRecord>& log);  // {"entries": [...]}
+std::vector<AuditRecord> audit_log_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const StreamMessage& m);
+// Throws std::invalid_argument for an unknown type.
+StreamMessage stream_message_from_json(const nlohmann::json& j);
+
+}  // namespace api
+}  // namespace tv::fleet

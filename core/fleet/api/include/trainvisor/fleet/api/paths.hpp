@@ -1,0 +1,63 @@
+// The coordinator's HTTP routes and headers: one definition for the server, which registers the
+// patterns, and every client, which fills them with target(). A pattern's {name} parts are path
+// parameters, filled in order.
+//
+// Who may call what (the coordinator enforces it, see coordinator.hpp):
+//   anyone:   health, jobs, job, explain, workers, artifacts, artifact(+stat), config, config log,
+//             telemetry (read)
+//   worker:   claim; heartbeat, running, complete, fail, upload (with the lease token); telemetry
+//             (from the job's holder); config stream; a config write as policy:NAME
+//   operator: cancel, requeue, freeze, unfreeze, manifest reload; a config write as human:NAME
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tv::fleet::api {
+
+inline constexpr std::string_view kHealth = "/v1/health";
+inline constexpr std::string_view kJobs = "/v1/jobs";  // ?status=S
+inline constexpr std::string_view kJob = "/v1/job/{id}";
+inline constexpr std::string_view kJobExplain = "/v1/job/{id}/explain";
+inline constexpr std::string_view kWorkers = "/v1/workers";
+inline constexpr std::string_view kClaim = "/v1/job/claim";
+inline constexpr std::string_view kJobHeartbeat = "/v1/job/{id}/heartbeat";
+inline constexpr std::string_view kJobRunning = "/v1/job/{id}/running";
+inline constexpr std::string_view kJobComplete = "/v1/job/{id}/complete";
+inline constexpr std::string_view kJobFail = "/v1/job/{id}/fail";
+inline constexpr std::string_view kJobCancel = "/v1/job/{id}/cancel";
+inline constexpr std::string_view kJobRequeue = "/v1/job/{id}/requeue";
+inline constexpr std::string_view kJobArtifactUpload = "/v1/job/{id}/artifact/{name}";
+inline constexpr std::string_view kJobArtifacts = "/v1/job/{id}/artifacts";
+inline constexpr std::string_view kArtifact = "/v1/artifact/{digest}";
+inline constexpr std::string_view kArtifactStat = "/v1/artifact/{digest}/stat";
+inline constexpr std::string_view kJobConfig = "/v1/job/{id}/config";
+inline constexpr std::string_view kJobConfigStream = "/v1/job/{id}/config/stream";  // ?from=REV
+inline constexpr std::string_view kJobConfigFreeze = "/v1/job/{id}/config/freeze";
+inline constexpr std::string_view kJobConfigUnfreeze = "/v1/job/{id}/config/unfreeze";
+inline constexpr std::string_view kJobConfigLog = "/v1/job/{id}/config/log";  // ?after=&limit=
+inline constexpr std::string_view kJobTelemetry = "/v1/job/{id}/telemetry";   // ?max_points=N
+inline constexpr std::string_view kManifestReload = "/v1/manifest/reload";    // ?dry_run=1
+
+// Request headers, as clients send them (the server matches them case-insensitively).
+inline constexpr std::string_view kWorkerTokenHeader = "X-Worker-Token";
+inline constexpr std::string_view kOperatorTokenHeader = "X-Operator-Token";
+inline constexpr std::string_view kOperatorNameHeader = "X-Operator-Name";
+inline constexpr std::string_view kLeaseTokenHeader = "X-Lease-Token";
+inline constexpr std::string_view kContentSha256Header = "X-Content-SHA256";
+
+using Query = std::vector<std::pair<std::string, std::string>>;
+
+// The request target for `pattern` with its {params} replaced, in order, by `params`
+// (percent-encoded) and `query` appended. Throws std::invalid_argument when the counts differ:
+// that is a programming error, never a user's.
+std::string target(std::string_view pattern, std::initializer_list<std::string_view> params,
+                   const Query& query = {});
+
+// The lowercase form of a header name, as http::Request::header wants it.
+std::string header_key(std::string_view name);
+
+}  // namespace tv::fleet::api

@@ -1,0 +1,236 @@
+#include "trainvisor/fleet/api/coordinator_client.hpp"
+
+#include <stdexcept>
+
+#include "trainvisor/fleet/api/paths.hpp"
+
+namespace tv::fleet::api {
+namespace {
+
+using nlohmann::json;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+enum class Role { kAnyone, kWorker, kOperator };
+
+// The refusal in a non-2xx reply; a body that is not JSON is quoted as text.
+ErrorReply refusal_of(const http::Response& r) {
+  json j;
+  try {
+    j = json::parse(r.body);
+  } catch (const json::exception&) {
+    return error_reply_from_json(nullptr, r.status, r.body.substr(0, 200));
+  }
+  return error_reply_from_json(j, r.status, r.body.substr(0, 200));
+}
+
+// The reply decoded by `decode`, or the refusal. A 2xx reply this protocol cannot read throws.
+template <class F>
+auto reply_of(const http::Response& r, F decode) -> Reply<decltype(decode(json()))> {
+  using T = decltype(decode(json()));
+  if (r.status < 200 || r.status >= 300) return Reply<T>::refused(refusal_of(r));
+  try {
+    return Reply<T>::accepted(r.status, decode(json::parse(r.body)));
+  } catch (const std::exception& e) {
+    throw std::runtime_error("coordinator answered " + std::to_string(r.status) +
+                             " with a reply this client cannot read (" + e.what() +
+                             "): " + r.body.substr(0, 200));
+  }
+}
+
+Ok ok_of(const json&) {
+  return {};
+}
+
+}  // namespace
+
+struct CoordinatorClient::Impl {
+  CoordinatorClientOptions o;
+  http::Client http;
+
+  Headers headers(Role role) const {
+    switch (role) {
+      case Role::kWorker:
+        return {{std::string(kWorkerTokenHeader), o.worker_token}};
+      case Role::kOperator:
+        return {{std::string(kOperatorTokenHeader), o.operator_token},
+                {std::string(kOperatorNameHeader), o.operator_name}};
+      case Role::kAnyone:
+        break;
+    }
+    return {};
+  }
+
+  http::Response get(const std::string& target) { return http.request("GET", target); }
+  http::Response post(Role role, const std::string& target, const json& body) {
+    return http.request("POST", target, body.dump(), headers(role));
+  }
+};
+
+CoordinatorClient::CoordinatorClient(CoordinatorClientOptions options)
+    : impl_(std::make_unique<Impl>(Impl{options, http::Client(options.http)})) {}
+
+CoordinatorClient::~CoordinatorClient() = default;
+CoordinatorClient::CoordinatorClient(CoordinatorClient&&) noexcept = default;
+
+const CoordinatorClientOptions& CoordinatorClient::options() const {
+  return impl_->o;
+}
+
+Reply<ClaimReply> CoordinatorClient::claim(const ClaimRequest& request) {
+  return reply_of(impl_->post(Role::kWorker, target(kClaim, {}), to_json(request)),
+                  claim_reply_from_json);
+}
+
+Reply<HeartbeatReply> CoordinatorClient::heartbeat(const std::string& job,
+                                                   const std::string& lease_token) {
+  return reply_of(
+      impl_->post(Role::kWorker, target(kJobHeartbeat, {job}), to_json(LeaseRequest{lease_token})),
+      heartbeat_reply_from_json);
+}
+
+Reply<Ok> CoordinatorClient::mark_running(const std::string& job, const std::string& lease_token) {
+  return reply_of(
+      impl_->post(Role::kWorker, target(kJobRunning, {job}), to_json(LeaseRequest{lease_token})),
+      ok_of);
+}
+
+Reply<Ok> CoordinatorClient::complete(const std::string& job, const CompleteRequest& request) {
+  return reply_of(impl_->post(Role::kWorker, target(kJobComplete, {job}), to_json(request)), ok_of);
+}
+
+Reply<Ok> CoordinatorClient::fail(const std::string& job, const FailRequest& request) {
+  return reply_of(impl_->post(Role::kWorker, target(kJobFail, {job}), to_json(request)), ok_of);
+}
+
+Reply<std::uint64_t> CoordinatorClient::send_telemetry(const std::string& job,
+                                                       const TelemetryBatch& batch) {
+  return reply_of(impl_->post(Role::kWorker, target(kJobTelemetry, {job}), to_json(batch)),
+                  [](const json& j) { return j.at("stored").get<std::uint64_t>(); });
+}
+
+Reply<UploadReply> CoordinatorClient::upload(const std::string& job, const std::string& name,
+                                             const std::string& path, const std::string& sha256,
+                                             const std::string& lease_token) {
+  Headers h = impl_->headers(Role::kWorker);
+  h.emplace_back(std::string(kLeaseTokenHeader), lease_token);
+  h.emplace_back(std::string(kContentSha256Header), sha256);
+  return reply_of(impl_->http.send_file("PUT", target(kJobArtifactUpload, {job, name}), path, h),
+                  upload_reply_from_json);
+}
+
+Reply<ConfigWriteReply> CoordinatorClient::write_config(const std::string& job,
+                                                        const ConfigWriteRequest& request) {
+  const Role role = request.policy ? Role::kWorker : Role::kOperator;
+  return reply_of(impl_->post(role, target(kJobConfig, {job}), to_json(request)),
+                  config_write_reply_from_json);
+}
+
+Reply<CancelReply> CoordinatorClient::cancel(const std::string& job) {
+  return reply_of(impl_->post(Role::kOperator, target(kJobCancel, {job}), json::object()),
+                  cancel_reply_from_json);
+}
+
+Reply<Ok> CoordinatorClient::requeue(const std::string& job) {
+  return reply_of(impl_->post(Role::kOperator, target(kJobRequeue, {job}), json::object()), ok_of);
+}
+
+Reply<std::vector<std::string>> CoordinatorClient::freeze(const std::string& job,
+                                                          const std::string& prefix) {
+  return reply_of(
+      impl_->post(Role::kOperator, target(kJobConfigFreeze, {job}), to_json(FreezeRequest{prefix})),
+      frozen_from_json);
+}
+
+Reply<std::vector<std::string>> CoordinatorClient::unfreeze(const std::string& job,
+                                                            const std::string& prefix) {
+  return reply_of(impl_->post(Role::kOperator, target(kJobConfigUnfreeze, {job}),
+                              to_json(FreezeRequest{prefix})),
+                  frozen_from_json);
+}
+
+Reply<ReloadReply> CoordinatorClient::reload_manifest(bool dry_run) {
+  const Query q = dry_run ? Query{{"dry_run", "1"}} : Query{};
+  return reply_of(impl_->post(Role::kOperator, target(kManifestReload, {}, q), json::object()),
+                  reload_reply_from_json);
+}
+
+Reply<Health> CoordinatorClient::health() {
+  return reply_of(impl_->get(target(kHealth, {})), health_from_json);
+}
+
+Reply<std::vector<JobInfo>> CoordinatorClient::jobs(std::optional<JobStatus> status) {
+  const Query q = status ? Query{{"status", std::string(to_string(*status))}} : Query{};
+  return reply_of(impl_->get(target(kJobs, {}, q)), job_list_from_json);
+}
+
+Reply<JobInfo> CoordinatorClient::job(const std::string& job) {
+  return reply_of(impl_->get(target(kJob, {job})), job_info_from_json);
+}
+
+Reply<std::vector<HostVerdict>> CoordinatorClient::explain(const std::string& job) {
+  return reply_of(impl_->get(target(kJobExplain, {job})), explain_from_json);
+}
+
+Reply<std::vector<WorkerInfo>> CoordinatorClient::workers() {
+  return reply_of(impl_->get(target(kWorkers, {})), worker_list_from_json);
+}
+
+Reply<ArtifactStat> CoordinatorClient::artifact_stat(const std::string& digest) {
+  return reply_of(impl_->get(target(kArtifactStat, {digest})), artifact_stat_from_json);
+}
+
+Reply<std::vector<ArtifactInfo>> CoordinatorClient::artifacts(const std::string& job) {
+  return reply_of(impl_->get(target(kJobArtifacts, {job})), artifact_list_from_json);
+}
+
+Reply<Ok> CoordinatorClient::download_artifact(const std::string& digest, const std::string& path) {
+  const http::Response r = impl_->http.download(target(kArtifact, {digest}), path);
+  if (r.status != 200) return Reply<Ok>::refused(refusal_of(r));
+  return Reply<Ok>::accepted(r.status, Ok{});
+}
+
+Reply<ConfigInfo> CoordinatorClient::config(const std::string& job) {
+  return reply_of(impl_->get(target(kJobConfig, {job})), config_info_from_json);
+}
+
+Reply<std::vector<AuditRecord>> CoordinatorClient::config_log(const std::string& job,
+                                                              std::uint64_t after,
+                                                              std::uint64_t limit) {
+  const Query q = {{"after", std::to_string(after)}, {"limit", std::to_string(limit)}};
+  return reply_of(impl_->get(target(kJobConfigLog, {job}, q)), audit_log_from_json);
+}
+
+Reply<TelemetryCurve> CoordinatorClient::telemetry(const std::string& job,
+                                                   std::uint64_t max_points) {
+  const Query q = {{"max_points", std::to_string(max_points)}};
+  return reply_of(impl_->get(target(kJobTelemetry, {job}, q)), telemetry_curve_from_json);
+}
+
+ConfigStreamReader::ConfigStreamReader(const http::ClientOptions& coordinator,
+                                       const std::string& worker_token, const std::string& job,
+                                       std::uint64_t from_revision)
+    : ws_(std::make_unique<http::WebSocketClient>(
+          coordinator, target(kJobConfigStream, {job}, {{"from", std::to_string(from_revision)}}),
+          Headers{{std::string(kWorkerTokenHeader), worker_token}})) {}
+
+ConfigStreamReader::~ConfigStreamReader() = default;
+
+StreamMessage ConfigStreamReader::next(std::chrono::milliseconds idle) {
+  const std::string text = ws_->receive(idle);
+  try {
+    return stream_message_from_json(json::parse(text));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("config stream: unreadable message (") + e.what() +
+                             "): " + text.substr(0, 200));
+  }
+}
+
+void ConfigStreamReader::interrupt() {
+  ws_->interrupt();
+}
+
+void ConfigStreamReader::close() {
+  ws_->close();
+}
+
+}  // namespace tv::fleet::api

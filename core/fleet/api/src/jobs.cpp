@@ -1,0 +1,319 @@
+#include "trainvisor/fleet/api/jobs.hpp"
+
+#include <stdexcept>
+
+#include "trainvisor/fleet/param_json.hpp"
+
+namespace tv::fleet {
+
+using nlohmann::json;
+
+namespace {
+
+json optional_json(const std::optional<std::int64_t>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+template <class T>
+std::optional<T> optional_from(const json& j, const char* key) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  return it->get<T>();
+}
+
+}  // namespace
+
+json job_spec_json(const JobSpec& s) {
+  json policies = json::array();
+  for (const auto& p : s.policies)
+    policies.push_back({{"name", p.name}, {"params", params_json(p.params)}});
+  return {{"id", s.id},
+          {"name", s.name},
+          {"model", s.model},
+          {"mode", s.mode},
+          {"hyper", params_json(plugin::Params(s.hyper.begin(), s.hyper.end()))},
+          {"model_params", params_json(s.model_params)},
+          {"data",
+           {{"max_train_samples", s.data.max_train_samples},
+            {"max_val_samples", s.data.max_val_samples}}},
+          {"policies", policies},
+          {"constraints",
+           {{"require_cuda", s.constraints.require_cuda},
+            {"prefer_cuda", s.constraints.prefer_cuda},
+            {"min_vram_gib", s.constraints.min_vram_gib},
+            {"min_ram_gib", s.constraints.min_ram_gib},
+            {"allowed_hosts", s.constraints.allowed_hosts}}},
+          {"seed", s.seed},
+          {"max_attempts", s.max_attempts},
+          {"priority", s.priority}};
+}
+
+JobSpec job_spec_from_json(const json& j) {
+  JobSpec s;
+  s.id = j.at("id");
+  s.name = j.at("name");
+  s.model = j.at("model");
+  s.mode = j.at("mode");
+  const plugin::Params hyper = params_from_json(j.at("hyper"));
+  s.hyper = plugin::ConfigView(hyper.begin(), hyper.end());
+  s.model_params = params_from_json(j.at("model_params"));
+  s.data.max_train_samples = j.at("data").at("max_train_samples");
+  s.data.max_val_samples = j.at("data").at("max_val_samples");
+  for (const auto& p : j.at("policies"))
+    s.policies.push_back({p.at("name"), params_from_json(p.at("params"))});
+  const auto& c = j.at("constraints");
+  s.constraints.require_cuda = c.at("require_cuda");
+  s.constraints.prefer_cuda = c.at("prefer_cuda");
+  s.constraints.min_vram_gib = c.at("min_vram_gib");
+  s.constraints.min_ram_gib = c.at("min_ram_gib");
+  s.constraints.allowed_hosts = c.at("allowed_hosts").get<std::vector<std::string>>();
+  s.seed = j.at("seed");
+  s.max_attempts = j.at("max_attempts");
+  s.priority = j.at("priority");
+  return s;
+}
+
+json capability_json(const HostCapability& c) {
+  return {{"hostname", c.hostname},
+          {"cores", c.cores},
+          {"ram_gib", c.ram_gib},
+          {"cuda", c.cuda},
+          {"cuda_devices", c.cuda_devices},
+          {"vram_gib", c.vram_gib},
+          {"torch_version", c.torch_version},
+          {"trainvisor_version", c.trainvisor_version}};
+}
+
+HostCapability capability_from_json(const json& j) {
+  HostCapability c;
+  c.hostname = j.value("hostname", "");
+  c.cores = j.value("cores", std::int64_t{0});
+  c.ram_gib = j.value("ram_gib", 0.0);
+  c.cuda = j.value("cuda", false);
+  c.cuda_devices = j.value("cuda_devices", std::int64_t{0});
+  c.vram_gib = j.value("vram_gib", 0.0);
+  c.torch_version = j.value("torch_version", "");
+  c.trainvisor_version = j.value("trainvisor_version", "");
+  return c;
+}
+
+namespace api {
+
+std::string required_string(const json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_string() || j[key].get<std::string>().empty()) {
+    throw std::invalid_argument(std::string("missing field '") + key + "' (a non-empty string)");
+  }
+  return j[key].get<std::string>();
+}
+
+json to_json(const ClaimRequest& m) {
+  return {{"worker", m.worker}, {"capability", capability_json(m.capability)}};
+}
+
+ClaimRequest claim_request_from_json(const json& j) {
+  ClaimRequest m;
+  m.worker = required_string(j, "worker");
+  if (!j.contains("capability") || !j["capability"].is_object())
+    throw std::invalid_argument("missing field 'capability' (an object)");
+  m.capability = capability_from_json(j["capability"]);
+  return m;
+}
+
+json to_json(const ClaimReply& m) {
+  if (!m.job) return {{"job", nullptr}};
+  return {{"job", job_spec_json(*m.job)},
+          {"attempt", m.attempt},
+          {"lease_token", m.lease_token},
+          {"lease_expires_ms", m.lease_expires_ms}};
+}
+
+ClaimReply claim_reply_from_json(const json& j) {
+  ClaimReply m;
+  if (j.at("job").is_null()) return m;
+  m.job = job_spec_from_json(j["job"]);
+  m.attempt = j.at("attempt");
+  m.lease_token = j.at("lease_token");
+  m.lease_expires_ms = j.value("lease_expires_ms", std::int64_t{0});
+  return m;
+}
+
+json to_json(const LeaseRequest& m) {
+  return {{"lease_token", m.lease_token}};
+}
+
+LeaseRequest lease_request_from_json(const json& j) {
+  return {required_string(j, "lease_token")};
+}
+
+json to_json(const HeartbeatReply& m) {
+  return {{"ok", true},
+          {"cancel_requested", m.cancel_requested},
+          {"lease_expires_ms", m.lease_expires_ms}};
+}
+
+HeartbeatReply heartbeat_reply_from_json(const json& j) {
+  return {j.value("cancel_requested", false), j.value("lease_expires_ms", std::int64_t{0})};
+}
+
+json to_json(const CompleteRequest& m) {
+  json j = {{"lease_token", m.lease_token}};
+  if (m.artifact) j["artifact"] = *m.artifact;
+  return j;
+}
+
+CompleteRequest complete_request_from_json(const json& j) {
+  CompleteRequest m;
+  m.lease_token = required_string(j, "lease_token");
+  if (j.contains("artifact") && j["artifact"].is_string()) m.artifact = j["artifact"];
+  return m;
+}
+
+json to_json(const FailRequest& m) {
+  return {{"lease_token", m.lease_token},
+          {"class", std::string(to_string(m.failure))},
+          {"reason", m.reason}};
+}
+
+FailRequest fail_request_from_json(const json& j) {
+  FailRequest m;
+  const std::string cls = required_string(j, "class");
+  const auto failure = value_named(kFailureClassNames, cls);
+  if (!failure) {
+    throw std::invalid_argument("unknown failure class '" + cls +
+                                "' (expected trainer_failure, host_lost or cancelled)");
+  }
+  m.failure = *failure;
+  m.lease_token = required_string(j, "lease_token");
+  m.reason = j.value("reason", std::string());
+  return m;
+}
+
+json to_json(const CancelReply& m) {
+  return {{"ok", true}, {"was_running", m.was_running}, {"worker", m.worker}};
+}
+
+CancelReply cancel_reply_from_json(const json& j) {
+  return {j.at("was_running").get<bool>(), j.value("worker", std::string())};
+}
+
+json to_json(const ConfigLag& m) {
+  const auto rev = [](const std::optional<std::uint64_t>& v) {
+    return v ? json(*v) : json(nullptr);
+  };
+  return {{"desired_revision", rev(m.desired_revision)},
+          {"applied_revision", rev(m.applied_revision)}};
+}
+
+ConfigLag config_lag_from_json(const json& j) {
+  return {optional_from<std::uint64_t>(j, "desired_revision"),
+          optional_from<std::uint64_t>(j, "applied_revision")};
+}
+
+json to_json(const JobInfo& r) {
+  return {{"id", r.spec.id},
+          {"name", r.spec.name},
+          {"model", r.spec.model},
+          {"status", std::string(to_string(r.status))},
+          {"attempt", r.attempt},
+          {"counted_failures", r.counted_failures},
+          {"max_attempts", r.spec.max_attempts},
+          {"worker", r.worker},
+          {"cancel_requested", r.cancel_requested},
+          {"created_ms", r.created_ms},
+          {"updated_ms", r.updated_ms},
+          {"not_before_ms", r.not_before_ms},
+          {"claimed_ms", optional_json(r.claimed_ms)},
+          {"finished_ms", optional_json(r.finished_ms)},
+          {"heartbeat_ms", optional_json(r.heartbeat_ms)},
+          {"last_error", r.last_error},
+          {"artifact", r.artifact},
+          {"spec", job_spec_json(r.spec)},
+          {"config", to_json(r.config)}};
+}
+
+JobInfo job_info_from_json(const json& j) {
+  JobInfo r;
+  r.spec = job_spec_from_json(j.at("spec"));
+  const std::string status = j.at("status");
+  const auto s = value_named(kJobStatusNames, status);
+  if (!s) throw std::invalid_argument("job " + r.spec.id + ": unknown status '" + status + "'");
+  r.status = *s;
+  r.attempt = j.at("attempt");
+  r.counted_failures = j.value("counted_failures", std::int64_t{0});
+  r.worker = j.at("worker");
+  r.cancel_requested = j.value("cancel_requested", false);
+  r.created_ms = j.value("created_ms", std::int64_t{0});
+  r.updated_ms = j.value("updated_ms", std::int64_t{0});
+  r.not_before_ms = j.value("not_before_ms", std::int64_t{0});
+  r.claimed_ms = optional_from<std::int64_t>(j, "claimed_ms");
+  r.finished_ms = optional_from<std::int64_t>(j, "finished_ms");
+  r.heartbeat_ms = optional_from<std::int64_t>(j, "heartbeat_ms");
+  r.last_error = j.value("last_error", std::string());
+  r.artifact = j.value("artifact", std::string());
+  if (j.contains("config")) r.config = config_lag_from_json(j["config"]);
+  return r;
+}
+
+json to_json(const std::vector<JobInfo>& jobs) {
+  json a = json::array();
+  for (const JobInfo& r : jobs)
+    a.push_back(to_json(r));
+  return {{"jobs", a}};
+}
+
+std::vector<JobInfo> job_list_from_json(const json& j) {
+  std::vector<JobInfo> out;
+  for (const json& r : j.at("jobs"))
+    out.push_back(job_info_from_json(r));
+  return out;
+}
+
+json to_json(const std::string& job, const std::vector<HostVerdict>& hosts) {
+  json a = json::array();
+  for (const HostVerdict& h : hosts) {
+    a.push_back({{"host", h.host},
+                 {"registered", h.registered},
+                 {"eligible", h.reason.empty()},
+                 {"reason", h.reason}});
+  }
+  return {{"job", job}, {"hosts", a}};
+}
+
+std::vector<HostVerdict> explain_from_json(const json& j) {
+  std::vector<HostVerdict> out;
+  for (const json& h : j.at("hosts"))
+    out.push_back({h.at("host"), h.at("registered"), h.at("reason")});
+  return out;
+}
+
+json to_json(const std::vector<WorkerInfo>& workers) {
+  json a = json::array();
+  for (const WorkerInfo& w : workers) {
+    a.push_back({{"name", w.name},
+                 {"capability", capability_json(w.capability)},
+                 {"registered_ms", w.registered_ms},
+                 {"last_seen_ms", w.last_seen_ms}});
+  }
+  return {{"workers", a}};
+}
+
+std::vector<WorkerInfo> worker_list_from_json(const json& j) {
+  std::vector<WorkerInfo> out;
+  for (const json& w : j.at("workers")) {
+    out.push_back({w.at("name"), capability_from_json(w.at("capability")),
+                   w.value("registered_ms", std::int64_t{0}),
+                   w.value("last_seen_ms", std::int64_t{0})});
+  }
+  return out;
+}
+
+json to_json(const Health& m) {
+  return {{"ok", true}, {"jobs", m.jobs}};
+}
+
+Health health_from_json(const json& j) {
+  return {j.at("jobs").get<std::map<std::string, std::int64_t>>()};
+}
+
+}  // namespace api
+}  // namespace tv::fleet

@@ -1,0 +1,175 @@
+// The config hub's routes: reads for anyone; a write from a human (operator token) or a policy
+// (worker token); freezes for operators; the config stream for the job's host agent.
+#include "coordinator_state.hpp"
+#include "trainvisor/fleet/api/actor.hpp"
+#include "trainvisor/fleet/api/paths.hpp"
+#include "trainvisor/fleet/param_json.hpp"
+
+namespace tv::fleet::coordinator {
+namespace {
+
+using api::StreamMessage;
+using http::BodyStream;
+using http::Request;
+using http::Response;
+
+Response config_get(CoordinatorState& s, const std::string& job) {
+  try {
+    const ConfigTree t = s.hub.get(job);
+    return Response::json(200, api::to_json(api::ConfigInfo{job, t.revision, t.values,
+                                                            s.hub.frozen(job), s.applied(job)}));
+  } catch (const ConfigHubError& e) {
+    return Response::error(404, e.what());
+  }
+}
+
+Response config_write(CoordinatorState& s, Request& req) {
+  const bool human = is_operator(s, req);
+  if (!human && !is_worker(s, req)) {
+    return Response::error(401,
+                           "missing or wrong X-Operator-Token (or X-Worker-Token for a policy)");
+  }
+  const nlohmann::json body = body_json(req);
+  // A policy names itself; a human is named by the request's header.
+  const std::string actor =
+      human ? operator_actor(req) : api::Actor::policy(api::required_string(body, "policy")).str();
+  const api::ConfigWriteRequest w = api::config_write_request_from_json(body);
+  std::vector<ConfigWrite> writes;
+  for (const auto& [k, v] : w.writes)
+    writes.push_back({k, v});
+  const ConfigWriteResult r = s.hub.write(req.params[0], writes, actor, w.reason);
+  if (!r.applied) return Response::error(r.status, r.refusal);
+  return Response::json(200, api::to_json(api::ConfigWriteReply{r.revision, actor}));
+}
+
+Response config_freeze(CoordinatorState& s, Request& req, bool freezing) {
+  const api::FreezeRequest f = api::freeze_request_from_json(body_json(req));
+  try {
+    if (freezing) {
+      s.hub.freeze(req.params[0], f.prefix, operator_actor(req));
+    } else {
+      s.hub.unfreeze(req.params[0], f.prefix, operator_actor(req));
+    }
+  } catch (const ConfigHubError& e) {
+    return Response::error(400, e.what());
+  }
+  return Response::json(200, api::frozen_json(s.hub.frozen(req.params[0])));
+}
+
+Response config_log(CoordinatorState& s, Request& req) {
+  std::vector<api::AuditRecord> out;
+  for (const AuditEntry& e :
+       s.hub.audit(req.params[0], query_number(req, "after", 0),
+                   std::min<std::uint64_t>(query_number(req, "limit", 100), 1000))) {
+    out.push_back({e.seq, e.kind, e.revision, e.actor, e.reason, e.path, e.old_value, e.new_value,
+                   e.time_ms, e.accepted, e.refusal});
+  }
+  return Response::json(200, api::to_json(out));
+}
+
+// The stream's admission: the worker token, a readable `from`, a known job.
+Response stream_admission(CoordinatorState& s, Request& req) {
+  if (!is_worker(s, req)) return Response::error(401, "missing or wrong X-Worker-Token");
+  query_number(req, "from", 0);
+  try {
+    s.hub.get(req.params[0]);
+  } catch (const ConfigHubError& e) {
+    return Response::error(404, e.what());
+  }
+  Response ok;
+  ok.status = 101;
+  return ok;
+}
+
+// One host agent's config stream for one job (the protocol is in api/config.hpp). Returns when
+// the agent goes away or the server stops.
+class StreamSession {
+ public:
+  StreamSession(CoordinatorState& s, const Request& req, http::WebSocketSession& ws)
+      : s_(s), ws_(ws), job_(req.params[0]), from_(query_number(req, "from", 0)) {}
+
+  void run() {
+    // Read before subscribing: a change between the two wakes the loop rather than being lost.
+    std::uint64_t seen = s_.hub.wait_for_change(~std::uint64_t{0}, std::chrono::milliseconds(0));
+    ConfigStream sub = s_.hub.subscribe(job_, from_);
+    sent_revision_ = from_;
+    if (sub.snapshot) {
+      sent_revision_ = sub.tree.revision;
+      if (!send(StreamMessage::snapshot(sub.tree.revision, sub.tree.values, sub.frozen))) return;
+    } else if (!send(StreamMessage::resume(sub.frozen))) {
+      return;
+    }
+    std::vector<ConfigEvent> events = std::move(sub.events);
+    auto next_keepalive = std::chrono::steady_clock::now();
+    while (ws_.open()) {
+      if (!send_events(events)) return;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_keepalive) {
+        if (!send(StreamMessage::keepalive(sent_revision_))) return;
+        next_keepalive = now + s_.options.stream_keepalive;
+      }
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+          next_keepalive - std::chrono::steady_clock::now());
+      seen = s_.hub.wait_for_change(seen, std::max(wait, std::chrono::milliseconds(1)));
+      events = s_.hub.events_after(job_, sub.cursor);
+    }
+  }
+
+ private:
+  // False once the connection is to be closed (the fault hook's close_every).
+  bool send(const StreamMessage& m) {
+    ws_.send(api::to_json(m).dump());
+    ++messages_;
+    const auto& fault = s_.options.stream_fault;
+    return !(fault.close_every > 0 && messages_ % fault.close_every == 0);
+  }
+
+  bool send_events(const std::vector<ConfigEvent>& events) {
+    const auto& fault = s_.options.stream_fault;
+    for (const ConfigEvent& e : events) {
+      if (!e.prefix.empty()) {
+        if (!send(StreamMessage::freeze(e.prefix, e.frozen))) return false;
+        continue;
+      }
+      sent_revision_ = e.delta.revision;
+      plugin::ConfigView writes;
+      for (const ConfigWrite& w : e.delta.writes)
+        writes[w.path] = w.value;
+      if (fault.skip_every > 0 && ++deltas_ % fault.skip_every == 0) continue;
+      if (!send(StreamMessage::delta(e.delta.revision, e.delta.actor, std::move(writes))))
+        return false;
+    }
+    return true;
+  }
+
+  CoordinatorState& s_;
+  http::WebSocketSession& ws_;
+  const std::string job_;
+  const std::uint64_t from_;
+  std::uint64_t sent_revision_ = 0;
+  int deltas_ = 0;
+  int messages_ = 0;
+};
+
+}  // namespace
+
+void add_config_routes(CoordinatorState& s, std::vector<http::Route>& r) {
+  r.push_back({"GET", std::string(api::kJobConfig),
+               [&s](Request& req, BodyStream*) { return config_get(s, req.params[0]); }});
+  r.push_back({"POST", std::string(api::kJobConfig),
+               [&s](Request& req, BodyStream*) { return config_write(s, req); }});
+  for (const bool freezing : {true, false}) {
+    r.push_back({"POST", std::string(freezing ? api::kJobConfigFreeze : api::kJobConfigUnfreeze),
+                 for_operators(s, [&s, freezing](Request& req, BodyStream*) {
+                   return config_freeze(s, req, freezing);
+                 })});
+  }
+  r.push_back({"GET", std::string(api::kJobConfigLog),
+               [&s](Request& req, BodyStream*) { return config_log(s, req); }});
+  r.push_back(
+      {"GET", std::string(api::kJobConfigStream),
+       [&s](Request& req, BodyStream*) { return stream_admission(s, req); }, false,
+       [&s](const Request& req, http::WebSocketSession& ws) { StreamSession(s, req, ws).run(); }});
+}
+
+}  // namespace tv::fleet::coordinator

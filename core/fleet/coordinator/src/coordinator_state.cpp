@@ -1,0 +1,180 @@
+#include "coordinator_state.hpp"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "trainvisor/fleet/api/actor.hpp"
+#include "trainvisor/fleet/api/paths.hpp"
+
+namespace tv::fleet::coordinator {
+
+using http::Request;
+using http::Response;
+namespace fs = std::filesystem;
+
+namespace {
+
+CoordinatorOptions prepared(CoordinatorOptions o) {
+  if (o.data_dir.empty()) throw std::invalid_argument("the coordinator needs a data directory");
+  std::error_code ec;
+  fs::create_directories(o.data_dir, ec);
+  if (ec)
+    throw std::runtime_error("cannot create the data directory " + o.data_dir + ": " +
+                             ec.message());
+  return o;
+}
+
+ArtifactStore open_artifacts(const CoordinatorOptions& o) {
+  StoreOptions so;
+  so.max_bytes = o.max_artifact_bytes;
+  auto s = ArtifactStore::open(fs::path(o.data_dir) / "artifacts", so);
+  if (!s) throw std::runtime_error(s.error().message);
+  return std::move(s).value();
+}
+
+}  // namespace
+
+CoordinatorState::CoordinatorState(CoordinatorOptions o,
+                                   std::function<ReloadSummary(bool)> reload_manifest)
+    : options(prepared(std::move(o))),
+      queue(JobQueue::open((fs::path(options.data_dir) / "queue.sqlite").string(), options.queue)),
+      hub(ConfigHub::open((fs::path(options.data_dir) / "config.sqlite").string())),
+      telemetry(TelemetryStore::open((fs::path(options.data_dir) / "telemetry.sqlite").string())),
+      artifacts(open_artifacts(options)),
+      reload(std::move(reload_manifest)) {}
+
+void CoordinatorState::note_worker(const std::string& name, const HostCapability& capability) {
+  const nlohmann::json c = capability_json(capability);
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(workers_mu_);
+    auto it = seen_.find(name);
+    if (it != seen_.end() && it->second.first == c &&
+        now - it->second.second < std::chrono::seconds(10)) {
+      return;
+    }
+    seen_[name] = {c, now};
+  }
+  queue.register_worker(name, capability);
+}
+
+std::optional<api::AppliedConfig> CoordinatorState::applied(const std::string& job) {
+  const auto a = telemetry.applied(job);
+  if (!a) return std::nullopt;
+  return api::AppliedConfig{a->revision, a->since_step, a->last_step, a->host,
+                            a->time_ms,  a->points,     a->missed};
+}
+
+api::ConfigLag CoordinatorState::config_lag(const std::string& job) {
+  api::ConfigLag lag;
+  try {
+    lag.desired_revision = hub.get(job).revision;
+  } catch (const ConfigHubError&) {
+    // A job with no config tree (it had no hyper table): no desired revision to show.
+  }
+  if (const auto a = telemetry.applied(job)) lag.applied_revision = a->revision;
+  return lag;
+}
+
+api::JobInfo CoordinatorState::job_info(const JobRow& r) {
+  api::JobInfo j;
+  j.spec = r.spec;
+  j.status = r.status;
+  j.attempt = r.attempt;
+  j.counted_failures = r.counted_failures;
+  j.worker = r.worker;
+  j.cancel_requested = r.cancel_requested;
+  j.created_ms = r.created_ms;
+  j.updated_ms = r.updated_ms;
+  j.not_before_ms = r.not_before_ms;
+  j.claimed_ms = r.claimed_ms;
+  j.finished_ms = r.finished_ms;
+  j.heartbeat_ms = r.heartbeat_ms;
+  j.last_error = r.last_error;
+  j.artifact = r.artifact_digest;
+  j.config = config_lag(r.spec.id);
+  return j;
+}
+
+void CoordinatorState::log_error(const std::string& what) const {
+  if (options.on_error) {
+    options.on_error(what);
+  } else {
+    std::fprintf(stderr, "coordinator: %s\n", what.c_str());
+  }
+}
+
+bool is_worker(const CoordinatorState& s, const Request& req) {
+  return http::tokens_equal(req.header(api::header_key(api::kWorkerTokenHeader)),
+                            s.options.worker_token);
+}
+
+bool is_operator(const CoordinatorState& s, const Request& req) {
+  return http::tokens_equal(req.header(api::header_key(api::kOperatorTokenHeader)),
+                            s.options.operator_token);
+}
+
+Handler for_workers(const CoordinatorState& s, Handler h) {
+  return [&s, h = std::move(h)](Request& req, http::BodyStream* body) {
+    if (!is_worker(s, req)) return Response::error(401, "missing or wrong X-Worker-Token");
+    return h(req, body);
+  };
+}
+
+Handler for_operators(const CoordinatorState& s, Handler h) {
+  return [&s, h = std::move(h)](Request& req, http::BodyStream* body) {
+    if (!is_operator(s, req)) return Response::error(401, "missing or wrong X-Operator-Token");
+    return h(req, body);
+  };
+}
+
+std::string operator_actor(const Request& req) {
+  const std::string name = req.header(api::header_key(api::kOperatorNameHeader));
+  return api::Actor::human(name.empty() ? std::string("operator") : name).str();
+}
+
+Response queue_reply(QueueResult r, const std::string& job_id) {
+  if (r == QueueResult::kOk) return Response::json(200, {{"ok", true}});
+  std::string why = "job " + job_id + ": ";
+  int status = 409;
+  switch (r) {
+    case QueueResult::kStaleLease:
+      why += "the lease token is not the job's current lease (swept or requeued)";
+      break;
+    case QueueResult::kNotFound:
+      why += "no such job";
+      status = 404;
+      break;
+    case QueueResult::kWrongState:
+      why += "the job's status does not allow this";
+      break;
+    case QueueResult::kOk:
+      break;
+  }
+  return Response::error(status, why);
+}
+
+std::string no_such_job(const std::string& job) {
+  return "job " + job + ": no such job";
+}
+
+std::uint64_t query_number(const Request& req, const char* key, std::uint64_t dflt) {
+  const auto it = req.query.find(key);
+  if (it == req.query.end()) return dflt;
+  if (it->second.empty() || it->second.find_first_not_of("0123456789") != std::string::npos)
+    throw std::invalid_argument(std::string("query parameter '") + key + "' is not a number");
+  try {
+    return std::stoull(it->second);
+  } catch (const std::out_of_range&) {
+    throw std::invalid_argument(std::string("query parameter '") + key + "' is out of range");
+  }
+}
+
+nlohmann::json body_json(const Request& r) {
+  if (r.body.empty()) return nlohmann::json::object();
+  nlohmann::json j = nlohmann::json::parse(r.body);
+  if (!j.is_object()) throw std::invalid_argument("the request body must be a JSON object");
+  return j;
+}
+
+}  // namespace tv::fleet::coordinator

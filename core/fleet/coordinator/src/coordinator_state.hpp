@@ -1,0 +1,88 @@
+// What the coordinator's route handlers share: its options, its state (queue, config hub,
+// telemetry, artifact store) and the manifest reload. Private to the coordinator.
+//
+// Error style at the routes: a handler chooses the HTTP status. Stores report expected failures
+// as values (QueueResult, ArtifactResult, ConfigWriteResult) or as their own exception types,
+// which the handler maps; a malformed request body throws std::invalid_argument or a JSON
+// exception, which the HTTP server answers with 400.
+//
+// Thread-safety: handlers run on connection threads; the queue, hub, telemetry store and
+// artifact store are safe for that; the worker cache has its own mutex.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainvisor/fleet/api/config.hpp"
+#include "trainvisor/fleet/api/jobs.hpp"
+#include "trainvisor/fleet/artifact_store.hpp"
+#include "trainvisor/fleet/config_hub.hpp"
+#include "trainvisor/fleet/coordinator.hpp"
+#include "trainvisor/fleet/http.hpp"
+#include "trainvisor/fleet/job_queue.hpp"
+#include "trainvisor/fleet/telemetry_store.hpp"
+
+namespace tv::fleet::coordinator {
+
+using Handler = std::function<http::Response(http::Request&, http::BodyStream*)>;
+
+struct CoordinatorState {
+  // Creates the data directory and opens the state in it. Throws std::runtime_error naming what
+  // failed.
+  CoordinatorState(CoordinatorOptions options, std::function<ReloadSummary(bool)> reload);
+
+  CoordinatorOptions options;
+  JobQueue queue;
+  ConfigHub hub;
+  TelemetryStore telemetry;
+  std::optional<ArtifactStore> artifacts;
+  std::function<ReloadSummary(bool dry_run)> reload;
+
+  // Workers claim every few seconds; their row is written when their capability changes and
+  // refreshed (last_seen) at most every 10 s, not on every claim: each write is an fsync.
+  void note_worker(const std::string& name, const HostCapability& capability);
+
+  // The hub's revision of a job (nullopt: no tree) and the one its trainer last applied.
+  api::ConfigLag config_lag(const std::string& job);
+  std::optional<api::AppliedConfig> applied(const std::string& job);
+  api::JobInfo job_info(const JobRow& row);
+
+  // What went wrong in a background task (the sweeper), for the operator's log.
+  void log_error(const std::string& what) const;
+
+ private:
+  std::mutex workers_mu_;
+  std::map<std::string, std::pair<nlohmann::json, std::chrono::steady_clock::time_point>> seen_;
+};
+
+// Authorisation, one wrapper per role: the handler runs only with the role's token.
+Handler for_workers(const CoordinatorState& s, Handler h);
+Handler for_operators(const CoordinatorState& s, Handler h);
+bool is_worker(const CoordinatorState& s, const http::Request& req);
+bool is_operator(const CoordinatorState& s, const http::Request& req);
+// "human:NAME" for an operator's request (X-Operator-Name, default "operator").
+std::string operator_actor(const http::Request& req);
+
+// A queue's answer to a lease or operator call: 200, or 404/409 with why.
+http::Response queue_reply(QueueResult r, const std::string& job_id);
+// The 404 text for an unknown job.
+std::string no_such_job(const std::string& job);
+// A query parameter that must be a whole number; throws std::invalid_argument naming it.
+std::uint64_t query_number(const http::Request& req, const char* key, std::uint64_t dflt);
+// The request body as a JSON object ({} when empty); throws std::invalid_argument otherwise.
+nlohmann::json body_json(const http::Request& req);
+
+// The routes of each resource, appended to `routes`.
+void add_job_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_artifact_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_config_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_telemetry_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_manifest_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+
+}  // namespace tv::fleet::coordinator

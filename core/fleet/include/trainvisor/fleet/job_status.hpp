@@ -1,0 +1,58 @@
+// A job's status and why a holder gives a job back: the names the queue stores and the API
+// carries ("pending", "trainer_failure", ...). One definition for the queue, the coordinator and
+// every client.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+namespace tv::fleet {
+
+enum class JobStatus { kPending, kClaimed, kRunning, kCompleted, kFailed, kCancelled };
+
+// Why a holder gives a job back. Only kTrainerFailure counts toward max_attempts.
+enum class FailureClass { kTrainerFailure, kHostLost, kCancelled };
+
+inline constexpr std::array<std::pair<JobStatus, std::string_view>, 6> kJobStatusNames{{
+    {JobStatus::kPending, "pending"},
+    {JobStatus::kClaimed, "claimed"},
+    {JobStatus::kRunning, "running"},
+    {JobStatus::kCompleted, "completed"},
+    {JobStatus::kFailed, "failed"},
+    {JobStatus::kCancelled, "cancelled"},
+}};
+
+inline constexpr std::array<std::pair<FailureClass, std::string_view>, 3> kFailureClassNames{{
+    {FailureClass::kTrainerFailure, "trainer_failure"},
+    {FailureClass::kHostLost, "host_lost"},
+    {FailureClass::kCancelled, "cancelled"},
+}};
+
+// The value named `name` in a table of names, or nullopt.
+template <typename E, std::size_t N>
+constexpr std::optional<E> value_named(const std::array<std::pair<E, std::string_view>, N>& table,
+                                       std::string_view name) {
+  for (const auto& [v, n] : table)
+    if (n == name) return v;
+  return std::nullopt;
+}
+
+// The name of `value` in a table of names (every enumerator has one).
+template <typename E, std::size_t N>
+constexpr std::string_view name_of(const std::array<std::pair<E, std::string_view>, N>& table,
+                                   E value) {
+  for (const auto& [v, n] : table)
+    if (v == value) return n;
+  return "?";
+}
+
+inline std::string_view to_string(JobStatus status) {
+  return name_of(kJobStatusNames, status);
+}
+inline std::string_view to_string(FailureClass failure) {
+  return name_of(kFailureClassNames, failure);
+}
+
+}  // namespace tv::fleet

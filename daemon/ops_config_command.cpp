@@ -1,0 +1,133 @@
+// `config get|set|freeze|unfreeze|log`: a job's live config through the coordinator's hub.
+#include <cstdio>
+#include <memory>
+
+#include "ops_connection.hpp"
+#include "train_command.hpp"
+#include "trainvisor/fleet/param_json.hpp"
+
+namespace tv::cli {
+namespace {
+
+using nlohmann::json;
+namespace api = fleet::api;
+
+struct ConfigFlags : OpsFlags {
+  std::string path;               // get/set
+  std::string value;              // set
+  std::vector<std::string> also;  // set: more KEY=VALUE in the same revision
+  std::string reason;             // set
+  std::string prefix;             // freeze/unfreeze
+  std::uint64_t log_after = 0;    // log: entries after this sequence number
+  std::uint64_t log_limit = 100;
+};
+
+void config_get(const ConfigFlags& f) {
+  OpsConnection c(f);
+  const api::ConfigInfo info = value_of(c.client().config(c.resolve(f.job)));
+  const auto it = info.values.find(f.path);
+  if (!f.path.empty() && it == info.values.end())
+    throw std::invalid_argument("the job has no key '" + f.path + "'");
+  const json out = f.path.empty() ? api::to_json(info)
+                                  : json{{"revision", info.revision},
+                                         {"path", f.path},
+                                         {"value", fleet::param_value_json(it->second)}};
+  print(f, out, [&] {
+    if (!f.path.empty()) {
+      std::printf("%s\n", fleet::param_value_json(it->second).dump().c_str());
+      return;
+    }
+    std::printf("revision %llu%s\n", static_cast<unsigned long long>(info.revision),
+                info.frozen.empty() ? "" : (", frozen: " + json(info.frozen).dump()).c_str());
+    for (const auto& [k, v] : info.values)
+      std::printf("  %-42s %s\n", k.c_str(), fleet::param_value_json(v).dump().c_str());
+  });
+}
+
+void config_set(const ConfigFlags& f) {
+  OpsConnection c(f);
+  api::ConfigWriteRequest w;
+  w.writes = {{f.path, parse_param_value(f.value)}};
+  for (const auto& a : f.also) {
+    auto [k, v] = parse_assignment(a, "--also");
+    if (!w.writes.emplace(k, v).second)
+      throw std::invalid_argument("--also: '" + k + "' is given twice");
+  }
+  w.reason = f.reason;
+  const api::ConfigWriteReply r = value_of(c.operator_client().write_config(c.resolve(f.job), w));
+  print(f, api::to_json(r),
+        [&] { std::printf("revision %llu\n", static_cast<unsigned long long>(r.revision)); });
+}
+
+void config_freeze(const ConfigFlags& f, bool freezing) {
+  OpsConnection c(f);
+  const std::string id = c.resolve(f.job);
+  api::CoordinatorClient& client = c.operator_client();
+  const auto frozen =
+      value_of(freezing ? client.freeze(id, f.prefix) : client.unfreeze(id, f.prefix));
+  print(f, api::frozen_json(frozen),
+        [&] { std::printf("frozen: %s\n", json(frozen).dump().c_str()); });
+}
+
+void print_audit(const api::AuditRecord& e) {
+  if (e.kind != "write") {
+    std::printf("r%-4llu %-22s %-40s %s\n", static_cast<unsigned long long>(e.revision),
+                e.actor.c_str(), e.path.c_str(), e.kind == "freeze" ? "FROZEN" : "UNFROZEN");
+    return;
+  }
+  const json old_value = e.old_value ? fleet::param_value_json(*e.old_value) : json(nullptr);
+  std::printf("r%-4llu %-22s %-40s %s -> %s %s%s\n", static_cast<unsigned long long>(e.revision),
+              e.actor.c_str(), e.path.c_str(), old_value.dump().c_str(),
+              fleet::param_value_json(e.new_value).dump().c_str(),
+              e.accepted ? "" : "REFUSED: ", e.accepted ? e.reason.c_str() : e.refusal.c_str());
+}
+
+void config_log(const ConfigFlags& f) {
+  OpsConnection c(f);
+  const auto log = value_of(c.client().config_log(c.resolve(f.job), f.log_after, f.log_limit));
+  print(f, api::to_json(log), [&] {
+    for (const auto& e : log)
+      print_audit(e);
+    if (log.size() == f.log_limit) {
+      std::printf("(more: --after %llu)\n", static_cast<unsigned long long>(log.back().seq));
+    }
+  });
+}
+
+}  // namespace
+
+void add_config_commands(CLI::App& app) {
+  auto f = std::make_shared<ConfigFlags>();
+  CLI::App* config = app.add_subcommand("config", "A job's live config: get, set, freeze, log");
+  config->require_subcommand(1);
+  CLI::App* get =
+      config->add_subcommand("get", "The job's config tree (or one key) and its revision");
+  CLI::App* set = config->add_subcommand("set", "Set one key (a new revision, audited)");
+  CLI::App* freeze = config->add_subcommand("freeze", "Refuse policy writes under a prefix");
+  CLI::App* unfreeze =
+      config->add_subcommand("unfreeze", "Allow policy writes under a prefix again");
+  CLI::App* log = config->add_subcommand("log", "The audit log: every write, accepted or refused");
+  for (CLI::App* cmd : {get, set, freeze, unfreeze, log}) {
+    add_connection_flags(*cmd, *f);
+    cmd->add_option("JOB", f->job, "Job id, unique id prefix, or name")->required();
+  }
+  get->add_option("PATH", f->path, "One key, e.g. training/optimizer/learning_rate");
+  set->add_option("PATH", f->path, "Key path")->required();
+  set->add_option("VALUE", f->value, "Value: a number, true/false or text")->required();
+  set->add_option("--reason", f->reason, "Why (recorded in the audit log)")->required();
+  set->add_option("--also", f->also,
+                  "Another KEY=VALUE written in the same revision (repeatable): the trainer "
+                  "applies them at one step boundary");
+  log->add_option("--after", f->log_after, "Entries after this sequence number (paging)");
+  log->add_option("--limit", f->log_limit, "At most this many entries (up to 1000)")
+      ->check(CLI::Range(1, 1000));
+  for (CLI::App* cmd : {freeze, unfreeze})
+    cmd->add_option("PREFIX", f->prefix, "e.g. training/optimizer")->required();
+  get->callback([f] { config_get(*f); });
+  set->callback([f] { config_set(*f); });
+  freeze->callback([f] { config_freeze(*f, true); });
+  unfreeze->callback([f] { config_freeze(*f, false); });
+  log->callback([f] { config_log(*f); });
+}
+
+}  // namespace tv::cli

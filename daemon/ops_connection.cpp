@@ -1,0 +1,72 @@
+#include "ops_connection.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+namespace tv::cli {
+namespace {
+
+std::string env_or(const std::string& v, const char* name, const std::string& fallback = {}) {
+  if (!v.empty()) return v;
+  const char* e = std::getenv(name);
+  return e ? e : fallback;
+}
+
+fleet::api::CoordinatorClientOptions options_of(const OpsFlags& f) {
+  fleet::api::CoordinatorClientOptions o;
+  o.http = http::ClientOptions{env_or(f.url, "TRAINVISOR_COORDINATOR", "http://127.0.0.1:8700"),
+                               env_or(f.ca_file, "TRAINVISOR_CA_FILE"), std::chrono::seconds(30)};
+  o.operator_token = env_or(f.token, "TRAINVISOR_OPERATOR_TOKEN");
+  o.operator_name = env_or("", "TRAINVISOR_OPERATOR_NAME", env_or("", "USER", "operator"));
+  return o;
+}
+
+}  // namespace
+
+void add_connection_flags(CLI::App& cmd, OpsFlags& f) {
+  cmd.add_option("--coordinator", f.url,
+                 "Coordinator URL (or TRAINVISOR_COORDINATOR; default http://127.0.0.1:8700)");
+  cmd.add_option("--operator-token", f.token, "Operator token (or TRAINVISOR_OPERATOR_TOKEN)");
+  cmd.add_option("--ca-file", f.ca_file,
+                 "CA certificate of an https coordinator (or TRAINVISOR_CA_FILE)");
+  cmd.add_option("-o,--output", f.output, "Output format")->check(CLI::IsMember({"text", "json"}));
+}
+
+OpsConnection::OpsConnection(const OpsFlags& f) : client_(options_of(f)) {}
+
+fleet::api::CoordinatorClient& OpsConnection::operator_client() {
+  if (client_.options().operator_token.empty())
+    throw std::invalid_argument(
+        "this needs the operator token: --operator-token or TRAINVISOR_OPERATOR_TOKEN");
+  return client_;
+}
+
+std::string OpsConnection::resolve(const std::string& job) {
+  std::vector<std::string> hits;
+  const auto jobs = value_of(client_.jobs());
+  for (const auto& j : jobs) {
+    const std::string& id = j.spec.id;
+    if (id == job || j.spec.name == job) return id;
+    if (job.size() >= 4 && id.rfind(job, 0) == 0) hits.push_back(id);
+  }
+  if (hits.size() == 1) return hits[0];
+  if (hits.empty())
+    throw std::invalid_argument("no job named or with an id starting '" + job + "'");
+  throw std::invalid_argument("'" + job + "' matches " + std::to_string(hits.size()) +
+                              " job ids; give more of it");
+}
+
+void print(const OpsFlags& f, const nlohmann::json& j, const std::function<void()>& text) {
+  if (f.output == "json") {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    text();
+  }
+}
+
+std::string short_id(const std::string& id) {
+  return id.substr(0, 12);
+}
+
+}  // namespace tv::cli

@@ -1,0 +1,71 @@
+// What every operator command shares: the connection flags, the typed coordinator client built
+// from them, a job named by id, id prefix or name, and text-or-JSON output. The coordinator's URL
+// and the operator token come from flags or from TRAINVISOR_COORDINATOR /
+// TRAINVISOR_OPERATOR_TOKEN / TRAINVISOR_CA_FILE; the operator's name from
+// TRAINVISOR_OPERATOR_NAME or USER.
+//
+// Errors: a refusal from the coordinator throws std::invalid_argument with its reason (and an
+// invalid manifest's diagnostics, one per line); an unreachable coordinator std::runtime_error.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "trainvisor/fleet/api/coordinator_client.hpp"
+
+namespace tv::cli {
+
+struct OpsFlags {
+  std::string url;
+  std::string token;
+  std::string ca_file;
+  std::string output = "text";
+  std::string job;  // JOB: id, unique id prefix or name
+};
+
+// The flags every operator command takes.
+void add_connection_flags(CLI::App& cmd, OpsFlags& f);
+
+class OpsConnection {
+ public:
+  explicit OpsConnection(const OpsFlags& f);
+
+  fleet::api::CoordinatorClient& client() { return client_; }
+  // Throws std::invalid_argument when no operator token was given.
+  fleet::api::CoordinatorClient& operator_client();
+  // A job by full id, unique id prefix or name; throws std::invalid_argument naming it.
+  std::string resolve(const std::string& job);
+
+ private:
+  fleet::api::CoordinatorClient client_;
+};
+
+// The reply's value; a refusal throws std::invalid_argument with the coordinator's reason.
+template <class T>
+const T& value_of(const fleet::api::Reply<T>& r) {
+  if (!r) {
+    std::string msg = r.error().error;
+    for (const auto& d : r.error().diagnostics)
+      msg += "\n  " + d;
+    throw std::invalid_argument(msg);
+  }
+  return *r;
+}
+
+// `j` as JSON with -o json, else what `text` prints.
+void print(const OpsFlags& f, const nlohmann::json& j, const std::function<void()>& text);
+
+std::string short_id(const std::string& id);
+
+// The operator commands, by resource.
+void add_job_commands(CLI::App& app);
+void add_config_commands(CLI::App& app);
+void add_artifact_commands(CLI::App& app);
+void add_manifest_commands(CLI::App& app);
+
+}  // namespace tv::cli

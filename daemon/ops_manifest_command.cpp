@@ -1,0 +1,40 @@
+// `reload [--dry-run]`: the coordinator re-reads its manifest.
+#include <cstdio>
+#include <memory>
+
+#include "ops_connection.hpp"
+
+namespace tv::cli {
+namespace {
+
+struct ReloadFlags : OpsFlags {
+  bool dry_run = false;
+};
+
+std::string names(const std::vector<std::string>& list) {
+  std::string s;
+  for (const auto& n : list)
+    s += (s.empty() ? "" : ", ") + n;
+  return s.empty() ? std::string("none") : s;
+}
+
+}  // namespace
+
+void add_manifest_commands(CLI::App& app) {
+  auto f = std::make_shared<ReloadFlags>();
+  CLI::App* reload = app.add_subcommand("reload", "Re-read the coordinator's manifest");
+  reload->add_flag("--dry-run", f->dry_run, "Show what would change; write nothing");
+  add_connection_flags(*reload, *f);
+  reload->callback([f] {
+    OpsConnection c(*f);
+    const fleet::api::ReloadReply r = value_of(c.operator_client().reload_manifest(f->dry_run));
+    print(*f, fleet::api::to_json(r), [&] {
+      std::printf(
+          "%sadded: %s\nunchanged: %s\nno longer in the manifest (kept until cancelled): %s\n",
+          f->dry_run ? "dry run, nothing written\n" : "", names(r.added).c_str(),
+          names(r.unchanged).c_str(), names(r.removed).c_str());
+    });
+  });
+}
+
+}  // namespace tv::cli
