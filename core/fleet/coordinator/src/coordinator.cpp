@@ -11,6 +11,7 @@
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/fleet/artifact_store.hpp"
 #include "trainvisor/fleet/config_hub.hpp"
+#include "trainvisor/fleet/coordinator_store.hpp"
 #include "trainvisor/fleet/manifest.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/telemetry_store.hpp"
@@ -263,9 +264,10 @@ static std::size_t read_full(http::BodyStream& body, std::span<std::byte> buf) {
 
 struct Coordinator::Impl {
   CoordinatorOptions options;
-  JobQueue queue;
-  ConfigHub hub;
-  TelemetryStore telemetry;
+  CoordinatorStore state;  // the queue, the config hub and telemetry, in one database
+  JobQueue& queue;
+  ConfigHub& hub;
+  TelemetryStore& telemetry;
   std::optional<ArtifactStore> store;
   std::mutex reload_mu;
   std::unique_ptr<http::Server> server;
@@ -286,11 +288,10 @@ struct Coordinator::Impl {
 
   explicit Impl(CoordinatorOptions o)
       : options(prepared(std::move(o))),
-        queue(
-            JobQueue::open((fs::path(options.data_dir) / "queue.sqlite").string(), options.queue)),
-        hub(ConfigHub::open((fs::path(options.data_dir) / "config.sqlite").string())),
-        telemetry(
-            TelemetryStore::open((fs::path(options.data_dir) / "telemetry.sqlite").string())) {
+        state(CoordinatorStore::open(options.data_dir, options.queue)),
+        queue(state.queue()),
+        hub(state.config()),
+        telemetry(state.telemetry()) {
     StoreOptions so;
     so.max_bytes = options.max_artifact_bytes;
     auto s = ArtifactStore::open(fs::path(options.data_dir) / "artifacts", so);
