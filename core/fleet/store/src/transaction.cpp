@@ -11,8 +11,9 @@ Transaction::Transaction(Connection& db) : db_(db) {
 }
 
 Transaction::~Transaction() {
-  // After some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM, a busy COMMIT is not one of
-  // them) SQLite has rolled back already; a second ROLLBACK would only report that.
+  // After some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM) SQLite has rolled back
+  // already and a second ROLLBACK would only fail; after a busy COMMIT the transaction is still
+  // open, and ends here.
   if (!open_ || !db_.in_transaction()) return;
   char* error = nullptr;
   if (sqlite3_exec(db_.db_, "ROLLBACK", nullptr, nullptr, &error) != SQLITE_OK) {
