@@ -92,10 +92,10 @@ void settle_filesystem() {
   ::close(fd);
 }
 
-// Size of the queue's write-ahead log in the named coordinator's data directory (0: none).
+// Size of the write-ahead log of the named coordinator's database (0: none).
 double wal_bytes(const std::string& name) {
   std::error_code ec;
-  const auto n = fs::file_size(kDir / name / "data" / "queue.sqlite-wal", ec);
+  const auto n = fs::file_size(kDir / name / "data" / "coordinator.sqlite-wal", ec);
   return ec ? 0.0 : static_cast<double>(n);
 }
 
@@ -105,7 +105,7 @@ void BM_Claim_RawSqlite(benchmark::State& state) {
   // write-ahead log), so that both sides start on the log the job load left.
   auto c = coordinator("raw", kJobs);
   sqlite3* db = nullptr;
-  sqlite3_open((kDir / "raw" / "data" / "queue.sqlite").c_str(), &db);
+  sqlite3_open((kDir / "raw" / "data" / "coordinator.sqlite").c_str(), &db);
   sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", nullptr, nullptr, nullptr);
   c.reset();
   state.counters["wal_bytes"] = wal_bytes("raw");

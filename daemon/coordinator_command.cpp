@@ -24,7 +24,7 @@ void add_coordinator_command(CLI::App& app) {
       app.add_subcommand("coordinator", "Run the fleet's coordinator: queue, artifacts, HTTP API");
   auto o = std::make_shared<fleet::CoordinatorOptions>();
   auto stale_s = std::make_shared<double>(600);
-  cmd->add_option("--data-dir", o->data_dir, "Directory for queue.sqlite and artifacts/")
+  cmd->add_option("--data-dir", o->data_dir, "Directory for coordinator.sqlite and artifacts/")
       ->required();
   cmd->add_option("--manifest", o->manifest_path, "The operator's manifest (TOML)");
   cmd->add_option("--bind", o->http.bind,

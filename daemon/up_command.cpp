@@ -223,7 +223,7 @@ int run_up(const UpOptions& u) {
                 std::string(fleet::to_string(j.status)).c_str(), static_cast<long long>(j.attempt),
                 j.artifact.c_str(), note.substr(0, 100).c_str());
   }
-  std::printf("\nbundles: %s/artifacts/objects; queue: %s/queue.sqlite\n", u.data_dir.c_str(),
+  std::printf("\nbundles: %s/artifacts/objects; state: %s/coordinator.sqlite\n", u.data_dir.c_str(),
               u.data_dir.c_str());
   coordinator.stop();
   return unfinished == 0 ? 0 : 1;

@@ -12,14 +12,14 @@ echo "test: default preset"
 cmake --build --preset default --parallel "$jobs"
 ctest --preset default --parallel "$jobs"
 
-# The concurrent code: the shared-memory block, the job queue, the HTTP server and client, the
-# artifact store, the coordinator (model_tiny: it validates manifests with it), the config hub,
-# the host daemon and the supervisor (policy_plateau: their tests run the real plugin), and the
-# trainvisor binary, whose processes make up the sanitized fleet test.
-sanitized=(tv_shm_tests tv_shm_test_writer tv_queue_tests tv_queue_claimer tv_http_tests
-           tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests tv_http_claimer model_tiny
-           tv_config_hub_tests tv_config_agent_tests tv_host_daemon_tests tv_supervisor_tests
-           policy_plateau trainvisor)
+# The concurrent code: the shared-memory block, the SQLite layer, the job queue, the HTTP server
+# and client, the artifact store, the coordinator (model_tiny: it validates manifests with it),
+# the config hub, the host daemon and the supervisor (policy_plateau: their tests run the real
+# plugin), and the trainvisor binary, whose processes make up the sanitized fleet test.
+sanitized=(tv_shm_tests tv_shm_test_writer tv_store_tests tv_queue_tests tv_queue_claimer
+           tv_http_tests tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests
+           tv_http_claimer model_tiny tv_config_hub_tests tv_config_agent_tests
+           tv_host_daemon_tests tv_supervisor_tests policy_plateau trainvisor)
 for preset in tsan asan; do
   echo "test: concurrent code under $preset"
   cmake --preset "$preset" >/dev/null

@@ -1,9 +1,8 @@
-// Helpers for the queue tests: a temporary directory for real database files, a clock the
-// test moves by hand, and small builders for jobs and hosts.
+// Helpers for the queue tests: a temporary directory for real database files (TempDir, shared
+// with the store tests), a clock the test moves by hand, and small builders for jobs and hosts.
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <atomic>
 #include <filesystem>
@@ -11,29 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "../store/temp_dir.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
 
 namespace tv::fleet::test {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "tv-queue-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Time stands still until the test advances it, so leases, backoff and grace periods are
 // exact and no test sleeps.

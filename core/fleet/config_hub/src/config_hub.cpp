@@ -1,22 +1,31 @@
 #include "trainvisor/fleet/config_hub.hpp"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "sqlite_db.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/fleet/param_json.hpp"
+#include "trainvisor/fleet/store/connection.hpp"
+#include "trainvisor/fleet/store/transaction.hpp"
 
 namespace tv::fleet {
 namespace {
 
 using nlohmann::json;
 using plugin::ParamValue;
+using store::Statement;
+using store::Transaction;
+
+std::int64_t i64(std::uint64_t v) {
+  return static_cast<std::int64_t>(v);
+}
+
+std::uint64_t u64(std::int64_t v) {
+  return static_cast<std::uint64_t>(v);
+}
 
 std::string encode(const ParamValue& v) {
   return param_value_json(v).dump();
@@ -36,7 +45,6 @@ void check_actor(const std::string& actor) {
 }
 
 constexpr const char* kSchema =
-    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS config_jobs (job_id TEXT PRIMARY KEY, revision INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS config_values (job_id TEXT NOT NULL, path TEXT NOT NULL,"
     "  value TEXT NOT NULL, PRIMARY KEY (job_id, path));"
@@ -70,11 +78,14 @@ struct ConfigHub::Impl {
     ++changes;
     changed.notify_all();
   }
-  mutable Db db;
+  // FULL: a write the hub acknowledged, and its audit entry, survive a power cut.
+  mutable store::Connection db;  // guarded by mu
   std::function<std::int64_t()> clock;
 
   Impl(const std::string& path, std::function<std::int64_t()> c)
-      : db("config hub", path, kSchema), clock(std::move(c)) {
+      : db(path, {"config hub", std::chrono::seconds(10), store::Durability::kFull}),
+        clock(std::move(c)) {
+    db.exec(kSchema);
     if (!clock) {
       clock = [] {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -85,56 +96,66 @@ struct ConfigHub::Impl {
   }
 
   std::optional<std::uint64_t> revision(const std::string& job) const {
-    std::optional<std::uint64_t> r;
-    db.query("SELECT revision FROM config_jobs WHERE job_id=?", {job}, [&](sqlite3_stmt* st) {
-      r = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
-    });
-    return r;
+    Statement st = db.prepare("SELECT revision FROM config_jobs WHERE job_id=?");
+    st.bind_all(job);
+    if (!st.step()) return std::nullopt;
+    return u64(st.column_int(0));
   }
 
   std::vector<std::string> frozen(const std::string& job) const {
     std::vector<std::string> out;
-    db.query("SELECT prefix FROM config_frozen WHERE job_id=? ORDER BY prefix", {job},
-             [&](sqlite3_stmt* st) { out.push_back(text(st, 0)); });
+    Statement st = db.prepare("SELECT prefix FROM config_frozen WHERE job_id=? ORDER BY prefix");
+    st.bind_all(job);
+    while (st.step())
+      out.push_back(st.column_text(0));
     return out;
   }
 
   std::optional<ParamValue> value(const std::string& job, const std::string& path) const {
-    std::optional<ParamValue> v;
-    db.query("SELECT value FROM config_values WHERE job_id=? AND path=?", {job, path},
-             [&](sqlite3_stmt* st) { v = decode(text(st, 0)); });
-    return v;
+    Statement st = db.prepare("SELECT value FROM config_values WHERE job_id=? AND path=?");
+    st.bind_all(job, path);
+    if (!st.step()) return std::nullopt;
+    return decode(st.column_text(0));
+  }
+
+  void read_values(const std::string& job, plugin::ConfigView& values) const {
+    Statement st = db.prepare("SELECT path, value FROM config_values WHERE job_id=?");
+    st.bind_all(job);
+    while (st.step())
+      values[st.column_text(0)] = decode(st.column_text(1));
   }
 
   void audit(const std::string& job, std::uint64_t rev, const std::string& actor,
              const std::string& reason, const ConfigWrite& w, const std::optional<ParamValue>& old,
              bool accepted, const std::string& refusal, const std::string& kind = "write") {
-    db.query(
+    Statement st = db.prepare(
         "INSERT INTO config_audit (job_id, revision, actor, reason, path, old_value, new_value, "
-        "time_ms, accepted, refusal, kind) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        {job, static_cast<std::int64_t>(rev), actor, reason, w.path,
-         old ? Param(encode(*old)) : Param(nullptr), encode(w.value), clock(),
-         std::int64_t{accepted ? 1 : 0}, refusal, kind});
+        "time_ms, accepted, refusal, kind) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+    st.bind_all(job, i64(rev), actor, reason, w.path, nullptr, encode(w.value), clock(), accepted,
+                refusal, kind);
+    if (old) st.bind_text(6, encode(*old));
+    st.run();
   }
 
   // The accepted writes and freezes after `cursor`, oldest first; moves the cursor.
   std::vector<ConfigEvent> events_after(const std::string& job, std::uint64_t& cursor) const {
     std::vector<ConfigEvent> out;
-    db.query(
+    Statement st = db.prepare(
         "SELECT seq, kind, revision, actor, path, new_value FROM config_audit WHERE job_id=? AND "
-        "seq>? AND accepted=1 ORDER BY seq",
-        {job, static_cast<std::int64_t>(cursor)}, [&](sqlite3_stmt* st) {
-          cursor = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
-          const std::string kind = text(st, 1);
-          const auto rev = static_cast<std::uint64_t>(sqlite3_column_int64(st, 2));
-          if (kind != "write") {
-            out.push_back({{}, text(st, 4), kind == "freeze"});
-            return;
-          }
-          if (out.empty() || !out.back().prefix.empty() || out.back().delta.revision != rev)
-            out.push_back({{rev, text(st, 3), {}}, "", false});
-          out.back().delta.writes.push_back({text(st, 4), decode(text(st, 5))});
-        });
+        "seq>? AND accepted=1 ORDER BY seq");
+    st.bind_all(job, i64(cursor));
+    while (st.step()) {
+      cursor = u64(st.column_int(0));
+      const std::string kind = st.column_text(1);
+      const auto rev = u64(st.column_int(2));
+      if (kind != "write") {
+        out.push_back({{}, st.column_text(4), kind == "freeze"});
+        continue;
+      }
+      if (out.empty() || !out.back().prefix.empty() || out.back().delta.revision != rev)
+        out.push_back({{rev, st.column_text(3), {}}, "", false});
+      out.back().delta.writes.push_back({st.column_text(4), decode(st.column_text(5))});
+    }
     return out;
   }
 };
@@ -161,19 +182,17 @@ void ConfigHub::seed(const std::string& job_id, const plugin::ConfigView& initia
       throw ConfigHubError("job " + job_id + ": " + why);
     }
   }
-  impl_->db.exec("BEGIN IMMEDIATE");
-  try {
-    impl_->db.query("INSERT INTO config_jobs (job_id, revision) VALUES (?, 1)", {job_id});
-    for (const auto& [path, v] : initial) {
-      impl_->db.query("INSERT INTO config_values (job_id, path, value) VALUES (?,?,?)",
-                      {job_id, path, encode(v)});
-      impl_->audit(job_id, 1, "api", "seeded from the manifest", {path, v}, std::nullopt, true, "");
-    }
-    impl_->db.exec("COMMIT");
-  } catch (...) {
-    impl_->db.exec("ROLLBACK");
-    throw;
+  Transaction tx(impl_->db);
+  impl_->db.prepare("INSERT INTO config_jobs (job_id, revision) VALUES (?, 1)")
+      .bind_all(job_id)
+      .run();
+  for (const auto& [path, v] : initial) {
+    impl_->db.prepare("INSERT INTO config_values (job_id, path, value) VALUES (?,?,?)")
+        .bind_all(job_id, path, encode(v))
+        .run();
+    impl_->audit(job_id, 1, "api", "seeded from the manifest", {path, v}, std::nullopt, true, "");
   }
+  tx.commit();
   impl_->note_change();
 }
 
@@ -183,8 +202,7 @@ ConfigTree ConfigHub::get(const std::string& job_id) const {
   if (!rev) throw ConfigHubError("job " + job_id + ": no config tree");
   ConfigTree t;
   t.revision = *rev;
-  impl_->db.query("SELECT path, value FROM config_values WHERE job_id=?", {job_id},
-                  [&](sqlite3_stmt* st) { t.values[text(st, 0)] = decode(text(st, 1)); });
+  impl_->read_values(job_id, t.values);
   return t;
 }
 
@@ -235,34 +253,32 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
         out.status = 409;
         out.refusal =
             w.path + " is under the frozen prefix " + prefix + "; " + actor + " may not write it";
-        impl_->db.exec("BEGIN IMMEDIATE");
+        Transaction tx(impl_->db);
         for (const ConfigWrite& x : normalised) {
           impl_->audit(job_id, *rev, actor, reason, x, impl_->value(job_id, x.path), false,
                        out.refusal);
         }
-        impl_->db.exec("COMMIT");
+        tx.commit();
         return out;
       }
     }
   }
   const std::uint64_t next = *rev + 1;
-  impl_->db.exec("BEGIN IMMEDIATE");
-  try {
-    for (const ConfigWrite& w : normalised) {
-      const auto old = impl_->value(job_id, w.path);
-      impl_->db.query(
-          "INSERT INTO config_values (job_id, path, value) VALUES (?,?,?) "
-          "ON CONFLICT (job_id, path) DO UPDATE SET value=excluded.value",
-          {job_id, w.path, encode(w.value)});
-      impl_->audit(job_id, next, actor, reason, w, old, true, "");
-    }
-    impl_->db.query("UPDATE config_jobs SET revision=? WHERE job_id=?",
-                    {static_cast<std::int64_t>(next), job_id});
-    impl_->db.exec("COMMIT");
-  } catch (...) {
-    impl_->db.exec("ROLLBACK");
-    throw;
+  Transaction tx(impl_->db);
+  for (const ConfigWrite& w : normalised) {
+    const auto old = impl_->value(job_id, w.path);
+    impl_->db
+        .prepare(
+            "INSERT INTO config_values (job_id, path, value) VALUES (?,?,?) "
+            "ON CONFLICT (job_id, path) DO UPDATE SET value=excluded.value")
+        .bind_all(job_id, w.path, encode(w.value))
+        .run();
+    impl_->audit(job_id, next, actor, reason, w, old, true, "");
   }
+  impl_->db.prepare("UPDATE config_jobs SET revision=? WHERE job_id=?")
+      .bind_all(i64(next), job_id)
+      .run();
+  tx.commit();
   out.applied = true;
   out.revision = next;
   impl_->note_change();
@@ -281,16 +297,13 @@ void ConfigHub::freeze(const std::string& job_id, const std::string& prefix,
   if (!rev) throw ConfigHubError("job " + job_id + ": no config tree");
   const auto f = impl_->frozen(job_id);
   if (std::find(f.begin(), f.end(), prefix) != f.end()) return;
-  impl_->db.exec("BEGIN IMMEDIATE");
-  try {
-    impl_->db.query("INSERT INTO config_frozen (job_id, prefix) VALUES (?,?)", {job_id, prefix});
-    impl_->audit(job_id, *rev, actor, "freeze", {prefix, std::string("frozen")}, std::nullopt, true,
-                 "", "freeze");
-    impl_->db.exec("COMMIT");
-  } catch (...) {
-    impl_->db.exec("ROLLBACK");
-    throw;
-  }
+  Transaction tx(impl_->db);
+  impl_->db.prepare("INSERT INTO config_frozen (job_id, prefix) VALUES (?,?)")
+      .bind_all(job_id, prefix)
+      .run();
+  impl_->audit(job_id, *rev, actor, "freeze", {prefix, std::string("frozen")}, std::nullopt, true,
+               "", "freeze");
+  tx.commit();
   impl_->note_change();
 }
 
@@ -303,16 +316,13 @@ void ConfigHub::unfreeze(const std::string& job_id, const std::string& prefix,
   if (!rev) throw ConfigHubError("job " + job_id + ": no config tree");
   const auto f = impl_->frozen(job_id);
   if (std::find(f.begin(), f.end(), prefix) == f.end()) return;
-  impl_->db.exec("BEGIN IMMEDIATE");
-  try {
-    impl_->db.query("DELETE FROM config_frozen WHERE job_id=? AND prefix=?", {job_id, prefix});
-    impl_->audit(job_id, *rev, actor, "unfreeze", {prefix, std::string("unfrozen")}, std::nullopt,
-                 true, "", "unfreeze");
-    impl_->db.exec("COMMIT");
-  } catch (...) {
-    impl_->db.exec("ROLLBACK");
-    throw;
-  }
+  Transaction tx(impl_->db);
+  impl_->db.prepare("DELETE FROM config_frozen WHERE job_id=? AND prefix=?")
+      .bind_all(job_id, prefix)
+      .run();
+  impl_->audit(job_id, *rev, actor, "unfreeze", {prefix, std::string("unfrozen")}, std::nullopt,
+               true, "", "unfreeze");
+  tx.commit();
   impl_->note_change();
 }
 
@@ -325,26 +335,25 @@ std::vector<AuditEntry> ConfigHub::audit(const std::string& job_id, std::uint64_
                                          std::size_t limit) const {
   std::lock_guard lock(impl_->mu);
   std::vector<AuditEntry> out;
-  impl_->db.query(
+  Statement st = impl_->db.prepare(
       "SELECT seq, revision, actor, reason, path, old_value, new_value, time_ms, accepted, "
-      "refusal, "
-      "kind FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
-      {job_id, static_cast<std::int64_t>(after_seq), static_cast<std::int64_t>(limit)},
-      [&](sqlite3_stmt* st) {
-        AuditEntry e;
-        e.seq = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
-        e.revision = static_cast<std::uint64_t>(sqlite3_column_int64(st, 1));
-        e.actor = text(st, 2);
-        e.reason = text(st, 3);
-        e.path = text(st, 4);
-        if (sqlite3_column_type(st, 5) != SQLITE_NULL) e.old_value = decode(text(st, 5));
-        e.new_value = decode(text(st, 6));
-        e.time_ms = sqlite3_column_int64(st, 7);
-        e.accepted = sqlite3_column_int64(st, 8) != 0;
-        e.refusal = text(st, 9);
-        e.kind = text(st, 10);
-        out.push_back(std::move(e));
-      });
+      "refusal, kind FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?");
+  st.bind_all(job_id, i64(after_seq), i64(limit));
+  while (st.step()) {
+    AuditEntry e;
+    e.seq = u64(st.column_int(0));
+    e.revision = u64(st.column_int(1));
+    e.actor = st.column_text(2);
+    e.reason = st.column_text(3);
+    e.path = st.column_text(4);
+    if (!st.is_null(5)) e.old_value = decode(st.column_text(5));
+    e.new_value = decode(st.column_text(6));
+    e.time_ms = st.column_int(7);
+    e.accepted = st.column_int(8) != 0;
+    e.refusal = st.column_text(9);
+    e.kind = st.column_text(10);
+    out.push_back(std::move(e));
+  }
   return out;
 }
 
@@ -352,14 +361,15 @@ std::vector<ConfigDelta> ConfigHub::deltas_since(const std::string& job_id,
                                                  std::uint64_t revision) const {
   std::lock_guard lock(impl_->mu);
   std::vector<ConfigDelta> out;
-  impl_->db.query(
+  Statement st = impl_->db.prepare(
       "SELECT revision, path, new_value, actor FROM config_audit WHERE job_id=? AND accepted=1 "
-      "AND kind='write' AND revision>? ORDER BY seq",
-      {job_id, static_cast<std::int64_t>(revision)}, [&](sqlite3_stmt* st) {
-        const auto rev = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
-        if (out.empty() || out.back().revision != rev) out.push_back({rev, text(st, 3), {}});
-        out.back().writes.push_back({text(st, 1), decode(text(st, 2))});
-      });
+      "AND kind='write' AND revision>? ORDER BY seq");
+  st.bind_all(job_id, i64(revision));
+  while (st.step()) {
+    const auto rev = u64(st.column_int(0));
+    if (out.empty() || out.back().revision != rev) out.push_back({rev, st.column_text(3), {}});
+    out.back().writes.push_back({st.column_text(1), decode(st.column_text(2))});
+  }
   return out;
 }
 
@@ -369,15 +379,16 @@ ConfigStream ConfigHub::subscribe(const std::string& job_id, std::uint64_t revis
   const auto current = impl_->revision(job_id);
   if (!current) throw ConfigHubError("job " + job_id + ": no config tree");
   ConfigStream out;
-  impl_->db.query("SELECT COALESCE(MAX(seq), 0) FROM config_audit WHERE job_id=?", {job_id},
-                  [&](sqlite3_stmt* st) {
-                    out.cursor = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
-                  });
+  {
+    Statement st =
+        impl_->db.prepare("SELECT COALESCE(MAX(seq), 0) FROM config_audit WHERE job_id=?");
+    st.bind_all(job_id);
+    if (st.step()) out.cursor = u64(st.column_int(0));
+  }
   if (revision == 0 || revision > *current || *current - revision > max_backlog) {
     out.snapshot = true;
     out.tree.revision = *current;
-    impl_->db.query("SELECT path, value FROM config_values WHERE job_id=?", {job_id},
-                    [&](sqlite3_stmt* st) { out.tree.values[text(st, 0)] = decode(text(st, 1)); });
+    impl_->read_values(job_id, out.tree.values);
     out.frozen = impl_->frozen(job_id);
     return out;
   }
@@ -385,23 +396,26 @@ ConfigStream ConfigHub::subscribe(const std::string& job_id, std::uint64_t revis
   // prefixes are replayed up to there, so a policy write accepted before a freeze is not taken
   // for one made after it.
   std::uint64_t start = out.cursor;
-  impl_->db.query(
-      "SELECT MIN(seq) FROM config_audit WHERE job_id=? AND kind='write' AND accepted=1 AND "
-      "revision>?",
-      {job_id, static_cast<std::int64_t>(revision)}, [&](sqlite3_stmt* st) {
-        if (sqlite3_column_type(st, 0) != SQLITE_NULL)
-          start = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0)) - 1;
-      });
-  impl_->db.query(
-      "SELECT kind, path FROM config_audit WHERE job_id=? AND seq<=? AND accepted=1 AND "
-      "kind!='write' "
-      "ORDER BY seq",
-      {job_id, static_cast<std::int64_t>(start)}, [&](sqlite3_stmt* st) {
-        const std::string prefix = text(st, 1);
-        const auto it = std::find(out.frozen.begin(), out.frozen.end(), prefix);
-        if (text(st, 0) == "freeze" && it == out.frozen.end()) out.frozen.push_back(prefix);
-        if (text(st, 0) == "unfreeze" && it != out.frozen.end()) out.frozen.erase(it);
-      });
+  {
+    Statement st = impl_->db.prepare(
+        "SELECT MIN(seq) FROM config_audit WHERE job_id=? AND kind='write' AND accepted=1 AND "
+        "revision>?");
+    st.bind_all(job_id, i64(revision));
+    if (st.step() && !st.is_null(0)) start = u64(st.column_int(0)) - 1;
+  }
+  {
+    Statement st = impl_->db.prepare(
+        "SELECT kind, path FROM config_audit WHERE job_id=? AND seq<=? AND accepted=1 AND "
+        "kind!='write' ORDER BY seq");
+    st.bind_all(job_id, i64(start));
+    while (st.step()) {
+      const std::string kind = st.column_text(0);
+      const std::string prefix = st.column_text(1);
+      const auto it = std::find(out.frozen.begin(), out.frozen.end(), prefix);
+      if (kind == "freeze" && it == out.frozen.end()) out.frozen.push_back(prefix);
+      if (kind == "unfreeze" && it != out.frozen.end()) out.frozen.erase(it);
+    }
+  }
   out.cursor = start;
   out.events = impl_->events_after(job_id, out.cursor);
   return out;
@@ -419,16 +433,11 @@ void ConfigHub::record_agent_refusal(const std::string& job_id, std::uint64_t re
   if (deltas.empty() || deltas.front().revision != revision)
     throw ConfigHubError("job " + job_id + ": no revision " + std::to_string(revision));
   std::lock_guard lock(impl_->mu);
-  impl_->db.exec("BEGIN IMMEDIATE");
-  try {
-    for (const ConfigWrite& w : deltas.front().writes)
-      impl_->audit(job_id, revision, deltas.front().actor,
-                   "applying revision " + std::to_string(revision), w, std::nullopt, false, reason);
-    impl_->db.exec("COMMIT");
-  } catch (...) {
-    impl_->db.exec("ROLLBACK");
-    throw;
-  }
+  Transaction tx(impl_->db);
+  for (const ConfigWrite& w : deltas.front().writes)
+    impl_->audit(job_id, revision, deltas.front().actor,
+                 "applying revision " + std::to_string(revision), w, std::nullopt, false, reason);
+  tx.commit();
 }
 
 std::uint64_t ConfigHub::wait_for_change(std::uint64_t seen,

@@ -37,9 +37,10 @@ ArtifactStore open_artifacts(const CoordinatorOptions& o) {
 CoordinatorState::CoordinatorState(CoordinatorOptions o,
                                    std::function<ReloadSummary(bool)> reload_manifest)
     : options(prepared(std::move(o))),
-      queue(JobQueue::open((fs::path(options.data_dir) / "queue.sqlite").string(), options.queue)),
-      hub(ConfigHub::open((fs::path(options.data_dir) / "config.sqlite").string())),
-      telemetry(TelemetryStore::open((fs::path(options.data_dir) / "telemetry.sqlite").string())),
+      store(CoordinatorStore::open(options.data_dir, options.queue)),
+      queue(store.queue()),
+      hub(store.config()),
+      telemetry(store.telemetry()),
       artifacts(open_artifacts(options)),
       reload(std::move(reload_manifest)) {}
 

@@ -1,5 +1,5 @@
-// What the coordinator's route handlers share: its options, its state (queue, config hub,
-// telemetry, artifact store) and the manifest reload. Private to the coordinator.
+// What the coordinator's route handlers share: its options, its state (the CoordinatorStore's
+// queue, config hub and telemetry; the artifact store) and the manifest reload. Private to the coordinator.
 //
 // Error style at the routes: a handler chooses the HTTP status. Stores report expected failures
 // as values (QueueResult, ArtifactResult, ConfigWriteResult) or as their own exception types,
@@ -24,6 +24,7 @@
 #include "trainvisor/fleet/artifact_store.hpp"
 #include "trainvisor/fleet/config_hub.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
+#include "trainvisor/fleet/coordinator_store.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
 #include "trainvisor/fleet/telemetry_store.hpp"
@@ -38,9 +39,10 @@ struct CoordinatorState {
   CoordinatorState(CoordinatorOptions options, std::function<ReloadSummary(bool)> reload);
 
   CoordinatorOptions options;
-  JobQueue queue;
-  ConfigHub hub;
-  TelemetryStore telemetry;
+  CoordinatorStore store;  // the queue, config and telemetry tables in one database
+  JobQueue& queue;
+  ConfigHub& hub;
+  TelemetryStore& telemetry;
   std::optional<ArtifactStore> artifacts;
   std::function<ReloadSummary(bool dry_run)> reload;
 

@@ -8,18 +8,18 @@
 #include <cmath>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <utility>
 
 #include "spec_codec.hpp"
-#include "sqlite_connection.hpp"
+#include "trainvisor/fleet/store/connection.hpp"
+#include "trainvisor/fleet/store/transaction.hpp"
 
 namespace tv::fleet {
 namespace {
 
-using sql::Connection;
-using sql::Statement;
-using sql::Transaction;
+using store::Connection;
+using store::Statement;
+using store::Transaction;
 
 constexpr std::array<std::pair<QueueResult, std::string_view>, 4> kResultNames{{
     {QueueResult::kOk, "ok"},
@@ -429,7 +429,9 @@ FailureClass parse_failure_class(std::string_view name) {
 
 struct JobQueue::Impl {
   Impl(const std::string& path, QueueOptions opts)
-      : options(std::move(opts)), db(path, options.busy_timeout) {
+      : options(std::move(opts)),
+        // FULL: a claim or a completion the coordinator acknowledged survives a power cut.
+        db(path, {"job queue", options.busy_timeout, store::Durability::kFull}) {
     if (!options.clock) options.clock = system_now;
   }
 
@@ -440,34 +442,6 @@ struct JobQueue::Impl {
   mutable Connection db;
 
   UnixMillis now() const { return options.clock(); }
-
-  void configure() {
-    // Switching to WAL needs a moment of exclusive access; a connection opening alongside
-    // others may get SQLITE_BUSY without the busy handler being consulted, so retry until the
-    // busy timeout. Once the file is in WAL mode the pragma is a no-op.
-    const auto deadline = std::chrono::steady_clock::now() + options.busy_timeout;
-    std::string mode;
-    for (;;) {
-      try {
-        Statement st = db.prepare("PRAGMA journal_mode=WAL");
-        if (st.step()) mode = st.column_text(0);
-        break;
-      } catch (const QueueError&) {
-        if ((sqlite3_extended_errcode(db.handle()) & 0xff) != SQLITE_BUSY ||
-            std::chrono::steady_clock::now() > deadline) {
-          throw;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-    }
-    if (mode != "wal" && db.path() != ":memory:") {
-      throw QueueError("job queue " + db.path() + ": cannot switch to WAL (journal mode is " +
-                       in_quotes(mode) + "); is the file on a network file system?");
-    }
-    // FULL: a claim or a completion the coordinator acknowledged survives a power cut.
-    db.exec("PRAGMA synchronous=FULL");
-    migrate();
-  }
 
   void migrate() {
     Transaction tx(db);
@@ -603,9 +577,13 @@ JobQueue JobQueue::open(const std::string& path, QueueOptions options) {
                      ": invalid options (stale_after must be > 0, backoff_base >= 0, "
                      "backoff_cap >= backoff_base, prefer_cuda_grace and busy_timeout >= 0)");
   }
-  auto impl = std::make_unique<Impl>(path, std::move(options));
-  impl->configure();
-  return JobQueue(std::move(impl));
+  try {
+    auto impl = std::make_unique<Impl>(path, std::move(options));
+    impl->migrate();
+    return JobQueue(std::move(impl));
+  } catch (const store::StoreError& e) {
+    throw QueueError(e.what());  // open's documented type: the file is unusable
+  }
 }
 
 ManifestReport JobQueue::upsert_manifest(std::span<const JobSpec> jobs) {

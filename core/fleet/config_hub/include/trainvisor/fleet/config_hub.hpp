@@ -7,7 +7,9 @@
 // under it are refused (and the refusal is audited), writes from a human are accepted.
 //
 // Actors: "human:NAME", "policy:NAME", "api".
-// Storage: SQLite (WAL), in its own file; every mutation is one transaction.
+// Storage: SQLite (WAL, synchronous=FULL) through the store layer (store/connection.hpp), in the
+// coordinator's one database (coordinator_store.hpp); every mutation is one transaction. A
+// database failure after open() throws store::StoreError; open() reports one as ConfigHubError.
 // Thread-safety: one internal mutex; safe to share between connection threads.
 #pragma once
 

@@ -3,7 +3,9 @@
 // at. Desired (the hub's revision) against applied (this store's) is a job's config lag.
 //
 // Storage: SQLite (WAL, synchronous=NORMAL: a power cut may lose the last batch, which is
-// telemetry, not state). Thread-safety: one internal mutex.
+// telemetry, not state) through the store layer, in the coordinator's one database
+// (coordinator_store.hpp). Errors: database failures throw store::StoreError, a
+// std::runtime_error naming the file. Thread-safety: one internal mutex.
 #pragma once
 
 #include <cstdint>

@@ -27,7 +27,7 @@
 namespace tv::fleet {
 
 struct CoordinatorOptions {
-  std::string data_dir;       // queue.sqlite and artifacts/ live here
+  std::string data_dir;       // coordinator.sqlite and artifacts/ live here
   std::string manifest_path;  // loaded at start and on reload; empty: no jobs until one is given
   std::string operator_token;
   std::string worker_token;

@@ -1,5 +1,6 @@
-// The coordinator's job queue: one SQLite file (WAL) holding the jobs of the manifest, the host
-// policies and the registered workers, with atomic claims and fenced leases.
+// The coordinator's job queue: the jobs of the manifest, the host policies and the registered
+// workers in SQLite (WAL, through the store layer, store/connection.hpp), with atomic claims and
+// fenced leases. The coordinator keeps them in its one database (coordinator_store.hpp).
 //
 // Who calls it: the coordinator (manifest reload, HTTP job and worker endpoints, the periodic
 // stale sweep, operator cancel/requeue) and the embedded `trainvisor up`. Host daemons never
@@ -24,9 +25,11 @@
 // pending at once and counts only toward a separate cap of 2 * max_attempts, after which the
 // job fails ("lost N times"); a cancel never counts.
 //
-// Errors: database failures and invalid arguments throw QueueError with a message naming the
-// file, the job or the value; lease and operator calls report an unknown job or a wrong token as
-// a QueueResult. Nothing is written when a call throws or returns anything but kOk.
+// Errors: invalid arguments throw QueueError with a message naming the job or the value; an
+// unusable file at open() throws QueueError naming it; any later database failure throws the
+// store layer's store::StoreError (the file, the statement, SQLite's message). Lease and
+// operator calls report an unknown job or a wrong token as a QueueResult. Nothing is written
+// when a call throws or returns anything but kOk.
 #pragma once
 
 #include <chrono>

@@ -1,14 +1,21 @@
-#include "sqlite_connection.hpp"
+#include "trainvisor/fleet/store/connection.hpp"
 
-#include <string>
+#include <sqlite3.h>
 
-#include "trainvisor/fleet/job_queue.hpp"
+#include <thread>
+#include <utility>
 
-namespace tv::fleet::sql {
+namespace tv::fleet::store {
+
+bool StoreError::busy() const {
+  const int primary = code_ & 0xff;
+  return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
+}
 
 Statement::~Statement() {
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
+  *in_use_ = false;
 }
 
 Statement& Statement::bind_int(int index, std::int64_t value) {
@@ -72,23 +79,54 @@ std::optional<std::int64_t> Statement::column_optional_int(int column) const {
   return column_int(column);
 }
 
-Connection::Connection(const std::string& path, std::chrono::milliseconds busy_timeout)
-    : path_(path) {
-  int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+Connection::Connection(std::string path, ConnectionOptions options)
+    : path_(std::move(path)), options_(std::move(options)) {
+  int rc =
+      sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
-    db_ = nullptr;
-    throw QueueError("job queue " + path + ": cannot open: " + message);
+    throw StoreError(options_.owner + " " + path_ + ": cannot open: " + message, rc);
   }
-  sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
+  try {
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, static_cast<int>(options_.busy_timeout.count()));
+    use_wal();
+    exec(options_.durability == Durability::kFull ? "PRAGMA synchronous=FULL"
+                                                  : "PRAGMA synchronous=NORMAL");
+  } catch (...) {
+    for (auto& [sql, cached] : cache_)
+      sqlite3_finalize(cached.stmt);
+    sqlite3_close(db_);
+    throw;
+  }
 }
 
 Connection::~Connection() {
-  for (auto& [sql, stmt] : cache_)
-    sqlite3_finalize(stmt);
+  for (auto& [sql, cached] : cache_)
+    sqlite3_finalize(cached.stmt);
   sqlite3_close(db_);
+}
+
+void Connection::use_wal() {
+  // A connection opening beside others may get SQLITE_BUSY here without the busy handler being
+  // consulted, so retry until the busy timeout. Once the file is in WAL mode this is a no-op.
+  const auto deadline = std::chrono::steady_clock::now() + options_.busy_timeout;
+  std::string mode;
+  for (;;) {
+    try {
+      Statement st = prepare("PRAGMA journal_mode=WAL");
+      if (st.step()) mode = st.column_text(0);
+      break;
+    } catch (const StoreError& e) {
+      if (!e.busy() || std::chrono::steady_clock::now() > deadline) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  if (mode != "wal" && path_ != ":memory:") {
+    throw StoreError(options_.owner + " " + path_ + ": cannot switch to WAL (journal mode is '" +
+                     mode + "'); is the file on a network file system?");
+  }
 }
 
 Statement Connection::prepare(const std::string& sql) {
@@ -98,9 +136,14 @@ Statement Connection::prepare(const std::string& sql) {
     int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size() + 1),
                                 SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
     if (rc != SQLITE_OK) fail("prepare " + sql, rc);
-    it = cache_.emplace(sql, stmt).first;
+    it = cache_.emplace(sql, Cached{stmt, false}).first;
   }
-  return Statement(*this, it->second);
+  if (it->second.in_use) {
+    // Stepping it again would silently restart the caller's unfinished read.
+    fail("prepare " + sql + ": the statement is still in use by this connection", SQLITE_MISUSE);
+  }
+  it->second.in_use = true;
+  return Statement(*this, it->second.stmt, it->second.in_use);
 }
 
 void Connection::exec(const std::string& sql) {
@@ -112,8 +155,9 @@ void Connection::exec(const std::string& sql) {
     if ((rc & 0xff) == SQLITE_BUSY) {
       message += " (another connection held the lock past the busy timeout)";
     }
-    throw QueueError("job queue " + path_ + ": " + sql + ": " + message + " (" +
-                     std::to_string(rc) + ")");
+    throw StoreError(options_.owner + " " + path_ + ": " + sql + ": " + message + " (" +
+                         std::to_string(rc) + ")",
+                     rc);
   }
 }
 
@@ -125,7 +169,20 @@ std::int64_t Connection::total_changes() const {
   return sqlite3_total_changes64(db_);
 }
 
-void Connection::fail(std::string_view what, int rc) const {
+bool Connection::in_transaction() const {
+  return sqlite3_get_autocommit(db_) == 0;
+}
+
+int Connection::active_statements() const {
+  int n = 0;
+  for (sqlite3_stmt* st = sqlite3_next_stmt(db_, nullptr); st != nullptr;
+       st = sqlite3_next_stmt(db_, st)) {
+    if (sqlite3_stmt_busy(st) != 0) ++n;
+  }
+  return n;
+}
+
+void Connection::fail(std::string_view doing, int rc) const {
   // The connection's message describes the last failed call; for a code that did not come
   // from it (our own misuse report) SQLite's generic text is the honest one.
   std::string message =
@@ -133,24 +190,9 @@ void Connection::fail(std::string_view what, int rc) const {
   if ((rc & 0xff) == SQLITE_BUSY) {
     message += " (another connection held the lock past the busy timeout)";
   }
-  throw QueueError("job queue " + path_ + ": " + std::string(what) + ": " + message + " (" +
-                   std::to_string(rc) + ")");
+  throw StoreError(options_.owner + " " + path_ + ": " + std::string(doing) + ": " + message +
+                       " (" + std::to_string(rc) + ")",
+                   rc);
 }
 
-Transaction::Transaction(Connection& db) : db_(db) {
-  db_.exec("BEGIN IMMEDIATE");
-}
-
-Transaction::~Transaction() {
-  if (!open_) return;
-  // A rollback after an error inside the transaction: its own failure would only hide the
-  // error being thrown, and SQLite has rolled back already when it fails here.
-  sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
-}
-
-void Transaction::commit() {
-  db_.exec("COMMIT");
-  open_ = false;
-}
-
-}  // namespace tv::fleet::sql
+}  // namespace tv::fleet::store
