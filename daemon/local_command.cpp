@@ -1,8 +1,6 @@
 #include "local_command.hpp"
 
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,15 +9,15 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "plugins_command.hpp"
 #include "train_command.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
+#include "trainvisor/fleet/trainer_process.hpp"
 #include "trainvisor/shm/block_name.hpp"
-
-extern char** environ;
 
 namespace tv::cli {
 namespace {
@@ -72,10 +70,10 @@ std::string describe(const SupervisorEvent& e) {
   return s;
 }
 
-int run_local(const LocalOptions& o) {
-  const PluginRegistry registry = load_plugins(o.plugin_dirs);
+std::vector<std::pair<std::string, std::unique_ptr<plugin::Policy>>> create_policies(
+    const PluginRegistry& registry, const std::vector<std::string>& specs) {
   std::vector<std::pair<std::string, std::unique_ptr<plugin::Policy>>> policies;
-  for (const std::string& spec : o.policies) {
+  for (const std::string& spec : specs) {
     auto [name, given] = parse_policy(spec);
     plugin::PolicyPlugin* pp = nullptr;
     try {
@@ -91,6 +89,62 @@ int run_local(const LocalOptions& o) {
       throw std::invalid_argument("policy '" + name + "' could not be created: " + error);
     policies.emplace_back(name, std::move(policy));
   }
+  return policies;
+}
+
+fleet::TrainerCommand trainer_command(const LocalOptions& o, const std::string& job) {
+  fleet::TrainerCommand c;
+  c.executable = std::filesystem::read_symlink("/proc/self/exe").string();
+  c.job_id = job;
+  c.model = o.model;
+  c.out_dir = o.out_dir;
+  c.seed = o.seed;
+  c.params = o.params;
+  c.plugin_dirs = o.plugin_dirs;
+  c.steps = o.steps;
+  c.max_epochs = o.max_epochs;
+  c.max_train_samples = o.max_train_samples;
+  c.max_val_samples = o.max_val_samples;
+  c.quiet = o.output == "json";
+  return c;
+}
+
+json event_json(const SupervisorEvent& e) {
+  json writes = json::array();
+  for (const auto& w : e.writes)
+    writes.push_back(
+        {{"path", w.path}, {"value", param_value_text(w.value)}, {"reason", w.reason}});
+  return {{"actor", e.actor},
+          {"step", e.step},
+          {"writes", writes},
+          {"stop", e.stop},
+          {"applied", e.outcome.applied},
+          {"revision", e.outcome.revision},
+          {"refused", e.outcome.reason}};
+}
+
+json summary_json(const std::string& job, int code, const Supervisor& supervisor,
+                  std::uint64_t revision, json events) {
+  const auto& h = supervisor.history();
+  const plugin::TelemetryPoint* last_eval = nullptr;
+  for (auto it = h.rbegin(); it != h.rend() && !last_eval; ++it) {
+    if (it->flags & plugin::kTelemetryEval) last_eval = &*it;
+  }
+  return {{"job_id", job},
+          {"trainer_exit_code", code},
+          {"steps", h.empty() ? 0 : h.back().step},
+          {"telemetry_records", h.size()},
+          {"telemetry_missed", supervisor.missed()},
+          {"val_loss", last_eval ? json(last_eval->val_loss) : json(nullptr)},
+          {"val_accuracy", last_eval ? json(last_eval->val_accuracy) : json(nullptr)},
+          {"learning_rate", h.empty() ? json(nullptr) : json(h.back().learning_rate)},
+          {"config_revision", revision},
+          {"events", std::move(events)}};
+}
+
+int run_local(const LocalOptions& o) {
+  const PluginRegistry registry = load_plugins(o.plugin_dirs);
+  auto policies = create_policies(registry, o.policies);
   plugin::ConfigView initial;
   for (const std::string& s : o.sets)
     initial.insert(parse_assignment(s, "--set"));
@@ -102,40 +156,14 @@ int run_local(const LocalOptions& o) {
   for (auto& [name, p] : policies)
     supervisor.add_policy(name, std::move(p));
 
-  std::vector<std::string> args = {std::filesystem::read_symlink("/proc/self/exe").string(),
-                                   "train",
-                                   "--job-id",
-                                   job,
-                                   "--model",
-                                   o.model,
-                                   "--seed",
-                                   std::to_string(o.seed)};
-  for (const auto& p : o.params)
-    args.insert(args.end(), {"--param", p});
-  for (const auto& d : o.plugin_dirs)
-    args.insert(args.end(), {"--plugin-dir", d});
-  if (!o.out_dir.empty()) args.insert(args.end(), {"--out", o.out_dir});
-  if (o.steps > 0) args.insert(args.end(), {"--steps", std::to_string(o.steps)});
-  if (o.max_epochs > 0) args.insert(args.end(), {"--max-epochs", std::to_string(o.max_epochs)});
-  if (o.max_train_samples > 0)
-    args.insert(args.end(), {"--max-train-samples", std::to_string(o.max_train_samples)});
-  if (o.max_val_samples > 0)
-    args.insert(args.end(), {"--max-val-samples", std::to_string(o.max_val_samples)});
-  if (o.output == "json") args.push_back("--quiet");
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  // The trainer's stdout (its one-line summary) joins our stderr: our stdout is the summary.
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, 2, 1);
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (spawned != 0) {
+  // In our session, so that a terminal's Ctrl-C reaches it too; its stdout (its one-line
+  // summary) joins our stderr: our stdout is the summary.
+  fleet::TrainerProcess trainer;
+  try {
+    trainer = fleet::TrainerProcess::spawn({trainer_command(o, job).argv(), false, {}});
+  } catch (const std::exception&) {
     sink.remove_block();
-    throw std::runtime_error("cannot start the trainer " + args[0]);
+    throw;
   }
   struct sigaction sa {};
   sa.sa_handler = [](int sig) { forward_signal = sig; };
@@ -146,57 +174,32 @@ int run_local(const LocalOptions& o) {
   const auto handle = [&](const std::vector<SupervisorEvent>& evs) {
     for (const auto& e : evs) {
       if (o.output == "text") std::fprintf(stderr, "supervisor: %s\n", describe(e).c_str());
-      json writes = json::array();
-      for (const auto& w : e.writes) {
-        writes.push_back(
-            {{"path", w.path}, {"value", param_value_text(w.value)}, {"reason", w.reason}});
-      }
-      events.push_back({{"actor", e.actor},
-                        {"step", e.step},
-                        {"writes", writes},
-                        {"stop", e.stop},
-                        {"applied", e.outcome.applied},
-                        {"revision", e.outcome.revision},
-                        {"refused", e.outcome.reason}});
+      events.push_back(event_json(e));
     }
   };
-  int status = 0;
+  std::optional<int> code;
   while (true) {
     if (forward_signal != 0) {
-      ::kill(pid, SIGTERM);
+      trainer.signal(SIGTERM);
       forward_signal = 0;
     }
     handle(supervisor.poll());
     sink.heartbeat();
-    const pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
+    code = trainer.poll();
+    if (code) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(o.interval_ms));
   }
   handle(supervisor.poll());
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  const auto& h = supervisor.history();
-  const plugin::TelemetryPoint* last_eval = nullptr;
-  for (auto it = h.rbegin(); it != h.rend() && !last_eval; ++it) {
-    if (it->flags & plugin::kTelemetryEval) last_eval = &*it;
-  }
-  const json summary = {{"job_id", job},
-                        {"trainer_exit_code", code},
-                        {"steps", h.empty() ? 0 : h.back().step},
-                        {"telemetry_records", h.size()},
-                        {"telemetry_missed", supervisor.missed()},
-                        {"val_loss", last_eval ? json(last_eval->val_loss) : json(nullptr)},
-                        {"val_accuracy", last_eval ? json(last_eval->val_accuracy) : json(nullptr)},
-                        {"learning_rate", h.empty() ? json(nullptr) : json(h.back().learning_rate)},
-                        {"config_revision", sink.revision()},
-                        {"events", events}};
+  const json summary = summary_json(job, *code, supervisor, sink.revision(), std::move(events));
   if (o.output == "json") {
     std::cout << summary.dump(2) << "\n";
   } else {
     std::fprintf(stderr, "local: trainer exited %d after %zu telemetry records; revision %llu\n",
-                 code, h.size(), static_cast<unsigned long long>(sink.revision()));
+                 *code, supervisor.history().size(),
+                 static_cast<unsigned long long>(sink.revision()));
   }
   sink.remove_block();
-  return code;
+  return *code;
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 #include <stdexcept>
 
 #include "plugins_command.hpp"
+#include "trainvisor/core/job_folder.hpp"
+#include "trainvisor/core/trainer_exit_code.hpp"
 #include "trainvisor/trainer/trainer.hpp"
 
 namespace tv::cli {
@@ -79,23 +81,23 @@ void add_train_command(CLI::App& app) {
       o->knobs.insert(parse_assignment(k, "--knob"));
     o->plugin_dirs = *dirs;
     trainer::install_sigterm_handler();
-    int code = trainer::kFailed;
+    TrainerExitCode code = TrainerExitCode::kFailed;
     try {
       code = trainer::TrainingSession::open(*o)->run();
     } catch (const trainer::BadInput& e) {
       std::fprintf(stderr, "trainvisor train: error: %s\n", e.what());
-      code = trainer::kBadInput;
+      code = TrainerExitCode::kBadInput;
     }
     // A host daemon that restarted while this trainer ran is not its parent and cannot wait for
     // it: the exit code is left where it looks.
     if (!o->out_dir.empty()) {
-      const std::filesystem::path dir(o->out_dir);
+      const JobFolder folder{o->out_dir};
       std::error_code ec;
-      std::filesystem::create_directories(dir, ec);
-      std::ofstream(dir / "exit_code.tmp") << code << "\n";
-      std::filesystem::rename(dir / "exit_code.tmp", dir / "exit_code", ec);
+      std::filesystem::create_directories(folder.root, ec);
+      std::ofstream(JobFolder::staging(folder.exit_code())) << exit_status(code) << "\n";
+      std::filesystem::rename(JobFolder::staging(folder.exit_code()), folder.exit_code(), ec);
     }
-    if (code != 0) throw CLI::RuntimeError(code);
+    if (code != TrainerExitCode::kCompleted) throw CLI::RuntimeError(exit_status(code));
   });
 }
 

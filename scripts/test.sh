@@ -19,7 +19,8 @@ ctest --preset default --parallel "$jobs"
 sanitized=(tv_shm_tests tv_shm_test_writer tv_store_tests tv_queue_tests tv_queue_claimer
            tv_http_tests tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests
            tv_http_claimer model_tiny tv_config_hub_tests tv_config_agent_tests
-           tv_host_daemon_tests tv_supervisor_tests policy_plateau trainvisor)
+           tv_host_daemon_tests tv_trainer_process_tests tv_supervisor_tests policy_plateau
+           trainvisor)
 for preset in tsan asan; do
   echo "test: concurrent code under $preset"
   cmake --preset "$preset" >/dev/null

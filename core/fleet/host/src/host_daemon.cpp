@@ -1,9 +1,6 @@
 #include "trainvisor/fleet/host_daemon.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <deque>
 #include <filesystem>
@@ -19,6 +16,7 @@
 #include "trainvisor/fleet/config_agent.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/sha256.hpp"
+#include "trainvisor/fleet/trainer_process.hpp"
 #include "trainvisor/shm/block_name.hpp"
 #include "trainvisor/shm/config_block.hpp"
 
@@ -39,21 +37,6 @@ std::string tail_of(const std::string& path, std::size_t bytes) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
     s.pop_back();
   return s;
-}
-
-std::string arg_value(const plugin::ParamValue& v) {
-  return std::visit(
-      [](const auto& x) -> std::string {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::string>) {
-          return x;
-        } else if constexpr (std::is_same_v<T, bool>) {
-          return x ? "true" : "false";
-        } else {
-          return param_value_text(x);
-        }
-      },
-      v);
 }
 
 // Policies' writes go to the coordinator's hub and return through the job's config stream. A
@@ -187,14 +170,12 @@ api::CoordinatorClientOptions worker_client_options(const HostDaemonOptions& o) 
 struct RunningJob {
   JobSpec spec;
   std::string lease;
-  std::string out_dir;
+  JobFolder folder;
   std::unique_ptr<ConfigAgent> agent;
   std::unique_ptr<CoordinatorSink> sink;
   std::unique_ptr<Supervisor> supervisor;
-  pid_t pid = -1;
-  bool adopted = false;  // started by an earlier daemon: not our child, its exit code is a file
-  bool running_reported = false;  // the coordinator has been told that the trainer runs
-  std::uint64_t start_ticks = 0;
+  TrainerProcess process;
+  bool running_reported = false;     // the coordinator has been told that the trainer runs
   std::uint64_t telemetry_sent = 0;  // points (counted from the first) the coordinator has
   std::uint64_t last_sent_revision = 0;
   std::uint64_t missed_sent = 0;
@@ -202,8 +183,7 @@ struct RunningJob {
   std::string last_unreachable;  // the last coordinator error reported for this job
   Clock::time_point next_telemetry;
   Clock::time_point next_heartbeat;
-  std::optional<Clock::time_point> kill_at;  // SIGTERM sent: SIGKILL at this time
-  std::optional<int> exit_code;              // the trainer has exited; reporting may be pending
+  std::optional<int> exit_code;  // the trainer has exited; reporting may be pending
   enum class Ending { kNone, kCancelled, kLeaseLost, kShutdown } ending = Ending::kNone;
 };
 
@@ -318,57 +298,26 @@ struct HostDaemon::Impl {
   }
 
   void start(RunningJob& job) {
-    job.out_dir = (fs::path(o.work_dir) / job.spec.id).string();
-    fs::create_directories(job.out_dir);
+    job.folder = JobFolder{fs::path(o.work_dir) / job.spec.id};
+    fs::create_directories(job.folder.root);
     supervise(job);
-    std::vector<std::string> args = {
-        o.trainer_exe,  "train", "--job-id",  job.spec.id, "--model",
-        job.spec.model, "--out", job.out_dir, "--seed",    std::to_string(job.spec.seed)};
-    for (const auto& [k, v] : job.spec.model_params)
-      args.insert(args.end(), {"--param", k + "=" + arg_value(v)});
-    for (const auto& d : o.plugin_dirs)
-      args.insert(args.end(), {"--plugin-dir", d});
-    args.insert(args.end(), {"--orphan-after",
-                             std::to_string(static_cast<double>(o.orphan_after.count()) / 1000)});
-    if (job.spec.data.max_train_samples > 0) {
-      args.insert(args.end(),
-                  {"--max-train-samples", std::to_string(job.spec.data.max_train_samples)});
+    TrainerCommand command = TrainerCommand::for_job(o.trainer_exe, job.spec, job.folder);
+    command.plugin_dirs = o.plugin_dirs;
+    command.orphan_after = o.orphan_after;
+    fs::remove(job.folder.exit_code());
+    // Its own session: a terminal's Ctrl-C or a signal to the daemon's process group is the
+    // daemon's to handle, and the trainer may outlive it.
+    try {
+      job.process = TrainerProcess::spawn({command.argv(), true, job.folder.log()});
+    } catch (const std::exception&) {
+      job.agent->remove_block();  // no trainer will read it; the caller fails the job
+      throw;
     }
-    if (job.spec.data.max_val_samples > 0) {
-      args.insert(args.end(), {"--max-val-samples", std::to_string(job.spec.data.max_val_samples)});
-    }
-    const bool resume = fs::exists(fs::path(job.out_dir) / "checkpoint" / "state.json");
-    if (resume) args.push_back("--resume");
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string log = (fs::path(job.out_dir) / "trainer.log").string();
-    fs::remove(fs::path(job.out_dir) / "exit_code");
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      // The daemon blocks SIGTERM for its signal thread; a blocked mask survives exec, and the
-      // trainer must feel a cancel's SIGTERM. Its own session: a terminal's Ctrl-C or a signal
-      // to the daemon's process group is the daemon's to handle, and the trainer may outlive it.
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::setsid();
-      ::close_range(3, ~0U, 0);  // the daemon's sockets and databases are not the trainer's
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    job.pid = pid;
     job.next_heartbeat = Clock::now() + o.heartbeat_every;
     write_holder(job);
     report_running(job);
-    emit(HostEvent::Kind::kStarted, job, resume ? "resuming from its checkpoint" : "started");
+    emit(HostEvent::Kind::kStarted, job,
+         command.resume ? "resuming from its checkpoint" : "started");
   }
 
   // Tells the coordinator that the trainer runs. The lease's heartbeats and its completion do
@@ -385,10 +334,9 @@ struct HostDaemon::Impl {
   }
 
   void terminate(RunningJob& job, RunningJob::Ending why) {
-    if (job.kill_at) return;
+    if (job.process.terminating()) return;
     job.ending = why;
-    ::kill(job.pid, SIGTERM);
-    job.kill_at = Clock::now() + o.kill_grace;
+    job.process.terminate(o.kill_grace);
   }
 
   // Returns true when the job is over and can be dropped.
@@ -443,32 +391,15 @@ struct HostDaemon::Impl {
       }
     }
     if (!job.exit_code) {
-      if (job.kill_at && Clock::now() >= *job.kill_at) ::kill(job.pid, SIGKILL);
-      if (!(job.adopted ? adopted_exit(job) : child_exit(job))) return false;
+      job.exit_code = job.process.poll();
+      if (!job.exit_code) return false;
       job.supervisor->poll();
     }
     // Throws while the coordinator is unreachable; the next round reports again.
     send_telemetry(job, true);
     finish(job, *job.exit_code);
     job.agent->remove_block();
-    fs::remove(holder_path(job));
-    return true;
-  }
-
-  bool child_exit(RunningJob& job) {
-    int status = 0;
-    if (::waitpid(job.pid, &status, WNOHANG) != job.pid) return false;
-    job.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return true;
-  }
-
-  // A trainer an earlier daemon started: gone once its pid names another process (or none); it
-  // left its exit code in a file, unless it was killed.
-  bool adopted_exit(RunningJob& job) {
-    if (shm::process_start_ticks(job.pid) == job.start_ticks) return false;
-    std::ifstream in(fs::path(job.out_dir) / "exit_code");
-    int code = 0;
-    job.exit_code = (in >> code) ? code : 128 + SIGKILL;
+    fs::remove(job.folder.holder());
     return true;
   }
 
@@ -510,21 +441,16 @@ struct HostDaemon::Impl {
     }
   }
 
-  std::string holder_path(const RunningJob& job) const {
-    return (fs::path(job.out_dir) / "holder.json").string();
-  }
-
   // What a restarted daemon needs to adopt the job's trainer.
   void write_holder(RunningJob& job) {
-    job.start_ticks = shm::process_start_ticks(job.pid);
     const json j = {{"spec", job_spec_json(job.spec)},
                     {"lease_token", job.lease},
-                    {"pid", job.pid},
-                    {"start_ticks", job.start_ticks},
+                    {"pid", job.process.pid()},
+                    {"start_ticks", job.process.start_ticks()},
                     {"coordinator", o.coordinator_url}};
-    const std::string tmp = holder_path(job) + ".tmp";
+    const fs::path tmp = JobFolder::staging(job.folder.holder());
     std::ofstream(tmp) << j.dump();
-    fs::rename(tmp, holder_path(job));
+    fs::rename(tmp, job.folder.holder());
   }
 
   // At start: the trainers an earlier daemon on this work_dir left running. Those whose lease the
@@ -532,7 +458,8 @@ struct HostDaemon::Impl {
   void adopt_orphans() {
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(o.work_dir, ec)) {
-      const fs::path holder = entry.path() / "holder.json";
+      const JobFolder folder{entry.path()};
+      const fs::path holder = folder.holder();
       if (!fs::exists(holder)) continue;
       auto job = std::make_unique<RunningJob>();
       try {
@@ -540,10 +467,9 @@ struct HostDaemon::Impl {
         const json j = json::parse(in);
         job->spec = job_spec_from_json(j.at("spec"));
         job->lease = j.at("lease_token");
-        job->pid = j.at("pid");
-        job->start_ticks = j.at("start_ticks");
-        job->out_dir = entry.path().string();
-        job->adopted = true;
+        job->folder = folder;
+        job->process = TrainerProcess::adopt(
+            j.at("pid").get<pid_t>(), j.at("start_ticks").get<std::uint64_t>(), folder.exit_code());
         job->running_reported = true;  // by the daemon that started it
       } catch (const std::exception& e) {
         if (o.on_event)
@@ -552,7 +478,7 @@ struct HostDaemon::Impl {
         fs::remove(holder, ec);
         continue;
       }
-      const bool alive = shm::process_start_ticks(job->pid) == job->start_ticks;
+      const bool alive = job->process.running();
       bool lease_lost = false;
       try {
         lease_lost = client.heartbeat(job->spec.id, job->lease).lease_lost();
@@ -561,7 +487,7 @@ struct HostDaemon::Impl {
         note_unreachable(*job, "adopting", e);
       }
       if (lease_lost) {
-        if (alive) ::kill(job->pid, SIGTERM);
+        job->process.signal(SIGTERM);
         emit(HostEvent::Kind::kLost, *job,
              "left by an earlier daemon; the coordinator gave it away");
         fs::remove(holder, ec);
@@ -572,12 +498,12 @@ struct HostDaemon::Impl {
         supervise(*job);
       } catch (const std::exception& e) {
         emit(HostEvent::Kind::kFailed, *job, std::string("cannot adopt: ") + e.what());
-        if (alive) ::kill(job->pid, SIGTERM);
+        job->process.signal(SIGTERM);
         continue;
       }
       job->next_heartbeat = Clock::now() + o.heartbeat_every;
       emit(HostEvent::Kind::kStarted, *job,
-           alive ? "adopted its running trainer (pid " + std::to_string(job->pid) +
+           alive ? "adopted its running trainer (pid " + std::to_string(job->process.pid()) +
                        ") at revision " + std::to_string(job->agent->revision())
                  : "adopted: its trainer has ended meanwhile");
       jobs.push_back(std::move(job));
@@ -590,16 +516,17 @@ struct HostDaemon::Impl {
       fail(job, FailureClass::kCancelled, "cancelled by an operator");
       return;
     }
-    if (job.ending == RunningJob::Ending::kShutdown || code == 4) {
+    const TrainerOutcome outcome = outcome_of_exit(code);
+    if (job.ending == RunningJob::Ending::kShutdown || outcome == TrainerOutcome::kHostLost) {
       fail(job, FailureClass::kHostLost, "host " + o.name + " shut down");
       return;
     }
-    if (code == 0 || code == 3) {
+    if (outcome == TrainerOutcome::kCompleted) {
       deliver(job, code);
       return;
     }
-    const std::string reason = "trainer exited " + std::to_string(code) + ": " +
-                               tail_of((fs::path(job.out_dir) / "trainer.log").string(), 600);
+    const std::string reason =
+        "trainer exited " + std::to_string(code) + ": " + tail_of(job.folder.log().string(), 600);
     fail(job, FailureClass::kTrainerFailure, reason);
     emit(HostEvent::Kind::kFailed, job, reason);
   }
@@ -609,7 +536,7 @@ struct HostDaemon::Impl {
   // be reached (or times out) throws, and the next round delivers again: finished training is
   // not reported as the trainer's failure because of an outage.
   void deliver(RunningJob& job, int code) {
-    const std::string bundle = (fs::path(job.out_dir) / "bundle.tvb").string();
+    const std::string bundle = job.folder.bundle().string();
     std::string digest, refusal;
     try {
       digest = sha256_file_hex(bundle);
@@ -633,7 +560,8 @@ struct HostDaemon::Impl {
     }
     ++completed;
     emit(HostEvent::Kind::kFinished, job,
-         code == 3 ? "early stop; bundle " + digest : "bundle " + digest);
+         code == exit_status(TrainerExitCode::kEarlyStopped) ? "early stop; bundle " + digest
+                                                             : "bundle " + digest);
   }
 
   void drain_agent_log() {

@@ -3,7 +3,8 @@
 // reading the live knobs (trainer_knobs.hpp) as one snapshot at every step boundary and pushing
 // telemetry every step. Without a block it trains on fixed knobs and pushes nothing.
 //
-// libtorch stays behind this header (one translation unit compiles it). A TrainingSession is
+// libtorch stays behind this header (two translation units compile it: the loop, and
+// checkpoints and bundles; the live config does without). A TrainingSession is
 // single-threaded; SIGTERM (see install_sigterm_handler) makes it checkpoint and stop at the
 // next step boundary.
 #pragma once
@@ -16,20 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "trainvisor/core/trainer_exit_code.hpp"
 #include "trainvisor/plugin.hpp"
 
 namespace tv::trainer {
 
-// Exit codes of `trainvisor train`.
-enum ExitCode : int {
-  kCompleted = 0,     // reached max_epochs or the step cap
-  kFailed = 1,        // the trainer's own failure
-  kBadInput = 2,      // unknown model, bad parameters, missing or corrupt data, no block
-  kEarlyStopped = 3,  // training/control/early_stop became true
-  kInterrupted = 4,   // SIGTERM: a checkpoint was written
-};
-
-// Input the trainer cannot use; maps to kBadInput.
+// Input the trainer cannot use; maps to TrainerExitCode::kBadInput.
 class BadInput : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -50,9 +43,9 @@ struct TrainerOptions {
   bool resume_saved_config = false;
   plugin::DataOptions data;
   int threads = 1;  // 1 keeps runs bit-for-bit reproducible
-  // Checkpoint and stop (kInterrupted) once the block's heartbeat, which its config agent
-  // writes, is older than this: the host daemon is gone and another host may now hold the job.
-  // 0: never.
+  // Checkpoint and stop (TrainerExitCode::kInterrupted) once the block's heartbeat, which its
+  // config agent writes, is older than this: the host daemon is gone and another host may now hold
+  // the job. 0: never.
   std::chrono::milliseconds orphan_after{0};
   bool log = true;  // progress lines on stderr
 };
@@ -63,9 +56,9 @@ class TrainingSession {
   static std::unique_ptr<TrainingSession> open(const TrainerOptions& options);
   virtual ~TrainingSession() = default;
 
-  // Runs to completion; returns the exit code. Writes out_dir/bundle.tvb on completion or early
-  // stop, and a checkpoint on SIGTERM.
-  virtual int run() = 0;
+  // Runs to completion; returns the exit code. Writes the bundle on completion or early stop, and
+  // a checkpoint on SIGTERM (trainvisor/core/job_folder.hpp names them).
+  virtual TrainerExitCode run() = 0;
 
   // One optimisation step on the next batch (epochs wrap), with the knob refresh and telemetry
   // of a real run: what the step benchmark measures.

@@ -1,0 +1,107 @@
+// The trainer process as its spawner sees it: the arguments of `trainvisor train` for a job, its
+// start, its end (a non-blocking reap, or for a trainer an earlier daemon started, its pid going
+// away), SIGTERM then SIGKILL after a grace, and what its exit code means for the job. Used by
+// the host daemon and by `trainvisor local`; the job folder's file names are
+// trainvisor/core/job_folder.hpp, the exit codes trainvisor/core/trainer_exit_code.hpp.
+//
+// Errors: a trainer that cannot be started, or a reap that fails, throws std::system_error (the
+// caller's process table is not what it believes). Threading: a TrainerProcess belongs to the
+// thread that spawned or adopted it; the free functions may be called from any thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trainvisor/core/job_folder.hpp"
+#include "trainvisor/core/trainer_exit_code.hpp"
+#include "trainvisor/fleet/job_spec.hpp"
+
+namespace tv::fleet {
+
+// The command line of one `trainvisor train`. Zero and empty mean "not given".
+struct TrainerCommand {
+  std::string executable;  // a path, run without a PATH search
+  std::string job_id;
+  std::string model;
+  std::string out_dir;
+  std::uint64_t seed = 0;
+  std::vector<std::string> params;  // KEY=VALUE, the model plugin's parameters
+  std::vector<std::string> plugin_dirs;
+  std::optional<std::chrono::milliseconds> orphan_after;
+  std::int64_t steps = 0;
+  std::int64_t max_epochs = 0;
+  std::int64_t max_train_samples = 0;
+  std::int64_t max_val_samples = 0;
+  bool resume = false;
+  bool quiet = false;
+
+  // What a host runs for `spec` in `folder`: resumed when the folder holds a checkpoint.
+  static TrainerCommand for_job(std::string executable, const JobSpec& spec,
+                                const JobFolder& folder);
+  // argv[0] is the executable, argv[1] "train".
+  std::vector<std::string> argv() const;
+};
+
+// How the trainer is started.
+struct TrainerLaunch {
+  std::vector<std::string> argv;
+  // Its own session: a terminal's Ctrl-C or a signal to the spawner's process group is the
+  // spawner's to handle, and the trainer may outlive the spawner.
+  bool own_session = false;
+  // Its stdout and stderr are appended to this file; empty: its stdout joins the spawner's
+  // stderr (the spawner's stdout stays its own) and its stderr is the spawner's.
+  std::filesystem::path log;
+};
+
+// What a trainer's exit code means for its job.
+enum class TrainerOutcome {
+  kCompleted,       // 0, 3: the bundle is to be delivered
+  kTrainerFailure,  // 1, 2, a signal, anything else: counts against the job's max_attempts
+  kHostLost,        // 4: interrupted (its host shut down or went silent) after a checkpoint
+};
+TrainerOutcome outcome_of_exit(int exit_code);
+
+class TrainerProcess {
+ public:
+  // Starts the trainer with the spawner's environment, no blocked signals (it must feel a
+  // cancel's SIGTERM even when the spawner blocks it for a signal thread) and no descriptor of
+  // the spawner's but 0, 1 and 2.
+  static TrainerProcess spawn(const TrainerLaunch& launch);
+  // A trainer an earlier daemon started, identified by pid and start time (a reused pid is
+  // another process). It is not this process's child: it has ended once its pid names another
+  // process or none, with the code it left in `exit_code_file` (128 + SIGKILL if it left none).
+  static TrainerProcess adopt(pid_t pid, std::uint64_t start_ticks,
+                              std::filesystem::path exit_code_file);
+
+  pid_t pid() const { return pid_; }
+  // The process's start time (/proc/PID/stat), which tells it from a later holder of its pid.
+  std::uint64_t start_ticks() const { return start_ticks_; }
+  // True while it has not been seen to end.
+  bool running() const;
+
+  // Its exit code once it has ended (128 + N when signal N ended it); nullopt while it runs.
+  // Never blocks. Sends SIGKILL first when a terminate()'s grace has passed.
+  std::optional<int> poll();
+  // SIGTERM now (the trainer checkpoints and exits 4), SIGKILL from poll() once `grace` has
+  // passed. Later calls change nothing.
+  void terminate(std::chrono::milliseconds grace);
+  bool terminating() const { return kill_at_.has_value(); }
+  // Sends `sig` while it runs; nothing once it has ended.
+  void signal(int sig);
+
+ private:
+  pid_t pid_ = -1;
+  std::uint64_t start_ticks_ = 0;
+  bool adopted_ = false;
+  std::filesystem::path exit_code_file_;  // adopted only
+  std::optional<int> exit_code_;
+  std::optional<std::chrono::steady_clock::time_point> kill_at_;
+};
+
+}  // namespace tv::fleet

@@ -1,0 +1,158 @@
+#include "live_config.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "trainvisor/core/plugin_registry.hpp"
+#include "trainvisor/core/supervisor.hpp"
+#include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/shm/block_name.hpp"
+#include "trainvisor/trainer/trainer.hpp"
+
+namespace tv::trainer {
+namespace {
+
+using nlohmann::json;
+using plugin::ParamValue;
+
+// True when `v` may not be applied to the knob `spec`: a number that is not finite or is outside
+// the knob's range, a string that is not one of its allowed values.
+bool out_of_range(const plugin::ParamSpec& spec, const ParamValue& v) {
+  const double* d = std::get_if<double>(&v);
+  const std::int64_t* n = std::get_if<std::int64_t>(&v);
+  const double x = d ? *d : (n ? static_cast<double>(*n) : 0.0);
+  const std::string* s = std::get_if<std::string>(&v);
+  return ((d || n) &&
+          (!std::isfinite(x) || (spec.min && x < *spec.min) || (spec.max && x > *spec.max))) ||
+         (s && !spec.allowed.empty() &&
+          std::find(spec.allowed.begin(), spec.allowed.end(), *s) == spec.allowed.end());
+}
+
+}  // namespace
+
+json value_json(const ParamValue& v) {
+  return std::visit([](const auto& x) { return json(x); }, v);
+}
+
+json Knobs::to_json() const {
+  json j = json::object();
+  for (std::size_t k = 0; k < values.size(); ++k)
+    j[knobs::schema()[k].key] = value_json(values[k]);
+  return j;
+}
+
+std::size_t Knobs::index(std::string_view key) {
+  const auto& s = knobs::schema();
+  for (std::size_t k = 0; k < s.size(); ++k) {
+    if (s[k].key == key) return k;
+  }
+  throw std::logic_error("no knob " + std::string(key));
+}
+
+Knobs Knobs::resolve(const std::map<std::string, ParamValue>& given) {
+  plugin::Params params;
+  for (const auto& [k, v] : given)
+    params[k] = v;
+  Knobs out;
+  try {
+    const plugin::Params resolved = resolve_params(knobs::schema(), params, "trainer knobs");
+    for (const auto& spec : knobs::schema())
+      out.values.push_back(resolved.at(spec.key));
+  } catch (const std::invalid_argument& e) {
+    throw BadInput(e.what());
+  }
+  return out;
+}
+
+LiveConfig::LiveConfig(Knobs base, const std::string& job_id) : applied_(std::move(base)) {
+  if (job_id.empty()) return;
+  try {
+    reader_.emplace(shm::ConfigBlockReader::attach(shm::block_name_for_job(job_id),
+                                                   shm::ConfigBlockReader::Access::kReadWrite));
+  } catch (const shm::ShmError& e) {
+    throw BadInput(e.what());
+  }
+  std::vector<shm::SnapshotKey> keys;
+  for (std::size_t k = 0; k < applied_.values.size(); ++k)
+    keys.push_back({knobs::schema()[k].key, to_block_value(applied_.values[k])});
+  snapshot_.emplace(reader_->snapshot(keys));
+}
+
+LiveConfig::Refresh LiveConfig::refresh() {
+  Refresh out;
+  if (!snapshot_) return out;
+  snapshot_->read();
+  if (snapshot_->generation() == seen_generation_) return out;
+  seen_generation_ = snapshot_->generation();
+  const auto& schema = knobs::schema();
+  for (std::size_t k = 0; k < schema.size(); ++k) {
+    const ParamValue v = from_block_value((*snapshot_)[k]);
+    if (v == applied_.values[k]) continue;
+    if (out_of_range(schema[k], v)) {
+      out.refused = schema[k].key + " = " + param_value_text(v) +
+                    " is outside its range; keeping " + param_value_text(applied_.values[k]);
+      continue;
+    }
+    applied_.values[k] = v;
+    out.changed = true;
+  }
+  return out;
+}
+
+void LiveConfig::restore(const json& checkpoint_state) {
+  try {
+    const json& saved = checkpoint_state.at("knobs");
+    for (std::size_t k = 0; k < knobs::schema().size(); ++k) {
+      const auto& key = knobs::schema()[k].key;
+      if (!saved.contains(key)) continue;
+      const json& v = saved[key];
+      ParamValue& slot = applied_.values[k];
+      if (std::holds_alternative<double>(slot))
+        slot = v.get<double>();
+      else if (std::holds_alternative<std::int64_t>(slot))
+        slot = v.get<std::int64_t>();
+      else if (std::holds_alternative<bool>(slot))
+        slot = v.get<bool>();
+      else
+        slot = v.get<std::string>();
+    }
+  } catch (const json::exception& e) {
+    throw BadInput("--resume-saved-config: unreadable knobs in the checkpoint: " +
+                   std::string(e.what()));
+  }
+}
+
+void LiveConfig::record_revision(std::int64_t step) {
+  const std::int64_t rev = applied_.i(knobs::kRevision);
+  if (!history_.empty() && history_.back()["revision"] == rev) {
+    history_.back()["knobs"] = applied_.to_json();
+    return;
+  }
+  history_.push_back({{"revision", rev}, {"step", step}, {"knobs", applied_.to_json()}});
+}
+
+std::optional<shm::TelemetryWriter> LiveConfig::telemetry_writer() const {
+  if (!reader_) return std::nullopt;
+  try {
+    return reader_->telemetry_writer();
+  } catch (const shm::ShmError& e) {
+    throw BadInput(e.what());
+  }
+}
+
+bool LiveConfig::agent_silent(std::chrono::milliseconds limit) {
+  if (!reader_ || limit.count() <= 0) return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_heartbeat_check_) return false;
+  next_heartbeat_check_ = now + std::chrono::seconds(1);
+  const std::uint64_t beat = reader_->info().heartbeat_unix_ns;
+  if (beat == 0) return false;  // a writer that never beats is not watched
+  const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  return wall - static_cast<std::int64_t>(beat) >
+         std::chrono::duration_cast<std::chrono::nanoseconds>(limit).count();
+}
+
+}  // namespace tv::trainer

@@ -1,0 +1,88 @@
+// The trainer's live config: the knobs it runs with, read from the job's block as one snapshot
+// per step boundary and checked against the knob schema (a value out of range is refused and the
+// last good one stays), the config history (each revision and the step it applied from) that
+// checkpoints and bundles record, and the config agent's heartbeat. No libtorch here: putting the
+// knobs into the optimizer and the model is the loop's (training_loop.cpp).
+//
+// Private to tv_trainer. Single-threaded, like the session that owns it. Input the trainer cannot
+// use (bad knobs, no block, an unreadable saved config) throws BadInput.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "trainvisor/plugin.hpp"
+#include "trainvisor/shm/config_block.hpp"
+#include "trainvisor/shm/telemetry_ring.hpp"
+
+namespace tv::trainer {
+
+// A knob's or a model parameter's value as JSON.
+nlohmann::json value_json(const plugin::ParamValue& v);
+
+// The knob values the trainer runs with. Index order is knobs::schema() order.
+struct Knobs {
+  std::vector<plugin::ParamValue> values;
+
+  double f(std::string_view key) const { return std::get<double>(values[index(key)]); }
+  std::int64_t i(std::string_view key) const { return std::get<std::int64_t>(values[index(key)]); }
+  bool b(std::string_view key) const { return std::get<bool>(values[index(key)]); }
+  const std::string& s(std::string_view key) const {
+    return std::get<std::string>(values[index(key)]);
+  }
+  nlohmann::json to_json() const;
+  static std::size_t index(std::string_view key);
+
+  // The knobs given on the command line with the schema's defaults for the others.
+  static Knobs resolve(const std::map<std::string, plugin::ParamValue>& given);
+};
+
+class LiveConfig {
+ public:
+  // Attaches to the block of `job_id`; an empty id keeps `base` fixed (no block, no telemetry).
+  LiveConfig(Knobs base, const std::string& job_id);
+  LiveConfig(const LiveConfig&) = delete;
+  LiveConfig& operator=(const LiveConfig&) = delete;
+
+  // A step boundary: takes the block's values when its generation moved. `changed` says whether
+  // an applied knob changed; `refused`, when not empty, why a value was kept out.
+  struct Refresh {
+    bool changed = false;
+    std::string refused;
+  };
+  Refresh refresh();
+
+  const Knobs& applied() const { return applied_; }
+  // --resume-saved-config: the knobs a checkpoint was written with (in `checkpoint_state`, its
+  // state.json) replace the live ones.
+  void restore(const nlohmann::json& checkpoint_state);
+
+  // The config history: appends the applied revision from `step` (or updates the last entry's
+  // knobs when the revision is the same).
+  void record_revision(std::int64_t step);
+  const nlohmann::json& history() const { return history_; }
+  void restore_history(nlohmann::json history) { history_ = std::move(history); }
+
+  // The block's telemetry ring; nullopt without a block.
+  std::optional<shm::TelemetryWriter> telemetry_writer() const;
+  // True once the block's heartbeat, which its config agent writes, is older than `limit`: the
+  // host daemon is gone. Reads the block about once a second (not a per-step cost); a writer
+  // that never beats, or a limit of 0, is never silent.
+  bool agent_silent(std::chrono::milliseconds limit);
+
+ private:
+  Knobs applied_;
+  std::optional<shm::ConfigBlockReader> reader_;
+  std::optional<shm::Snapshot> snapshot_;
+  std::uint64_t seen_generation_ = ~std::uint64_t{0};
+  std::chrono::steady_clock::time_point next_heartbeat_check_{};
+  nlohmann::json history_ = nlohmann::json::array();
+};
+
+}  // namespace tv::trainer
