@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "signal_watch.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/manifest.hpp"
 
@@ -69,22 +70,14 @@ void add_coordinator_command(CLI::App& app) {
           "TRAINVISOR_*_TOKEN variables): without them nobody could use it");
     }
     o->queue.stale_after = std::chrono::milliseconds(static_cast<std::int64_t>(*stale_s * 1000));
-    // Signals are taken synchronously by this thread; the server's threads never see them.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
     fleet::Coordinator coordinator(*o);
     std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),
                  o->data_dir.c_str());
     std::printf("%s\n", coordinator.url().c_str());
     std::fflush(stdout);
     while (true) {
-      int sig = 0;
-      sigwait(&set, &sig);
-      if (sig != SIGHUP) break;
+      if (watch.wait() != SIGHUP) break;
       try {
         const auto s = coordinator.reload(false);
         std::fprintf(

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "plugins_command.hpp"
+#include "signal_watch.hpp"
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
 
@@ -54,20 +55,16 @@ int run_daemon(fleet::HostDaemonOptions o) {
     std::fprintf(stderr, "host: %s %s (%s) %s\n", kind_word(e.kind), e.job_name.c_str(),
                  e.job_id.substr(0, 12).c_str(), e.message.c_str());
   };
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  SignalWatch watch({SIGTERM, SIGINT});
   fleet::HostDaemon daemon(std::move(o));
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
+    if (watch.wait() == 0) return;  // released: run() has returned
     std::fprintf(stderr, "host: stopping: no more claims, checkpointing running trainers\n");
     daemon.stop();
   });
-  signals.detach();  // blocked in sigwait until a signal; the process exits after run()
   const int completed = daemon.run();
+  watch.release();
+  signals.join();
   std::fprintf(stderr, "host: done, %d job(s) completed here\n", completed);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "signal_watch.hpp"
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
@@ -140,13 +141,7 @@ class Board {
 };
 
 int run_up(const UpOptions& u) {
-  // Blocked before any thread starts, so that every thread inherits it and only the signal
-  // thread below ever takes SIGTERM/SIGINT.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  SignalWatch watch({SIGTERM, SIGINT});
   fleet::CoordinatorOptions c;
   c.data_dir = u.data_dir;
   c.manifest_path = u.manifest;
@@ -184,9 +179,7 @@ int run_up(const UpOptions& u) {
   fleet::HostDaemon daemon(h);
   std::atomic<bool> done{false};
   std::thread signals([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    if (!done) {
+    if (watch.wait() != 0) {
       std::fprintf(stderr, "up: stopping: trainers checkpoint, jobs go back to the queue\n");
       daemon.stop();
     }
@@ -203,7 +196,7 @@ int run_up(const UpOptions& u) {
   done = true;
   drawer.join();
   board.draw(false, true);
-  ::pthread_kill(signals.native_handle(), SIGTERM);  // releases the signal thread
+  watch.release();
   signals.join();
 
   // The final table, from the coordinator's own records.
