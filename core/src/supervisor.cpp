@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "trainvisor/core/plugin_registry.hpp"
+#include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/shm/block_name.hpp"
 
@@ -136,16 +136,11 @@ WriteOutcome BlockConfigSink::apply_at(const std::vector<plugin::ProposedWrite>&
       out.reason = actor + ": " + w.path + " is written by the config agent only";
       return out;
     }
-    plugin::ParamValue v = w.value;
-    if (const auto* i = std::get_if<std::int64_t>(&v);
-        i && knobs::find(w.path) && knobs::find(w.path)->type == plugin::ParamType::kFloat64) {
-      v = static_cast<double>(*i);
-    }
-    if (const std::string why = knobs::check(w.path, v); !why.empty()) {
-      out.reason = actor + ": " + why;
+    if (const auto why = knobs::check(w.path, w.value)) {
+      out.reason = actor + ": " + *why;
       return out;
     }
-    next[w.path] = v;
+    next[w.path] = as_declared_type(*knobs::find(w.path), w.value);
   }
   std::vector<shm::Entry> batch;
   for (const auto& w : writes)

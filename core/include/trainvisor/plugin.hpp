@@ -77,6 +77,28 @@ struct Descriptor {
 // Parameter values by key, validated and completed with defaults by the host.
 using Params = std::map<std::string, ParamValue>;
 
+// The key paths of the trainer's live knobs. The framework owns these knobs on every model, so
+// their keys are vocabulary that plugins (policies write them) and the host share; they are
+// defined here, in the one header plugins may include, and core's trainer_knobs.hpp gives each
+// its type, default and range under the same names. Arrays rather than string_views so that a
+// key converts to const char*, std::string_view and std::string alike.
+namespace knob {
+inline constexpr char kOptimizer[] = "training/optimizer/name";  // read at start only
+inline constexpr char kLearningRate[] = "training/optimizer/learning_rate";
+inline constexpr char kMomentum[] = "training/optimizer/momentum";
+inline constexpr char kWeightDecay[] = "training/optimizer/weight_decay";
+inline constexpr char kGradClipMax[] = "training/regularization/grad_clip_max";
+inline constexpr char kDropout[] = "training/regularization/dropout";
+inline constexpr char kBatchSize[] = "training/control/batch_size";  // applied at the next epoch
+inline constexpr char kEvalEvery[] = "training/control/eval_every";
+inline constexpr char kMaxEpochs[] = "training/control/max_epochs";
+// Setting it true makes the trainer stop at its next step boundary.
+inline constexpr char kEarlyStop[] = "training/control/early_stop";
+inline constexpr char kCheckpointEvery[] = "training/control/checkpoint_every";
+// The config revision, written by the config agent with every batch it applies.
+inline constexpr char kRevision[] = "trainvisor/revision";
+}  // namespace knob
+
 class TV_PLUGIN_API Plugin {
  public:
   virtual ~Plugin() = default;

@@ -96,19 +96,9 @@ class LiveConfig {
       const ParamValue v = from_block_value((*snapshot_)[k]);
       if (v == applied_.values[k]) continue;
       const auto& spec = schema[k];
-      const double* d = std::get_if<double>(&v);
-      const std::int64_t* n = std::get_if<std::int64_t>(&v);
-      const double x = d ? *d : (n ? static_cast<double>(*n) : 0.0);
-      const std::string* s = std::get_if<std::string>(&v);
-      const bool bad =
-          ((d || n) &&
-           (!std::isfinite(x) || (spec.min && x < *spec.min) || (spec.max && x > *spec.max))) ||
-          (s && !spec.allowed.empty() &&
-           std::find(spec.allowed.begin(), spec.allowed.end(), *s) == spec.allowed.end());
-      if (bad) {
+      if (const auto error = check_param_value(spec, v)) {
         refused = true;
-        why = spec.key + " = " + param_value_text(v) + " is outside its range; keeping " +
-              param_value_text(applied_.values[k]);
+        why = spec.key + ": " + *error + "; keeping " + param_value_text(applied_.values[k]);
         continue;
       }
       applied_.values[k] = v;

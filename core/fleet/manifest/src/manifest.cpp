@@ -69,8 +69,8 @@ std::optional<ParamValue> scalar(const toml::node& n) {
   return std::nullopt;
 }
 
-// Checks `given` (with each value's position) against a schema, turning resolve_params' message
-// into positioned diagnostics. Returns the values as given, normalised to their declared types.
+// Checks `given` (with each value's position) against a schema, with resolve_params' words as
+// positioned diagnostics. Returns the values as given, normalised to their declared types.
 plugin::Params check_params(Checker& c, const std::vector<ParamSpec>& schema,
                             const toml::table& table, const std::string& what,
                             const std::set<std::string>& skip = {}) {
@@ -96,12 +96,12 @@ plugin::Params check_params(Checker& c, const std::vector<ParamSpec>& schema,
                                  type_of(node));
       continue;
     }
-    try {
-      const plugin::Params one = resolve_params({*spec}, {{key, *v}}, what);
-      out[key] = one.at(key);
-    } catch (const std::invalid_argument& e) {
-      c.error(node.source(), e.what());
+    const ParamValue value = as_declared_type(*spec, *v);
+    if (const auto why = check_param_value(*spec, value)) {
+      c.error(node.source(), what + " parameter '" + key + "': " + *why);
+      continue;
     }
+    out[key] = value;
   }
   return out;
 }
@@ -134,12 +134,9 @@ void flatten(Checker& c, const toml::table& t, const std::string& prefix, const 
                                  type_of(node));
       continue;
     }
-    ParamValue value = *v;
-    if (const auto* i = std::get_if<std::int64_t>(&value); i && spec->type == ParamType::kFloat64) {
-      value = static_cast<double>(*i);
-    }
-    if (const std::string why = check_param_value(*spec, value); !why.empty()) {
-      c.error(node.source(), "job '" + job + "': hyperparameter '" + path + "': " + why);
+    const ParamValue value = as_declared_type(*spec, *v);
+    if (const auto why = check_param_value(*spec, value)) {
+      c.error(node.source(), "job '" + job + "': hyperparameter '" + path + "': " + *why);
       continue;
     }
     out[path] = value;
