@@ -3,27 +3,12 @@
 #include <stdexcept>
 
 #include "trainvisor/core/param_schema.hpp"
+#include "trainvisor/core/telemetry_point.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/shm/block_name.hpp"
 
 namespace tv {
 namespace {
-
-plugin::TelemetryPoint to_point(const shm::TelemetryRecord& r) {
-  plugin::TelemetryPoint p;
-  p.step = r.step;
-  p.epoch = r.epoch;
-  p.flags = r.flags;
-  p.wall_time_ns = r.wall_time_ns;
-  p.loss = r.loss;
-  p.grad_norm = r.grad_norm;
-  p.learning_rate = r.learning_rate;
-  p.config_revision = r.config_revision;
-  p.val_loss = r.val_loss;
-  p.val_accuracy = r.val_accuracy;
-  p.samples_per_sec = r.samples_per_sec;
-  return p;
-}
 
 std::vector<shm::Entry> to_entries(const plugin::ConfigView& config, std::uint64_t revision) {
   std::vector<shm::Entry> out;
@@ -181,7 +166,7 @@ std::vector<SupervisorEvent> Supervisor::poll() {
     const shm::PollResult r = telemetry_.poll(buffer_);
     missed_ += r.missed;
     for (std::size_t i = 0; i < r.count; ++i)
-      history_.push_back(to_point(buffer_[i]));
+      history_.push_back(to_telemetry_point(buffer_[i]));
     if (r.count < buffer_.size()) break;
   }
   std::vector<SupervisorEvent> events;
