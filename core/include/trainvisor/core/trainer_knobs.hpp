@@ -12,19 +12,9 @@
 
 namespace tv::knobs {
 
-// The keys are defined in the public plugin header (policies write knobs too); see plugin::knob.
-using plugin::knob::kBatchSize;
-using plugin::knob::kCheckpointEvery;
-using plugin::knob::kDropout;
-using plugin::knob::kEarlyStop;
-using plugin::knob::kEvalEvery;
-using plugin::knob::kGradClipMax;
-using plugin::knob::kLearningRate;
-using plugin::knob::kMaxEpochs;
-using plugin::knob::kMomentum;
-using plugin::knob::kOptimizer;
-using plugin::knob::kRevision;
-using plugin::knob::kWeightDecay;
+// The key paths (knobs::kLearningRate, ...) are those of the public plugin header, where
+// policies take them too: defined once, in plugin::knob.
+using namespace plugin::knob;
 
 // Every knob, with its default and range. grad_clip_max 0 means no clipping; eval_every 0 means
 // at the end of every epoch; checkpoint_every 0 means only on SIGTERM and at the end.
