@@ -2,28 +2,13 @@
 
 #include <stdexcept>
 
-#include "trainvisor/core/plugin_registry.hpp"
+#include "trainvisor/core/param_schema.hpp"
+#include "trainvisor/core/telemetry_point.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/shm/block_name.hpp"
 
 namespace tv {
 namespace {
-
-plugin::TelemetryPoint to_point(const shm::TelemetryRecord& r) {
-  plugin::TelemetryPoint p;
-  p.step = r.step;
-  p.epoch = r.epoch;
-  p.flags = r.flags;
-  p.wall_time_ns = r.wall_time_ns;
-  p.loss = r.loss;
-  p.grad_norm = r.grad_norm;
-  p.learning_rate = r.learning_rate;
-  p.config_revision = r.config_revision;
-  p.val_loss = r.val_loss;
-  p.val_accuracy = r.val_accuracy;
-  p.samples_per_sec = r.samples_per_sec;
-  return p;
-}
 
 std::vector<shm::Entry> to_entries(const plugin::ConfigView& config, std::uint64_t revision) {
   std::vector<shm::Entry> out;
@@ -136,16 +121,11 @@ WriteOutcome BlockConfigSink::apply_at(const std::vector<plugin::ProposedWrite>&
       out.reason = actor + ": " + w.path + " is written by the config agent only";
       return out;
     }
-    plugin::ParamValue v = w.value;
-    if (const auto* i = std::get_if<std::int64_t>(&v);
-        i && knobs::find(w.path) && knobs::find(w.path)->type == plugin::ParamType::kFloat64) {
-      v = static_cast<double>(*i);
-    }
-    if (const std::string why = knobs::check(w.path, v); !why.empty()) {
-      out.reason = actor + ": " + why;
+    if (const auto why = knobs::check(w.path, w.value)) {
+      out.reason = actor + ": " + *why;
       return out;
     }
-    next[w.path] = v;
+    next[w.path] = as_declared_type(*knobs::find(w.path), w.value);
   }
   std::vector<shm::Entry> batch;
   for (const auto& w : writes)
@@ -186,7 +166,7 @@ std::vector<SupervisorEvent> Supervisor::poll() {
     const shm::PollResult r = telemetry_.poll(buffer_);
     missed_ += r.missed;
     for (std::size_t i = 0; i < r.count; ++i)
-      history_.push_back(to_point(buffer_[i]));
+      history_.push_back(to_telemetry_point(buffer_[i]));
     if (r.count < buffer_.size()) break;
   }
   std::vector<SupervisorEvent> events;

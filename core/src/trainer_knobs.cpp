@@ -1,8 +1,6 @@
 #include "trainvisor/core/trainer_knobs.hpp"
 
-#include <stdexcept>
-
-#include "trainvisor/core/plugin_registry.hpp"
+#include "trainvisor/core/param_schema.hpp"
 
 namespace tv::knobs {
 
@@ -82,8 +80,9 @@ const ParamSpec* find(std::string_view key) {
   return nullptr;
 }
 
-std::string check(std::string_view key, const plugin::ParamValue& value) {
-  if (find(key) == nullptr) {
+std::optional<std::string> check(std::string_view key, const plugin::ParamValue& value) {
+  const ParamSpec* spec = find(key);
+  if (spec == nullptr) {
     std::vector<std::string> keys;
     for (const ParamSpec& p : schema())
       keys.push_back(p.key);
@@ -91,12 +90,10 @@ std::string check(std::string_view key, const plugin::ParamValue& value) {
     return "unknown knob '" + std::string(key) + "'" +
            (close.empty() ? "" : " (did you mean '" + close + "'?)");
   }
-  try {
-    resolve_params(schema(), {{std::string(key), value}}, "trainer");
-  } catch (const std::invalid_argument& e) {
-    return e.what();
+  if (const auto why = check_param_value(*spec, as_declared_type(*spec, value))) {
+    return "trainer parameter '" + spec->key + "': " + *why;
   }
-  return {};
+  return std::nullopt;
 }
 
 }  // namespace tv::knobs

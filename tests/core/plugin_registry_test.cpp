@@ -318,22 +318,25 @@ TEST(ResolveParams, CompletesDefaultsAndRefusesBadValues) {
 
 TEST(ValidateDescriptor, NamesTheProblem) {
   Descriptor d{Kind::kPolicy, "ok_name", "1.0", "", {}};
-  EXPECT_EQ(validate_descriptor(d), "");
+  EXPECT_EQ(validate_descriptor(d), std::nullopt);
   d.name = "Bad Name";
-  EXPECT_NE(validate_descriptor(d).find("invalid plugin name 'Bad Name'"), std::string::npos);
+  EXPECT_NE(validate_descriptor(d).value_or("").find("invalid plugin name 'Bad Name'"),
+            std::string::npos);
   d.name = "ok";
   d.version = "";
-  EXPECT_NE(validate_descriptor(d).find("has no version"), std::string::npos);
+  EXPECT_NE(validate_descriptor(d).value_or("").find("has no version"), std::string::npos);
   d.version = "1";
   d.params = {{"a", ParamType::kInt64, std::int64_t{1}, {}, {}, {}, ""},
               {"a", ParamType::kInt64, std::int64_t{1}, {}, {}, {}, ""}};
-  EXPECT_NE(validate_descriptor(d).find("parameter 'a': declared twice"), std::string::npos);
+  EXPECT_NE(validate_descriptor(d).value_or("").find("parameter 'a': declared twice"),
+            std::string::npos);
   d.params = {{"b", ParamType::kBool, std::int64_t{1}, {}, {}, {}, ""}};
-  EXPECT_NE(validate_descriptor(d).find("expects bool"), std::string::npos);
+  EXPECT_NE(validate_descriptor(d).value_or("").find("expects bool"), std::string::npos);
   d.params = {{"c", ParamType::kFloat64, 1.0, 2.0, 1.0, {}, ""}};
-  EXPECT_NE(validate_descriptor(d).find("min is above max"), std::string::npos);
+  EXPECT_NE(validate_descriptor(d).value_or("").find("min is above max"), std::string::npos);
   d.params = {{"d", ParamType::kInt64, std::int64_t{1}, {}, {}, {"x"}, ""}};
-  EXPECT_NE(validate_descriptor(d).find("allowed values on a int64"), std::string::npos);
+  EXPECT_NE(validate_descriptor(d).value_or("").find("allowed values on a int64"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -76,6 +77,28 @@ struct Descriptor {
 
 // Parameter values by key, validated and completed with defaults by the host.
 using Params = std::map<std::string, ParamValue>;
+
+// The key paths of the trainer's live knobs. The framework owns these knobs on every model, so
+// their keys are vocabulary that plugins (policies write them) and the host share; they are
+// defined here, in the one header plugins may include, and core's trainer_knobs.hpp gives each
+// its type, default and range under the same names. Arrays rather than string_views so that a
+// key converts to const char*, std::string_view and std::string alike.
+namespace knob {
+inline constexpr char kOptimizer[] = "training/optimizer/name";  // read at start only
+inline constexpr char kLearningRate[] = "training/optimizer/learning_rate";
+inline constexpr char kMomentum[] = "training/optimizer/momentum";
+inline constexpr char kWeightDecay[] = "training/optimizer/weight_decay";
+inline constexpr char kGradClipMax[] = "training/regularization/grad_clip_max";
+inline constexpr char kDropout[] = "training/regularization/dropout";
+inline constexpr char kBatchSize[] = "training/control/batch_size";  // applied at the next epoch
+inline constexpr char kEvalEvery[] = "training/control/eval_every";
+inline constexpr char kMaxEpochs[] = "training/control/max_epochs";
+// Setting it true makes the trainer stop at its next step boundary.
+inline constexpr char kEarlyStop[] = "training/control/early_stop";
+inline constexpr char kCheckpointEvery[] = "training/control/checkpoint_every";
+// The config revision, written by the config agent with every batch it applies.
+inline constexpr char kRevision[] = "trainvisor/revision";
+}  // namespace knob
 
 class TV_PLUGIN_API Plugin {
  public:
@@ -147,28 +170,40 @@ class TV_PLUGIN_API ModelPlugin : public Plugin {
 // Policies. A policy sees a job's telemetry and current config and proposes config writes or a
 // stop. It runs in the host's supervisor, never in the trainer.
 
-// Bits of TelemetryPoint::flags (the same bits the shared-memory ring carries).
+// Bits of TelemetryPoint::flags. They are the bits the shared-memory ring carries
+// (shm::TelemetryFlag): shm depends on nothing of ours and plugins see only this header, so each
+// keeps its own copy and core/src/telemetry_point.cpp static_asserts that the two agree.
 enum TelemetryFlag : std::uint32_t {
   kTelemetryEval = 1u << 0,           // val_loss / val_accuracy hold an evaluation
   kTelemetryNonFiniteLoss = 1u << 1,  // the step's update was skipped
   kTelemetryConfigRefused = 1u << 2,  // a config value was refused by the trainer
-  kTelemetryCheckpoint = 1u << 3,
+  kTelemetryCheckpoint = 1u << 3,     // a checkpoint was written at this step
   kTelemetryEpochEnd = 1u << 4,
-  kTelemetryFinished = 1u << 5,
+  kTelemetryFinished = 1u << 5,  // the trainer's last record
 };
+// Every bit above; a new bit goes into this mask too.
+inline constexpr std::uint32_t kTelemetryAllFlags = kTelemetryEval | kTelemetryNonFiniteLoss |
+                                                    kTelemetryConfigRefused | kTelemetryCheckpoint |
+                                                    kTelemetryEpochEnd | kTelemetryFinished;
 
+// The value of a metric that a record does not carry.
+inline constexpr double kMissingMetric = std::numeric_limits<double>::quiet_NaN();
+
+// One telemetry record as policies, the coordinator and its store see it. A metric the record
+// does not carry (no evaluation at this step, a skipped update) is NaN, never 0, in every shape
+// of the record: the ring's, the C ABI's, the JSON (null) and the stored row (NULL).
 struct TelemetryPoint {
   std::uint64_t step = 0;
   std::uint32_t epoch = 0;
   std::uint32_t flags = 0;
-  std::int64_t wall_time_ns = 0;
-  double loss = 0;
-  double grad_norm = 0;
-  double learning_rate = 0;
-  std::uint64_t config_revision = 0;
-  double val_loss = 0;
-  double val_accuracy = 0;
-  double samples_per_sec = 0;
+  std::int64_t wall_time_ns = 0;  // Unix time
+  double loss = kMissingMetric;
+  double grad_norm = kMissingMetric;
+  double learning_rate = kMissingMetric;  // the rate applied at this step
+  std::uint64_t config_revision = 0;      // the config revision applied at this step
+  double val_loss = kMissingMetric;
+  double val_accuracy = kMissingMetric;
+  double samples_per_sec = kMissingMetric;
 };
 
 // The job's current config: full key paths to values.

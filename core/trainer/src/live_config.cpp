@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
@@ -15,19 +16,6 @@ namespace {
 
 using nlohmann::json;
 using plugin::ParamValue;
-
-// True when `v` may not be applied to the knob `spec`: a number that is not finite or is outside
-// the knob's range, a string that is not one of its allowed values.
-bool out_of_range(const plugin::ParamSpec& spec, const ParamValue& v) {
-  const double* d = std::get_if<double>(&v);
-  const std::int64_t* n = std::get_if<std::int64_t>(&v);
-  const double x = d ? *d : (n ? static_cast<double>(*n) : 0.0);
-  const std::string* s = std::get_if<std::string>(&v);
-  return ((d || n) &&
-          (!std::isfinite(x) || (spec.min && x < *spec.min) || (spec.max && x > *spec.max))) ||
-         (s && !spec.allowed.empty() &&
-          std::find(spec.allowed.begin(), spec.allowed.end(), *s) == spec.allowed.end());
-}
 
 }  // namespace
 
@@ -89,9 +77,10 @@ LiveConfig::Refresh LiveConfig::refresh() {
   for (std::size_t k = 0; k < schema.size(); ++k) {
     const ParamValue v = from_block_value((*snapshot_)[k]);
     if (v == applied_.values[k]) continue;
-    if (out_of_range(schema[k], v)) {
-      out.refused = schema[k].key + " = " + param_value_text(v) +
-                    " is outside its range; keeping " + param_value_text(applied_.values[k]);
+    // The one range check of the knob schema (param_schema.hpp), as the hub and agent apply it.
+    if (const auto error = check_param_value(schema[k], v)) {
+      out.refused =
+          schema[k].key + ": " + *error + "; keeping " + param_value_text(applied_.values[k]);
       continue;
     }
     applied_.values[k] = v;

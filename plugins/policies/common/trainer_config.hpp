@@ -9,10 +9,10 @@
 
 namespace tv::policies {
 
-inline constexpr const char* kLearningRateKey = "training/optimizer/learning_rate";
-inline constexpr const char* kGradClipMaxKey = "training/regularization/grad_clip_max";
-// Setting it true makes the trainer stop at its next step boundary.
-inline constexpr const char* kEarlyStopKey = "training/control/early_stop";
+// The keys come from the public plugin header, where the host's knob schema takes them too.
+inline constexpr const char* kLearningRateKey = plugin::knob::kLearningRate;
+inline constexpr const char* kGradClipMaxKey = plugin::knob::kGradClipMax;
+inline constexpr const char* kEarlyStopKey = plugin::knob::kEarlyStop;
 
 // Empty when the job's config has no such key or holds something other than a float64 there:
 // a policy then leaves that knob alone rather than guess a value.

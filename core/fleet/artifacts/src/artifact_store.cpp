@@ -1,7 +1,6 @@
 #include "trainvisor/fleet/artifact_store.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +10,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <system_error>
+
+#include "trainvisor/fleet/sha256.hpp"
 
 namespace tv::fleet {
 
@@ -69,17 +70,6 @@ int make_dir(const fs::path& dir, bool* created = nullptr) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) return errno;
   return S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-}
-
-std::string to_hex(const unsigned char* d, unsigned n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (unsigned i = 0; i < n; ++i) {
-    out += kHex[d[i] >> 4];
-    out += kHex[d[i] & 0xf];
-  }
-  return out;
 }
 
 nlohmann::json ref_to_json(const ArtifactRef& r) {
@@ -230,12 +220,9 @@ struct StoreState {
 // ---------------------------------------------------------------------------------------------
 // Upload
 
+// The upload's running digest; its own struct so that the public header needs no digest header.
 struct Upload::Hasher {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  Hasher() = default;
-  Hasher(const Hasher&) = delete;
-  Hasher& operator=(const Hasher&) = delete;
-  ~Hasher() { EVP_MD_CTX_free(ctx); }
+  Sha256 sha;
 };
 
 Upload::Upload(std::shared_ptr<detail::StoreState> store, std::string declared_digest,
@@ -244,8 +231,7 @@ Upload::Upload(std::shared_ptr<detail::StoreState> store, std::string declared_d
       declared_digest_(std::move(declared_digest)),
       declared_size_(declared_size),
       job_id_(std::move(job_id)),
-      name_(std::move(name)),
-      hasher_(std::make_unique<Hasher>()) {}
+      name_(std::move(name)) {}
 
 Upload::Upload(Upload&& other) noexcept {
   *this = std::move(other);
@@ -313,8 +299,10 @@ ArtifactResult<std::uint64_t> Upload::write(std::span<const std::byte> bytes) {
     return fail(ArtifactErrc::size_mismatch,
                 "more than the declared " + std::to_string(*declared_size_) + " bytes");
   }
-  if (EVP_DigestUpdate(hasher_->ctx, bytes.data(), bytes.size()) != 1) {
-    return fail(ArtifactErrc::io, "sha256 update failed");
+  try {
+    hasher_->sha.update(bytes);
+  } catch (const std::runtime_error& e) {
+    return fail(ArtifactErrc::io, e.what());
   }
   std::string err;
   if (buffer_.size() + bytes.size() > kWriteBuffer) {
@@ -340,12 +328,12 @@ ArtifactResult<CommitInfo> Upload::commit() {
                                                  std::to_string(*declared_size_) +
                                                  " were declared; nothing was stored");
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned md_len = 0;
-  if (EVP_DigestFinal_ex(hasher_->ctx, md, &md_len) != 1) {
-    return fail(ArtifactErrc::io, "sha256 final failed");
+  std::string digest;
+  try {
+    digest = hasher_->sha.hex();
+  } catch (const std::runtime_error& e) {
+    return fail(ArtifactErrc::io, e.what());
   }
-  const std::string digest = to_hex(md, md_len);
   if (digest != declared_digest_) {
     return fail(ArtifactErrc::digest_mismatch,
                 "the bytes hash to " + digest + ", not the declared digest; nothing was stored");
@@ -469,8 +457,10 @@ ArtifactResult<Upload> ArtifactStore::begin_upload(std::string_view declared_dig
   }
   Upload up(state_, std::string(declared_digest), declared_size, std::string(job_id),
             std::string(name));
-  if (!up.hasher_->ctx || EVP_DigestInit_ex(up.hasher_->ctx, EVP_sha256(), nullptr) != 1) {
-    return io_error(what + ": cannot start a sha256");
+  try {
+    up.hasher_ = std::make_unique<Upload::Hasher>();
+  } catch (const std::runtime_error& e) {
+    return io_error(what + ": cannot start a sha256: " + e.what());
   }
   // mkostemp's O_EXCL random suffix keeps parallel uploads of the same digest apart.
   std::string temp =

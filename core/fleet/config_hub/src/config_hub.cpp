@@ -178,8 +178,8 @@ void ConfigHub::seed(const std::string& job_id, const plugin::ConfigView& initia
   std::lock_guard lock(impl_->mu);
   if (impl_->revision(job_id)) return;
   for (const auto& [path, v] : initial) {
-    if (const std::string why = knobs::check(path, v); !why.empty()) {
-      throw ConfigHubError("job " + job_id + ": " + why);
+    if (const auto why = knobs::check(path, v)) {
+      throw ConfigHubError("job " + job_id + ": " + *why);
     }
   }
   Transaction tx(impl_->db);
@@ -238,7 +238,7 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
     }
     std::string why = w.path == knobs::kRevision
                           ? std::string(knobs::kRevision) + " is the hub's own"
-                          : knobs::check(w.path, v);
+                          : knobs::check(w.path, v).value_or("");
     if (!why.empty()) {
       out.status = 400;
       out.refusal = why;

@@ -20,24 +20,34 @@ Sha256::Sha256() : ctx_(std::make_unique<Ctx>()) {
 }
 Sha256::~Sha256() = default;
 Sha256::Sha256(Sha256&&) noexcept = default;
+Sha256& Sha256::operator=(Sha256&&) noexcept = default;
 
 void Sha256::update(std::span<const std::byte> bytes) {
-  EVP_DigestUpdate(ctx_->md, bytes.data(), bytes.size());
+  if (EVP_DigestUpdate(ctx_->md, bytes.data(), bytes.size()) != 1) {
+    throw std::runtime_error("OpenSSL could not update a SHA-256 digest");
+  }
 }
 void Sha256::update(std::string_view text) {
-  EVP_DigestUpdate(ctx_->md, text.data(), text.size());
+  update(std::as_bytes(std::span(text.data(), text.size())));
 }
 
 std::string Sha256::hex() {
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned n = 0;
-  EVP_DigestFinal_ex(ctx_->md, d, &n);
+  if (EVP_DigestFinal_ex(ctx_->md, d, &n) != 1) {
+    throw std::runtime_error("OpenSSL could not finish a SHA-256 digest");
+  }
+  return to_hex(std::as_bytes(std::span(d, n)));
+}
+
+std::string to_hex(std::span<const std::byte> bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(2 * n);
-  for (unsigned i = 0; i < n; ++i) {
-    out += kHex[d[i] >> 4];
-    out += kHex[d[i] & 15];
+  out.reserve(2 * bytes.size());
+  for (const std::byte b : bytes) {
+    const auto v = std::to_integer<unsigned>(b);
+    out += kHex[v >> 4];
+    out += kHex[v & 15];
   }
   return out;
 }

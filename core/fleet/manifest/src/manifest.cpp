@@ -69,8 +69,8 @@ std::optional<ParamValue> scalar(const toml::node& n) {
   return std::nullopt;
 }
 
-// Checks `given` (with each value's position) against a schema, turning resolve_params' message
-// into positioned diagnostics. Returns the values as given, normalised to their declared types.
+// Checks `given` (with each value's position) against a schema, with resolve_params' words as
+// positioned diagnostics. Returns the values as given, normalised to their declared types.
 plugin::Params check_params(Checker& c, const std::vector<ParamSpec>& schema,
                             const toml::table& table, const std::string& what,
                             const std::set<std::string>& skip = {}) {
@@ -96,12 +96,12 @@ plugin::Params check_params(Checker& c, const std::vector<ParamSpec>& schema,
                                  type_of(node));
       continue;
     }
-    try {
-      const plugin::Params one = resolve_params({*spec}, {{key, *v}}, what);
-      out[key] = one.at(key);
-    } catch (const std::invalid_argument& e) {
-      c.error(node.source(), e.what());
+    const ParamValue value = as_declared_type(*spec, *v);
+    if (const auto why = check_param_value(*spec, value)) {
+      c.error(node.source(), what + " parameter '" + key + "': " + *why);
+      continue;
     }
+    out[key] = value;
   }
   return out;
 }
@@ -134,12 +134,9 @@ void flatten(Checker& c, const toml::table& t, const std::string& prefix, const 
                                  type_of(node));
       continue;
     }
-    ParamValue value = *v;
-    if (const auto* i = std::get_if<std::int64_t>(&value); i && spec->type == ParamType::kFloat64) {
-      value = static_cast<double>(*i);
-    }
-    if (const std::string why = check_param_value(*spec, value); !why.empty()) {
-      c.error(node.source(), "job '" + job + "': hyperparameter '" + path + "': " + why);
+    const ParamValue value = as_declared_type(*spec, *v);
+    if (const auto why = check_param_value(*spec, value)) {
+      c.error(node.source(), "job '" + job + "': hyperparameter '" + path + "': " + *why);
       continue;
     }
     out[path] = value;
@@ -242,173 +239,206 @@ std::string canonical_spec(const JobSpec& job) {
   return j.dump();
 }
 
-Manifest parse_manifest(std::string_view text, std::string_view path,
-                        const PluginRegistry& plugins) {
-  Checker c(path);
-  toml::table root;
+namespace {
+
+// [hosts.NAME] tables.
+std::vector<HostPolicy> parse_hosts(Checker& c, const toml::table& root) {
+  std::vector<HostPolicy> out;
+  const toml::node* hosts = root.get("hosts");
+  if (hosts == nullptr) return out;
+  const toml::table* t = hosts->as_table();
+  if (t == nullptr) {
+    c.error(hosts->source(), "'hosts' must be a table of [hosts.NAME] tables");
+    return out;
+  }
+  for (auto&& [k, node] : *t) {
+    const std::string name(k.str());
+    const std::string what = "host '" + name + "'";
+    const toml::table* h = node.as_table();
+    if (h == nullptr) {
+      c.error(node.source(), what + " must be a table");
+      continue;
+    }
+    if (!valid_name(name))
+      c.error(k.source(), what + ": invalid host name (letters, digits, '.', '_', '-')");
+    reject_unknown(c, *h, kHostKeys, what);
+    HostPolicy p;
+    p.name = name;
+    p.allow_jobs = get_strings(c, *h, "allow_jobs", what);
+    p.deny_jobs = get_strings(c, *h, "deny_jobs", what);
+    p.priority = get<std::int64_t>(c, *h, "priority", what, "an integer").value_or(0);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+// A job's mode, seed, max_attempts and priority.
+void parse_job_settings(Checker& c, const toml::table& t, const std::string& what, JobSpec& job) {
+  job.mode = get<std::string>(c, t, "mode", what, "a string").value_or("train");
+  if (job.mode != "train") {
+    c.error(t.get("mode")->source(),
+            what + ": mode '" + job.mode + "' is not supported (modes: train)");
+  }
+  const auto seed = get<std::int64_t>(c, t, "seed", what, "an integer").value_or(0);
+  if (seed < 0) c.error(t.get("seed")->source(), what + ": seed must not be negative");
+  job.seed = static_cast<std::uint64_t>(std::max<std::int64_t>(seed, 0));
+  job.max_attempts = get<std::int64_t>(c, t, "max_attempts", what, "an integer").value_or(3);
+  if (job.max_attempts < 1 || job.max_attempts > 100) {
+    c.error(t.get("max_attempts")->source(), what + ": max_attempts must be in 1..100");
+  }
+  job.priority = get<std::int64_t>(c, t, "priority", what, "an integer").value_or(0);
+}
+
+JobConstraints parse_constraints(Checker& c, const toml::table& t, const std::string& what) {
+  JobConstraints out;
+  out.require_cuda = get<bool>(c, t, "require_cuda", what, "a bool").value_or(false);
+  out.prefer_cuda = get<bool>(c, t, "prefer_cuda", what, "a bool").value_or(false);
+  out.min_vram_gib = get<double>(c, t, "min_vram_gib", what, "a number").value_or(0);
+  out.min_ram_gib = get<double>(c, t, "min_ram_gib", what, "a number").value_or(0);
+  for (const char* k : {"min_vram_gib", "min_ram_gib"}) {
+    if (const auto v = get<double>(c, t, k, what, "a number"); v && *v < 0) {
+      c.error(t.get(k)->source(), what + ": " + k + " must not be negative");
+    }
+  }
+  out.allowed_hosts = get_strings(c, t, "allowed_hosts", what);
+  return out;
+}
+
+// The job's model and its [jobs.params], checked against the model plugin's schema.
+void parse_model(Checker& c, const toml::table& t, const std::string& what,
+                 const PluginRegistry& plugins, JobSpec& job) {
+  const toml::node* model_node = t.get("model");
+  const auto model = get<std::string>(c, t, "model", what, "a string");
+  if (!model) {
+    if (model_node == nullptr) c.error(t.source(), what + " has no 'model'");
+    return;
+  }
+  job.model = *model;
+  const plugin::ModelPlugin* mp = nullptr;
   try {
-    root = toml::parse(text, path);
-  } catch (const toml::parse_error& e) {
-    c.error(e.source(), std::string(e.description()));
+    mp = &plugins.model(job.model);
+  } catch (const std::runtime_error& e) {
+    c.error(model_node->source(), what + ": " + e.what());
+  }
+  if (const toml::node* params = t.get("params")) {
+    if (const toml::table* pt = params->as_table(); pt && mp) {
+      job.model_params =
+          check_params(c, mp->describe().params, *pt, what + ": model '" + job.model + "'");
+    } else if (!pt) {
+      c.error(params->source(), what + ": 'params' must be a table");
+    }
+  }
+}
+
+// [jobs.data] (the split recipe) and [jobs.hyper] (the initial config tree).
+void parse_data_and_hyper(Checker& c, const toml::table& t, const std::string& what, JobSpec& job) {
+  if (const toml::node* data = t.get("data")) {
+    if (const toml::table* dt = data->as_table()) {
+      const plugin::Params d = check_params(c, data_schema(), *dt, what + ": data");
+      if (d.count("max_train_samples"))
+        job.data.max_train_samples = std::get<std::int64_t>(d.at("max_train_samples"));
+      if (d.count("max_val_samples"))
+        job.data.max_val_samples = std::get<std::int64_t>(d.at("max_val_samples"));
+    } else {
+      c.error(data->source(), what + ": 'data' must be a table");
+    }
+  }
+  if (const toml::node* hyper = t.get("hyper")) {
+    if (const toml::table* ht = hyper->as_table()) {
+      flatten(c, *ht, "", job.name, job.hyper);
+    } else {
+      c.error(hyper->source(), what + ": 'hyper' must be a table");
+    }
+  }
+}
+
+// [[jobs.policies]], each checked against its policy plugin's schema.
+void parse_policies(Checker& c, const toml::table& t, const std::string& what,
+                    const PluginRegistry& plugins, JobSpec& job) {
+  const toml::node* pol = t.get("policies");
+  if (pol == nullptr) return;
+  const toml::array* pa = pol->as_array();
+  if (pa == nullptr) {
+    c.error(pol->source(), what + ": 'policies' must be an array of [[jobs.policies]] tables");
+    return;
+  }
+  for (const toml::node& pn : *pa) {
+    const toml::table* pt = pn.as_table();
+    const toml::node* pname = pt ? pt->get("name") : nullptr;
+    const auto name_v = pname ? pname->value_exact<std::string>() : std::nullopt;
+    if (!name_v) {
+      c.error(pn.source(), what + ": each policy needs a 'name' string");
+      continue;
+    }
+    try {
+      const plugin::PolicyPlugin& pp = plugins.policy(*name_v);
+      const plugin::Params params =
+          check_params(c, pp.describe().params, *pt, what + ": policy '" + *name_v + "'", {"name"});
+      job.policies.push_back({*name_v, params});
+    } catch (const std::runtime_error& e) {
+      c.error(pname->source(), what + ": " + e.what());
+    }
+  }
+}
+
+// One [[jobs]] table (the index-th, from 1); nothing when it has no usable name. `names` holds
+// the names seen so far, to refuse a second job of one name.
+std::optional<JobSpec> parse_job(Checker& c, const toml::table& t, std::size_t index,
+                                 std::set<std::string>& names, const PluginRegistry& plugins) {
+  JobSpec job;
+  const auto name =
+      get<std::string>(c, t, "name", "jobs[" + std::to_string(index) + "]", "a string");
+  if (!name) {
+    if (!t.contains("name"))
+      c.error(t.source(), "jobs[" + std::to_string(index) + "] has no 'name'");
+    return std::nullopt;
+  }
+  job.name = *name;
+  const std::string what = "job '" + job.name + "'";
+  if (!valid_name(job.name)) {
+    c.error(t.get("name")->source(),
+            what + ": invalid name (letters, digits, '.', '_', '-'; at most 100)");
+  }
+  if (!names.insert(job.name).second) c.error(t.get("name")->source(), what + " is defined twice");
+  reject_unknown(c, t, kJobKeys, what);
+  parse_job_settings(c, t, what, job);
+  job.constraints = parse_constraints(c, t, what);
+  parse_model(c, t, what, plugins, job);
+  parse_data_and_hyper(c, t, what, job);
+  parse_policies(c, t, what, plugins, job);
+  job.canonical = canonical_spec(job);
+  job.id = sha256_hex(job.canonical);
+  return job;
+}
+
+// The [[jobs]] array. A 'jobs' that is not an array ends the parse at once.
+std::vector<JobSpec> parse_jobs(Checker& c, const toml::table& root,
+                                const PluginRegistry& plugins) {
+  std::vector<JobSpec> out;
+  const toml::node* jobs_node = root.get("jobs");
+  if (jobs_node == nullptr) return out;
+  const toml::array* jobs = jobs_node->as_array();
+  if (jobs == nullptr) {
+    c.error(jobs_node->source(), "'jobs' must be an array of [[jobs]] tables");
     throw ManifestError(c.diagnostics());
   }
-  Manifest m;
-  m.path = std::string(path);
-  reject_unknown(c, root, {"hosts", "jobs"}, "the manifest");
-
-  if (const toml::node* hosts = root.get("hosts")) {
-    if (const toml::table* t = hosts->as_table()) {
-      for (auto&& [k, node] : *t) {
-        const std::string name(k.str());
-        const std::string what = "host '" + name + "'";
-        const toml::table* h = node.as_table();
-        if (h == nullptr) {
-          c.error(node.source(), what + " must be a table");
-          continue;
-        }
-        if (!valid_name(name))
-          c.error(k.source(), what + ": invalid host name (letters, digits, '.', '_', '-')");
-        reject_unknown(c, *h, kHostKeys, what);
-        HostPolicy p;
-        p.name = name;
-        p.allow_jobs = get_strings(c, *h, "allow_jobs", what);
-        p.deny_jobs = get_strings(c, *h, "deny_jobs", what);
-        p.priority = get<std::int64_t>(c, *h, "priority", what, "an integer").value_or(0);
-        m.hosts.push_back(std::move(p));
-      }
-    } else {
-      c.error(hosts->source(), "'hosts' must be a table of [hosts.NAME] tables");
-    }
-  }
-
   std::set<std::string> names;
-  if (const toml::node* jobs_node = root.get("jobs")) {
-    const toml::array* jobs = jobs_node->as_array();
-    if (jobs == nullptr) {
-      c.error(jobs_node->source(), "'jobs' must be an array of [[jobs]] tables");
-      throw ManifestError(c.diagnostics());
+  std::size_t index = 0;
+  for (const toml::node& jn : *jobs) {
+    ++index;
+    const toml::table* t = jn.as_table();
+    if (t == nullptr) {
+      c.error(jn.source(), "jobs[" + std::to_string(index) + "] must be a table");
+      continue;
     }
-    std::size_t index = 0;
-    for (const toml::node& jn : *jobs) {
-      ++index;
-      const toml::table* t = jn.as_table();
-      if (t == nullptr) {
-        c.error(jn.source(), "jobs[" + std::to_string(index) + "] must be a table");
-        continue;
-      }
-      JobSpec job;
-      const auto name =
-          get<std::string>(c, *t, "name", "jobs[" + std::to_string(index) + "]", "a string");
-      if (!name) {
-        if (!t->contains("name"))
-          c.error(t->source(), "jobs[" + std::to_string(index) + "] has no 'name'");
-        continue;
-      }
-      job.name = *name;
-      const std::string what = "job '" + job.name + "'";
-      if (!valid_name(job.name)) {
-        c.error(t->get("name")->source(),
-                what + ": invalid name (letters, digits, '.', '_', '-'; at most 100)");
-      }
-      if (!names.insert(job.name).second)
-        c.error(t->get("name")->source(), what + " is defined twice");
-      reject_unknown(c, *t, kJobKeys, what);
-
-      job.mode = get<std::string>(c, *t, "mode", what, "a string").value_or("train");
-      if (job.mode != "train") {
-        c.error(t->get("mode")->source(),
-                what + ": mode '" + job.mode + "' is not supported (modes: train)");
-      }
-      const auto seed = get<std::int64_t>(c, *t, "seed", what, "an integer").value_or(0);
-      if (seed < 0) c.error(t->get("seed")->source(), what + ": seed must not be negative");
-      job.seed = static_cast<std::uint64_t>(std::max<std::int64_t>(seed, 0));
-      job.max_attempts = get<std::int64_t>(c, *t, "max_attempts", what, "an integer").value_or(3);
-      if (job.max_attempts < 1 || job.max_attempts > 100) {
-        c.error(t->get("max_attempts")->source(), what + ": max_attempts must be in 1..100");
-      }
-      job.priority = get<std::int64_t>(c, *t, "priority", what, "an integer").value_or(0);
-      job.constraints.require_cuda =
-          get<bool>(c, *t, "require_cuda", what, "a bool").value_or(false);
-      job.constraints.prefer_cuda = get<bool>(c, *t, "prefer_cuda", what, "a bool").value_or(false);
-      job.constraints.min_vram_gib =
-          get<double>(c, *t, "min_vram_gib", what, "a number").value_or(0);
-      job.constraints.min_ram_gib = get<double>(c, *t, "min_ram_gib", what, "a number").value_or(0);
-      for (const char* k : {"min_vram_gib", "min_ram_gib"}) {
-        if (const auto v = get<double>(c, *t, k, what, "a number"); v && *v < 0) {
-          c.error(t->get(k)->source(), what + ": " + k + " must not be negative");
-        }
-      }
-      job.constraints.allowed_hosts = get_strings(c, *t, "allowed_hosts", what);
-
-      const toml::node* model_node = t->get("model");
-      const auto model = get<std::string>(c, *t, "model", what, "a string");
-      if (!model) {
-        if (model_node == nullptr) c.error(t->source(), what + " has no 'model'");
-      } else {
-        job.model = *model;
-        const plugin::ModelPlugin* mp = nullptr;
-        try {
-          mp = &plugins.model(job.model);
-        } catch (const std::runtime_error& e) {
-          c.error(model_node->source(), what + ": " + e.what());
-        }
-        if (const toml::node* params = t->get("params")) {
-          if (const toml::table* pt = params->as_table(); pt && mp) {
-            job.model_params =
-                check_params(c, mp->describe().params, *pt, what + ": model '" + job.model + "'");
-          } else if (!pt) {
-            c.error(params->source(), what + ": 'params' must be a table");
-          }
-        }
-      }
-      if (const toml::node* data = t->get("data")) {
-        if (const toml::table* dt = data->as_table()) {
-          const plugin::Params d = check_params(c, data_schema(), *dt, what + ": data");
-          if (d.count("max_train_samples"))
-            job.data.max_train_samples = std::get<std::int64_t>(d.at("max_train_samples"));
-          if (d.count("max_val_samples"))
-            job.data.max_val_samples = std::get<std::int64_t>(d.at("max_val_samples"));
-        } else {
-          c.error(data->source(), what + ": 'data' must be a table");
-        }
-      }
-      if (const toml::node* hyper = t->get("hyper")) {
-        if (const toml::table* ht = hyper->as_table()) {
-          flatten(c, *ht, "", job.name, job.hyper);
-        } else {
-          c.error(hyper->source(), what + ": 'hyper' must be a table");
-        }
-      }
-      if (const toml::node* pol = t->get("policies")) {
-        const toml::array* pa = pol->as_array();
-        if (pa == nullptr) {
-          c.error(pol->source(),
-                  what + ": 'policies' must be an array of [[jobs.policies]] tables");
-        } else {
-          for (const toml::node& pn : *pa) {
-            const toml::table* pt = pn.as_table();
-            const toml::node* pname = pt ? pt->get("name") : nullptr;
-            const auto name_v = pname ? pname->value_exact<std::string>() : std::nullopt;
-            if (!name_v) {
-              c.error(pn.source(), what + ": each policy needs a 'name' string");
-              continue;
-            }
-            try {
-              const plugin::PolicyPlugin& pp = plugins.policy(*name_v);
-              const plugin::Params params = check_params(
-                  c, pp.describe().params, *pt, what + ": policy '" + *name_v + "'", {"name"});
-              job.policies.push_back({*name_v, params});
-            } catch (const std::runtime_error& e) {
-              c.error(pname->source(), what + ": " + e.what());
-            }
-          }
-        }
-      }
-      job.canonical = canonical_spec(job);
-      job.id = sha256_hex(job.canonical);
-      m.jobs.push_back(std::move(job));
-    }
+    if (auto job = parse_job(c, *t, index, names, plugins)) out.push_back(std::move(*job));
   }
+  return out;
+}
+
+// Every allow_jobs / deny_jobs entry names a job or a model.
+void check_host_lists(Checker& c, const toml::table& root, const Manifest& m,
+                      const PluginRegistry& plugins) {
   for (const HostPolicy& h : m.hosts) {
     for (const auto* list : {&h.allow_jobs, &h.deny_jobs}) {
       for (const std::string& entry : *list) {
@@ -425,6 +455,26 @@ Manifest parse_manifest(std::string_view text, std::string_view path,
       }
     }
   }
+}
+
+}  // namespace
+
+Manifest parse_manifest(std::string_view text, std::string_view path,
+                        const PluginRegistry& plugins) {
+  Checker c(path);
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    c.error(e.source(), std::string(e.description()));
+    throw ManifestError(c.diagnostics());
+  }
+  Manifest m;
+  m.path = std::string(path);
+  reject_unknown(c, root, {"hosts", "jobs"}, "the manifest");
+  m.hosts = parse_hosts(c, root);
+  m.jobs = parse_jobs(c, root, plugins);
+  check_host_lists(c, root, m, plugins);
   if (!c.ok()) throw ManifestError(c.diagnostics());
   return m;
 }

@@ -8,13 +8,18 @@
 // registrations crash at unload), so plugin objects outlive the registry safely.
 //
 // Thread-safety: load() builds a registry; afterwards it is read-only and may be shared.
+// Errors: a refused library is a value (errors()), never an exception; asking for a plugin that
+// is not there (model(), policy(), trigger()) throws. The parameter checks are in
+// param_schema.hpp, included here for the registry's callers.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/plugin.hpp"
 
 namespace tv {
@@ -65,25 +70,7 @@ std::vector<std::string> default_plugin_dirs();
 
 // Checks a descriptor: name, version, kind, and every ParamSpec (key, default of the declared
 // type, min <= max, default in range, allowed values only for strings and containing the
-// default). Returns an empty string when valid, else the first problem.
-std::string validate_descriptor(const plugin::Descriptor& d);
-
-// Completes `given` with the schema's defaults and checks every value: an unknown key (with a
-// did-you-mean), a wrong type, a number out of range, a string not allowed. An int64 value is
-// accepted for a float64 parameter. Throws std::invalid_argument with `what` (e.g.
-// "policy 'plateau'") in the message.
-plugin::Params resolve_params(const std::vector<plugin::ParamSpec>& schema,
-                              const plugin::Params& given, std::string_view what);
-
-// Why `value` does not satisfy `spec` (wrong type, out of range, not allowed), or "" when it
-// does. An int64 value for a float64 parameter must be converted by the caller first.
-std::string check_param_value(const plugin::ParamSpec& spec, const plugin::ParamValue& value);
-
-// The closest of `candidates` to `word` by edit distance, or "" when none is close.
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
-
-std::string_view kind_name(plugin::Kind kind) noexcept;
-std::string_view param_type_name(plugin::ParamType type) noexcept;
-std::string param_value_text(const plugin::ParamValue& v);
+// default). Nothing when valid, else the first problem.
+std::optional<std::string> validate_descriptor(const plugin::Descriptor& d);
 
 }  // namespace tv

@@ -3,6 +3,7 @@
 // writer (which validates writes) and manifest validation.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,19 +12,9 @@
 
 namespace tv::knobs {
 
-inline constexpr std::string_view kOptimizer = "training/optimizer/name";  // start only
-inline constexpr std::string_view kLearningRate = "training/optimizer/learning_rate";
-inline constexpr std::string_view kMomentum = "training/optimizer/momentum";
-inline constexpr std::string_view kWeightDecay = "training/optimizer/weight_decay";
-inline constexpr std::string_view kGradClipMax = "training/regularization/grad_clip_max";
-inline constexpr std::string_view kDropout = "training/regularization/dropout";
-inline constexpr std::string_view kBatchSize = "training/control/batch_size";  // next epoch
-inline constexpr std::string_view kEvalEvery = "training/control/eval_every";
-inline constexpr std::string_view kMaxEpochs = "training/control/max_epochs";
-inline constexpr std::string_view kEarlyStop = "training/control/early_stop";
-inline constexpr std::string_view kCheckpointEvery = "training/control/checkpoint_every";
-// The config revision, written by the config agent with every batch it applies.
-inline constexpr std::string_view kRevision = "trainvisor/revision";
+// The key paths (knobs::kLearningRate, ...) are those of the public plugin header, where
+// policies take them too: defined once, in plugin::knob.
+using namespace plugin::knob;
 
 // Every knob, with its default and range. grad_clip_max 0 means no clipping; eval_every 0 means
 // at the end of every epoch; checkpoint_every 0 means only on SIGTERM and at the end.
@@ -32,8 +23,9 @@ const std::vector<plugin::ParamSpec>& schema();
 // The spec of `key`, or null.
 const plugin::ParamSpec* find(std::string_view key);
 
-// Checks one value against the schema. Returns "" when valid, else the reason (unknown key with
-// a did-you-mean, wrong type, out of range, not allowed).
-std::string check(std::string_view key, const plugin::ParamValue& value);
+// Checks one value against the schema (an int64 is accepted for a float64 knob). Nothing when
+// valid, else the reason: an unknown key with a did-you-mean, a wrong type, out of range, not
+// allowed.
+std::optional<std::string> check(std::string_view key, const plugin::ParamValue& value);
 
 }  // namespace tv::knobs

@@ -18,7 +18,9 @@ namespace tv::shm {
 
 class Mapping;
 
-// Bits of TelemetryRecord::flags.
+// Bits of TelemetryRecord::flags. The public plugin header carries the same bits for
+// plugin::TelemetryPoint (shm depends on nothing of ours); core/src/telemetry_point.cpp, which
+// converts one record into the other, static_asserts that the two sets agree.
 enum TelemetryFlag : std::uint32_t {
   kTelemetryEval = 1u << 0,           // val_loss / val_accuracy hold an evaluation
   kTelemetryNonFiniteLoss = 1u << 1,  // the step's update was skipped
@@ -27,6 +29,13 @@ enum TelemetryFlag : std::uint32_t {
   kTelemetryEpochEnd = 1u << 4,
   kTelemetryFinished = 1u << 5,  // the trainer's last record
 };
+// Every bit above; a new bit goes into this mask too.
+inline constexpr std::uint32_t kTelemetryAllFlags = kTelemetryEval | kTelemetryNonFiniteLoss |
+                                                    kTelemetryConfigRefused | kTelemetryCheckpoint |
+                                                    kTelemetryEpochEnd | kTelemetryFinished;
+
+// A metric the record does not carry (no evaluation at this step, no rate measured) is NaN, as in
+// every other shape of the record (plugin::TelemetryPoint, the JSON's null, the stored NULL).
 
 struct TelemetryRecord {
   std::uint64_t step = 0;

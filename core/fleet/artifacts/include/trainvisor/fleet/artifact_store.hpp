@@ -48,7 +48,11 @@
 
 namespace tv::fleet {
 
-// Why an operation was refused. The comment on each code is the HTTP status it maps to.
+// Errors: every expected failure (a malformed name, a digest mismatch, a full disk) is an
+// ArtifactResult holding an ArtifactError; nothing here throws for them. The store speaks no HTTP:
+// the coordinator's route chooses the status, as noted on each code below.
+
+// Why an operation was refused, with the HTTP status the route answers for it.
 enum class ArtifactErrc {
   invalid_argument,  // 400: malformed digest, job id or artifact name
   digest_mismatch,   // 400: the bytes do not hash to the declared digest
