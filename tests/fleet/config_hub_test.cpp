@@ -76,23 +76,23 @@ TEST_F(ConfigHubTest, ABatchIsOneRevisionWithItsAudit) {
 TEST_F(ConfigHubTest, InvalidWritesChangeNothing) {
   const auto before = hub_->audit("job1", 0, 100).size();
   auto r = hub_->write("job1", {{"training/optimizer/learning_rat", 0.2}}, "human:ana", "");
-  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.refused, ConfigRefusal::kInvalid);
   EXPECT_NE(r.refusal.find("did you mean 'training/optimizer/learning_rate'"), std::string::npos)
       << r.refusal;
   r = hub_->write("job1", {{"training/optimizer/learning_rate", std::string("fast")}}, "human:ana",
                   "");
-  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.refused, ConfigRefusal::kInvalid);
   r = hub_->write(
       "job1", {{"training/optimizer/momentum", 0.5}, {"training/optimizer/learning_rate", 99.0}},
       "human:ana", "");
-  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.refused, ConfigRefusal::kInvalid);
   EXPECT_NE(r.refusal.find("above the maximum 10"), std::string::npos) << r.refusal;
   r = hub_->write("job1", {{"trainvisor/revision", std::int64_t{9}}}, "human:ana", "");
-  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.refused, ConfigRefusal::kInvalid);
   r = hub_->write("job1", {{"training/optimizer/momentum", 0.5}}, "robot", "");
-  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.refused, ConfigRefusal::kInvalid);
   r = hub_->write("nope", {{"training/optimizer/momentum", 0.5}}, "api", "");
-  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.refused, ConfigRefusal::kUnknownJob);
   EXPECT_EQ(hub_->get("job1").revision, 1u);
   EXPECT_EQ(hub_->audit("job1", 0, 100).size(), before);
   EXPECT_EQ(hub_->get("job1").values.count("training/optimizer/momentum"), 0u);
@@ -104,7 +104,7 @@ TEST_F(ConfigHubTest, FrozenPrefixRefusesPoliciesNotHumans) {
   EXPECT_EQ(hub_->frozen("job1"), std::vector<std::string>{"training/optimizer"});
   auto r = hub_->write("job1", {{"training/optimizer/learning_rate", 0.05}}, "policy:plateau",
                        "val_loss flat");
-  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(r.refused, ConfigRefusal::kFrozen);
   EXPECT_NE(r.refusal.find("frozen prefix training/optimizer"), std::string::npos) << r.refusal;
   EXPECT_EQ(lr(), 0.1);
   const auto log = hub_->audit("job1", 0, 100);

@@ -213,7 +213,7 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
   ConfigWriteResult out;
   const auto rev = impl_->revision(job_id);
   if (!rev) {
-    out.status = 404;
+    out.refused = ConfigRefusal::kUnknownJob;
     out.refusal = "job " + job_id + ": no config tree";
     return out;
   }
@@ -221,12 +221,12 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
   try {
     check_actor(actor);
   } catch (const ConfigHubError& e) {
-    out.status = 400;
+    out.refused = ConfigRefusal::kInvalid;
     out.refusal = e.what();
     return out;
   }
   if (writes.empty()) {
-    out.status = 400;
+    out.refused = ConfigRefusal::kInvalid;
     out.refusal = "no writes";
     return out;
   }
@@ -240,7 +240,7 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
                           ? std::string(knobs::kRevision) + " is the hub's own"
                           : knobs::check(w.path, v).value_or("");
     if (!why.empty()) {
-      out.status = 400;
+      out.refused = ConfigRefusal::kInvalid;
       out.refusal = why;
       return out;  // invalid: refused whole, nothing recorded
     }
@@ -250,7 +250,7 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
     for (const std::string& prefix : impl_->frozen(job_id)) {
       for (const ConfigWrite& w : normalised) {
         if (!path_under(w.path, prefix)) continue;
-        out.status = 409;
+        out.refused = ConfigRefusal::kFrozen;
         out.refusal =
             w.path + " is under the frozen prefix " + prefix + "; " + actor + " may not write it";
         Transaction tx(impl_->db);

@@ -13,6 +13,19 @@ using http::BodyStream;
 using http::Request;
 using http::Response;
 
+int refusal_status(ConfigRefusal r) {
+  switch (r) {
+    case ConfigRefusal::kUnknownJob:
+      return 404;
+    case ConfigRefusal::kFrozen:
+      return 409;
+    case ConfigRefusal::kInvalid:
+    case ConfigRefusal::kNone:
+      break;
+  }
+  return 400;
+}
+
 Response config_get(CoordinatorState& s, const std::string& job) {
   try {
     const ConfigTree t = s.hub.get(job);
@@ -38,7 +51,7 @@ Response config_write(CoordinatorState& s, Request& req) {
   for (const auto& [k, v] : w.writes)
     writes.push_back({k, v});
   const ConfigWriteResult r = s.hub.write(req.params[0], writes, actor, w.reason);
-  if (!r.applied) return Response::error(r.status, r.refusal);
+  if (!r.applied) return Response::error(refusal_status(r.refused), r.refusal);
   return Response::json(200, api::to_json(api::ConfigWriteReply{r.revision, actor}));
 }
 

@@ -41,11 +41,19 @@ struct ConfigTree {
   plugin::ConfigView values;
 };
 
+// Why a write was refused; the route that called chooses the HTTP status.
+enum class ConfigRefusal {
+  kNone,        // applied
+  kUnknownJob,  // the job has no config tree
+  kInvalid,     // a key or value the knob schema refuses (nothing recorded)
+  kFrozen,      // a policy's write under a frozen prefix (recorded in the audit log)
+};
+
 struct ConfigWriteResult {
   bool applied = false;
   std::uint64_t revision = 0;  // the new revision (applied) or the current one (refused)
-  int status = 200;            // HTTP status: 400 invalid, 404 unknown job, 409 frozen
-  std::string refusal;         // why, when refused
+  ConfigRefusal refused = ConfigRefusal::kNone;
+  std::string refusal;  // why, when refused
 };
 
 struct AuditEntry {

@@ -1,5 +1,6 @@
 // The config agent of one job on one host: the single writer of the job's shared-memory block.
-// It subscribes to the job's config stream on the coordinator (a WebSocket, see coordinator.hpp)
+// It subscribes to the job's config stream on the coordinator (a WebSocket; the protocol is in
+// trainvisor/fleet/api/config.hpp)
 // from the revision its block holds and writes every revision into the block as one generation
 // carrying that revision, so the trainer applies it at one step boundary.
 //
