@@ -14,7 +14,7 @@ void add_artifact_commands(CLI::App& app) {
   artifacts->callback([f] {
     OpsConnection c(*f);
     const auto list = value_of(c.client().artifacts(c.resolve(f->job)));
-    print(*f, fleet::api::to_json(list), [&] {
+    print(*f, nlohmann::json(fleet::api::ArtifactList{list}), [&] {
       for (const auto& a : list) {
         std::printf("%-20s %12llu  %s\n", a.name.c_str(), static_cast<unsigned long long>(a.size),
                     a.digest.c_str());

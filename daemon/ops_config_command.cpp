@@ -28,7 +28,7 @@ void config_get(const ConfigFlags& f) {
   const auto it = info.values.find(f.path);
   if (!f.path.empty() && it == info.values.end())
     throw std::invalid_argument("the job has no key '" + f.path + "'");
-  const json out = f.path.empty() ? api::to_json(info)
+  const json out = f.path.empty() ? json(info)
                                   : json{{"revision", info.revision},
                                          {"path", f.path},
                                          {"value", fleet::param_value_json(it->second)}};
@@ -55,7 +55,7 @@ void config_set(const ConfigFlags& f) {
   }
   w.reason = f.reason;
   const api::ConfigWriteReply r = value_of(c.operator_client().write_config(c.resolve(f.job), w));
-  print(f, api::to_json(r),
+  print(f, json(r),
         [&] { std::printf("revision %llu\n", static_cast<unsigned long long>(r.revision)); });
 }
 
@@ -65,7 +65,7 @@ void config_freeze(const ConfigFlags& f, bool freezing) {
   api::CoordinatorClient& client = c.operator_client();
   const auto frozen =
       value_of(freezing ? client.freeze(id, f.prefix) : client.unfreeze(id, f.prefix));
-  print(f, api::frozen_json(frozen),
+  print(f, json(api::FrozenList{frozen}),
         [&] { std::printf("frozen: %s\n", json(frozen).dump().c_str()); });
 }
 
@@ -85,7 +85,7 @@ void print_audit(const api::AuditRecord& e) {
 void config_log(const ConfigFlags& f) {
   OpsConnection c(f);
   const auto log = value_of(c.client().config_log(c.resolve(f.job), f.log_after, f.log_limit));
-  print(f, api::to_json(log), [&] {
+  print(f, json(api::AuditLog{log}), [&] {
     for (const auto& e : log)
       print_audit(e);
     if (log.size() == f.log_limit) {

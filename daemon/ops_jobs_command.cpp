@@ -31,7 +31,7 @@ void list_jobs(const JobsFlags& f) {
     }
   }
   const auto jobs = value_of(c.client().jobs(status));
-  print(f, api::to_json(jobs), [&] {
+  print(f, json(api::JobList{jobs}), [&] {
     std::printf("%-12s  %-24s %-10s %-10s %7s %11s  %s\n", "ID", "NAME", "MODEL", "STATUS",
                 "ATTEMPT", "CONFIG", "WORKER");
     for (const auto& r : jobs) {
@@ -83,8 +83,8 @@ void show_job(const JobsFlags& f) {
   const std::string id = c.resolve(f.job);
   const api::JobInfo j = value_of(c.client().job(id));
   const api::TelemetryCurve t = value_of(c.client().telemetry(id, f.output == "json" ? 500 : 16));
-  json out = api::to_json(j);
-  out["telemetry"] = api::to_json(t);
+  json out = j;
+  out["telemetry"] = json(t);
   print(f, out, [&] {
     std::printf("%s (%s)\n  model %s, status %s, attempt %lld of %lld, worker %s\n",
                 j.spec.name.c_str(), j.spec.id.c_str(), j.spec.model.c_str(),
@@ -100,7 +100,7 @@ void show_job(const JobsFlags& f) {
 void cancel_job(const JobsFlags& f) {
   OpsConnection c(f);
   const api::CancelReply r = value_of(c.operator_client().cancel(c.resolve(f.job)));
-  print(f, api::to_json(r), [&] {
+  print(f, json(r), [&] {
     std::printf("cancelled%s\n",
                 r.was_running ? (" (host " + r.worker + " stops its trainer)").c_str() : "");
   });
@@ -116,7 +116,7 @@ void explain_job(const JobsFlags& f) {
   OpsConnection c(f);
   const std::string id = c.resolve(f.job);
   const auto hosts = value_of(c.client().explain(id));
-  print(f, api::to_json(id, hosts), [&] {
+  print(f, json(api::Explanation{id, hosts}), [&] {
     if (hosts.empty()) std::printf("no host is known yet\n");
     for (const auto& h : hosts) {
       std::printf("%-20s %s%s\n", h.host.c_str(),
@@ -129,7 +129,7 @@ void explain_job(const JobsFlags& f) {
 void list_workers(const JobsFlags& f) {
   OpsConnection c(f);
   const auto workers = value_of(c.client().workers());
-  print(f, api::to_json(workers), [&] {
+  print(f, json(api::WorkerList{workers}), [&] {
     std::printf("%-20s %5s %9s %5s %9s\n", "HOST", "CORES", "RAM_GIB", "CUDA", "VRAM_GIB");
     for (const auto& w : workers) {
       std::printf("%-20s %5lld %9.1f %5s %9.1f\n", w.name.c_str(),

@@ -28,7 +28,7 @@ void add_manifest_commands(CLI::App& app) {
   reload->callback([f] {
     OpsConnection c(*f);
     const fleet::api::ReloadReply r = value_of(c.operator_client().reload_manifest(f->dry_run));
-    print(*f, fleet::api::to_json(r), [&] {
+    print(*f, nlohmann::json(r), [&] {
       std::printf(
           "%sadded: %s\nunchanged: %s\nno longer in the manifest (kept until cancelled): %s\n",
           f->dry_run ? "dry run, nothing written\n" : "", names(r.added).c_str(),

@@ -52,28 +52,27 @@ TEST(Messages, ClaimAndLeaseMessagesRoundTrip) {
   cap.hostname = "h1";
   cap.cores = 4;
   cap.ram_gib = 7.5;
-  const ClaimRequest req = claim_request_from_json(wire(to_json(ClaimRequest{"h1", cap})));
+  const ClaimRequest req = wire(json(ClaimRequest{"h1", cap})).get<ClaimRequest>();
   EXPECT_EQ(req.worker, "h1");
   EXPECT_EQ(capability_json(req.capability), capability_json(cap));
 
-  const ClaimReply none = claim_reply_from_json(wire(to_json(ClaimReply{})));
+  const ClaimReply none = wire(json(ClaimReply{})).get<ClaimReply>();
   EXPECT_FALSE(none.job);
-  const ClaimReply some =
-      claim_reply_from_json(wire(to_json(ClaimReply{sample_spec(), 2, "tok", 99})));
+  const ClaimReply some = wire(json(ClaimReply{sample_spec(), 2, "tok", 99})).get<ClaimReply>();
   ASSERT_TRUE(some.job);
   EXPECT_EQ(some.job->name, "cnn-a");
   EXPECT_EQ(some.attempt, 2);
   EXPECT_EQ(some.lease_token, "tok");
   EXPECT_EQ(some.lease_expires_ms, 99);
 
-  const HeartbeatReply h = heartbeat_reply_from_json(wire(to_json(HeartbeatReply{true, 5})));
+  const HeartbeatReply h = wire(json(HeartbeatReply{true, 5})).get<HeartbeatReply>();
   EXPECT_TRUE(h.cancel_requested);
   EXPECT_EQ(h.lease_expires_ms, 5);
-  const CompleteRequest c = complete_request_from_json(wire(to_json(CompleteRequest{"tok", "d"})));
+  const CompleteRequest c = wire(json(CompleteRequest{"tok", "d"})).get<CompleteRequest>();
   EXPECT_EQ(c.artifact, "d");
-  EXPECT_FALSE(complete_request_from_json(wire(to_json(CompleteRequest{"tok", {}}))).artifact);
+  EXPECT_FALSE(wire(json(CompleteRequest{"tok", {}})).get<CompleteRequest>().artifact);
   const FailRequest f =
-      fail_request_from_json(wire(to_json(FailRequest{"tok", FailureClass::kHostLost, "gone"})));
+      wire(json(FailRequest{"tok", FailureClass::kHostLost, "gone"})).get<FailRequest>();
   EXPECT_EQ(f.failure, FailureClass::kHostLost);
   EXPECT_EQ(f.reason, "gone");
 }
@@ -82,17 +81,17 @@ TEST(Messages, RequestsWithAMissingOrBadFieldAreRefusedByName) {
   EXPECT_THROW(
       {
         try {
-          lease_request_from_json(json::object());
+          json::object().get<LeaseRequest>();
         } catch (const std::invalid_argument& e) {
           EXPECT_STREQ(e.what(), "missing field 'lease_token' (a non-empty string)");
           throw;
         }
       },
       std::invalid_argument);
-  EXPECT_THROW(claim_request_from_json({{"worker", "w"}}), std::invalid_argument);
-  EXPECT_THROW(fail_request_from_json({{"lease_token", "t"}, {"class", "boom"}}),
+  EXPECT_THROW(json({{"worker", "w"}}).get<ClaimRequest>(), std::invalid_argument);
+  EXPECT_THROW((json{{"lease_token", "t"}, {"class", "boom"}}.get<FailRequest>()),
                std::invalid_argument);
-  EXPECT_THROW(config_write_request_from_json({{"writes", json::object()}}), std::invalid_argument);
+  EXPECT_THROW((json{{"writes", json::object()}}.get<ConfigWriteRequest>()), std::invalid_argument);
 }
 
 TEST(Messages, JobInfoRoundTripsWithItsConfigLag) {
@@ -103,8 +102,8 @@ TEST(Messages, JobInfoRoundTripsWithItsConfigLag) {
   j.worker = "h1";
   j.claimed_ms = 10;
   j.config = {std::uint64_t{4}, std::nullopt};
-  const JobInfo back = job_list_from_json(wire(to_json(std::vector<JobInfo>{j}))).at(0);
-  EXPECT_EQ(to_json(back), to_json(j));
+  const JobInfo back = wire(json(JobList{{j}})).get<JobList>().jobs.at(0);
+  EXPECT_EQ(json(back), json(j));
   EXPECT_EQ(back.status, JobStatus::kRunning);
   EXPECT_EQ(back.config.desired_revision, 4u);
   EXPECT_FALSE(back.config.applied_revision);
@@ -117,7 +116,7 @@ TEST(Messages, TelemetryKeepsNaNAsUnknown) {
   p.loss = 0.5;
   p.flags = plugin::kTelemetryEval;
   TelemetryBatch b{"h1", 2, {p}, {{7, "out of range"}}};
-  const TelemetryBatch back = telemetry_batch_from_json(wire(to_json(b)));
+  const TelemetryBatch back = wire(json(b)).get<TelemetryBatch>();
   ASSERT_EQ(back.points.size(), 1u);
   EXPECT_EQ(back.points[0].loss, 0.5);
   EXPECT_TRUE(std::isnan(back.points[0].val_loss));
@@ -133,8 +132,8 @@ TEST(Messages, ConfigMessagesRoundTrip) {
                         {{"training/optimizer/learning_rate", 1.0}},
                         {"training"},
                         AppliedConfig{3, 10, 12, "h1", 5, 6, 0}};
-  const ConfigInfo back = config_info_from_json(wire(to_json(info)));
-  EXPECT_EQ(to_json(back), to_json(info));
+  const ConfigInfo back = wire(json(info)).get<ConfigInfo>();
+  EXPECT_EQ(json(back), json(info));
   // 1.0 stays a float on the wire.
   EXPECT_TRUE(std::holds_alternative<double>(back.values.at("training/optimizer/learning_rate")));
 
@@ -147,11 +146,10 @@ TEST(Messages, ConfigMessagesRoundTrip) {
   r.new_value = 0.2;
   r.accepted = false;
   r.refusal = "frozen";
-  EXPECT_EQ(to_json(audit_log_from_json(wire(to_json(std::vector<AuditRecord>{r})))),
-            to_json(std::vector<AuditRecord>{r}));
+  EXPECT_EQ(json(wire(json(AuditLog{{r}})).get<AuditLog>()), json(AuditLog{{r}}));
 
   ConfigWriteRequest w{"plateau", {{"training/optimizer/learning_rate", 0.05}}, "plateau"};
-  const ConfigWriteRequest wb = config_write_request_from_json(wire(to_json(w)));
+  const ConfigWriteRequest wb = wire(json(w)).get<ConfigWriteRequest>();
   EXPECT_EQ(wb.policy, "plateau");
   EXPECT_EQ(wb.writes, w.writes);
 }
@@ -166,30 +164,27 @@ TEST(Messages, EveryStreamMessageRoundTrips) {
       StreamMessage::keepalive(5),
   };
   for (const StreamMessage& m : all) {
-    const json j = wire(to_json(m));
-    const StreamMessage back = stream_message_from_json(j);
+    const json j = wire(json(m));
+    const StreamMessage back = j.get<StreamMessage>();
     EXPECT_EQ(back.type, m.type) << j;
-    EXPECT_EQ(to_json(back), j);
+    EXPECT_EQ(json(back), j);
   }
-  EXPECT_EQ(to_json(StreamMessage::keepalive(5)),
-            json::parse(R"({"type":"keepalive","revision":5})"));
-  EXPECT_THROW(stream_message_from_json({{"type", "gossip"}}), std::invalid_argument);
+  EXPECT_EQ(json(StreamMessage::keepalive(5)), json::parse(R"({"type":"keepalive","revision":5})"));
+  EXPECT_THROW((json{{"type", "gossip"}}.get<StreamMessage>()), std::invalid_argument);
 }
 
 TEST(Messages, ArtifactAndManifestRepliesRoundTrip) {
-  const UploadReply u = upload_reply_from_json(wire(to_json(UploadReply{"d", 10, true})));
+  const UploadReply u = wire(json(UploadReply{"d", 10, true})).get<UploadReply>();
   EXPECT_TRUE(u.deduplicated);
   EXPECT_EQ(u.size, 10u);
-  const auto list =
-      artifact_list_from_json(wire(to_json(std::vector<ArtifactInfo>{{"b", "d", 1, 2}})));
+  const auto list = wire(json(ArtifactList{{{"b", "d", 1, 2}}})).get<ArtifactList>().artifacts;
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].uploaded_at, 2);
-  const ReloadReply r =
-      reload_reply_from_json(wire(to_json(ReloadReply{true, {"a"}, {}, {"z"}, 0})));
+  const ReloadReply r = wire(json(ReloadReply{true, {"a"}, {}, {"z"}, 0})).get<ReloadReply>();
   EXPECT_TRUE(r.dry_run);
   EXPECT_EQ(r.removed, std::vector<std::string>{"z"});
   const ErrorReply e = error_reply_from_json(
-      wire(to_json(ErrorReply{"invalid manifest", 400, {"m.toml:1: bad"}})), 400, "");
+      wire(json(ErrorReply{"invalid manifest", 400, {"m.toml:1: bad"}})), 400, "");
   EXPECT_EQ(e.diagnostics, std::vector<std::string>{"m.toml:1: bad"});
   EXPECT_EQ(error_reply_from_json(json("not an object"), 502, "bad gateway").error, "bad gateway");
 }

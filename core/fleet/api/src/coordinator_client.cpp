@@ -41,6 +41,12 @@ Ok ok_of(const json&) {
   return {};
 }
 
+// The reply's message of type T.
+template <class T>
+T decoded(const json& j) {
+  return j.get<T>();
+}
+
 }  // namespace
 
 struct CoordinatorClient::Impl {
@@ -77,34 +83,34 @@ const CoordinatorClientOptions& CoordinatorClient::options() const {
 }
 
 Reply<ClaimReply> CoordinatorClient::claim(const ClaimRequest& request) {
-  return reply_of(impl_->post(Role::kWorker, target(kClaim, {}), to_json(request)),
-                  claim_reply_from_json);
+  return reply_of(impl_->post(Role::kWorker, target(kClaim, {}), json(request)),
+                  decoded<ClaimReply>);
 }
 
 Reply<HeartbeatReply> CoordinatorClient::heartbeat(const std::string& job,
                                                    const std::string& lease_token) {
   return reply_of(
-      impl_->post(Role::kWorker, target(kJobHeartbeat, {job}), to_json(LeaseRequest{lease_token})),
-      heartbeat_reply_from_json);
+      impl_->post(Role::kWorker, target(kJobHeartbeat, {job}), json(LeaseRequest{lease_token})),
+      decoded<HeartbeatReply>);
 }
 
 Reply<Ok> CoordinatorClient::mark_running(const std::string& job, const std::string& lease_token) {
   return reply_of(
-      impl_->post(Role::kWorker, target(kJobRunning, {job}), to_json(LeaseRequest{lease_token})),
+      impl_->post(Role::kWorker, target(kJobRunning, {job}), json(LeaseRequest{lease_token})),
       ok_of);
 }
 
 Reply<Ok> CoordinatorClient::complete(const std::string& job, const CompleteRequest& request) {
-  return reply_of(impl_->post(Role::kWorker, target(kJobComplete, {job}), to_json(request)), ok_of);
+  return reply_of(impl_->post(Role::kWorker, target(kJobComplete, {job}), json(request)), ok_of);
 }
 
 Reply<Ok> CoordinatorClient::fail(const std::string& job, const FailRequest& request) {
-  return reply_of(impl_->post(Role::kWorker, target(kJobFail, {job}), to_json(request)), ok_of);
+  return reply_of(impl_->post(Role::kWorker, target(kJobFail, {job}), json(request)), ok_of);
 }
 
 Reply<std::uint64_t> CoordinatorClient::send_telemetry(const std::string& job,
                                                        const TelemetryBatch& batch) {
-  return reply_of(impl_->post(Role::kWorker, target(kJobTelemetry, {job}), to_json(batch)),
+  return reply_of(impl_->post(Role::kWorker, target(kJobTelemetry, {job}), json(batch)),
                   [](const json& j) { return j.at("stored").get<std::uint64_t>(); });
 }
 
@@ -115,19 +121,19 @@ Reply<UploadReply> CoordinatorClient::upload(const std::string& job, const std::
   h.emplace_back(std::string(kLeaseTokenHeader), lease_token);
   h.emplace_back(std::string(kContentSha256Header), sha256);
   return reply_of(impl_->http.send_file("PUT", target(kJobArtifactUpload, {job, name}), path, h),
-                  upload_reply_from_json);
+                  decoded<UploadReply>);
 }
 
 Reply<ConfigWriteReply> CoordinatorClient::write_config(const std::string& job,
                                                         const ConfigWriteRequest& request) {
   const Role role = request.policy ? Role::kWorker : Role::kOperator;
-  return reply_of(impl_->post(role, target(kJobConfig, {job}), to_json(request)),
-                  config_write_reply_from_json);
+  return reply_of(impl_->post(role, target(kJobConfig, {job}), json(request)),
+                  decoded<ConfigWriteReply>);
 }
 
 Reply<CancelReply> CoordinatorClient::cancel(const std::string& job) {
   return reply_of(impl_->post(Role::kOperator, target(kJobCancel, {job}), json::object()),
-                  cancel_reply_from_json);
+                  decoded<CancelReply>);
 }
 
 Reply<Ok> CoordinatorClient::requeue(const std::string& job) {
@@ -137,50 +143,54 @@ Reply<Ok> CoordinatorClient::requeue(const std::string& job) {
 Reply<std::vector<std::string>> CoordinatorClient::freeze(const std::string& job,
                                                           const std::string& prefix) {
   return reply_of(
-      impl_->post(Role::kOperator, target(kJobConfigFreeze, {job}), to_json(FreezeRequest{prefix})),
-      frozen_from_json);
+      impl_->post(Role::kOperator, target(kJobConfigFreeze, {job}), json(FreezeRequest{prefix})),
+      [](const json& j) { return j.get<FrozenList>().frozen; });
 }
 
 Reply<std::vector<std::string>> CoordinatorClient::unfreeze(const std::string& job,
                                                             const std::string& prefix) {
-  return reply_of(impl_->post(Role::kOperator, target(kJobConfigUnfreeze, {job}),
-                              to_json(FreezeRequest{prefix})),
-                  frozen_from_json);
+  return reply_of(
+      impl_->post(Role::kOperator, target(kJobConfigUnfreeze, {job}), json(FreezeRequest{prefix})),
+      [](const json& j) { return j.get<FrozenList>().frozen; });
 }
 
 Reply<ReloadReply> CoordinatorClient::reload_manifest(bool dry_run) {
   const Query q = dry_run ? Query{{"dry_run", "1"}} : Query{};
   return reply_of(impl_->post(Role::kOperator, target(kManifestReload, {}, q), json::object()),
-                  reload_reply_from_json);
+                  decoded<ReloadReply>);
 }
 
 Reply<Health> CoordinatorClient::health() {
-  return reply_of(impl_->get(target(kHealth, {})), health_from_json);
+  return reply_of(impl_->get(target(kHealth, {})), decoded<Health>);
 }
 
 Reply<std::vector<JobInfo>> CoordinatorClient::jobs(std::optional<JobStatus> status) {
   const Query q = status ? Query{{"status", std::string(to_string(*status))}} : Query{};
-  return reply_of(impl_->get(target(kJobs, {}, q)), job_list_from_json);
+  return reply_of(impl_->get(target(kJobs, {}, q)),
+                  [](const json& j) { return j.get<JobList>().jobs; });
 }
 
 Reply<JobInfo> CoordinatorClient::job(const std::string& job) {
-  return reply_of(impl_->get(target(kJob, {job})), job_info_from_json);
+  return reply_of(impl_->get(target(kJob, {job})), decoded<JobInfo>);
 }
 
 Reply<std::vector<HostVerdict>> CoordinatorClient::explain(const std::string& job) {
-  return reply_of(impl_->get(target(kJobExplain, {job})), explain_from_json);
+  return reply_of(impl_->get(target(kJobExplain, {job})),
+                  [](const json& j) { return j.get<Explanation>().hosts; });
 }
 
 Reply<std::vector<WorkerInfo>> CoordinatorClient::workers() {
-  return reply_of(impl_->get(target(kWorkers, {})), worker_list_from_json);
+  return reply_of(impl_->get(target(kWorkers, {})),
+                  [](const json& j) { return j.get<WorkerList>().workers; });
 }
 
 Reply<ArtifactStat> CoordinatorClient::artifact_stat(const std::string& digest) {
-  return reply_of(impl_->get(target(kArtifactStat, {digest})), artifact_stat_from_json);
+  return reply_of(impl_->get(target(kArtifactStat, {digest})), decoded<ArtifactStat>);
 }
 
 Reply<std::vector<ArtifactInfo>> CoordinatorClient::artifacts(const std::string& job) {
-  return reply_of(impl_->get(target(kJobArtifacts, {job})), artifact_list_from_json);
+  return reply_of(impl_->get(target(kJobArtifacts, {job})),
+                  [](const json& j) { return j.get<ArtifactList>().artifacts; });
 }
 
 Reply<Ok> CoordinatorClient::download_artifact(const std::string& digest, const std::string& path) {
@@ -190,20 +200,21 @@ Reply<Ok> CoordinatorClient::download_artifact(const std::string& digest, const 
 }
 
 Reply<ConfigInfo> CoordinatorClient::config(const std::string& job) {
-  return reply_of(impl_->get(target(kJobConfig, {job})), config_info_from_json);
+  return reply_of(impl_->get(target(kJobConfig, {job})), decoded<ConfigInfo>);
 }
 
 Reply<std::vector<AuditRecord>> CoordinatorClient::config_log(const std::string& job,
                                                               std::uint64_t after,
                                                               std::uint64_t limit) {
   const Query q = {{"after", std::to_string(after)}, {"limit", std::to_string(limit)}};
-  return reply_of(impl_->get(target(kJobConfigLog, {job}, q)), audit_log_from_json);
+  return reply_of(impl_->get(target(kJobConfigLog, {job}, q)),
+                  [](const json& j) { return j.get<AuditLog>().entries; });
 }
 
 Reply<TelemetryCurve> CoordinatorClient::telemetry(const std::string& job,
                                                    std::uint64_t max_points) {
   const Query q = {{"max_points", std::to_string(max_points)}};
-  return reply_of(impl_->get(target(kJobTelemetry, {job}, q)), telemetry_curve_from_json);
+  return reply_of(impl_->get(target(kJobTelemetry, {job}, q)), decoded<TelemetryCurve>);
 }
 
 ConfigStreamReader::ConfigStreamReader(const http::ClientOptions& coordinator,
@@ -218,7 +229,7 @@ ConfigStreamReader::~ConfigStreamReader() = default;
 StreamMessage ConfigStreamReader::next(std::chrono::milliseconds idle) {
   const std::string text = ws_->receive(idle);
   try {
-    return stream_message_from_json(json::parse(text));
+    return json::parse(text).get<StreamMessage>();
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("config stream: unreadable message (") + e.what() +
                              "): " + text.substr(0, 200));

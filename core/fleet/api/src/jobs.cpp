@@ -10,7 +10,8 @@ using nlohmann::json;
 
 namespace {
 
-json optional_json(const std::optional<std::int64_t>& v) {
+template <class T>
+json optional_json(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
 }
 
@@ -97,6 +98,19 @@ HostCapability capability_from_json(const json& j) {
   return c;
 }
 
+void to_json(json& j, const JobSpec& m) {
+  j = job_spec_json(m);
+}
+void from_json(const json& j, JobSpec& m) {
+  m = job_spec_from_json(j);
+}
+void to_json(json& j, const HostCapability& m) {
+  j = capability_json(m);
+}
+void from_json(const json& j, HostCapability& m) {
+  m = capability_from_json(j);
+}
+
 namespace api {
 
 std::string required_string(const json& j, const char* key) {
@@ -106,76 +120,74 @@ std::string required_string(const json& j, const char* key) {
   return j[key].get<std::string>();
 }
 
-json to_json(const ClaimRequest& m) {
-  return {{"worker", m.worker}, {"capability", capability_json(m.capability)}};
+void to_json(json& j, const ClaimRequest& m) {
+  j = {{"worker", m.worker}, {"capability", m.capability}};
 }
 
-ClaimRequest claim_request_from_json(const json& j) {
-  ClaimRequest m;
+void from_json(const json& j, ClaimRequest& m) {
   m.worker = required_string(j, "worker");
   if (!j.contains("capability") || !j["capability"].is_object())
     throw std::invalid_argument("missing field 'capability' (an object)");
-  m.capability = capability_from_json(j["capability"]);
-  return m;
+  m.capability = j["capability"].get<HostCapability>();
 }
 
-json to_json(const ClaimReply& m) {
-  if (!m.job) return {{"job", nullptr}};
-  return {{"job", job_spec_json(*m.job)},
-          {"attempt", m.attempt},
-          {"lease_token", m.lease_token},
-          {"lease_expires_ms", m.lease_expires_ms}};
+void to_json(json& j, const ClaimReply& m) {
+  if (!m.job) {
+    j = {{"job", nullptr}};
+    return;
+  }
+  j = {{"job", *m.job},
+       {"attempt", m.attempt},
+       {"lease_token", m.lease_token},
+       {"lease_expires_ms", m.lease_expires_ms}};
 }
 
-ClaimReply claim_reply_from_json(const json& j) {
-  ClaimReply m;
-  if (j.at("job").is_null()) return m;
-  m.job = job_spec_from_json(j["job"]);
+void from_json(const json& j, ClaimReply& m) {
+  m = {};
+  if (j.at("job").is_null()) return;
+  m.job = j["job"].get<JobSpec>();
   m.attempt = j.at("attempt");
   m.lease_token = j.at("lease_token");
   m.lease_expires_ms = j.value("lease_expires_ms", std::int64_t{0});
-  return m;
 }
 
-json to_json(const LeaseRequest& m) {
-  return {{"lease_token", m.lease_token}};
+void to_json(json& j, const LeaseRequest& m) {
+  j = {{"lease_token", m.lease_token}};
 }
 
-LeaseRequest lease_request_from_json(const json& j) {
-  return {required_string(j, "lease_token")};
-}
-
-json to_json(const HeartbeatReply& m) {
-  return {{"ok", true},
-          {"cancel_requested", m.cancel_requested},
-          {"lease_expires_ms", m.lease_expires_ms}};
-}
-
-HeartbeatReply heartbeat_reply_from_json(const json& j) {
-  return {j.value("cancel_requested", false), j.value("lease_expires_ms", std::int64_t{0})};
-}
-
-json to_json(const CompleteRequest& m) {
-  json j = {{"lease_token", m.lease_token}};
-  if (m.artifact) j["artifact"] = *m.artifact;
-  return j;
-}
-
-CompleteRequest complete_request_from_json(const json& j) {
-  CompleteRequest m;
+void from_json(const json& j, LeaseRequest& m) {
   m.lease_token = required_string(j, "lease_token");
+}
+
+void to_json(json& j, const HeartbeatReply& m) {
+  j = {{"ok", true},
+       {"cancel_requested", m.cancel_requested},
+       {"lease_expires_ms", m.lease_expires_ms}};
+}
+
+void from_json(const json& j, HeartbeatReply& m) {
+  m.cancel_requested = j.value("cancel_requested", false);
+  m.lease_expires_ms = j.value("lease_expires_ms", std::int64_t{0});
+}
+
+void to_json(json& j, const CompleteRequest& m) {
+  j = {{"lease_token", m.lease_token}};
+  if (m.artifact) j["artifact"] = *m.artifact;
+}
+
+void from_json(const json& j, CompleteRequest& m) {
+  m.lease_token = required_string(j, "lease_token");
+  m.artifact.reset();
   if (j.contains("artifact") && j["artifact"].is_string()) m.artifact = j["artifact"];
-  return m;
 }
 
-json to_json(const FailRequest& m) {
-  return {{"lease_token", m.lease_token},
-          {"class", std::string(to_string(m.failure))},
-          {"reason", m.reason}};
+void to_json(json& j, const FailRequest& m) {
+  j = {{"lease_token", m.lease_token},
+       {"class", std::string(to_string(m.failure))},
+       {"reason", m.reason}};
 }
 
-FailRequest fail_request_from_json(const json& j) {
-  FailRequest m;
+void from_json(const json& j, FailRequest& m) {
   const std::string cls = required_string(j, "class");
   const auto failure = value_named(kFailureClassNames, cls);
   if (!failure) {
@@ -185,55 +197,51 @@ FailRequest fail_request_from_json(const json& j) {
   m.failure = *failure;
   m.lease_token = required_string(j, "lease_token");
   m.reason = j.value("reason", std::string());
-  return m;
 }
 
-json to_json(const CancelReply& m) {
-  return {{"ok", true}, {"was_running", m.was_running}, {"worker", m.worker}};
+void to_json(json& j, const CancelReply& m) {
+  j = {{"ok", true}, {"was_running", m.was_running}, {"worker", m.worker}};
 }
 
-CancelReply cancel_reply_from_json(const json& j) {
-  return {j.at("was_running").get<bool>(), j.value("worker", std::string())};
+void from_json(const json& j, CancelReply& m) {
+  m.was_running = j.at("was_running");
+  m.worker = j.value("worker", std::string());
 }
 
-json to_json(const ConfigLag& m) {
-  const auto rev = [](const std::optional<std::uint64_t>& v) {
-    return v ? json(*v) : json(nullptr);
-  };
-  return {{"desired_revision", rev(m.desired_revision)},
-          {"applied_revision", rev(m.applied_revision)}};
+void to_json(json& j, const ConfigLag& m) {
+  j = {{"desired_revision", optional_json(m.desired_revision)},
+       {"applied_revision", optional_json(m.applied_revision)}};
 }
 
-ConfigLag config_lag_from_json(const json& j) {
-  return {optional_from<std::uint64_t>(j, "desired_revision"),
-          optional_from<std::uint64_t>(j, "applied_revision")};
+void from_json(const json& j, ConfigLag& m) {
+  m.desired_revision = optional_from<std::uint64_t>(j, "desired_revision");
+  m.applied_revision = optional_from<std::uint64_t>(j, "applied_revision");
 }
 
-json to_json(const JobInfo& r) {
-  return {{"id", r.spec.id},
-          {"name", r.spec.name},
-          {"model", r.spec.model},
-          {"status", std::string(to_string(r.status))},
-          {"attempt", r.attempt},
-          {"counted_failures", r.counted_failures},
-          {"max_attempts", r.spec.max_attempts},
-          {"worker", r.worker},
-          {"cancel_requested", r.cancel_requested},
-          {"created_ms", r.created_ms},
-          {"updated_ms", r.updated_ms},
-          {"not_before_ms", r.not_before_ms},
-          {"claimed_ms", optional_json(r.claimed_ms)},
-          {"finished_ms", optional_json(r.finished_ms)},
-          {"heartbeat_ms", optional_json(r.heartbeat_ms)},
-          {"last_error", r.last_error},
-          {"artifact", r.artifact},
-          {"spec", job_spec_json(r.spec)},
-          {"config", to_json(r.config)}};
+void to_json(json& j, const JobInfo& r) {
+  j = {{"id", r.spec.id},
+       {"name", r.spec.name},
+       {"model", r.spec.model},
+       {"status", std::string(to_string(r.status))},
+       {"attempt", r.attempt},
+       {"counted_failures", r.counted_failures},
+       {"max_attempts", r.spec.max_attempts},
+       {"worker", r.worker},
+       {"cancel_requested", r.cancel_requested},
+       {"created_ms", r.created_ms},
+       {"updated_ms", r.updated_ms},
+       {"not_before_ms", r.not_before_ms},
+       {"claimed_ms", optional_json(r.claimed_ms)},
+       {"finished_ms", optional_json(r.finished_ms)},
+       {"heartbeat_ms", optional_json(r.heartbeat_ms)},
+       {"last_error", r.last_error},
+       {"artifact", r.artifact},
+       {"spec", r.spec},
+       {"config", r.config}};
 }
 
-JobInfo job_info_from_json(const json& j) {
-  JobInfo r;
-  r.spec = job_spec_from_json(j.at("spec"));
+void from_json(const json& j, JobInfo& r) {
+  r.spec = j.at("spec").get<JobSpec>();
   const std::string status = j.at("status");
   const auto s = value_named(kJobStatusNames, status);
   if (!s) throw std::invalid_argument("job " + r.spec.id + ": unknown status '" + status + "'");
@@ -250,69 +258,28 @@ JobInfo job_info_from_json(const json& j) {
   r.heartbeat_ms = optional_from<std::int64_t>(j, "heartbeat_ms");
   r.last_error = j.value("last_error", std::string());
   r.artifact = j.value("artifact", std::string());
-  if (j.contains("config")) r.config = config_lag_from_json(j["config"]);
-  return r;
+  r.config = j.value("config", json::object()).get<ConfigLag>();
 }
 
-json to_json(const std::vector<JobInfo>& jobs) {
-  json a = json::array();
-  for (const JobInfo& r : jobs)
-    a.push_back(to_json(r));
-  return {{"jobs", a}};
+void to_json(json& j, const HostVerdict& h) {
+  j = {{"host", h.host},
+       {"registered", h.registered},
+       {"eligible", h.reason.empty()},
+       {"reason", h.reason}};
 }
 
-std::vector<JobInfo> job_list_from_json(const json& j) {
-  std::vector<JobInfo> out;
-  for (const json& r : j.at("jobs"))
-    out.push_back(job_info_from_json(r));
-  return out;
+void from_json(const json& j, HostVerdict& h) {
+  h.host = j.at("host");
+  h.registered = j.at("registered");
+  h.reason = j.at("reason");
 }
 
-json to_json(const std::string& job, const std::vector<HostVerdict>& hosts) {
-  json a = json::array();
-  for (const HostVerdict& h : hosts) {
-    a.push_back({{"host", h.host},
-                 {"registered", h.registered},
-                 {"eligible", h.reason.empty()},
-                 {"reason", h.reason}});
-  }
-  return {{"job", job}, {"hosts", a}};
+void to_json(json& j, const Health& m) {
+  j = {{"ok", true}, {"jobs", m.jobs}};
 }
 
-std::vector<HostVerdict> explain_from_json(const json& j) {
-  std::vector<HostVerdict> out;
-  for (const json& h : j.at("hosts"))
-    out.push_back({h.at("host"), h.at("registered"), h.at("reason")});
-  return out;
-}
-
-json to_json(const std::vector<WorkerInfo>& workers) {
-  json a = json::array();
-  for (const WorkerInfo& w : workers) {
-    a.push_back({{"name", w.name},
-                 {"capability", capability_json(w.capability)},
-                 {"registered_ms", w.registered_ms},
-                 {"last_seen_ms", w.last_seen_ms}});
-  }
-  return {{"workers", a}};
-}
-
-std::vector<WorkerInfo> worker_list_from_json(const json& j) {
-  std::vector<WorkerInfo> out;
-  for (const json& w : j.at("workers")) {
-    out.push_back({w.at("name"), capability_from_json(w.at("capability")),
-                   w.value("registered_ms", std::int64_t{0}),
-                   w.value("last_seen_ms", std::int64_t{0})});
-  }
-  return out;
-}
-
-json to_json(const Health& m) {
-  return {{"ok", true}, {"jobs", m.jobs}};
-}
-
-Health health_from_json(const json& j) {
-  return {j.at("jobs").get<std::map<std::string, std::int64_t>>()};
+void from_json(const json& j, Health& m) {
+  m.jobs = j.at("jobs").get<std::map<std::string, std::int64_t>>();
 }
 
 }  // namespace api

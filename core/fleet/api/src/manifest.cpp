@@ -4,28 +4,13 @@ namespace tv::fleet::api {
 
 using nlohmann::json;
 
-json to_json(const ReloadReply& m) {
-  return {{"dry_run", m.dry_run},
-          {"added", m.added},
-          {"unchanged", m.unchanged},
-          {"removed", m.removed},
-          {"written", m.written}};
-}
-
-ReloadReply reload_reply_from_json(const json& j) {
-  ReloadReply m;
-  m.dry_run = j.value("dry_run", false);
-  m.added = j.at("added").get<std::vector<std::string>>();
-  m.unchanged = j.at("unchanged").get<std::vector<std::string>>();
-  m.removed = j.at("removed").get<std::vector<std::string>>();
-  m.written = j.value("written", std::int64_t{0});
-  return m;
-}
-
-json to_json(const ErrorReply& m) {
-  json j = {{"error", m.error}, {"status", m.status}};
+void to_json(json& j, const ErrorReply& m) {
+  j = {{"error", m.error}, {"status", m.status}};
   if (!m.diagnostics.empty()) j["diagnostics"] = m.diagnostics;
-  return j;
+}
+
+void from_json(const json& j, ErrorReply& m) {
+  m = error_reply_from_json(j, j.value("status", 0), std::string());
 }
 
 ErrorReply error_reply_from_json(const json& j, int status, const std::string& fallback_text) {

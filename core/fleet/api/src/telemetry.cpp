@@ -50,46 +50,51 @@ plugin::TelemetryPoint telemetry_point_from_json(const json& j) {
 
 namespace api {
 
-json to_json(const TelemetryBatch& m) {
-  json points = json::array();
-  for (const auto& p : m.points)
-    points.push_back(telemetry_point_json(p));
-  json refusals = json::array();
-  for (const auto& r : m.refusals)
-    refusals.push_back({{"revision", r.revision}, {"reason", r.reason}});
-  return {{"host", m.host}, {"missed", m.missed}, {"points", points}, {"refusals", refusals}};
+namespace {
+
+json points_json(const std::vector<plugin::TelemetryPoint>& points) {
+  json out = json::array();
+  for (const auto& p : points)
+    out.push_back(telemetry_point_json(p));
+  return out;
 }
 
-TelemetryBatch telemetry_batch_from_json(const json& j) {
-  TelemetryBatch m;
+std::vector<plugin::TelemetryPoint> points_from_json(const json& j) {
+  std::vector<plugin::TelemetryPoint> out;
+  for (const json& p : j)
+    out.push_back(telemetry_point_from_json(p));
+  return out;
+}
+
+}  // namespace
+
+void to_json(json& j, const TelemetryBatch& m) {
+  j = {{"host", m.host},
+       {"missed", m.missed},
+       {"points", points_json(m.points)},
+       {"refusals", m.refusals}};
+}
+
+void from_json(const json& j, TelemetryBatch& m) {
   m.host = required_string(j, "host");
   m.missed = j.value("missed", std::uint64_t{0});
-  for (const json& p : j.value("points", json::array()))
-    m.points.push_back(telemetry_point_from_json(p));
-  for (const json& f : j.value("refusals", json::array()))
-    m.refusals.push_back(
-        {f.at("revision").get<std::uint64_t>(), f.at("reason").get<std::string>()});
-  return m;
+  m.points = points_from_json(j.value("points", json::array()));
+  m.refusals = j.value("refusals", json::array()).get<std::vector<AgentRefusalReport>>();
 }
 
-json to_json(const TelemetryCurve& m) {
-  json points = json::array();
-  for (const auto& p : m.points)
-    points.push_back(telemetry_point_json(p));
-  return {{"job", m.job},
-          {"desired_revision", m.desired_revision ? json(*m.desired_revision) : json(nullptr)},
-          {"applied", to_json(m.applied)},
-          {"points", points}};
+void to_json(json& j, const TelemetryCurve& m) {
+  j = {{"job", m.job},
+       {"desired_revision", m.desired_revision ? json(*m.desired_revision) : json(nullptr)},
+       {"applied", applied_json(m.applied)},
+       {"points", points_json(m.points)}};
 }
 
-TelemetryCurve telemetry_curve_from_json(const json& j) {
-  TelemetryCurve m;
+void from_json(const json& j, TelemetryCurve& m) {
   m.job = j.at("job");
+  m.desired_revision.reset();
   if (!j.at("desired_revision").is_null()) m.desired_revision = j["desired_revision"];
   m.applied = applied_from_json(j.at("applied"));
-  for (const json& p : j.at("points"))
-    m.points.push_back(telemetry_point_from_json(p));
-  return m;
+  m.points = points_from_json(j.at("points"));
 }
 
 }  // namespace api

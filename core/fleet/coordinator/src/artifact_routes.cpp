@@ -66,8 +66,8 @@ Response upload(CoordinatorState& s, Request& req, BodyStream* body) {
   }
   auto done = up.value().commit();
   if (!done) return artifact_error(done.error());
-  return Response::json(200, api::to_json(api::UploadReply{done.value().digest, done.value().size,
-                                                           done.value().deduplicated}));
+  return Response::json(200, nlohmann::json(api::UploadReply{done.value().digest, done.value().size,
+                                                             done.value().deduplicated}));
 }
 
 }  // namespace
@@ -81,7 +81,7 @@ void add_artifact_routes(CoordinatorState& s, std::vector<http::Route>& r) {
       {"GET", std::string(api::kArtifactStat), [&s](Request& req, BodyStream*) {
          const auto info = s.artifacts->stat(req.params[0]);
          if (!info) return Response::error(404, "artifact " + req.params[0] + ": not stored");
-         return Response::json(200, api::to_json(api::ArtifactStat{info->digest, info->size}));
+         return Response::json(200, nlohmann::json(api::ArtifactStat{info->digest, info->size}));
        }});
   r.push_back({"GET", std::string(api::kArtifact), [&s](Request& req, BodyStream*) {
                  const auto info = s.artifacts->stat(req.params[0]);
@@ -98,7 +98,7 @@ void add_artifact_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  std::vector<api::ArtifactInfo> out;
                  for (const auto& ref : list.value())
                    out.push_back({ref.name, ref.digest, ref.size, ref.uploaded_at});
-                 return Response::json(200, api::to_json(out));
+                 return Response::json(200, nlohmann::json(api::ArtifactList{out}));
                }});
 }
 

@@ -29,8 +29,8 @@ int refusal_status(ConfigRefusal r) {
 Response config_get(CoordinatorState& s, const std::string& job) {
   try {
     const ConfigTree t = s.hub.get(job);
-    return Response::json(200, api::to_json(api::ConfigInfo{job, t.revision, t.values,
-                                                            s.hub.frozen(job), s.applied(job)}));
+    return Response::json(200, nlohmann::json(api::ConfigInfo{job, t.revision, t.values,
+                                                              s.hub.frozen(job), s.applied(job)}));
   } catch (const ConfigHubError& e) {
     return Response::error(404, e.what());
   }
@@ -46,17 +46,17 @@ Response config_write(CoordinatorState& s, Request& req) {
   // A policy names itself; a human is named by the request's header.
   const std::string actor =
       human ? operator_actor(req) : api::Actor::policy(api::required_string(body, "policy")).str();
-  const api::ConfigWriteRequest w = api::config_write_request_from_json(body);
+  const api::ConfigWriteRequest w = body.get<api::ConfigWriteRequest>();
   std::vector<ConfigWrite> writes;
   for (const auto& [k, v] : w.writes)
     writes.push_back({k, v});
   const ConfigWriteResult r = s.hub.write(req.params[0], writes, actor, w.reason);
   if (!r.applied) return Response::error(refusal_status(r.refused), r.refusal);
-  return Response::json(200, api::to_json(api::ConfigWriteReply{r.revision, actor}));
+  return Response::json(200, nlohmann::json(api::ConfigWriteReply{r.revision, actor}));
 }
 
 Response config_freeze(CoordinatorState& s, Request& req, bool freezing) {
-  const api::FreezeRequest f = api::freeze_request_from_json(body_json(req));
+  const api::FreezeRequest f = body_json(req).get<api::FreezeRequest>();
   try {
     if (freezing) {
       s.hub.freeze(req.params[0], f.prefix, operator_actor(req));
@@ -66,18 +66,14 @@ Response config_freeze(CoordinatorState& s, Request& req, bool freezing) {
   } catch (const ConfigHubError& e) {
     return Response::error(400, e.what());
   }
-  return Response::json(200, api::frozen_json(s.hub.frozen(req.params[0])));
+  return Response::json(200, nlohmann::json(api::FrozenList{s.hub.frozen(req.params[0])}));
 }
 
 Response config_log(CoordinatorState& s, Request& req) {
-  std::vector<api::AuditRecord> out;
-  for (const AuditEntry& e :
-       s.hub.audit(req.params[0], query_number(req, "after", 0),
-                   std::min<std::uint64_t>(query_number(req, "limit", 100), 1000))) {
-    out.push_back({e.seq, e.kind, e.revision, e.actor, e.reason, e.path, e.old_value, e.new_value,
-                   e.time_ms, e.accepted, e.refusal});
-  }
-  return Response::json(200, api::to_json(out));
+  const std::vector<AuditEntry> out =
+      s.hub.audit(req.params[0], query_number(req, "after", 0),
+                  std::min<std::uint64_t>(query_number(req, "limit", 100), 1000));
+  return Response::json(200, nlohmann::json(api::AuditLog{out}));
 }
 
 // The stream's admission: the worker token, a readable `from`, a known job.
@@ -131,7 +127,7 @@ class StreamSession {
  private:
   // False once the connection is to be closed (the fault hook's close_every).
   bool send(const StreamMessage& m) {
-    ws_.send(api::to_json(m).dump());
+    ws_.send(nlohmann::json(m).dump());
     ++messages_;
     const auto& fault = s_.options.stream_fault;
     return !(fault.close_every > 0 && messages_ % fault.close_every == 0);

@@ -60,10 +60,7 @@ void CoordinatorState::note_worker(const std::string& name, const HostCapability
 }
 
 std::optional<api::AppliedConfig> CoordinatorState::applied(const std::string& job) {
-  const auto a = telemetry.applied(job);
-  if (!a) return std::nullopt;
-  return api::AppliedConfig{a->revision, a->since_step, a->last_step, a->host,
-                            a->time_ms,  a->points,     a->missed};
+  return telemetry.applied(job);
 }
 
 api::ConfigLag CoordinatorState::config_lag(const std::string& job) {

@@ -23,7 +23,7 @@ void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  api::Health h;
                  for (const auto& [status, n] : s.queue.counts())
                    h.jobs[std::string(to_string(status))] = n;
-                 return Response::json(200, api::to_json(h));
+                 return Response::json(200, nlohmann::json(h));
                }});
   r.push_back({"GET", std::string(api::kJobs), [&s](Request& req, BodyStream*) {
                  std::optional<JobStatus> filter;
@@ -37,12 +37,12 @@ void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  std::vector<api::JobInfo> jobs;
                  for (const JobRow& row : s.queue.list(filter))
                    jobs.push_back(s.job_info(row));
-                 return Response::json(200, api::to_json(jobs));
+                 return Response::json(200, nlohmann::json(api::JobList{jobs}));
                }});
   r.push_back({"GET", std::string(api::kJob), [&s](Request& req, BodyStream*) {
                  const auto row = s.queue.get(req.params[0]);
                  if (!row) return Response::error(404, no_such_job(req.params[0]));
-                 return Response::json(200, api::to_json(s.job_info(*row)));
+                 return Response::json(200, nlohmann::json(s.job_info(*row)));
                }});
   r.push_back({"GET", std::string(api::kJobExplain), [&s](Request& req, BodyStream*) {
                  std::vector<api::HostVerdict> hosts;
@@ -52,43 +52,43 @@ void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  } catch (const QueueError& e) {
                    return Response::error(404, e.what());
                  }
-                 return Response::json(200, api::to_json(req.params[0], hosts));
+                 return Response::json(200, nlohmann::json(api::Explanation{req.params[0], hosts}));
                }});
   r.push_back({"GET", std::string(api::kWorkers), [&s](Request&, BodyStream*) {
                  std::vector<api::WorkerInfo> ws;
                  for (const WorkerRow& w : s.queue.workers())
                    ws.push_back({w.name, w.capability, w.registered_ms, w.last_seen_ms});
-                 return Response::json(200, api::to_json(ws));
+                 return Response::json(200, nlohmann::json(api::WorkerList{ws}));
                }});
 }
 
 void add_lease_routes(CoordinatorState& s, std::vector<http::Route>& r) {
   r.push_back({"POST", std::string(api::kClaim), for_workers(s, [&s](Request& req, BodyStream*) {
-                 const api::ClaimRequest c = api::claim_request_from_json(body_json(req));
+                 const api::ClaimRequest c = body_json(req).get<api::ClaimRequest>();
                  s.note_worker(c.worker, c.capability);
                  api::ClaimReply reply;
                  if (auto claim = s.queue.claim_next(c.worker, c.capability)) {
                    reply = {std::move(claim->spec), claim->attempt, claim->lease_token,
                             claim->lease_expires_ms};
                  }
-                 return Response::json(200, api::to_json(reply));
+                 return Response::json(200, nlohmann::json(reply));
                })});
   r.push_back(
       {"POST", std::string(api::kJobHeartbeat), for_workers(s, [&s](Request& req, BodyStream*) {
-         const auto lease = api::lease_request_from_json(body_json(req));
+         const auto lease = body_json(req).get<api::LeaseRequest>();
          const HeartbeatReply h = s.queue.heartbeat(req.params[0], lease.lease_token);
          if (h.result != QueueResult::kOk) return queue_reply(h.result, req.params[0]);
          return Response::json(
-             200, api::to_json(api::HeartbeatReply{h.cancel_requested, h.lease_expires_ms}));
+             200, nlohmann::json(api::HeartbeatReply{h.cancel_requested, h.lease_expires_ms}));
        })});
   r.push_back(
       {"POST", std::string(api::kJobRunning), for_workers(s, [&s](Request& req, BodyStream*) {
-         const auto lease = api::lease_request_from_json(body_json(req));
+         const auto lease = body_json(req).get<api::LeaseRequest>();
          return queue_reply(s.queue.mark_running(req.params[0], lease.lease_token), req.params[0]);
        })});
   r.push_back(
       {"POST", std::string(api::kJobComplete), for_workers(s, [&s](Request& req, BodyStream*) {
-         const auto c = api::complete_request_from_json(body_json(req));
+         const auto c = body_json(req).get<api::CompleteRequest>();
          if (c.artifact && !s.artifacts->contains(*c.artifact)) {
            return Response::error(
                400, "job " + req.params[0] + ": artifact " + *c.artifact + " was never uploaded");
@@ -97,7 +97,7 @@ void add_lease_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                             req.params[0]);
        })});
   r.push_back({"POST", std::string(api::kJobFail), for_workers(s, [&s](Request& req, BodyStream*) {
-                 const auto f = api::fail_request_from_json(body_json(req));
+                 const auto f = body_json(req).get<api::FailRequest>();
                  return queue_reply(s.queue.fail(req.params[0], f.lease_token, f.failure, f.reason),
                                     req.params[0]);
                })});
@@ -108,7 +108,7 @@ void add_operator_routes(CoordinatorState& s, std::vector<http::Route>& r) {
       {"POST", std::string(api::kJobCancel), for_operators(s, [&s](Request& req, BodyStream*) {
          const CancelReply c = s.queue.cancel(req.params[0]);
          if (c.result != QueueResult::kOk) return queue_reply(c.result, req.params[0]);
-         return Response::json(200, api::to_json(api::CancelReply{c.was_held(), c.worker}));
+         return Response::json(200, nlohmann::json(api::CancelReply{c.was_held(), c.worker}));
        })});
   r.push_back(
       {"POST", std::string(api::kJobRequeue), for_operators(s, [&s](Request& req, BodyStream*) {

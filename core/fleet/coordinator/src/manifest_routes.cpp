@@ -14,11 +14,11 @@ void add_manifest_routes(CoordinatorState& s, std::vector<http::Route>& r) {
          try {
            const ReloadSummary sum = s.reload(dry);
            return http::Response::json(
-               200, api::to_json(api::ReloadReply{dry, sum.added, sum.unchanged, sum.removed,
-                                                  sum.report.added + sum.report.updated}));
+               200, nlohmann::json(api::ReloadReply{dry, sum.added, sum.unchanged, sum.removed,
+                                                    sum.report.added + sum.report.updated}));
          } catch (const ManifestError& e) {
            return http::Response::json(
-               400, api::to_json(api::ErrorReply{"invalid manifest", 400, e.diagnostics()}));
+               400, nlohmann::json(api::ErrorReply{"invalid manifest", 400, e.diagnostics()}));
          }
        })});
 }

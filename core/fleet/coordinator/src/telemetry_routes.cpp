@@ -11,7 +11,7 @@ using http::Request;
 using http::Response;
 
 Response telemetry_post(CoordinatorState& s, Request& req) {
-  const api::TelemetryBatch b = api::telemetry_batch_from_json(body_json(req));
+  const api::TelemetryBatch b = body_json(req).get<api::TelemetryBatch>();
   const std::string& job = req.params[0];
   const auto row = s.queue.get(job);
   if (!row) return Response::error(404, no_such_job(job));
@@ -44,7 +44,7 @@ Response telemetry_get(CoordinatorState& s, Request& req) {
       s.telemetry.curve(job, std::min<std::uint64_t>(query_number(req, "max_points", 500), 100000));
   c.desired_revision = s.config_lag(job).desired_revision;
   c.applied = s.applied(job);
-  return Response::json(200, api::to_json(c));
+  return Response::json(200, nlohmann::json(c));
 }
 
 }  // namespace

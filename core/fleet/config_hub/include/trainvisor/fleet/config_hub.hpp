@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "trainvisor/fleet/api/config.hpp"
 #include "trainvisor/plugin.hpp"
 
 namespace tv::fleet {
@@ -56,19 +57,8 @@ struct ConfigWriteResult {
   std::string refusal;  // why, when refused
 };
 
-struct AuditEntry {
-  std::uint64_t seq = 0;       // position in the log
-  std::string kind = "write";  // "write", "freeze" (path: the prefix) or "unfreeze"
-  std::uint64_t revision = 0;
-  std::string actor;
-  std::string reason;
-  std::string path;
-  std::optional<plugin::ParamValue> old_value;
-  plugin::ParamValue new_value;
-  std::int64_t time_ms = 0;
-  bool accepted = true;
-  std::string refusal;  // for refused writes
-};
+// One entry of the audit log: the protocol's record, so the log has one definition.
+using AuditEntry = api::AuditRecord;
 
 // The accepted writes of one revision, in order: what a host applies to its block as one batch.
 struct ConfigDelta {

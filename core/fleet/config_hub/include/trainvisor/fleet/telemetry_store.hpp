@@ -14,19 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "trainvisor/fleet/api/config.hpp"
 #include "trainvisor/plugin.hpp"
 
 namespace tv::fleet {
 
-struct AppliedConfig {
-  std::uint64_t revision = 0;    // the newest revision the trainer reported applying
-  std::uint64_t since_step = 0;  // the first step that ran with it
-  std::uint64_t last_step = 0;   // the newest step reported
-  std::string host;
-  std::int64_t time_ms = 0;  // when the last batch arrived
-  std::uint64_t points = 0;  // stored so far
-  std::uint64_t missed = 0;  // records the host's reader lost to ring overwrites
-};
+// The revision a trainer reports applying: the protocol's record, one definition.
+using AppliedConfig = api::AppliedConfig;
 
 class TelemetryStore {
  public:

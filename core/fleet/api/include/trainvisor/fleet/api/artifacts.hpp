@@ -1,12 +1,13 @@
-// The artifact endpoints' messages and their JSON. An upload (PUT kJobArtifactUpload, worker
-// token) carries the lease in kLeaseTokenHeader and the body's sha256 in kContentSha256Header;
-// a download (GET kArtifact) is the stored bytes.
+// The artifact endpoints' messages (JSON rules in json.hpp). An upload (PUT kJobArtifactUpload,
+// worker token) carries the lease in kLeaseTokenHeader and the body's sha256 in
+// kContentSha256Header; a download (GET kArtifact) is the stored bytes.
 #pragma once
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "trainvisor/fleet/api/json.hpp"
 
 namespace tv::fleet::api {
 
@@ -31,11 +32,13 @@ struct ArtifactInfo {
   std::int64_t uploaded_at = 0;
 };
 
-nlohmann::json to_json(const UploadReply& m);
-UploadReply upload_reply_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const ArtifactStat& m);
-ArtifactStat artifact_stat_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const std::vector<ArtifactInfo>& list);  // {"artifacts": [...]}
-std::vector<ArtifactInfo> artifact_list_from_json(const nlohmann::json& j);
+struct ArtifactList {
+  std::vector<ArtifactInfo> artifacts;
+};
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(UploadReply, digest, size, deduplicated)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArtifactStat, digest, size)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArtifactInfo, name, digest, size, uploaded_at)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArtifactList, artifacts)
 
 }  // namespace tv::fleet::api

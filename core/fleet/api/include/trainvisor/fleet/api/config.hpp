@@ -14,15 +14,15 @@
 // A receiver that sees a revision other than its own + 1, or a keepalive naming a revision it
 // has not seen, lost a message: it resubscribes from its own revision.
 //
-// Decoding throws std::invalid_argument or nlohmann::json::exception naming what is wrong.
+// The JSON rules are in json.hpp.
 #pragma once
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "trainvisor/fleet/api/json.hpp"
 #include "trainvisor/plugin.hpp"
 
 namespace tv::fleet {
@@ -103,24 +103,26 @@ struct StreamMessage {
   static StreamMessage keepalive(std::uint64_t revision);
 };
 
-nlohmann::json to_json(const ConfigWriteRequest& m);
-// Throws std::invalid_argument when `writes` is missing, empty or not an object.
-ConfigWriteRequest config_write_request_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const ConfigWriteReply& m);
-ConfigWriteReply config_write_reply_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const FreezeRequest& m);
-FreezeRequest freeze_request_from_json(const nlohmann::json& j);
-nlohmann::json frozen_json(const std::vector<std::string>& frozen);  // {"frozen": [...]}
-std::vector<std::string> frozen_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const std::optional<AppliedConfig>& m);  // null when none
+struct FrozenList {  // the reply to a freeze or unfreeze
+  std::vector<std::string> frozen;
+};
+struct AuditLog {  // GET kJobConfigLog
+  std::vector<AuditRecord> entries;
+};
+
+TV_API_JSON(ConfigWriteRequest);  // `writes` missing, empty or not an object: invalid_argument
+TV_API_JSON(FreezeRequest);
+TV_API_JSON(ConfigInfo);
+TV_API_JSON(AuditRecord);
+TV_API_JSON(StreamMessage);  // an unknown type: std::invalid_argument
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ConfigWriteReply, revision, actor)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FrozenList, frozen)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AuditLog, entries)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AppliedConfig, revision, since_step, last_step, host, time_ms,
+                                   points, missed)
+// An applied revision that may be unknown: null in JSON.
+nlohmann::json applied_json(const std::optional<AppliedConfig>& a);
 std::optional<AppliedConfig> applied_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const ConfigInfo& m);
-ConfigInfo config_info_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const std::vector<AuditRecord>& log);  // {"entries": [...]}
-std::vector<AuditRecord> audit_log_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const StreamMessage& m);
-// Throws std::invalid_argument for an unknown type.
-StreamMessage stream_message_from_json(const nlohmann::json& j);
 
 }  // namespace api
 }  // namespace tv::fleet

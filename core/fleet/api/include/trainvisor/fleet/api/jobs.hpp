@@ -1,41 +1,34 @@
-// The job and worker endpoints' messages and their JSON: what a host sends to claim and hold a
-// lease, and what an operator reads about jobs and hosts. Routes are in paths.hpp.
-//
-// Decoding a request (the server's side) throws std::invalid_argument naming the field that is
-// missing or of the wrong type, or nlohmann::json::exception for a value of the wrong JSON type:
-// the server answers 400 with that text. Decoding a reply (a client's side) throws the same for
-// a coordinator that does not speak this protocol.
+// The job and worker endpoints' messages: what a host sends to claim and hold a lease, and what
+// an operator reads about jobs and hosts. Routes are in paths.hpp, the JSON rules in json.hpp.
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "trainvisor/fleet/api/json.hpp"
 #include "trainvisor/fleet/job_spec.hpp"
 #include "trainvisor/fleet/job_status.hpp"
 
 namespace tv::fleet {
 
-// The JSON forms of the fleet's shared types.
+// The JSON forms of the fleet's shared types (also through ADL: nlohmann::json(spec)).
 nlohmann::json job_spec_json(const JobSpec& spec);
 JobSpec job_spec_from_json(const nlohmann::json& j);
 nlohmann::json capability_json(const HostCapability& c);
-HostCapability capability_from_json(const nlohmann::json& j);
+HostCapability capability_from_json(const nlohmann::json& j);  // absent fields: zero
+TV_API_JSON(JobSpec);
+TV_API_JSON(HostCapability);
 
 namespace api {
 
-// A non-empty string field of a request body; throws std::invalid_argument naming it.
-std::string required_string(const nlohmann::json& body, const char* key);
-
-// POST kClaim (worker).
+// POST kClaim (worker). The reply's `job` is nullopt when nothing may run on this host now.
 struct ClaimRequest {
   std::string worker;
   HostCapability capability;
 };
-// nullopt `job`: nothing this host may run now.
 struct ClaimReply {
   std::optional<JobSpec> job;
   std::int64_t attempt = 0;
@@ -52,13 +45,11 @@ struct HeartbeatReply {
   std::int64_t lease_expires_ms = 0;
 };
 
-// POST kJobComplete (worker).
+// POST kJobComplete / kJobFail (worker).
 struct CompleteRequest {
   std::string lease_token;
   std::optional<std::string> artifact;  // the bundle's digest, uploaded before
 };
-
-// POST kJobFail (worker).
 struct FailRequest {
   std::string lease_token;
   FailureClass failure = FailureClass::kTrainerFailure;
@@ -95,12 +86,19 @@ struct JobInfo {
   std::string artifact;  // the bundle's digest; empty: none
   ConfigLag config;
 };
+struct JobList {
+  std::vector<JobInfo> jobs;
+};
 
 // GET kJobExplain: per known host, whether the job may run there and if not, why.
 struct HostVerdict {
   std::string host;
   bool registered = false;
   std::string reason;  // empty: eligible
+};
+struct Explanation {
+  std::string job;
+  std::vector<HostVerdict> hosts;
 };
 
 // GET kWorkers.
@@ -110,39 +108,30 @@ struct WorkerInfo {
   std::int64_t registered_ms = 0;
   std::int64_t last_seen_ms = 0;
 };
+struct WorkerList {
+  std::vector<WorkerInfo> workers;
+};
 
 // GET kHealth: job counts by status name.
 struct Health {
   std::map<std::string, std::int64_t> jobs;
 };
 
-nlohmann::json to_json(const ClaimRequest& m);
-ClaimRequest claim_request_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const ClaimReply& m);
-ClaimReply claim_reply_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const LeaseRequest& m);
-LeaseRequest lease_request_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const HeartbeatReply& m);
-HeartbeatReply heartbeat_reply_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const CompleteRequest& m);
-CompleteRequest complete_request_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const FailRequest& m);
-// Throws std::invalid_argument for an unknown failure class.
-FailRequest fail_request_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const CancelReply& m);
-CancelReply cancel_reply_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const ConfigLag& m);
-ConfigLag config_lag_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const JobInfo& m);
-JobInfo job_info_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const std::vector<JobInfo>& jobs);  // {"jobs": [...]}
-std::vector<JobInfo> job_list_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const std::string& job, const std::vector<HostVerdict>& hosts);
-std::vector<HostVerdict> explain_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const std::vector<WorkerInfo>& workers);  // {"workers": [...]}
-std::vector<WorkerInfo> worker_list_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const Health& m);
-Health health_from_json(const nlohmann::json& j);
+TV_API_JSON(ClaimRequest);
+TV_API_JSON(ClaimReply);
+TV_API_JSON(LeaseRequest);
+TV_API_JSON(HeartbeatReply);
+TV_API_JSON(CompleteRequest);
+TV_API_JSON(FailRequest);  // an unknown failure class: std::invalid_argument
+TV_API_JSON(CancelReply);
+TV_API_JSON(ConfigLag);
+TV_API_JSON(JobInfo);
+TV_API_JSON(HostVerdict);
+TV_API_JSON(Health);
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JobList, jobs)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Explanation, job, hosts)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(WorkerInfo, name, capability, registered_ms, last_seen_ms)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(WorkerList, workers)
 
 }  // namespace api
 }  // namespace tv::fleet

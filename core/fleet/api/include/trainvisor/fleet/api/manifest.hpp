@@ -3,9 +3,10 @@
 #pragma once
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "trainvisor/fleet/api/json.hpp"
 
 namespace tv::fleet::api {
 
@@ -24,9 +25,8 @@ struct ErrorReply {
   std::vector<std::string> diagnostics;
 };
 
-nlohmann::json to_json(const ReloadReply& m);
-ReloadReply reload_reply_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const ErrorReply& m);
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ReloadReply, dry_run, added, unchanged, removed, written)
+TV_API_JSON(ErrorReply);  // "diagnostics" only when there are some
 // Never throws: a body that is not an error object gives `fallback_text` as the error.
 ErrorReply error_reply_from_json(const nlohmann::json& j, int status,
                                  const std::string& fallback_text);

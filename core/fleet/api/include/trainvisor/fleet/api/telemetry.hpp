@@ -1,14 +1,14 @@
-// The telemetry endpoints' messages and their JSON. A metric that is unknown (not measured at
-// that step) is NaN in a point and null in JSON.
+// The telemetry endpoints' messages (JSON rules in json.hpp). A metric that is unknown (not
+// measured at that step) is NaN in a point and null in JSON.
 #pragma once
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "trainvisor/fleet/api/config.hpp"
+#include "trainvisor/fleet/api/json.hpp"
 #include "trainvisor/plugin.hpp"
 
 namespace tv::fleet {
@@ -40,10 +40,9 @@ struct TelemetryCurve {
   std::vector<plugin::TelemetryPoint> points;
 };
 
-nlohmann::json to_json(const TelemetryBatch& m);
-TelemetryBatch telemetry_batch_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const TelemetryCurve& m);
-TelemetryCurve telemetry_curve_from_json(const nlohmann::json& j);
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AgentRefusalReport, revision, reason)
+TV_API_JSON(TelemetryBatch);
+TV_API_JSON(TelemetryCurve);
 
 }  // namespace api
 }  // namespace tv::fleet
