@@ -11,6 +11,7 @@
 
 #include "plugins_command.hpp"
 #include "signal_watch.hpp"
+#include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
 
@@ -121,15 +122,8 @@ void add_host_command(CLI::App& app) {
     const fleet::HostCapability c = fleet::detect_capability();
     const fleet::CudaProbe cuda = fleet::probe_cuda();
     if (*output == "json") {
-      const nlohmann::json j = {{"hostname", c.hostname},
-                                {"cores", c.cores},
-                                {"ram_gib", c.ram_gib},
-                                {"cuda", c.cuda},
-                                {"cuda_devices", c.cuda_devices},
-                                {"vram_gib", c.vram_gib},
-                                {"cuda_detail", cuda.detail},
-                                {"torch_version", c.torch_version},
-                                {"trainvisor_version", c.trainvisor_version}};
+      nlohmann::json j = fleet::capability_json(c);
+      j["cuda_detail"] = cuda.detail;
       std::cout << j.dump(2) << "\n";
       return;
     }

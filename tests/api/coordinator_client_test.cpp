@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "temp_dir.hpp"
+#include "test_coordinator.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 
 namespace tv::fleet::api {
@@ -18,24 +20,10 @@ namespace fs = std::filesystem;
 class CoordinatorClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("tv-api-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    std::ofstream(dir_ / "m.toml") << "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n";
-    CoordinatorOptions o;
-    o.data_dir = (dir_ / "data").string();
-    o.manifest_path = (dir_ / "m.toml").string();
-    o.operator_token = "op";
-    o.worker_token = "wk";
-    o.plugin_dirs = {TV_PLUGIN_DIR};
-    coordinator_ = std::make_unique<Coordinator>(o);
+    coordinator_ = std::make_unique<Coordinator>(
+        test::coordinator_options(dir_.path(), "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n"));
   }
-  void TearDown() override {
-    coordinator_.reset();
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { coordinator_.reset(); }
   CoordinatorClient client(std::string worker = "wk", std::string op = "op") {
     CoordinatorClientOptions o;
     o.http = http::ClientOptions{coordinator_->url(), {}, std::chrono::seconds(10)};
@@ -51,7 +39,7 @@ class CoordinatorClientTest : public ::testing::Test {
     c.ram_gib = 4;
     return c;
   }
-  fs::path dir_;
+  test::TempDir dir_;
   std::unique_ptr<Coordinator> coordinator_;
 };
 
@@ -127,7 +115,8 @@ TEST_F(CoordinatorClientTest, TheConfigStreamStartsWithASnapshot) {
 }
 
 TEST_F(CoordinatorClientTest, AnInvalidManifestReloadCarriesItsDiagnostics) {
-  std::ofstream(dir_ / "m.toml") << "[[jobs]]\nname = \"a\"\nmodel = \"no-such-model\"\n";
+  std::ofstream(dir_.path() / "fleet.toml")
+      << "[[jobs]]\nname = \"a\"\nmodel = \"no-such-model\"\n";
   auto c = client();
   const auto r = c.reload_manifest(true);
   EXPECT_EQ(r.status(), 400);

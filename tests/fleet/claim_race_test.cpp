@@ -7,6 +7,8 @@
 #include <map>
 
 #include "../shm/test_support.hpp"
+#include "temp_dir.hpp"
+#include "test_coordinator.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 
 namespace tv::fleet {
@@ -15,20 +17,12 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(ClaimRace, SixteenHostProcessesTwoHundredJobs) {
-  const fs::path dir = fs::temp_directory_path() / ("tv-race-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  {
-    std::ofstream m(dir / "fleet.toml");
-    for (int i = 0; i < 200; ++i)
-      m << "[[jobs]]\nname = \"job-" << i << "\"\nmodel = \"tiny\"\nseed = " << i << "\n";
-  }
-  CoordinatorOptions o;
-  o.data_dir = (dir / "data").string();
-  o.manifest_path = (dir / "fleet.toml").string();
-  o.operator_token = "op";
-  o.worker_token = "wk";
-  o.plugin_dirs = {TV_PLUGIN_DIR};
+  const test::TempDir dir;
+  std::string manifest;
+  for (int i = 0; i < 200; ++i)
+    manifest += "[[jobs]]\nname = \"job-" + std::to_string(i) +
+                "\"\nmodel = \"tiny\"\nseed = " + std::to_string(i) + "\n";
+  const CoordinatorOptions o = test::coordinator_options(dir.path(), manifest);
   Coordinator coordinator(o);
   std::vector<std::unique_ptr<shm::test::Child>> hosts;
   for (int i = 0; i < 16; ++i) {
@@ -53,7 +47,6 @@ TEST(ClaimRace, SixteenHostProcessesTwoHundredJobs) {
   http::Client client(http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)});
   EXPECT_EQ(client.request("GET", "/v1/jobs?status=completed").json_body()["jobs"].size(), 200u);
   coordinator.stop();
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "refusing_port.hpp"
+#include "test_coordinator.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/shm/block_name.hpp"
@@ -157,7 +158,7 @@ TEST(WebSocketTest, RefusedUpgradesAndPlainRequestsGetHttpReplies) {
   const auto r =
       plain.request("GET", "/v1/job/x/config/stream?from=0", "", {{"X-Worker-Token", "wk"}});
   EXPECT_EQ(r.status, 426);
-  const test::RefusingPort closed;
+  const tv::test::RefusingPort closed;
   EXPECT_THAT(
       [&] {
         http::WebSocketClient(http::ClientOptions{closed.url(), {}, 2s}, "/");
@@ -290,16 +291,9 @@ TEST_F(ConfigAgentTest, ReconnectsAfterADropAndARestartedAgentAdoptsItsBlock) {
 // the job's id, and so its block's name, differ between tests that ctest runs side by side.
 CoordinatorOptions one_job_coordinator(const fs::path& dir, int seed) {
   fs::remove_all(dir);
-  fs::create_directories(dir);
-  std::ofstream(dir / "m.toml") << "[[jobs]]\nname = \"j\"\nmodel = \"tiny\"\nseed = "
-                                << (::getpid() % 100000) * 10 + seed << "\n";
-  CoordinatorOptions o;
-  o.data_dir = (dir / "data").string();
-  o.manifest_path = (dir / "m.toml").string();
-  o.operator_token = "op";
-  o.worker_token = "wk";
-  o.plugin_dirs = {TV_PLUGIN_DIR};
-  return o;
+  return test::coordinator_options(dir, "[[jobs]]\nname = \"j\"\nmodel = \"tiny\"\nseed = " +
+                                            std::to_string((::getpid() % 100000) * 10 + seed) +
+                                            "\n");
 }
 
 TEST(ConfigStreamTest, AnAgentConvergesOnACoordinatorThatLosesDeltasAndDropsStreams) {

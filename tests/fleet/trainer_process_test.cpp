@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "temp_dir.hpp"
+
 namespace tv::fleet {
 namespace {
 
@@ -56,15 +58,8 @@ TrainerLaunch shell(const std::string& script, fs::path log = {}, bool own_sessi
 
 class TrainerProcessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("tv-trainer-process-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
+  test::TempDir tmp_;
+  const fs::path& dir_ = tmp_.path();
 };
 
 TEST(JobFolder, NamesTheFilesOfAJob) {

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "../store/temp_dir.hpp"
+#include "temp_dir.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
 
 namespace tv::fleet::test {

@@ -108,43 +108,24 @@ void from_json(const json& e, AuditRecord& r) {
 
 StreamMessage StreamMessage::snapshot(std::uint64_t revision, plugin::ConfigView values,
                                       std::vector<std::string> frozen) {
-  StreamMessage m;
-  m.type = Type::kSnapshot;
-  m.revision = revision;
-  m.values = std::move(values);
-  m.frozen = std::move(frozen);
-  return m;
+  return {Type::kSnapshot, revision, std::move(values), std::move(frozen), {}, {}, false};
 }
 
 StreamMessage StreamMessage::resume(std::vector<std::string> frozen) {
-  StreamMessage m;
-  m.type = Type::kResume;
-  m.frozen = std::move(frozen);
-  return m;
+  return {Type::kResume, 0, {}, std::move(frozen), {}, {}, false};
 }
 
 StreamMessage StreamMessage::delta(std::uint64_t revision, std::string actor,
                                    plugin::ConfigView writes) {
-  StreamMessage m;
-  m.type = Type::kDelta;
-  m.revision = revision;
-  m.actor = std::move(actor);
-  m.values = std::move(writes);
-  return m;
+  return {Type::kDelta, revision, std::move(writes), {}, std::move(actor), {}, false};
 }
 
 StreamMessage StreamMessage::freeze(std::string prefix, bool frozen) {
-  StreamMessage m;
-  m.type = Type::kFreeze;
-  m.prefix = std::move(prefix);
-  m.now_frozen = frozen;
-  return m;
+  return {Type::kFreeze, 0, {}, {}, {}, std::move(prefix), frozen};
 }
 
 StreamMessage StreamMessage::keepalive(std::uint64_t revision) {
-  StreamMessage m;
-  m.revision = revision;
-  return m;
+  return {Type::kKeepalive, revision, {}, {}, {}, {}, false};
 }
 
 void to_json(json& j, const StreamMessage& m) {

@@ -142,16 +142,19 @@ Reply<Ok> CoordinatorClient::requeue(const std::string& job) {
 
 Reply<std::vector<std::string>> CoordinatorClient::freeze(const std::string& job,
                                                           const std::string& prefix) {
-  return reply_of(
-      impl_->post(Role::kOperator, target(kJobConfigFreeze, {job}), json(FreezeRequest{prefix})),
-      [](const json& j) { return j.get<FrozenList>().frozen; });
+  return set_frozen(kJobConfigFreeze, job, prefix);
 }
 
 Reply<std::vector<std::string>> CoordinatorClient::unfreeze(const std::string& job,
                                                             const std::string& prefix) {
-  return reply_of(
-      impl_->post(Role::kOperator, target(kJobConfigUnfreeze, {job}), json(FreezeRequest{prefix})),
-      [](const json& j) { return j.get<FrozenList>().frozen; });
+  return set_frozen(kJobConfigUnfreeze, job, prefix);
+}
+
+Reply<std::vector<std::string>> CoordinatorClient::set_frozen(std::string_view route,
+                                                              const std::string& job,
+                                                              const std::string& prefix) {
+  return reply_of(impl_->post(Role::kOperator, target(route, {job}), json(FreezeRequest{prefix})),
+                  [](const json& j) { return j.get<FrozenList>().frozen; });
 }
 
 Reply<ReloadReply> CoordinatorClient::reload_manifest(bool dry_run) {

@@ -74,41 +74,11 @@ JobSpec job_spec_from_json(const json& j) {
   return s;
 }
 
-json capability_json(const HostCapability& c) {
-  return {{"hostname", c.hostname},
-          {"cores", c.cores},
-          {"ram_gib", c.ram_gib},
-          {"cuda", c.cuda},
-          {"cuda_devices", c.cuda_devices},
-          {"vram_gib", c.vram_gib},
-          {"torch_version", c.torch_version},
-          {"trainvisor_version", c.trainvisor_version}};
-}
-
-HostCapability capability_from_json(const json& j) {
-  HostCapability c;
-  c.hostname = j.value("hostname", "");
-  c.cores = j.value("cores", std::int64_t{0});
-  c.ram_gib = j.value("ram_gib", 0.0);
-  c.cuda = j.value("cuda", false);
-  c.cuda_devices = j.value("cuda_devices", std::int64_t{0});
-  c.vram_gib = j.value("vram_gib", 0.0);
-  c.torch_version = j.value("torch_version", "");
-  c.trainvisor_version = j.value("trainvisor_version", "");
-  return c;
-}
-
 void to_json(json& j, const JobSpec& m) {
   j = job_spec_json(m);
 }
 void from_json(const json& j, JobSpec& m) {
   m = job_spec_from_json(j);
-}
-void to_json(json& j, const HostCapability& m) {
-  j = capability_json(m);
-}
-void from_json(const json& j, HostCapability& m) {
-  m = capability_from_json(j);
 }
 
 namespace api {

@@ -75,23 +75,21 @@ api::ConfigLag CoordinatorState::config_lag(const std::string& job) {
 }
 
 api::JobInfo CoordinatorState::job_info(const JobRow& r) {
-  api::JobInfo j;
-  j.spec = r.spec;
-  j.status = r.status;
-  j.attempt = r.attempt;
-  j.counted_failures = r.counted_failures;
-  j.worker = r.worker;
-  j.cancel_requested = r.cancel_requested;
-  j.created_ms = r.created_ms;
-  j.updated_ms = r.updated_ms;
-  j.not_before_ms = r.not_before_ms;
-  j.claimed_ms = r.claimed_ms;
-  j.finished_ms = r.finished_ms;
-  j.heartbeat_ms = r.heartbeat_ms;
-  j.last_error = r.last_error;
-  j.artifact = r.artifact_digest;
-  j.config = config_lag(r.spec.id);
-  return j;
+  return {r.spec,
+          r.status,
+          r.attempt,
+          r.counted_failures,
+          r.worker,
+          r.cancel_requested,
+          r.created_ms,
+          r.updated_ms,
+          r.not_before_ms,
+          r.claimed_ms,
+          r.finished_ms,
+          r.heartbeat_ms,
+          r.last_error,
+          r.artifact_digest,
+          config_lag(r.spec.id)};
 }
 
 void CoordinatorState::log_error(const std::string& what) const {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -106,6 +107,9 @@ class CoordinatorClient {
   Reply<TelemetryCurve> telemetry(const std::string& job, std::uint64_t max_points);
 
  private:
+  Reply<std::vector<std::string>> set_frozen(std::string_view route, const std::string& job,
+                                             const std::string& prefix);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

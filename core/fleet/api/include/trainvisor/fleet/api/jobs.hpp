@@ -17,10 +17,17 @@ namespace tv::fleet {
 // The JSON forms of the fleet's shared types (also through ADL: nlohmann::json(spec)).
 nlohmann::json job_spec_json(const JobSpec& spec);
 JobSpec job_spec_from_json(const nlohmann::json& j);
-nlohmann::json capability_json(const HostCapability& c);
-HostCapability capability_from_json(const nlohmann::json& j);  // absent fields: zero
 TV_API_JSON(JobSpec);
-TV_API_JSON(HostCapability);
+// A capability's absent fields decode as zero (an older host may not send them all).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostCapability, hostname, cores, ram_gib, cuda,
+                                                cuda_devices, vram_gib, torch_version,
+                                                trainvisor_version)
+inline nlohmann::json capability_json(const HostCapability& c) {
+  return c;
+}
+inline HostCapability capability_from_json(const nlohmann::json& j) {
+  return j.get<HostCapability>();
+}
 
 namespace api {
 

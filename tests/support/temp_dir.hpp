@@ -1,5 +1,5 @@
-// A temporary directory for tests' database files, removed with everything in it. Shared by the
-// tests of the stores that sit on the SQLite layer (tests/queue/ includes it too).
+// A temporary directory for a test's files (databases, manifests, job folders), removed with
+// everything in it.
 #pragma once
 
 #include <stdlib.h>
@@ -13,7 +13,7 @@ namespace tv::fleet::test {
 class TempDir {
  public:
   TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "tv-store-XXXXXX").string();
+    std::string pattern = (std::filesystem::temp_directory_path() / "tv-test-XXXXXX").string();
     if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     path_ = pattern;
   }
