@@ -41,6 +41,12 @@ Ok ok_of(const json&) {
   return {};
 }
 
+// The list in field `member` of a reply of type List.
+template <class List, class T>
+auto listed(std::vector<T> List::*member) {
+  return [member](const json& j) { return j.get<List>().*member; };
+}
+
 // The reply's message of type T.
 template <class T>
 T decoded(const json& j) {
@@ -154,7 +160,7 @@ Reply<std::vector<std::string>> CoordinatorClient::set_frozen(std::string_view r
                                                               const std::string& job,
                                                               const std::string& prefix) {
   return reply_of(impl_->post(Role::kOperator, target(route, {job}), json(FreezeRequest{prefix})),
-                  [](const json& j) { return j.get<FrozenList>().frozen; });
+                  listed(&FrozenList::frozen));
 }
 
 Reply<ReloadReply> CoordinatorClient::reload_manifest(bool dry_run) {
@@ -169,8 +175,7 @@ Reply<Health> CoordinatorClient::health() {
 
 Reply<std::vector<JobInfo>> CoordinatorClient::jobs(std::optional<JobStatus> status) {
   const Query q = status ? Query{{"status", std::string(to_string(*status))}} : Query{};
-  return reply_of(impl_->get(target(kJobs, {}, q)),
-                  [](const json& j) { return j.get<JobList>().jobs; });
+  return reply_of(impl_->get(target(kJobs, {}, q)), listed(&JobList::jobs));
 }
 
 Reply<JobInfo> CoordinatorClient::job(const std::string& job) {
@@ -178,13 +183,11 @@ Reply<JobInfo> CoordinatorClient::job(const std::string& job) {
 }
 
 Reply<std::vector<HostVerdict>> CoordinatorClient::explain(const std::string& job) {
-  return reply_of(impl_->get(target(kJobExplain, {job})),
-                  [](const json& j) { return j.get<Explanation>().hosts; });
+  return reply_of(impl_->get(target(kJobExplain, {job})), listed(&Explanation::hosts));
 }
 
 Reply<std::vector<WorkerInfo>> CoordinatorClient::workers() {
-  return reply_of(impl_->get(target(kWorkers, {})),
-                  [](const json& j) { return j.get<WorkerList>().workers; });
+  return reply_of(impl_->get(target(kWorkers, {})), listed(&WorkerList::workers));
 }
 
 Reply<ArtifactStat> CoordinatorClient::artifact_stat(const std::string& digest) {
@@ -192,8 +195,7 @@ Reply<ArtifactStat> CoordinatorClient::artifact_stat(const std::string& digest) 
 }
 
 Reply<std::vector<ArtifactInfo>> CoordinatorClient::artifacts(const std::string& job) {
-  return reply_of(impl_->get(target(kJobArtifacts, {job})),
-                  [](const json& j) { return j.get<ArtifactList>().artifacts; });
+  return reply_of(impl_->get(target(kJobArtifacts, {job})), listed(&ArtifactList::artifacts));
 }
 
 Reply<Ok> CoordinatorClient::download_artifact(const std::string& digest, const std::string& path) {
@@ -210,8 +212,7 @@ Reply<std::vector<AuditRecord>> CoordinatorClient::config_log(const std::string&
                                                               std::uint64_t after,
                                                               std::uint64_t limit) {
   const Query q = {{"after", std::to_string(after)}, {"limit", std::to_string(limit)}};
-  return reply_of(impl_->get(target(kJobConfigLog, {job}, q)),
-                  [](const json& j) { return j.get<AuditLog>().entries; });
+  return reply_of(impl_->get(target(kJobConfigLog, {job}, q)), listed(&AuditLog::entries));
 }
 
 Reply<TelemetryCurve> CoordinatorClient::telemetry(const std::string& job,

@@ -1,6 +1,6 @@
 #include "trainvisor/fleet/api/telemetry.hpp"
 
-#include <limits>
+#include <utility>
 
 #include "trainvisor/fleet/api/jobs.hpp"
 
@@ -10,41 +10,42 @@ using nlohmann::json;
 
 namespace {
 
-double number_or_nan(const json& j, const char* key) {
-  const auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return std::numeric_limits<double>::quiet_NaN();
-  return it->get<double>();
-}
+using Point = plugin::TelemetryPoint;
+
+// The metrics: numbers, or null in JSON when unknown (NaN, which JSON cannot spell).
+constexpr std::pair<const char*, double Point::*> kMetrics[] = {
+    {"loss", &Point::loss},
+    {"grad_norm", &Point::grad_norm},
+    {"learning_rate", &Point::learning_rate},
+    {"val_loss", &Point::val_loss},
+    {"val_accuracy", &Point::val_accuracy},
+    {"samples_per_sec", &Point::samples_per_sec},
+};
 
 }  // namespace
 
-json telemetry_point_json(const plugin::TelemetryPoint& p) {
-  return {{"step", p.step},
-          {"epoch", p.epoch},
-          {"flags", p.flags},
-          {"wall_time_ns", p.wall_time_ns},
-          {"loss", p.loss},
-          {"grad_norm", p.grad_norm},
-          {"learning_rate", p.learning_rate},
-          {"config_revision", p.config_revision},
-          {"val_loss", p.val_loss},
-          {"val_accuracy", p.val_accuracy},
-          {"samples_per_sec", p.samples_per_sec}};
+json telemetry_point_json(const Point& p) {
+  json j = {{"step", p.step},
+            {"epoch", p.epoch},
+            {"flags", p.flags},
+            {"wall_time_ns", p.wall_time_ns},
+            {"config_revision", p.config_revision}};
+  for (const auto& [key, member] : kMetrics)
+    j[key] = p.*member;  // NaN is written as null
+  return j;
 }
 
-plugin::TelemetryPoint telemetry_point_from_json(const json& j) {
-  plugin::TelemetryPoint p;
+Point telemetry_point_from_json(const json& j) {
+  Point p;
   p.step = j.at("step").get<std::uint64_t>();
   p.epoch = j.value("epoch", std::uint32_t{0});
   p.flags = j.value("flags", std::uint32_t{0});
   p.wall_time_ns = j.value("wall_time_ns", std::int64_t{0});
-  p.loss = number_or_nan(j, "loss");
-  p.grad_norm = number_or_nan(j, "grad_norm");
-  p.learning_rate = number_or_nan(j, "learning_rate");
   p.config_revision = j.value("config_revision", std::uint64_t{0});
-  p.val_loss = number_or_nan(j, "val_loss");
-  p.val_accuracy = number_or_nan(j, "val_accuracy");
-  p.samples_per_sec = number_or_nan(j, "samples_per_sec");
+  for (const auto& [key, member] : kMetrics) {
+    const auto it = j.find(key);
+    p.*member = it == j.end() || it->is_null() ? plugin::kMissingMetric : it->get<double>();
+  }
   return p;
 }
 

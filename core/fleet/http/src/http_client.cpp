@@ -1,24 +1,11 @@
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
 #include <optional>
 
+#include "beast.hpp"
 #include "large_file_body.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "url.hpp"
 
 namespace tv::http {
-namespace {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
-
-}  // namespace
 
 // Every operation is asynchronous on the client's own io_context, run by the calling thread, with
 // a deadline on the stream (beast::tcp_stream): a coordinator that stops answering costs at most

@@ -1,28 +1,17 @@
 #include <poll.h>
 
 #include <atomic>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-#include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 #include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "beast.hpp"
 #include "large_file_body.hpp"
 #include "trainvisor/fleet/http.hpp"
 
 namespace tv::http {
 namespace {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 
 std::string lower(std::string s) {
   for (char& c : s)

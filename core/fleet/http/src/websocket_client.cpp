@@ -1,29 +1,12 @@
 #include <atomic>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-#include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 #include <memory>
 #include <optional>
 
+#include "beast.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "url.hpp"
 
 namespace tv::http {
-namespace {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-namespace ws = boost::beast::websocket;
-using tcp = asio::ip::tcp;
-
-}  // namespace
 
 // Asynchronous I/O on a private io_context run by the calling thread: every wait has a deadline
 // (a timer closes the socket), and interrupt() only posts to that io_context, so no two threads

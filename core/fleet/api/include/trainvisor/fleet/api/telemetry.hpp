@@ -13,9 +13,6 @@
 
 namespace tv::fleet {
 
-nlohmann::json telemetry_point_json(const plugin::TelemetryPoint& p);
-plugin::TelemetryPoint telemetry_point_from_json(const nlohmann::json& j);
-
 namespace api {
 
 // A revision the host's agent could not apply, for the hub's audit log.
@@ -45,4 +42,9 @@ TV_API_JSON(TelemetryBatch);
 TV_API_JSON(TelemetryCurve);
 
 }  // namespace api
+
+// A point's JSON: every metric a number, or null when unknown (NaN).
+nlohmann::json telemetry_point_json(const plugin::TelemetryPoint& p);
+plugin::TelemetryPoint telemetry_point_from_json(const nlohmann::json& j);
+
 }  // namespace tv::fleet
