@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -63,8 +64,8 @@ struct ConfigAgent::Impl {
     std::vector<plugin::ProposedWrite> writes;
     for (const auto& [path, v] : values)
       writes.push_back({path, v, actor});
-    if (const std::string why = frozen_refusal(actor, writes); !why.empty()) {
-      refuse(rev, actor, why);
+    if (const auto why = frozen_refusal(actor, writes)) {
+      refuse(rev, actor, *why);
       return;
     }
     const WriteOutcome out = sink->apply_at(writes, actor, rev);
@@ -77,14 +78,14 @@ struct ConfigAgent::Impl {
     ++stats.deltas;
   }
 
-  // Why a policy may not make these writes (one lies under a frozen prefix), or "".
-  std::string frozen_refusal(const std::string& actor,
-                             const std::vector<plugin::ProposedWrite>& writes) {
+  // Why a policy may not make these writes (one lies under a frozen prefix), or nullopt.
+  std::optional<std::string> frozen_refusal(const std::string& actor,
+                                            const std::vector<plugin::ProposedWrite>& writes) {
     std::lock_guard lock(mu);
     for (const auto& w : writes) {
-      if (auto why = api::frozen_refusal(actor, w.path, frozen)) return *why;
+      if (auto why = api::frozen_refusal(actor, w.path, frozen)) return why;
     }
-    return {};
+    return std::nullopt;
   }
 
   void set_frozen(std::vector<std::string> f) {
