@@ -11,7 +11,11 @@
 // (or std::system_error, std::filesystem::filesystem_error).
 #pragma once
 
-#include <torch/torch.h>
+// The parts of libtorch a checkpoint needs, not torch/torch.h: this TU compiles in about half the
+// time and memory.
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize.h>
 
 #include <cstdint>
 #include <filesystem>
