@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/fleet/api/actor.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/store/connection.hpp"
 #include "trainvisor/fleet/store/transaction.hpp"
@@ -35,13 +36,11 @@ ParamValue decode(const std::string& text) {
   return param_value_from_json(json::parse(text), "stored value");
 }
 
-void check_actor(const std::string& actor) {
-  const auto colon = actor.find(':');
-  const std::string kind = actor.substr(0, colon);
-  const bool named = colon != std::string::npos && colon + 1 < actor.size();
-  if (!((kind == "human" && named) || (kind == "policy" && named) || actor == "api")) {
-    throw ConfigHubError("actor '" + actor + "' must be human:NAME, policy:NAME or api");
-  }
+// The actor grammar is the protocol's (api/actor.hpp); throws ConfigHubError for anything else.
+api::Actor parsed_actor(const std::string& actor) {
+  const auto a = api::Actor::parse(actor);
+  if (!a) throw ConfigHubError("actor '" + actor + "' must be human:NAME, policy:NAME or api");
+  return *a;
 }
 
 constexpr const char* kSchema =
@@ -58,15 +57,8 @@ constexpr const char* kSchema =
 
 }  // namespace
 
-bool path_under(const std::string& path, const std::string& prefix) {
-  return path == prefix ||
-         (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
-          path[prefix.size()] == '/');
-}
-
 bool is_human(const std::string& actor) {
-  check_actor(actor);
-  return actor.rfind("human:", 0) == 0;
+  return parsed_actor(actor).is_human();
 }
 
 struct ConfigHub::Impl {
@@ -219,7 +211,7 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
   }
   out.revision = *rev;
   try {
-    check_actor(actor);
+    parsed_actor(actor);
   } catch (const ConfigHubError& e) {
     out.refused = ConfigRefusal::kInvalid;
     out.refusal = e.what();
@@ -246,22 +238,20 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
     }
     normalised.push_back({w.path, v});
   }
-  if (actor.rfind("policy:", 0) == 0) {
-    for (const std::string& prefix : impl_->frozen(job_id)) {
-      for (const ConfigWrite& w : normalised) {
-        if (!path_under(w.path, prefix)) continue;
-        out.refused = ConfigRefusal::kFrozen;
-        out.refusal =
-            w.path + " is under the frozen prefix " + prefix + "; " + actor + " may not write it";
-        Transaction tx(impl_->db);
-        for (const ConfigWrite& x : normalised) {
-          impl_->audit(job_id, *rev, actor, reason, x, impl_->value(job_id, x.path), false,
-                       out.refusal);
-        }
-        tx.commit();
-        return out;
-      }
+  // A freeze holds policies only (api::frozen_refusal); the refusal is audited.
+  const std::vector<std::string> frozen = impl_->frozen(job_id);
+  for (const ConfigWrite& w : normalised) {
+    const auto why = api::frozen_refusal(actor, w.path, frozen);
+    if (!why) continue;
+    out.refused = ConfigRefusal::kFrozen;
+    out.refusal = *why;
+    Transaction tx(impl_->db);
+    for (const ConfigWrite& x : normalised) {
+      impl_->audit(job_id, *rev, actor, reason, x, impl_->value(job_id, x.path), false,
+                   out.refusal);
     }
+    tx.commit();
+    return out;
   }
   const std::uint64_t next = *rev + 1;
   Transaction tx(impl_->db);

@@ -140,9 +140,6 @@ class ConfigHub {
   std::unique_ptr<Impl> impl_;
 };
 
-// True when `path` is `prefix` or lies under it ("a/b/c" is under "a/b", "a/bc" is not).
-bool path_under(const std::string& path, const std::string& prefix);
-
 // "human:ana" -> true; validates the actor grammar (throws ConfigHubError otherwise).
 bool is_human(const std::string& actor);
 
