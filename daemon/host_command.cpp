@@ -56,16 +56,18 @@ int run_daemon(fleet::HostDaemonOptions o) {
     std::fprintf(stderr, "host: %s %s (%s) %s\n", kind_word(e.kind), e.job_name.c_str(),
                  e.job_id.substr(0, 12).c_str(), e.message.c_str());
   };
-  SignalWatch watch({SIGTERM, SIGINT});
+  SignalWatch watch({SIGTERM, SIGINT});  // before any thread of ours: they inherit the block
   fleet::HostDaemon daemon(std::move(o));
-  std::thread signals([&] {
-    if (watch.wait() == 0) return;  // released: run() has returned
+  int completed = 0;
+  std::thread runner([&] {
+    completed = daemon.run();
+    watch.release();
+  });
+  if (watch.wait() != 0) {
     std::fprintf(stderr, "host: stopping: no more claims, checkpointing running trainers\n");
     daemon.stop();
-  });
-  const int completed = daemon.run();
-  watch.release();
-  signals.join();
+  }
+  runner.join();
   std::fprintf(stderr, "host: done, %d job(s) completed here\n", completed);
   return 0;
 }

@@ -1,11 +1,19 @@
-// Turns process signals (SIGTERM, SIGINT, SIGHUP) into values one thread of ours waits for.
-// A handler, not a blocked mask and sigwait: threads that libraries start before main (OpenBLAS's
-// pool in libtorch) carry no mask of ours, and the kernel may hand a process-directed signal to
-// any of them, whose default action would kill the process without a clean stop.
+// Turns process signals (SIGTERM, SIGINT, SIGHUP) into values the main thread waits for.
 //
-// One SignalWatch per process at a time. wait() belongs to one thread; release() may be called
-// from any thread.
+// - The handler writes the signal to a pipe that wait() reads. A handler, not sigwait alone:
+//   threads that libraries start before main (OpenBLAS's pool in libtorch) carry no mask of ours,
+//   and a signal the kernel hands to one of them must not take its default action.
+// - The constructor blocks the signals in the calling thread, so every thread it creates later
+//   inherits the block and never sees them; wait() unblocks them while it waits. The kernel gives
+//   a process-directed signal to the main thread first when it does not block it, so wait()
+//   belongs on the main thread.
+// - No SA_RESTART: the main thread's read() returns EINTR, which lets ThreadSanitizer, which
+//   defers handlers to the next intercepted call, run the handler at once.
+//
+// One SignalWatch per process at a time. release() may be called from any thread.
 #pragma once
+
+#include <signal.h>
 
 #include <initializer_list>
 #include <vector>
@@ -14,20 +22,23 @@ namespace tv::cli {
 
 class SignalWatch {
  public:
-  // Installs the handler for `signals` (with SA_RESTART). Throws std::runtime_error when the
-  // pipe cannot be made or another SignalWatch exists.
+  // Installs the handler for `signals` and blocks them in the calling thread. Throws
+  // std::runtime_error when the pipe cannot be made or another SignalWatch exists.
   explicit SignalWatch(std::initializer_list<int> signals);
-  ~SignalWatch();  // restores the default dispositions
+  ~SignalWatch();  // restores the default dispositions and the calling thread's mask
   SignalWatch(const SignalWatch&) = delete;
   SignalWatch& operator=(const SignalWatch&) = delete;
 
   // Blocks until one of the signals arrives and returns it, or returns 0 after release().
+  // Call it on the thread that constructed the watch.
   int wait();
   // Wakes wait() with 0.
   void release();
 
  private:
   std::vector<int> signals_;
+  sigset_t set_;
+  sigset_t previous_;
 };
 
 }  // namespace tv::cli

@@ -178,11 +178,10 @@ int run_up(const UpOptions& u) {
 
   fleet::HostDaemon daemon(h);
   std::atomic<bool> done{false};
-  std::thread signals([&] {
-    if (watch.wait() != 0) {
-      std::fprintf(stderr, "up: stopping: trainers checkpoint, jobs go back to the queue\n");
-      daemon.stop();
-    }
+  std::thread runner([&] {
+    daemon.run();
+    done = true;
+    watch.release();
   });
   std::thread drawer([&] {
     const bool tty = ::isatty(2);
@@ -192,12 +191,13 @@ int run_up(const UpOptions& u) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
-  daemon.run();
-  done = true;
+  if (watch.wait() != 0) {
+    std::fprintf(stderr, "up: stopping: trainers checkpoint, jobs go back to the queue\n");
+    daemon.stop();
+  }
+  runner.join();
   drawer.join();
   board.draw(false, true);
-  watch.release();
-  signals.join();
 
   // The final table, from the coordinator's own records.
   fleet::api::CoordinatorClientOptions co;
