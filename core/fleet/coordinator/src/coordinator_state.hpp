@@ -1,5 +1,6 @@
 // What the coordinator's route handlers share: its options, its state (the CoordinatorStore's
-// queue, config hub and telemetry; the artifact store) and the manifest reload. Private to the coordinator.
+// queue, config hub and telemetry; the artifact store) and the manifest reload. Private to the
+// coordinator.
 //
 // Error style at the routes: a handler chooses the HTTP status. Stores report expected failures
 // as values (QueueResult, ArtifactResult, ConfigWriteResult) or as their own exception types,
