@@ -25,9 +25,8 @@ void list_jobs(const JobsFlags& f) {
   if (!f.status.empty()) {
     status = fleet::value_named(fleet::kJobStatusNames, f.status);
     if (!status) {
-      throw std::invalid_argument("unknown job status '" + f.status +
-                                  "' (expected pending, claimed, running, completed, failed or "
-                                  "cancelled)");
+      throw std::invalid_argument("unknown job status '" + f.status + "' (expected " +
+                                  fleet::names_of(fleet::kJobStatusNames) + ")");
     }
   }
   const auto jobs = value_of(c.client().jobs(status));

@@ -161,8 +161,8 @@ void from_json(const json& j, FailRequest& m) {
   const std::string cls = required_string(j, "class");
   const auto failure = value_named(kFailureClassNames, cls);
   if (!failure) {
-    throw std::invalid_argument("unknown failure class '" + cls +
-                                "' (expected trainer_failure, host_lost or cancelled)");
+    throw std::invalid_argument("unknown failure class '" + cls + "' (expected " +
+                                names_of(kFailureClassNames) + ")");
   }
   m.failure = *failure;
   m.lease_token = required_string(j, "lease_token");

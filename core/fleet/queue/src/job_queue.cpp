@@ -28,34 +28,6 @@ constexpr std::array<std::pair<QueueResult, std::string_view>, 4> kResultNames{{
     {QueueResult::kWrongState, "wrong_state"},
 }};
 
-template <typename E, std::size_t N>
-std::string_view name_in(const std::array<std::pair<E, std::string_view>, N>& table, E value) {
-  for (const auto& [v, name] : table) {
-    if (v == value) return name;
-  }
-  return "unknown";
-}
-
-template <typename E, std::size_t N>
-std::optional<E> value_in(const std::array<std::pair<E, std::string_view>, N>& table,
-                          std::string_view name) {
-  for (const auto& [v, n] : table) {
-    if (n == name) return v;
-  }
-  return std::nullopt;
-}
-
-// "a, b or c", for messages that list what would have been accepted.
-template <typename E, std::size_t N>
-std::string names_of(const std::array<std::pair<E, std::string_view>, N>& table) {
-  std::string out;
-  for (std::size_t i = 0; i < N; ++i) {
-    if (i > 0) out += i + 1 == N ? " or " : ", ";
-    out += table[i].second;
-  }
-  return out;
-}
-
 // Schema migrations: entry i takes user_version i to i + 1. Append only; never edit a shipped
 // entry, since databases in the field have already run it.
 constexpr std::array<const char*, kQueueSchemaVersion> kMigrations{{
@@ -138,7 +110,7 @@ std::string in_quotes(std::string_view s) {
 template <typename E, std::size_t N>
 E parse_in(const std::array<std::pair<E, std::string_view>, N>& table, std::string_view name,
            const char* what) {
-  if (auto v = value_in(table, name)) return *v;
+  if (auto v = value_named(table, name)) return *v;
   throw QueueError("unknown " + std::string(what) + " " + in_quotes(name) + " (expected " +
                    names_of(table) + ")");
 }
@@ -254,7 +226,7 @@ JobSpec decode_spec(const SpecColumns& c) {
 }
 
 JobStatus status_from_db(const std::string& text) {
-  if (auto status = value_in(kJobStatusNames, text)) return *status;
+  if (auto status = value_named(kJobStatusNames, text)) return *status;
   throw QueueError("job queue: stored job status " + in_quotes(text) + " is unknown");
 }
 
@@ -416,7 +388,7 @@ struct LeaseState {
 }  // namespace
 
 std::string_view to_string(QueueResult result) {
-  return name_in(kResultNames, result);
+  return name_of(kResultNames, result);
 }
 
 JobStatus parse_job_status(std::string_view name) {

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -46,6 +47,17 @@ constexpr std::string_view name_of(const std::array<std::pair<E, std::string_vie
   for (const auto& [v, n] : table)
     if (v == value) return n;
   return "?";
+}
+
+// "a, b or c": the names of a table, for messages that list what would have been accepted.
+template <typename E, std::size_t N>
+std::string names_of(const std::array<std::pair<E, std::string_view>, N>& table) {
+  std::string out;
+  for (std::size_t i = 0; i < N; ++i) {
+    if (i > 0) out += i + 1 == N ? " or " : ", ";
+    out += table[i].second;
+  }
+  return out;
 }
 
 inline std::string_view to_string(JobStatus status) {
