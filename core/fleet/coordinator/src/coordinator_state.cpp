@@ -63,13 +63,17 @@ std::optional<api::AppliedConfig> CoordinatorState::applied(const std::string& j
   return telemetry.applied(job);
 }
 
+std::optional<std::uint64_t> CoordinatorState::desired_revision(const std::string& job) {
+  try {
+    return hub.get(job).revision;
+  } catch (const ConfigHubError&) {
+    return std::nullopt;  // a job with no config tree (no hyper table): nothing desired
+  }
+}
+
 api::ConfigLag CoordinatorState::config_lag(const std::string& job) {
   api::ConfigLag lag;
-  try {
-    lag.desired_revision = hub.get(job).revision;
-  } catch (const ConfigHubError&) {
-    // A job with no config tree (it had no hyper table): no desired revision to show.
-  }
+  lag.desired_revision = desired_revision(job);
   if (const auto a = telemetry.applied(job)) lag.applied_revision = a->revision;
   return lag;
 }

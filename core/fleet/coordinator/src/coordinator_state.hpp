@@ -53,6 +53,7 @@ struct CoordinatorState {
 
   // The hub's revision of a job (nullopt: no tree) and the one its trainer last applied.
   api::ConfigLag config_lag(const std::string& job);
+  std::optional<std::uint64_t> desired_revision(const std::string& job);
   std::optional<api::AppliedConfig> applied(const std::string& job);
   api::JobInfo job_info(const JobRow& row);
 

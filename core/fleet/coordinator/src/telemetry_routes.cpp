@@ -42,7 +42,7 @@ Response telemetry_get(CoordinatorState& s, Request& req) {
   c.job = job;
   c.points =
       s.telemetry.curve(job, std::min<std::uint64_t>(query_number(req, "max_points", 500), 100000));
-  c.desired_revision = s.config_lag(job).desired_revision;
+  c.desired_revision = s.desired_revision(job);
   c.applied = s.applied(job);
   return Response::json(200, nlohmann::json(c));
 }
