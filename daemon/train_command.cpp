@@ -8,7 +8,9 @@
 
 #include "plugins_command.hpp"
 #include "trainvisor/core/job_folder.hpp"
+#include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/core/trainer_exit_code.hpp"
+#include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/trainer/trainer.hpp"
 
 namespace tv::cli {
@@ -38,6 +40,24 @@ std::pair<std::string, plugin::ParamValue> parse_assignment(const std::string& t
   return {text.substr(0, eq), parse_param_value(text.substr(eq + 1))};
 }
 
+std::string max_epochs_help() {
+  return std::string("Epochs to train: sets ") + knobs::kMaxEpochs + " (default " +
+         param_value_text(knobs::find(knobs::kMaxEpochs)->default_value) +
+         "), which policies and config writes may change while it runs";
+}
+
+void set_max_epochs(std::int64_t max_epochs, const std::string& knob_flag,
+                    plugin::ConfigView& knobs) {
+  if (max_epochs == 0) return;
+  const plugin::ParamValue wanted = max_epochs;
+  const auto [given, fresh] = knobs.emplace(knobs::kMaxEpochs, wanted);
+  if (!fresh && given->second != wanted) {
+    throw std::invalid_argument("--max-epochs " + std::to_string(max_epochs) + " and " + knob_flag +
+                                " " + knobs::kMaxEpochs + "=" + param_value_text(given->second) +
+                                " disagree: give one of them");
+  }
+}
+
 void add_train_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("train", "Run one training job: the process a host daemon spawns per job");
@@ -54,7 +74,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--out", o->out_dir, "Directory for checkpoint/ and bundle.tvb");
   cmd->add_option("--seed", o->seed, "Random seed");
   cmd->add_option("--steps", o->max_steps, "Stop after this many steps (0: no cap)");
-  cmd->add_option("--max-epochs", o->max_epochs, "Cap on training/control/max_epochs (0: none)");
+  auto max_epochs = std::make_shared<std::int64_t>(0);
+  cmd->add_option("--max-epochs", *max_epochs,
+                  max_epochs_help() + "; with --job-id the block's value wins, as for --knob")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--resume", o->resume, "Continue from OUT/checkpoint");
   cmd->add_flag("--resume-saved-config", o->resume_saved_config,
                 "On resume, the checkpoint's knobs (the optimizer's name included) win over the "
@@ -73,12 +96,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--quiet{false}", o->log, "No progress lines on stderr");
   auto dirs = std::make_shared<std::vector<std::string>>();
   add_plugin_dir_option(*cmd, *dirs);
-  cmd->callback([o, params, knob_args, dirs, orphan_s] {
+  cmd->callback([o, params, knob_args, dirs, orphan_s, max_epochs] {
     o->orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(*orphan_s * 1000));
     for (const auto& p : *params)
       o->model_params.insert(parse_assignment(p, "--param"));
     for (const auto& k : *knob_args)
       o->knobs.insert(parse_assignment(k, "--knob"));
+    set_max_epochs(*max_epochs, "--knob", o->knobs);
     o->plugin_dirs = *dirs;
     trainer::install_sigterm_handler();
     TrainerExitCode code = TrainerExitCode::kFailed;

@@ -17,4 +17,14 @@ plugin::ParamValue parse_param_value(const std::string& text);
 std::pair<std::string, plugin::ParamValue> parse_assignment(const std::string& text,
                                                             const std::string& flag);
 
+// `--max-epochs N` of `train` and `local`: the number of epochs to train, which sets the knob
+// training/control/max_epochs in `knobs` (the values of `knob_flag`, "--knob" or "--set").
+// Throws std::invalid_argument naming both flags when `knobs` gives the knob another value.
+// 0 (not given) leaves `knobs` as they are.
+void set_max_epochs(std::int64_t max_epochs, const std::string& knob_flag,
+                    plugin::ConfigView& knobs);
+
+// The --help text of --max-epochs, with the knob's default.
+std::string max_epochs_help();
+
 }  // namespace tv::cli

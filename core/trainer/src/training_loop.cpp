@@ -98,7 +98,8 @@ class Session final : public TrainingSession {
           return finish(TrainerExitCode::kEarlyStopped, "early_stop");
         if (options_.max_steps > 0 && step_ >= options_.max_steps)
           return finish(TrainerExitCode::kCompleted, "step cap");
-        if (epoch_ >= max_epochs()) return finish(TrainerExitCode::kCompleted, "max_epochs");
+        if (epoch_ >= config_->applied().i(knobs::kMaxEpochs))
+          return finish(TrainerExitCode::kCompleted, "max_epochs");
         step();
       }
     } catch (const std::exception& e) {
@@ -218,12 +219,6 @@ class Session final : public TrainingSession {
     if (!dataset_) throw BadInput("model '" + name + "': no data: " + error);
     if (dataset_->train_inputs().size(0) == 0)
       throw BadInput("model '" + name + "': empty training set");
-  }
-
-  std::int64_t max_epochs() const {
-    std::int64_t m = config_->applied().i(knobs::kMaxEpochs);
-    if (options_.max_epochs > 0) m = std::min(m, options_.max_epochs);
-    return m;
   }
 
   // The batch size and the order of an epoch are fixed at its start, from the seed and the
@@ -406,6 +401,8 @@ void install_sigterm_handler() {
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
+  // A closed terminal hangs up its foreground group, `trainvisor local`'s trainer included.
+  ::sigaction(SIGHUP, &sa, nullptr);
 }
 
 std::string blas_description() {

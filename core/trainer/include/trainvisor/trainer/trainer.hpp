@@ -36,9 +36,8 @@ struct TrainerOptions {
   std::map<std::string, plugin::ParamValue> knobs;  // fixed knobs, or the base a block overrides
   std::string out_dir;                              // checkpoint/ and bundle.tvb
   std::uint64_t seed = 0;
-  std::int64_t max_steps = 0;   // cap; 0: none
-  std::int64_t max_epochs = 0;  // cap over the knob; 0: none
-  bool resume = false;          // continue from out_dir/checkpoint
+  std::int64_t max_steps = 0;  // cap; 0: none
+  bool resume = false;         // continue from out_dir/checkpoint
   // On resume, the checkpoint's knobs, the optimizer's name included, win over the live ones.
   bool resume_saved_config = false;
   plugin::DataOptions data;
@@ -66,7 +65,7 @@ class TrainingSession {
   virtual std::int64_t steps_done() const = 0;
 };
 
-// Makes SIGTERM (and SIGINT) request a checkpoint-and-stop at the next step boundary.
+// Makes SIGTERM (and SIGINT, SIGHUP) request a checkpoint-and-stop at the next step boundary.
 void install_sigterm_handler();
 
 // Which BLAS libtorch runs on, e.g. "OpenBLAS 0.3.21 ... (/usr/lib/.../libopenblas.so.0)".
