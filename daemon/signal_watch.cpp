@@ -1,11 +1,14 @@
 #include "signal_watch.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -52,17 +55,32 @@ SignalWatch::~SignalWatch() {
 }
 
 int SignalWatch::wait() {
+  return wait_ms(-1);
+}
+
+int SignalWatch::wait_for(std::chrono::milliseconds timeout) {
+  return wait_ms(static_cast<int>(std::max<std::int64_t>(0, timeout.count())));
+}
+
+int SignalWatch::wait_ms(int timeout_ms) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   ::pthread_sigmask(SIG_UNBLOCK, &set_, nullptr);
   unsigned char b = 0;
   int got = 0;
   while (true) {
-    const ssize_t n = ::read(g_pipe[0], &b, 1);
-    if (n == 1) {
-      got = b;
-      break;
+    int left = timeout_ms;
+    if (timeout_ms >= 0) {
+      const auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      left = static_cast<int>(std::max<std::int64_t>(0, ms.count()));
     }
+    pollfd readable{g_pipe[0], POLLIN, 0};
+    const int n = ::poll(&readable, 1, left);
     if (n < 0 && errno == EINTR) continue;  // the handler ran: its byte is next
-    break;                                  // the pipe is gone: nothing more will arrive
+    // poll() found a byte (read() does not block), or an error: nothing more will arrive.
+    if (n > 0 && ::read(g_pipe[0], &b, 1) == 1) got = b;
+    break;  // also the timeout
   }
   ::pthread_sigmask(SIG_BLOCK, &set_, nullptr);
   return got;

@@ -7,7 +7,7 @@
 //   inherits the block and never sees them; wait() unblocks them while it waits. The kernel gives
 //   a process-directed signal to the main thread first when it does not block it, so wait()
 //   belongs on the main thread.
-// - No SA_RESTART: the main thread's read() returns EINTR, which lets ThreadSanitizer, which
+// - No SA_RESTART: the main thread's poll() returns EINTR, which lets ThreadSanitizer, which
 //   defers handlers to the next intercepted call, run the handler at once.
 //
 // One SignalWatch per process at a time. release() may be called from any thread.
@@ -15,6 +15,7 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <initializer_list>
 #include <vector>
 
@@ -32,10 +33,16 @@ class SignalWatch {
   // Blocks until one of the signals arrives and returns it, or returns 0 after release().
   // Call it on the thread that constructed the watch.
   int wait();
+  // Like wait(), but returns 0 once `timeout` has passed with no signal: for a main thread that
+  // has periodic work of its own (`trainvisor local`'s supervision loop).
+  int wait_for(std::chrono::milliseconds timeout);
   // Wakes wait() with 0.
   void release();
 
  private:
+  // wait() and wait_for(): `timeout_ms` < 0 waits without end.
+  int wait_ms(int timeout_ms);
+
   std::vector<int> signals_;
   sigset_t set_;
   sigset_t previous_;

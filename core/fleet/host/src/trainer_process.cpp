@@ -113,7 +113,7 @@ TrainerProcess TrainerProcess::spawn(const TrainerLaunch& launch) {
   if (launch.own_session) flags |= POSIX_SPAWN_SETSID;
   posix_spawnattr_setflags(&s.attr, flags);
   if (launch.log.empty()) {
-    posix_spawn_file_actions_adddup2(&s.actions, 2, 1);
+    posix_spawn_file_actions_adddup2(&s.actions, launch.stdout_fd >= 0 ? launch.stdout_fd : 2, 1);
   } else {
     posix_spawn_file_actions_addopen(&s.actions, 1, launch.log.c_str(),
                                      O_WRONLY | O_CREAT | O_APPEND, 0644);

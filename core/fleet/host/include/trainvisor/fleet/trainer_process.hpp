@@ -57,6 +57,9 @@ struct TrainerLaunch {
   // Its stdout and stderr are appended to this file; empty: its stdout joins the spawner's
   // stderr (the spawner's stdout stays its own) and its stderr is the spawner's.
   std::filesystem::path log;
+  // With no log: a descriptor of the spawner's (a pipe's write end) that becomes its stdout, so
+  // that the spawner reads its summary line; -1: as above.
+  int stdout_fd = -1;
 };
 
 // What a trainer's exit code means for its job.
