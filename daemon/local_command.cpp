@@ -263,7 +263,7 @@ json summary_json(const std::string& job, int code, const Supervisor& supervisor
 }
 
 // The summary for a person: one line on stdout, like `train`'s.
-std::string summary_text(const json& s) {
+std::string summary_text(const json& s, const std::string& out_dir) {
   std::string out = "local: ";
   const json& t = s["trainer"];
   if (t.is_object()) {
@@ -272,8 +272,11 @@ std::string summary_text(const json& s) {
   } else {
     const int code = s["trainer_exit_code"];
     out += "trainer exited " + std::to_string(code);
-    if (code == exit_status(TrainerExitCode::kInterrupted))
-      out += " (interrupted, checkpoint written)";
+    if (code == exit_status(TrainerExitCode::kInterrupted)) {
+      out += out_dir.empty()
+                 ? " (interrupted)"
+                 : " (interrupted, checkpoint in " + JobFolder{out_dir}.checkpoint().string() + ")";
+    }
     out += " at step " + std::to_string(s["steps"].get<std::uint64_t>());
   }
   if (!s["val_loss"].is_null()) {
@@ -367,7 +370,8 @@ int run_local(const LocalOptions& o) {
   }
   const json summary =
       summary_json(job, code, supervisor, sink.revision(), std::move(events), output.summary());
-  std::cout << (o.output == "json" ? summary.dump(2) : summary_text(summary)) << std::endl;
+  std::cout << (o.output == "json" ? summary.dump(2) : summary_text(summary, o.out_dir))
+            << std::endl;
   return code;
 }
 

@@ -151,7 +151,7 @@ signals() {
   set -e
   after_stop hup $rc $trainer
   grep -q "^local: SIGHUP: stopping the trainer" hup.err || fail "hup: no notice on stderr"
-  grep -q "^local: trainer exited 4 (interrupted, checkpoint written)" hup.out ||
+  grep -q "^local: trainer exited 4 (interrupted, checkpoint in hup/checkpoint) at step" hup.out ||
     fail "hup: summary $(cat hup.out)"
 
   step "SIGHUP to the process group, as a closed terminal sends it; the JSON summary on stdout"
