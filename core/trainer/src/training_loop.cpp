@@ -50,9 +50,13 @@ class Session final : public TrainingSession {
     }
     torch::manual_seed(o.seed);
     load_model();
-    config_.emplace(Knobs::resolve(o.knobs), o.job_id);
+    if (o.replay.empty()) {
+      config_.emplace(Knobs::resolve(o.knobs), o.job_id);
+    } else {
+      config_.emplace(o.replay);
+    }
     telemetry_ = config_->telemetry_writer();
-    if (const auto r = config_->refresh(); !r.refused.empty())
+    if (const auto r = config_->refresh(step_); !r.refused.empty())
       log("config refused at start: " + r.refused);
 
     module_ = model_->module();
@@ -109,7 +113,7 @@ class Session final : public TrainingSession {
 
   void step() override {
     if (!order_.defined()) start_epoch();
-    const LiveConfig::Refresh refresh = config_->refresh();
+    const LiveConfig::Refresh refresh = config_->refresh(step_);
     if (refresh.changed) {
       apply_knobs();
       config_->record_revision(step_);
@@ -301,8 +305,8 @@ class Session final : public TrainingSession {
     if (!options_.out_dir.empty()) {
       checkpoint();
       bundle = write_bundle(folder_,
-                            {options_.model, model_params_, options_.seed, metrics(reason),
-                             config_->history()},
+                            {options_.model, model_params_, options_.seed, options_.data,
+                             metrics(reason), config_->history()},
                             *module_)
                    .string();
     }
