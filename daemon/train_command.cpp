@@ -17,8 +17,19 @@ namespace tv::cli {
 namespace {
 
 // --replay-config: the bundle's run replaces the options; a flag the command line gave must
-// agree with it. Throws trainer::BadInput.
+// agree with it. Throws trainer::BadInput, or CLI::ValidationError for a flag a replay excludes.
 void apply_replay(const CLI::App& cmd, const std::string& bundle, trainer::TrainerOptions& o) {
+  const std::pair<const char*, const char*> excluded[] = {
+      {"--job-id", "a replay reads no block: its knobs follow the bundle's config history"},
+      {"--knob", "its knobs follow the bundle's config history"},
+      {"--orphan-after", "a replay has no config agent to watch"},
+      {"--resume", "a replay runs the recorded job from step 0"},
+      {"--resume-saved-config", "a replay runs the recorded job from step 0"}};
+  for (const auto& [flag, why] : excluded) {
+    if (cmd.count(flag) > 0)
+      throw CLI::ValidationError("--replay-config",
+                                 std::string(flag) + " cannot go with it: " + why);
+  }
   std::set<std::string> given;
   for (const char* flag : {"--model", "--param", "--seed", "--steps", "--max-epochs",
                            "--max-train-samples", "--max-val-samples"}) {
@@ -91,12 +102,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--replay-config", *replay,
                   "Re-run the job BUNDLE records with its exact config history (how a supervised "
                   "run is reproduced: the new bundle is byte-identical)")
-      ->option_text("BUNDLE")
-      ->excludes("--job-id")
-      ->excludes("--knob")
-      ->excludes("--resume")
-      ->excludes("--resume-saved-config")
-      ->excludes("--orphan-after");
+      ->option_text("BUNDLE");
   auto dirs = std::make_shared<std::vector<std::string>>();
   add_plugin_dir_option(*cmd, *dirs);
   cmd->callback([cmd, o, params, knob_args, dirs, orphan_s, replay] {

@@ -98,8 +98,10 @@ bad param "--param samples=99 contradicts the bundle, which records samples=512"
   --replay-config "$original" --param samples=99
 bad steps "--steps 7 contradicts the bundle, which records no step cap \(0\): its run stopped" \
   --replay-config "$original" --steps 7
-bad knob "--replay-config excludes --knob|--knob excludes --replay-config" \
+bad knob "--replay-config: --knob cannot go with it" \
   --replay-config "$original" --knob training/optimizer/learning_rate=0.1
+bad resume "--replay-config: --resume cannot go with it: a replay runs the recorded job from step 0" \
+  --replay-config "$original" --resume
 rc=0
 replay --replay-config "$original" --out "$dir/original" > /dev/null 2> "$dir/self.err" || rc=$?
 [ "$rc" = 2 ] && grep -q "holds this very bundle" "$dir/self.err" ||
