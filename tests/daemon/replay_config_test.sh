@@ -4,7 +4,8 @@
 #    changes mid-run at steps that depend on how the supervisor and the trainer were scheduled;
 #  - `trainvisor train --replay-config BUNDLE` into another folder: the same bundle, byte for
 #    byte (history, revision numbers, metrics and weights), taking model, parameters, seed, caps
-#    and sample caps from the bundle;
+#    and sample caps from the bundle; two revisions at step 0 (the start and the first step
+#    boundary) replay as recorded; a replay that runs short of the history says so;
 #  - bad input (exit 2, the message names the bundle and the reason): a missing file, a corrupt
 #    one, no config history, a history out of step order, a knob out of range, a flag that
 #    contradicts the bundle, a flag that a replay excludes, an --out that holds the bundle itself;
@@ -68,6 +69,21 @@ replay --replay-config "$original" --out "$dir/agreeing" --model tiny --seed 3 \
   --max-train-samples 384 > /dev/null 2> "$dir/agree.err" || fail "agreeing flags: $(cat "$dir/agree.err")"
 cmp "$original" "$dir/agreeing/bundle.tvb" || fail "the replay with agreeing flags differs"
 
+step "two revisions at step 0 (the start and the first step boundary) replay as recorded"
+rewrite "$original" "$dir/zero.tvb" 'h["config_history"][1]["step"] = 0'
+replay --replay-config "$dir/zero.tvb" --out "$dir/zero" > /dev/null 2> "$dir/zero.err" ||
+  fail "the replay of two revisions at step 0 failed: $(cat "$dir/zero.err")"
+[ "$(history "$dir/zero/bundle.tvb")" = "$(history "$dir/zero.tvb")" ] ||
+  fail "replayed $(history "$dir/zero/bundle.tvb"), recorded $(history "$dir/zero.tvb")"
+
+step "a replay that is not the recorded run says so"
+# A last revision past the run's end, as a run on other data would leave it.
+rewrite "$original" "$dir/beyond.tvb" 'h["config_history"][-1]["step"] = h["metrics"]["steps"] + 10'
+"$TRAINVISOR" train --threads 1 --replay-config "$dir/beyond.tvb" --out "$dir/beyond" \
+  > /dev/null 2> "$dir/beyond.err" || fail "the replay failed: $(cat "$dir/beyond.err")"
+grep -qE "replay: the recorded revision from step [0-9]+ was never reached" "$dir/beyond.err" ||
+  fail "no word of the unreached revision: $(tail -3 "$dir/beyond.err")"
+
 step "bad input is refused with the bundle and the reason"
 # bad NAME PATTERN ARGS...: exit code 2 and stderr matching PATTERN.
 bad() {
@@ -90,6 +106,9 @@ bad nohistory "nohistory.tvb: it records no config history" --replay-config "$di
 rewrite "$original" "$dir/order.tvb" 'c = h["config_history"]; c[1]["step"], c[2]["step"] = c[2]["step"], c[1]["step"]'
 bad order "order.tvb: its config history is not in step order: revision [0-9]+ \(from step [0-9]+\) follows" \
   --replay-config "$dir/order.tvb"
+rewrite "$original" "$dir/twice.tvb" 'c = h["config_history"]; c[2]["step"] = c[1]["step"]'
+bad twice "twice.tvb: its config history has two revisions at one step boundary: revision [0-9]+ \(from step [0-9]+\) follows" \
+  --replay-config "$dir/twice.tvb"
 rewrite "$original" "$dir/range.tvb" 'h["config_history"][1]["knobs"]["training/optimizer/learning_rate"] = 50.0'
 bad range "range.tvb: revision [0-9]+ \(from step [0-9]+\): knob training/optimizer/learning_rate: 50 is above" \
   --replay-config "$dir/range.tvb"

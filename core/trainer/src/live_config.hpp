@@ -64,6 +64,11 @@ class LiveConfig {
     std::string refused;
   };
   Refresh refresh(std::int64_t step);
+  // In a replay, the step of the first recorded revision not applied yet; nullopt otherwise.
+  std::optional<std::int64_t> unreached_replay_step() const {
+    if (next_scheduled_ >= schedule_.size()) return std::nullopt;
+    return schedule_[next_scheduled_].step;
+  }
 
   const Knobs& applied() const { return applied_; }
   // --resume-saved-config: the knobs a checkpoint was written with (in `checkpoint_state`, its

@@ -321,6 +321,10 @@ class Session final : public TrainingSession {
     std::printf("%s\n", summary.dump().c_str());
     std::fflush(stdout);
     log("finished (" + reason + ") at step " + std::to_string(step_));
+    if (const auto unreached = config_->unreached_replay_step()) {
+      log("replay: the recorded revision from step " + std::to_string(*unreached) +
+          " was never reached: this run is not the recorded one (another data set?)");
+    }
     return code;
   }
 
