@@ -52,6 +52,8 @@ class Session final : public TrainingSession {
     load_model();
     if (o.replay.empty()) {
       config_.emplace(Knobs::resolve(o.knobs), o.job_id);
+    } else if (!o.job_id.empty() || o.resume) {
+      throw BadInput("a replay of a config history reads no block and starts at step 0");
     } else {
       config_.emplace(o.replay);
     }
