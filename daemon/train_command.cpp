@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <stdexcept>
 
 #include "plugins_command.hpp"
@@ -11,9 +12,35 @@
 #include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/core/trainer_exit_code.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/trainer/recorded_run.hpp"
 #include "trainvisor/trainer/trainer.hpp"
 
 namespace tv::cli {
+namespace {
+
+// --replay-config: the bundle's run replaces the options; a flag the command line gave must
+// agree with it. Throws trainer::BadInput, or CLI::ValidationError for a flag a replay excludes.
+void apply_replay(const CLI::App& cmd, const std::string& bundle, trainer::TrainerOptions& o) {
+  const std::pair<const char*, const char*> excluded[] = {
+      {"--job-id", "a replay reads no block: its knobs follow the bundle's config history"},
+      {"--knob", "its knobs follow the bundle's config history"},
+      {"--orphan-after", "a replay has no config agent to watch"},
+      {"--resume", "a replay runs the recorded job from step 0"},
+      {"--resume-saved-config", "a replay runs the recorded job from step 0"}};
+  for (const auto& [flag, why] : excluded) {
+    if (cmd.count(flag) > 0)
+      throw CLI::ValidationError("--replay-config",
+                                 std::string(flag) + " cannot go with it: " + why);
+  }
+  std::set<std::string> given;
+  for (const char* flag : {"--model", "--param", "--seed", "--steps", "--max-epochs",
+                           "--max-train-samples", "--max-val-samples"}) {
+    if (cmd.count(flag) > 0) given.insert(flag);
+  }
+  trainer::apply_recorded_run(trainer::read_recorded_run(bundle), bundle, given, o);
+}
+
+}  // namespace
 
 plugin::ParamValue parse_param_value(const std::string& t) {
   if (t == "true") return true;
@@ -64,7 +91,7 @@ void add_train_command(CLI::App& app) {
   auto o = std::make_shared<trainer::TrainerOptions>();
   auto params = std::make_shared<std::vector<std::string>>();
   auto knob_args = std::make_shared<std::vector<std::string>>();
-  cmd->add_option("--model", o->model, "Model plugin name")->required();
+  cmd->add_option("--model", o->model, "Model plugin name (required unless --replay-config)");
   cmd->add_option("--job-id", o->job_id,
                   "Job id: attach to its block trainvisor.<id> for live knobs and telemetry");
   cmd->add_option("--param", *params, "Model parameter KEY=VALUE (repeatable)");
@@ -94,9 +121,15 @@ void add_train_command(CLI::App& app) {
                   "(its host daemon is gone); 0: never")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet{false}", o->log, "No progress lines on stderr");
+  auto replay = std::make_shared<std::string>();
+  cmd->add_option("--replay-config", *replay,
+                  "Re-run the job BUNDLE records with its exact config history (how a supervised "
+                  "run is reproduced: the new bundle is byte-identical)")
+      ->option_text("BUNDLE");
   auto dirs = std::make_shared<std::vector<std::string>>();
   add_plugin_dir_option(*cmd, *dirs);
-  cmd->callback([o, params, knob_args, dirs, orphan_s, max_epochs] {
+  cmd->callback([cmd, o, params, knob_args, dirs, orphan_s, max_epochs, replay] {
+    if (o->model.empty() && replay->empty()) throw CLI::RequiredError("--model");
     o->orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(*orphan_s * 1000));
     for (const auto& p : *params)
       o->model_params.insert(parse_assignment(p, "--param"));
@@ -104,6 +137,15 @@ void add_train_command(CLI::App& app) {
       o->knobs.insert(parse_assignment(k, "--knob"));
     set_max_epochs(*max_epochs, "--knob", o->knobs);
     o->plugin_dirs = *dirs;
+    if (!replay->empty()) {
+      try {
+        apply_replay(*cmd, *replay, *o);
+      } catch (const trainer::BadInput& e) {
+        // Refused before anything is written: --out stays as it was.
+        std::fprintf(stderr, "trainvisor train: error: %s\n", e.what());
+        throw CLI::RuntimeError(exit_status(TrainerExitCode::kBadInput));
+      }
+    }
     trainer::install_sigterm_handler();
     TrainerExitCode code = TrainerExitCode::kFailed;
     try {

@@ -112,6 +112,9 @@ fs::path write_bundle(const JobFolder& folder, const BundleHeader& h, torch::nn:
                  {"model", h.model},
                  {"model_params", json::object()},
                  {"seed", h.seed},
+                 {"data",
+                  {{"max_train_samples", h.data.max_train_samples},
+                   {"max_val_samples", h.data.max_val_samples}}},
                  {"metrics", h.metrics},
                  {"config_history", h.config_history},
                  {"tensors", json::array()}};

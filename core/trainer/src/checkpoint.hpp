@@ -3,8 +3,9 @@
 // - A checkpoint is a folder (weights, optimizer state, state.json) written beside the current
 //   one and put in its place in one step, so a trainer killed at any moment leaves the previous
 //   checkpoint or the new one, never none and never a mix.
-// - A bundle is the trained model: JSON (sorted keys, no clock readings) then the raw tensors in
-//   a fixed order, byte-identical for identical inputs and seed.
+// - A bundle is the trained model: JSON (sorted keys, no clock readings, no host paths) then the
+//   raw tensors in a fixed order, byte-identical for identical inputs and seed. Its JSON records
+//   what --replay-config needs to run it again (recorded_run.hpp reads it).
 //
 // Private to tv_trainer, for its libtorch translation units. Single-threaded. A checkpoint that
 // cannot be read back throws BadInput; one that cannot be written throws std::runtime_error
@@ -58,6 +59,8 @@ struct BundleHeader {
   std::string model;
   plugin::Params model_params;
   std::uint64_t seed = 0;
+  // The sample caps; the data directory is left out, a path that differs between hosts.
+  plugin::DataOptions data;
   nlohmann::json metrics;
   nlohmann::json config_history;
 };

@@ -67,8 +67,23 @@ LiveConfig::LiveConfig(Knobs base, const std::string& job_id) : applied_(std::mo
   snapshot_.emplace(reader_->snapshot(keys));
 }
 
-LiveConfig::Refresh LiveConfig::refresh() {
+LiveConfig::LiveConfig(const std::vector<RecordedRevision>& history) {
+  for (const RecordedRevision& r : history)
+    schedule_.push_back({r.step, Knobs::resolve(r.knobs)});
+  if (schedule_.empty()) throw BadInput("--replay-config: the config history is empty");
+  applied_ = schedule_.front().knobs;
+}
+
+LiveConfig::Refresh LiveConfig::refresh(std::int64_t step) {
   Refresh out;
+  if (!schedule_.empty()) {
+    if (next_scheduled_ < schedule_.size() && schedule_[next_scheduled_].step <= step) {
+      const Knobs& next = schedule_[next_scheduled_++].knobs;
+      out.changed = next.values != applied_.values;
+      applied_ = next;
+    }
+    return out;
+  }
   if (!snapshot_) return out;
   snapshot_->read();
   if (snapshot_->generation() == seen_generation_) return out;

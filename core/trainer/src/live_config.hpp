@@ -1,8 +1,9 @@
 // The trainer's live config: the knobs it runs with, read from the job's block as one snapshot
 // per step boundary and checked against the knob schema (a value out of range is refused and the
-// last good one stays), the config history (each revision and the step it applied from) that
-// checkpoints and bundles record, and the config agent's heartbeat. No libtorch here: putting the
-// knobs into the optimizer and the model is the loop's (training_loop.cpp).
+// last good one stays), or taken from a recorded config history (--replay-config) revision by
+// revision at the step each applied from; the config history (each revision and the step it applied
+// from) that checkpoints and bundles record, and the config agent's heartbeat. No libtorch here:
+// putting the knobs into the optimizer and the model is the loop's (training_loop.cpp).
 //
 // Private to tv_trainer. Single-threaded, like the session that owns it. Input the trainer cannot
 // use (bad knobs, no block, an unreadable saved config) throws BadInput.
@@ -20,6 +21,7 @@
 #include "trainvisor/plugin.hpp"
 #include "trainvisor/shm/config_block.hpp"
 #include "trainvisor/shm/telemetry_ring.hpp"
+#include "trainvisor/trainer/trainer.hpp"
 
 namespace tv::trainer {
 
@@ -47,16 +49,26 @@ class LiveConfig {
  public:
   // Attaches to the block of `job_id`; an empty id keeps `base` fixed (no block, no telemetry).
   LiveConfig(Knobs base, const std::string& job_id);
+  // --replay-config: the knobs follow `history` (checked by read_recorded_run: every knob valid,
+  // in step order), with no block and no telemetry. Starts on its first revision.
+  explicit LiveConfig(const std::vector<RecordedRevision>& history);
   LiveConfig(const LiveConfig&) = delete;
   LiveConfig& operator=(const LiveConfig&) = delete;
 
-  // A step boundary: takes the block's values when its generation moved. `changed` says whether
-  // an applied knob changed; `refused`, when not empty, why a value was kept out.
+  // A step boundary, with `step` steps done: takes the block's values when its generation moved,
+  // or in a replay the next recorded revision once its step is reached (one per call, as the
+  // original run took at most one per boundary). `changed` says whether an applied knob changed;
+  // `refused`, when not empty, why a value was kept out.
   struct Refresh {
     bool changed = false;
     std::string refused;
   };
-  Refresh refresh();
+  Refresh refresh(std::int64_t step);
+  // In a replay, the step of the first recorded revision not applied yet; nullopt otherwise.
+  std::optional<std::int64_t> unreached_replay_step() const {
+    if (next_scheduled_ >= schedule_.size()) return std::nullopt;
+    return schedule_[next_scheduled_].step;
+  }
 
   const Knobs& applied() const { return applied_; }
   // --resume-saved-config: the knobs a checkpoint was written with (in `checkpoint_state`, its
@@ -83,6 +95,13 @@ class LiveConfig {
   std::uint64_t seen_generation_ = ~std::uint64_t{0};
   std::chrono::steady_clock::time_point next_heartbeat_check_{};
   nlohmann::json history_ = nlohmann::json::array();
+  // --replay-config: the recorded revisions and the next one to apply.
+  struct ScheduledKnobs {
+    std::int64_t step = 0;
+    Knobs knobs;
+  };
+  std::vector<ScheduledKnobs> schedule_;
+  std::size_t next_scheduled_ = 0;
 };
 
 }  // namespace tv::trainer

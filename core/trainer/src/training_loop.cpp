@@ -50,9 +50,15 @@ class Session final : public TrainingSession {
     }
     torch::manual_seed(o.seed);
     load_model();
-    config_.emplace(Knobs::resolve(o.knobs), o.job_id);
+    if (o.replay.empty()) {
+      config_.emplace(Knobs::resolve(o.knobs), o.job_id);
+    } else if (!o.job_id.empty() || o.resume) {
+      throw BadInput("a replay of a config history reads no block and starts at step 0");
+    } else {
+      config_.emplace(o.replay);
+    }
     telemetry_ = config_->telemetry_writer();
-    if (const auto r = config_->refresh(); !r.refused.empty())
+    if (const auto r = config_->refresh(step_); !r.refused.empty())
       log("config refused at start: " + r.refused);
 
     module_ = model_->module();
@@ -110,7 +116,7 @@ class Session final : public TrainingSession {
 
   void step() override {
     if (!order_.defined()) start_epoch();
-    const LiveConfig::Refresh refresh = config_->refresh();
+    const LiveConfig::Refresh refresh = config_->refresh(step_);
     if (refresh.changed) {
       apply_knobs();
       config_->record_revision(step_);
@@ -296,8 +302,8 @@ class Session final : public TrainingSession {
     if (!options_.out_dir.empty()) {
       checkpoint();
       bundle = write_bundle(folder_,
-                            {options_.model, model_params_, options_.seed, metrics(reason),
-                             config_->history()},
+                            {options_.model, model_params_, options_.seed, options_.data,
+                             metrics(reason), config_->history()},
                             *module_)
                    .string();
     }
@@ -312,6 +318,10 @@ class Session final : public TrainingSession {
     std::printf("%s\n", summary.dump().c_str());
     std::fflush(stdout);
     log("finished (" + reason + ") at step " + std::to_string(step_));
+    if (const auto unreached = config_->unreached_replay_step()) {
+      log("replay: the recorded revision from step " + std::to_string(*unreached) +
+          " was never reached: this run is not the recorded one (another data set?)");
+    }
     return code;
   }
 

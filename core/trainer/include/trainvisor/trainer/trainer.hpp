@@ -1,7 +1,9 @@
 // The trainer process's work: load a model plugin, attach to the job's config block, and run the
 // training loop the framework owns (optimizer, loss, gradient clipping, evaluation, checkpoints),
 // reading the live knobs (trainer_knobs.hpp) as one snapshot at every step boundary and pushing
-// telemetry every step. Without a block it trains on fixed knobs and pushes nothing.
+// telemetry every step. Without a block it trains on fixed knobs and pushes nothing; with a
+// recorded config history (--replay-config, recorded_run.hpp) its knobs follow that history
+// instead of a block, which reproduces a supervised run's bundle byte for byte.
 //
 // libtorch stays behind this header (two translation units compile it: the loop, and
 // checkpoints and bundles; the live config does without). A TrainingSession is
@@ -28,6 +30,14 @@ class BadInput : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// One revision of a run's config history, as its bundle records it: the knobs the run applied
+// from `step` on (the step count when it applied them).
+struct RecordedRevision {
+  std::int64_t revision = 0;
+  std::int64_t step = 0;
+  std::map<std::string, plugin::ParamValue> knobs;  // every knob of the schema
+};
+
 struct TrainerOptions {
   std::string job_id;  // the block is trainvisor.<job_id>; empty: fixed knobs, no telemetry
   std::string model;
@@ -41,6 +51,9 @@ struct TrainerOptions {
   // On resume, the checkpoint's knobs, the optimizer's name included, win over the live ones.
   bool resume_saved_config = false;
   plugin::DataOptions data;
+  // Not empty: the knobs follow this history, revision by revision from the step each applied
+  // from, and no block is read (job_id empty, no resume). read_recorded_run checks it.
+  std::vector<RecordedRevision> replay;
   int threads = 1;  // 1 keeps runs bit-for-bit reproducible
   // Checkpoint and stop (TrainerExitCode::kInterrupted) once the block's heartbeat, which its
   // config agent writes, is older than this: the host daemon is gone and another host may now hold
