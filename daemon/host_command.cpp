@@ -56,7 +56,9 @@ int run_daemon(fleet::HostDaemonOptions o) {
     std::fprintf(stderr, "host: %s %s (%s) %s\n", kind_word(e.kind), e.job_name.c_str(),
                  e.job_id.substr(0, 12).c_str(), e.message.c_str());
   };
-  SignalWatch watch({SIGTERM, SIGINT});  // before any thread of ours: they inherit the block
+  // Before any thread of ours: they inherit the block. A hangup (the terminal closed) stops the
+  // daemon like SIGTERM rather than killing it with its trainers left to the orphan timeout.
+  SignalWatch watch({SIGTERM, SIGINT, SIGHUP});
   fleet::HostDaemon daemon(std::move(o));
   int completed = 0;
   std::thread runner([&] {

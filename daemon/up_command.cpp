@@ -141,7 +141,7 @@ class Board {
 };
 
 int run_up(const UpOptions& u) {
-  SignalWatch watch({SIGTERM, SIGINT});
+  SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // a closed terminal stops the fleet cleanly too
   fleet::CoordinatorOptions c;
   c.data_dir = u.data_dir;
   c.manifest_path = u.manifest;
