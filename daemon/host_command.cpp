@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <cmath>
+#include <exception>
 #include <thread>
 
 #include "plugins_command.hpp"
@@ -59,8 +60,13 @@ int run_daemon(fleet::HostDaemonOptions o) {
   SignalWatch watch({SIGTERM, SIGINT});  // before any thread of ours: they inherit the block
   fleet::HostDaemon daemon(std::move(o));
   int completed = 0;
+  std::exception_ptr failure;  // a refused worker token: the exit code must say so
   std::thread runner([&] {
-    completed = daemon.run();
+    try {
+      completed = daemon.run();
+    } catch (...) {
+      failure = std::current_exception();
+    }
     watch.release();
   });
   if (watch.wait() != 0) {
@@ -68,6 +74,7 @@ int run_daemon(fleet::HostDaemonOptions o) {
     daemon.stop();
   }
   runner.join();
+  if (failure) std::rethrow_exception(failure);
   std::fprintf(stderr, "host: done, %d job(s) completed here\n", completed);
   return 0;
 }

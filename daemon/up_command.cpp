@@ -211,7 +211,10 @@ int run_up(const UpOptions& u) {
     std::string note = j.last_error;
     if (j.status == fleet::JobStatus::kPending)
       note = "no host here can run it (see its constraints)";
-    if (j.status != fleet::JobStatus::kCompleted) ++unfinished;
+    if (j.status == fleet::JobStatus::kStopped)
+      note = "stopped by " + j.stopped_by + ": " + j.stop_reason;
+    if (j.status != fleet::JobStatus::kCompleted && j.status != fleet::JobStatus::kStopped)
+      ++unfinished;
     std::printf("%-22.22s %-10s %8lld %-14.14s %s\n", j.spec.name.c_str(),
                 std::string(fleet::to_string(j.status)).c_str(), static_cast<long long>(j.attempt),
                 j.artifact.c_str(), note.substr(0, 100).c_str());

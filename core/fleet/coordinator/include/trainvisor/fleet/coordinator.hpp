@@ -20,6 +20,7 @@
 
 #include "trainvisor/fleet/api/config.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
+#include "trainvisor/fleet/api/manifest.hpp"
 #include "trainvisor/fleet/api/telemetry.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
@@ -48,10 +49,13 @@ struct CoordinatorOptions {
 };
 
 struct ReloadSummary {
-  std::vector<std::string> added;  // job names
+  std::vector<std::string> added;  // job names (replacements included)
   std::vector<std::string> unchanged;
   std::vector<std::string> removed;  // in the queue, no longer in the manifest (kept)
   ManifestReport report;             // what was written (nothing for a dry run)
+  // Added jobs whose name the queue already holds under other ids (their spec changed): both
+  // stay, and a name shared by several jobs no longer resolves to one.
+  std::vector<api::ReplacedJob> replaced;
 };
 
 class Coordinator {
