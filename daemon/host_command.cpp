@@ -102,7 +102,11 @@ void add_host_command(CLI::App& app) {
   cmd->add_option("--name", d->name, "Worker name (default: the hostname)");
   cmd->add_option("--slots", d->slots, "Jobs to run at once")->check(CLI::Range(1, 256));
   cmd->add_option("--work-dir", d->work_dir, "Where trainers write checkpoints and bundles");
-  cmd->add_option("--heartbeat-every", *heartbeat_s, "Seconds between lease heartbeats");
+  cmd->add_option("--heartbeat-every", *heartbeat_s,
+                  "Seconds between lease heartbeats (default 5: the coordinator's default "
+                  "--stale-after of 30 s then allows six missed heartbeats before it takes a job "
+                  "back; keep it well under the coordinator's --stale-after)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--poll-every", *poll_s, "Seconds between claims while idle");
   cmd->add_flag("--exit-when-idle", *exit_idle,
                 "Exit once nothing is running and nothing can be claimed");

@@ -171,7 +171,7 @@ int run_up(const UpOptions& u) {
   h.work_dir = (fs::path(u.data_dir) / "work").string();
   h.plugin_dirs = u.plugin_dirs;
   h.poll_every = std::chrono::milliseconds(300);
-  h.heartbeat_every = std::chrono::seconds(2);
+  // Lease timing: the fleet's defaults (heartbeat 5 s, stale_after 30 s, sweep every 5 s).
   h.exit_when_idle = true;
   h.orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(u.orphan_after_s * 1000));
   h.on_event = [&](const fleet::HostEvent& e) { board.on_event(e); };

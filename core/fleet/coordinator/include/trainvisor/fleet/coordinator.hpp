@@ -36,6 +36,8 @@ struct CoordinatorOptions {
   http::ServerOptions http;
   QueueOptions queue;
   std::uint64_t max_artifact_bytes = std::uint64_t{8} << 30;
+  // How often expired leases are swept: a lost host's job is pending again at most
+  // queue.stale_after + sweep_every after its last heartbeat.
   std::chrono::milliseconds sweep_every{std::chrono::seconds(5)};
   std::chrono::milliseconds stream_keepalive{500};
   // Test hooks for the config stream: every Nth delta is not sent (a lost message); the

@@ -81,6 +81,8 @@ struct HostDaemonOptions {
   std::string trainer_exe;  // default: this executable
   std::vector<std::string> plugin_dirs;
   std::chrono::milliseconds poll_every{std::chrono::seconds(2)};
+  // A sixth of the coordinator's default stale_after (30 s): a few late heartbeats on a loaded
+  // host do not cost it its job.
   std::chrono::milliseconds heartbeat_every{std::chrono::seconds(5)};
   std::chrono::milliseconds supervise_every{std::chrono::milliseconds(200)};
   std::chrono::milliseconds kill_grace{std::chrono::seconds(20)};

@@ -78,7 +78,10 @@ class QueueError : public std::runtime_error {
 };
 
 struct QueueOptions {
-  std::chrono::milliseconds stale_after{std::chrono::seconds(600)};  // lease length
+  // Lease length: a holder silent this long loses its job at the next sweep. 30 s is six of a
+  // host's default 5 s heartbeats, so a loaded host that misses a few keeps its job, while a
+  // lost host's job is pending again within stale_after + the coordinator's sweep period.
+  std::chrono::milliseconds stale_after{std::chrono::seconds(30)};
   // How long a prefer_cuda job waits, after it became pending, before a host without CUDA may
   // take it.
   std::chrono::milliseconds prefer_cuda_grace{std::chrono::seconds(300)};
