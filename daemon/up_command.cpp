@@ -78,7 +78,7 @@ class Board {
         messages_.push_back(e.job_name + ": " + e.message);
         break;
       case fleet::HostEvent::Kind::kFinished:
-        r.status = "completed";
+        r.status = e.early_stopped ? "stopped" : "completed";
         r.note = e.message;
         break;
       case fleet::HostEvent::Kind::kFailed:

@@ -672,8 +672,9 @@ TEST_P(HostDaemonExitTest, ExitCodeMapsToItsFailureClass) {
     // The coordinator learns an early stop from the report (it names who stopped the job).
     EXPECT_EQ(body.value("early_stopped", false), c.exit_code == 3) << body.dump();
     EXPECT_EQ(coordinator_.count("upload"), 1u);
-    EXPECT_EQ(events(HostEvent::Kind::kFinished, c.reason + bundle_digest(j)).size(), 1u)
-        << all_events();
+    const auto finished = events(HostEvent::Kind::kFinished, c.reason + bundle_digest(j));
+    ASSERT_EQ(finished.size(), 1u) << all_events();
+    EXPECT_EQ(finished[0].early_stopped, c.exit_code == 3);
   } else {
     EXPECT_EQ(body.at("class"), c.fail_class);
     EXPECT_EQ(body.at("reason").get<std::string>().rfind(c.reason, 0), 0u) << body.dump();
@@ -727,7 +728,8 @@ TEST_F(HostDaemonTest, AClaimOfTheSameGenerationResumesItsCheckpoint) {
 }
 
 TEST_F(HostDaemonTest, ARefusedWorkerTokenEndsRunNamingTheCoordinator) {
-  coordinator_.answer("claim", 401, {{"error", "missing or wrong X-Worker-Token"}, {"status", 401}});
+  coordinator_.answer("claim", 401,
+                      {{"error", "missing or wrong X-Worker-Token"}, {"status", 401}});
   HostDaemon daemon(options());
   try {
     daemon.run();

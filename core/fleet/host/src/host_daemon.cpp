@@ -237,13 +237,15 @@ struct HostDaemon::Impl {
     plugins = PluginRegistry::load(dirs);
   }
 
-  void emit(HostEvent::Kind kind, const RunningJob& j, std::string message) {
+  void emit(HostEvent::Kind kind, const RunningJob& j, std::string message,
+            bool early_stopped = false) {
     if (!o.on_event) return;
     HostEvent e;
     e.kind = kind;
     e.job_id = j.spec.id;
     e.job_name = j.spec.name;
     e.message = std::move(message);
+    e.early_stopped = early_stopped;
     o.on_event(e);
   }
 
@@ -590,7 +592,7 @@ struct HostDaemon::Impl {
     }
     ++completed;
     emit(HostEvent::Kind::kFinished, job,
-         early_stopped ? "early stop; bundle " + digest : "bundle " + digest);
+         early_stopped ? "early stop; bundle " + digest : "bundle " + digest, early_stopped);
   }
 
   void drain_agent_log() {

@@ -69,6 +69,9 @@ struct HostEvent {
   std::uint32_t epoch = 0;
   double loss = 0, val_accuracy = 0, learning_rate = 0;
   std::uint64_t revision = 0;
+  // kFinished: the trainer ended early (training/control/early_stop), so the job is stopped,
+  // not completed.
+  bool early_stopped = false;
 };
 
 struct HostDaemonOptions {
