@@ -24,7 +24,8 @@ void add_coordinator_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("coordinator", "Run the fleet's coordinator: queue, artifacts, HTTP API");
   auto o = std::make_shared<fleet::CoordinatorOptions>();
-  auto stale_s = std::make_shared<double>(600);
+  auto stale_s = std::make_shared<double>(30);
+  auto sweep_s = std::make_shared<double>(5);
   cmd->add_option("--data-dir", o->data_dir, "Directory for coordinator.sqlite and artifacts/")
       ->required();
   cmd->add_option("--manifest", o->manifest_path, "The operator's manifest (TOML)");
@@ -38,14 +39,22 @@ void add_coordinator_command(CLI::App& app) {
   cmd->add_option("--tls-key", o->http.tls_key_file, "PEM private key of --tls-cert");
   cmd->add_option("--plugin-dir", o->plugin_dirs, "Extra plugin directory for manifest validation");
   cmd->add_option("--stale-after", *stale_s,
-                  "Seconds without a heartbeat before a job is taken back");
+                  "Seconds without a heartbeat before a job is taken back (default 30: six of a "
+                  "host's default 5 s heartbeats may be missed on a loaded host or network "
+                  "without a false sweep, and a lost host's job is pending again within "
+                  "--stale-after + --sweep-every = 35 s)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--sweep-every", *sweep_s,
+                  "Seconds between sweeps for expired leases (default 5: a lost host's job waits "
+                  "at most this long past --stale-after; a sweep is one cheap indexed query)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--max-artifact-bytes", o->max_artifact_bytes, "Largest upload accepted");
   auto fault = std::make_shared<std::string>();
   cmd->add_option("--test-stream-fault", *fault,
                   "Test hook: lose every Nth config delta (skip:N) and drop each config stream "
                   "after M messages (close:M), e.g. skip:3,close:10")
       ->group("");  // hidden: for fault-injection tests only
-  cmd->callback([o, stale_s, fault] {
+  cmd->callback([o, stale_s, sweep_s, fault] {
     for (std::size_t pos = 0; pos < fault->size();) {
       const auto comma = fault->find(',', pos);
       const std::string part = fault->substr(pos, comma == std::string::npos ? comma : comma - pos);
@@ -70,6 +79,7 @@ void add_coordinator_command(CLI::App& app) {
           "TRAINVISOR_*_TOKEN variables): without them nobody could use it");
     }
     o->queue.stale_after = std::chrono::milliseconds(static_cast<std::int64_t>(*stale_s * 1000));
+    o->sweep_every = std::chrono::milliseconds(static_cast<std::int64_t>(*sweep_s * 1000));
     SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
     fleet::Coordinator coordinator(*o);
     std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <cmath>
+#include <exception>
 #include <thread>
 
 #include "plugins_command.hpp"
@@ -61,8 +62,13 @@ int run_daemon(fleet::HostDaemonOptions o) {
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});
   fleet::HostDaemon daemon(std::move(o));
   int completed = 0;
+  std::exception_ptr failure;  // a refused worker token: the exit code must say so
   std::thread runner([&] {
-    completed = daemon.run();
+    try {
+      completed = daemon.run();
+    } catch (...) {
+      failure = std::current_exception();
+    }
     watch.release();
   });
   if (watch.wait() != 0) {
@@ -70,6 +76,7 @@ int run_daemon(fleet::HostDaemonOptions o) {
     daemon.stop();
   }
   runner.join();
+  if (failure) std::rethrow_exception(failure);
   std::fprintf(stderr, "host: done, %d job(s) completed here\n", completed);
   return 0;
 }
@@ -97,7 +104,11 @@ void add_host_command(CLI::App& app) {
   cmd->add_option("--name", d->name, "Worker name (default: the hostname)");
   cmd->add_option("--slots", d->slots, "Jobs to run at once")->check(CLI::Range(1, 256));
   cmd->add_option("--work-dir", d->work_dir, "Where trainers write checkpoints and bundles");
-  cmd->add_option("--heartbeat-every", *heartbeat_s, "Seconds between lease heartbeats");
+  cmd->add_option("--heartbeat-every", *heartbeat_s,
+                  "Seconds between lease heartbeats (default 5: the coordinator's default "
+                  "--stale-after of 30 s then allows six missed heartbeats before it takes a job "
+                  "back; keep it well under the coordinator's --stale-after)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--poll-every", *poll_s, "Seconds between claims while idle");
   cmd->add_flag("--exit-when-idle", *exit_idle,
                 "Exit once nothing is running and nothing can be claimed");

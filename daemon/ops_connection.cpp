@@ -43,18 +43,8 @@ fleet::api::CoordinatorClient& OpsConnection::operator_client() {
 }
 
 std::string OpsConnection::resolve(const std::string& job) {
-  std::vector<std::string> hits;
-  const auto jobs = value_of(client_.jobs());
-  for (const auto& j : jobs) {
-    const std::string& id = j.spec.id;
-    if (id == job || j.spec.name == job) return id;
-    if (job.size() >= 4 && id.rfind(job, 0) == 0) hits.push_back(id);
-  }
-  if (hits.size() == 1) return hits[0];
-  if (hits.empty())
-    throw std::invalid_argument("no job named or with an id starting '" + job + "'");
-  throw std::invalid_argument("'" + job + "' matches " + std::to_string(hits.size()) +
-                              " job ids; give more of it");
+  // The coordinator resolves (kJobByRef): one rule for every command, ambiguity included.
+  return value_of(client_.job_by_ref(job)).spec.id;
 }
 
 void print(const OpsFlags& f, const nlohmann::json& j, const std::function<void()>& text) {

@@ -38,7 +38,8 @@ class OpsConnection {
   fleet::api::CoordinatorClient& client() { return client_; }
   // Throws std::invalid_argument when no operator token was given.
   fleet::api::CoordinatorClient& operator_client();
-  // A job by full id, unique id prefix or name; throws std::invalid_argument naming it.
+  // A job by full id, name or unique id prefix, as the coordinator resolves it; throws
+  // std::invalid_argument naming it, or listing the ids and statuses when several jobs match.
   std::string resolve(const std::string& job);
 
  private:

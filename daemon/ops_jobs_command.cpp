@@ -12,7 +12,8 @@ using nlohmann::json;
 namespace api = fleet::api;
 
 struct JobsFlags : OpsFlags {
-  std::string status;  // jobs list --status
+  std::string status;            // jobs list --status
+  bool from_checkpoint = false;  // jobs requeue --from-checkpoint
 };
 
 std::string revision_text(const std::optional<std::uint64_t>& r) {
@@ -43,6 +44,8 @@ void list_jobs(const JobsFlags& f) {
                    revision_text(r.config.desired_revision))
                       .c_str(),
                   r.worker.c_str());
+      if (r.status == fleet::JobStatus::kStopped)
+        std::printf("%-12s  stopped by %s: %s\n", "", r.stopped_by.c_str(), r.stop_reason.c_str());
     }
   });
 }
@@ -89,6 +92,8 @@ void show_job(const JobsFlags& f) {
                 j.spec.name.c_str(), j.spec.id.c_str(), j.spec.model.c_str(),
                 std::string(fleet::to_string(j.status)).c_str(), static_cast<long long>(j.attempt),
                 static_cast<long long>(j.spec.max_attempts), j.worker.c_str());
+    if (j.status == fleet::JobStatus::kStopped)
+      std::printf("  stopped by %s: %s\n", j.stopped_by.c_str(), j.stop_reason.c_str());
     if (!j.last_error.empty()) std::printf("  last error: %s\n", j.last_error.c_str());
     if (!j.artifact.empty()) std::printf("  artifact: %s\n", j.artifact.c_str());
     std::printf("  spec: %s\n", fleet::job_spec_json(j.spec).dump().c_str());
@@ -107,8 +112,11 @@ void cancel_job(const JobsFlags& f) {
 
 void requeue_job(const JobsFlags& f) {
   OpsConnection c(f);
-  value_of(c.operator_client().requeue(c.resolve(f.job)));
-  print(f, {{"ok", true}}, [] { std::printf("requeued: pending again\n"); });
+  value_of(c.operator_client().requeue(c.resolve(f.job), f.from_checkpoint));
+  print(f, {{"ok", true}, {"from_checkpoint", f.from_checkpoint}}, [&] {
+    std::printf(f.from_checkpoint ? "requeued: pending again, resuming from its checkpoint\n"
+                                  : "requeued: pending again, training starts over from step 0\n");
+  });
 }
 
 void explain_job(const JobsFlags& f) {
@@ -161,7 +169,10 @@ void add_job_commands(CLI::App& app) {
       jobs->add_subcommand("show", "One job: spec, status, attempts, last error, artifact");
   CLI::App* cancel =
       jobs->add_subcommand("cancel", "Cancel a job (a running trainer checkpoints and stops)");
-  CLI::App* requeue = jobs->add_subcommand("requeue", "Put a job back to pending from any state");
+  CLI::App* requeue = jobs->add_subcommand(
+      "requeue", "Put a job back to pending from any state; it trains again from step 0");
+  requeue->add_flag("--from-checkpoint", f->from_checkpoint,
+                    "Resume from the latest checkpoint on the host that claims it instead");
   CLI::App* explain =
       jobs->add_subcommand("explain", "Per known host: which constraint keeps the job off it");
   CLI::App* workers =

@@ -1,4 +1,5 @@
-// `reload [--dry-run]`: the coordinator re-reads its manifest.
+// `reload [--dry-run]`: the coordinator re-reads its manifest and says what changed, including
+// the jobs a changed spec replaced (new ids beside the old ones, by name).
 #include <cstdio>
 #include <memory>
 
@@ -33,6 +34,15 @@ void add_manifest_commands(CLI::App& app) {
           "%sadded: %s\nunchanged: %s\nno longer in the manifest (kept until cancelled): %s\n",
           f->dry_run ? "dry run, nothing written\n" : "", names(r.added).c_str(),
           names(r.unchanged).c_str(), names(r.removed).c_str());
+      // A changed spec is a new job beside the old one: its name now names several jobs, so
+      // the operator learns here which id is which.
+      for (const auto& j : r.replaced) {
+        std::vector<std::string> old_ids;
+        for (const auto& id : j.replaces)
+          old_ids.push_back(short_id(id));
+        std::printf("changed: %s is now job %s, replacing %s (kept; give an id to reach it)\n",
+                    j.name.c_str(), short_id(j.id).c_str(), names(old_ids).c_str());
+      }
     });
   });
 }

@@ -78,7 +78,7 @@ class Board {
         messages_.push_back(e.job_name + ": " + e.message);
         break;
       case fleet::HostEvent::Kind::kFinished:
-        r.status = "completed";
+        r.status = e.early_stopped ? "stopped" : "completed";
         r.note = e.message;
         break;
       case fleet::HostEvent::Kind::kFailed:
@@ -171,7 +171,7 @@ int run_up(const UpOptions& u) {
   h.work_dir = (fs::path(u.data_dir) / "work").string();
   h.plugin_dirs = u.plugin_dirs;
   h.poll_every = std::chrono::milliseconds(300);
-  h.heartbeat_every = std::chrono::seconds(2);
+  // Lease timing: the fleet's defaults (heartbeat 5 s, stale_after 30 s, sweep every 5 s).
   h.exit_when_idle = true;
   h.orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(u.orphan_after_s * 1000));
   h.on_event = [&](const fleet::HostEvent& e) { board.on_event(e); };
@@ -211,7 +211,10 @@ int run_up(const UpOptions& u) {
     std::string note = j.last_error;
     if (j.status == fleet::JobStatus::kPending)
       note = "no host here can run it (see its constraints)";
-    if (j.status != fleet::JobStatus::kCompleted) ++unfinished;
+    if (j.status == fleet::JobStatus::kStopped)
+      note = "stopped by " + j.stopped_by + ": " + j.stop_reason;
+    if (j.status != fleet::JobStatus::kCompleted && j.status != fleet::JobStatus::kStopped)
+      ++unfinished;
     std::printf("%-22.22s %-10s %8lld %-14.14s %s\n", j.spec.name.c_str(),
                 std::string(fleet::to_string(j.status)).c_str(), static_cast<long long>(j.attempt),
                 j.artifact.c_str(), note.substr(0, 100).c_str());

@@ -64,6 +64,8 @@ TEST(Messages, ClaimAndLeaseMessagesRoundTrip) {
   EXPECT_EQ(some.attempt, 2);
   EXPECT_EQ(some.lease_token, "tok");
   EXPECT_EQ(some.lease_expires_ms, 99);
+  EXPECT_EQ(some.generation, 0);
+  EXPECT_EQ(wire(json(ClaimReply{sample_spec(), 1, "tok", 99, 3})).get<ClaimReply>().generation, 3);
 
   const HeartbeatReply h = wire(json(HeartbeatReply{true, 5})).get<HeartbeatReply>();
   EXPECT_TRUE(h.cancel_requested);
@@ -71,6 +73,11 @@ TEST(Messages, ClaimAndLeaseMessagesRoundTrip) {
   const CompleteRequest c = wire(json(CompleteRequest{"tok", "d"})).get<CompleteRequest>();
   EXPECT_EQ(c.artifact, "d");
   EXPECT_FALSE(wire(json(CompleteRequest{"tok", {}})).get<CompleteRequest>().artifact);
+  EXPECT_FALSE(c.early_stopped);
+  EXPECT_TRUE(wire(json(CompleteRequest{"tok", "d", true})).get<CompleteRequest>().early_stopped);
+  // An empty requeue body starts over.
+  EXPECT_FALSE(json::object().get<RequeueRequest>().from_checkpoint);
+  EXPECT_TRUE(wire(json(RequeueRequest{true})).get<RequeueRequest>().from_checkpoint);
   const FailRequest f =
       wire(json(FailRequest{"tok", FailureClass::kHostLost, "gone"})).get<FailRequest>();
   EXPECT_EQ(f.failure, FailureClass::kHostLost);
@@ -108,6 +115,13 @@ TEST(Messages, JobInfoRoundTripsWithItsConfigLag) {
   EXPECT_EQ(back.config.desired_revision, 4u);
   EXPECT_FALSE(back.config.applied_revision);
   EXPECT_FALSE(back.finished_ms);
+  j.status = JobStatus::kStopped;
+  j.stopped_by = "policy:divergence";
+  j.stop_reason = "loss is NaN";
+  const JobInfo stopped = wire(json(j)).get<JobInfo>();
+  EXPECT_EQ(stopped.status, JobStatus::kStopped);
+  EXPECT_EQ(stopped.stopped_by, "policy:divergence");
+  EXPECT_EQ(stopped.stop_reason, "loss is NaN");
 }
 
 TEST(Messages, TelemetryKeepsNaNAsUnknown) {
@@ -180,9 +194,21 @@ TEST(Messages, ArtifactAndManifestRepliesRoundTrip) {
   const auto list = wire(json(ArtifactList{{{"b", "d", 1, 2}}})).get<ArtifactList>().artifacts;
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].uploaded_at, 2);
-  const ReloadReply r = wire(json(ReloadReply{true, {"a"}, {}, {"z"}, 0})).get<ReloadReply>();
+  const ReloadReply r = wire(json(ReloadReply{true, {"a"}, {}, {"z"}, 0, {{"a", "id2", {"id1"}}}}))
+                            .get<ReloadReply>();
   EXPECT_TRUE(r.dry_run);
   EXPECT_EQ(r.removed, std::vector<std::string>{"z"});
+  ASSERT_EQ(r.replaced.size(), 1u);
+  EXPECT_EQ(r.replaced[0].id, "id2");
+  EXPECT_EQ(r.replaced[0].replaces, std::vector<std::string>{"id1"});
+  // From a coordinator that predates `replaced`: none.
+  EXPECT_TRUE(json({{"dry_run", false},
+                    {"added", json::array()},
+                    {"unchanged", json::array()},
+                    {"removed", json::array()},
+                    {"written", 0}})
+                  .get<ReloadReply>()
+                  .replaced.empty());
   const ErrorReply e = error_reply_from_json(
       wire(json(ErrorReply{"invalid manifest", 400, {"m.toml:1: bad"}})), 400, "");
   EXPECT_EQ(e.diagnostics, std::vector<std::string>{"m.toml:1: bad"});

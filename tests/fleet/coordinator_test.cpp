@@ -304,5 +304,89 @@ TEST_F(CoordinatorTest, ConfigHubOverHttp) {
   EXPECT_EQ(log[5]["old"], 0.03);
 }
 
+TEST_F(CoordinatorTest, AnEarlyStopIsStoppedByItsWriterAndAFinishedJobRefusesWrites) {
+  const json c = claim("h");
+  const std::string id = c["job"]["id"], lease = c["lease_token"];
+  const auto human = [&](const json& writes, const std::string& reason) {
+    return client_->request("POST", "/v1/job/" + id + "/config",
+                            json{{"writes", writes}, {"reason", reason}}.dump(),
+                            {{"X-Operator-Token", "op-secret"}, {"X-Operator-Name", "ana"}});
+  };
+  ASSERT_EQ(human({{"training/control/early_stop", true}}, "enough for today").status, 200);
+  auto r = post("/v1/job/" + id + "/complete", {{"lease_token", lease}, {"early_stopped", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json row = client_->request("GET", "/v1/job/" + id).json_body();
+  EXPECT_EQ(row["status"], "stopped");
+  EXPECT_EQ(row["stopped_by"], "human:ana");
+  EXPECT_EQ(row["stop_reason"], "enough for today");
+  EXPECT_EQ(client_->request("GET", "/v1/health").json_body()["jobs"]["stopped"], 1);
+
+  // A finished job takes no more writes: 409 naming it and its status; nothing is recorded.
+  r = human({{"training/optimizer/learning_rate", 0.02}}, "too late");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.json_body()["error"].get<std::string>().find("'tiny-b' (" + id + ") is stopped"),
+            std::string::npos)
+      << r.body;
+  const auto log = [&] {
+    return client_->request("GET", "/v1/job/" + id + "/config/log").json_body()["entries"];
+  };
+  EXPECT_EQ(log().size(), 1u);
+
+  // A requeue runs it again: the early stop is cleared in the operator's name, writes reopen.
+  ASSERT_EQ(
+      post("/v1/job/" + id + "/requeue", json::object(), "op-secret", "X-Operator-Token").status,
+      200);
+  row = client_->request("GET", "/v1/job/" + id).json_body();
+  EXPECT_EQ(row["status"], "pending");
+  EXPECT_EQ(row["stopped_by"], "");
+  const json tree = client_->request("GET", "/v1/job/" + id + "/config").json_body();
+  EXPECT_EQ(tree["values"]["training/control/early_stop"], false);
+  EXPECT_EQ(log().back()["reason"], "requeued: the job runs again");
+  EXPECT_EQ(human({{"training/optimizer/learning_rate", 0.02}}, "now").status, 200);
+
+  // The trainer's own early stop, with no write on record, is named as the trainer's.
+  const json again = claim("h");
+  ASSERT_EQ(again["job"]["id"], id);
+  ASSERT_EQ(post("/v1/job/" + id + "/complete",
+                 {{"lease_token", again["lease_token"]}, {"early_stopped", true}})
+                .status,
+            200);
+  EXPECT_EQ(client_->request("GET", "/v1/job/" + id).json_body()["stopped_by"], "trainer");
+}
+
+TEST_F(CoordinatorTest, ReloadNamesReplacedJobsAndAnAmbiguousNameIsAConflict) {
+  const auto jobs = client_->request("GET", "/v1/jobs").json_body()["jobs"];
+  const std::string old_id = jobs[0]["name"] == "tiny-a" ? jobs[0]["id"] : jobs[1]["id"];
+  auto r = client_->request("GET", "/v1/jobs/tiny-a");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json_body()["id"], old_id);
+  EXPECT_EQ(client_->request("GET", "/v1/jobs/" + old_id.substr(0, 8)).json_body()["id"], old_id);
+  EXPECT_EQ(client_->request("GET", "/v1/jobs/no-such-job").status, 404);
+
+  // tiny-a's seed changes: a new job (new id) beside the old one, and the reload says so.
+  std::string text = kManifest;
+  text.replace(text.find("seed = 1"), 8, "seed = 7");
+  std::ofstream(manifest_) << text;
+  r = post("/v1/manifest/reload", json::object(), "op-secret", "X-Operator-Token");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json replaced = r.json_body()["replaced"];
+  ASSERT_EQ(replaced.size(), 1u) << r.body;
+  EXPECT_EQ(replaced[0]["name"], "tiny-a");
+  EXPECT_EQ(replaced[0]["replaces"], json::array({old_id}));
+  const std::string new_id = replaced[0]["id"];
+  EXPECT_NE(new_id, old_id);
+
+  // The name now names two jobs: 409 listing both with their status; the ids still work.
+  r = client_->request("GET", "/v1/jobs/tiny-a");
+  EXPECT_EQ(r.status, 409);
+  const std::string error = r.json_body()["error"];
+  EXPECT_NE(error.find(old_id + " (pending)"), std::string::npos) << error;
+  EXPECT_NE(error.find(new_id + " (pending)"), std::string::npos) << error;
+  EXPECT_EQ(client_->request("GET", "/v1/jobs/" + new_id).json_body()["id"], new_id);
+  // A reload that changes nothing replaces nothing.
+  r = post("/v1/manifest/reload", json::object(), "op-secret", "X-Operator-Token");
+  EXPECT_TRUE(r.json_body()["replaced"].empty()) << r.body;
+}
+
 }  // namespace
 }  // namespace tv::fleet

@@ -199,10 +199,10 @@ class ScriptedCoordinator {
 
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
-  // The next claim gets this job (later claims: none).
-  void offer(const JobSpec& spec, const std::string& lease) {
+  // The next claim gets this job (later claims: none), in `generation` (ClaimReply).
+  void offer(const JobSpec& spec, const std::string& lease, std::int64_t generation = 0) {
     std::lock_guard lock(mu_);
-    offers_.push_back({spec, lease});
+    offers_.push_back({spec, lease, generation});
   }
   // Every later request to `route` gets this reply.
   void answer(const std::string& route, int status, json body) {
@@ -280,6 +280,7 @@ class ScriptedCoordinator {
   struct Offer {
     JobSpec spec;
     std::string lease;
+    std::int64_t generation = 0;
   };
   struct Answer {
     int status;
@@ -361,7 +362,8 @@ class ScriptedCoordinator {
       return http::Response::json(200, {{"job", job_spec_json(o.spec)},
                                         {"attempt", 1},
                                         {"lease_token", o.lease},
-                                        {"lease_expires_ms", 0}});
+                                        {"lease_expires_ms", 0},
+                                        {"generation", o.generation}});
     }
     if (name == "heartbeat")
       return http::Response::json(200, {{"ok", true}, {"cancel_requested", false}});
@@ -667,9 +669,12 @@ TEST_P(HostDaemonExitTest, ExitCodeMapsToItsFailureClass) {
   EXPECT_EQ(body.at("lease_token"), "lease-x");
   if (std::string(c.route) == "complete") {
     EXPECT_EQ(body.at("artifact"), bundle_digest(j));
+    // The coordinator learns an early stop from the report (it names who stopped the job).
+    EXPECT_EQ(body.value("early_stopped", false), c.exit_code == 3) << body.dump();
     EXPECT_EQ(coordinator_.count("upload"), 1u);
-    EXPECT_EQ(events(HostEvent::Kind::kFinished, c.reason + bundle_digest(j)).size(), 1u)
-        << all_events();
+    const auto finished = events(HostEvent::Kind::kFinished, c.reason + bundle_digest(j));
+    ASSERT_EQ(finished.size(), 1u) << all_events();
+    EXPECT_EQ(finished[0].early_stopped, c.exit_code == 3);
   } else {
     EXPECT_EQ(body.at("class"), c.fail_class);
     EXPECT_EQ(body.at("reason").get<std::string>().rfind(c.reason, 0), 0u) << body.dump();
@@ -691,6 +696,51 @@ INSTANTIATE_TEST_SUITE_P(
                       ExitCase{"completed_without_a_bundle", 0, 0, "fail", "trainer_failure",
                                "cannot read ", false}),
     [](const ::testing::TestParamInfo<ExitCase>& i) { return std::string(i.param.name); });
+
+// A job folder holding a checkpoint of generation 0, as a completed run leaves it.
+void leave_checkpoint(const fs::path& folder, std::int64_t generation) {
+  fs::create_directories(folder / "checkpoint");
+  std::ofstream(folder / "checkpoint" / "state.json") << "{}";
+  std::ofstream(folder / "generation") << generation << "\n";
+}
+
+TEST_F(HostDaemonTest, AClaimOfANewGenerationStartsOverFromStepZero) {
+  const JobSpec j = job({{"steps", std::int64_t{1}}});
+  leave_checkpoint(out(j), 0);
+  coordinator_.offer(j, "lease-g", 1);  // requeued to start over
+  start(options());
+  ASSERT_EQ(wait_done(), 1) << all_events();
+  EXPECT_EQ(read_file(out(j) / "argv").find("--resume"), std::string::npos)
+      << read_file(out(j) / "argv");
+  EXPECT_FALSE(fs::exists(out(j) / "checkpoint" / "state.json"));
+  EXPECT_EQ(read_file(out(j) / "generation"), "1\n");
+  EXPECT_EQ(events(HostEvent::Kind::kStarted, "started from step 0").size(), 1u) << all_events();
+}
+
+TEST_F(HostDaemonTest, AClaimOfTheSameGenerationResumesItsCheckpoint) {
+  const JobSpec j = job({{"steps", std::int64_t{1}}});
+  leave_checkpoint(out(j), 2);
+  coordinator_.offer(j, "lease-g", 2);  // requeued --from-checkpoint, or a lost host's retry
+  start(options());
+  ASSERT_EQ(wait_done(), 1) << all_events();
+  EXPECT_NE(read_file(out(j) / "argv").find("--resume"), std::string::npos)
+      << read_file(out(j) / "argv");
+}
+
+TEST_F(HostDaemonTest, ARefusedWorkerTokenEndsRunNamingTheCoordinator) {
+  coordinator_.answer("claim", 401,
+                      {{"error", "missing or wrong X-Worker-Token"}, {"status", 401}});
+  HostDaemon daemon(options());
+  try {
+    daemon.run();
+    ADD_FAILURE() << "run() went on with a refused token: " << all_events();
+  } catch (const WorkerTokenRefused& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("worker token refused"), std::string::npos) << what;
+    EXPECT_NE(what.find(coordinator_.url()), std::string::npos) << what;
+  }
+  EXPECT_EQ(coordinator_.count("claim"), 1u);  // once: no retry can succeed
+}
 
 TEST_F(HostDaemonTest, KnownDigestIsNotUploadedAgain) {
   const JobSpec j = job({{"steps", std::int64_t{1}}});

@@ -373,6 +373,55 @@ TEST_F(Lifecycle, RequeueFromEveryEndState) {
   EXPECT_EQ(q.requeue("id-nope"), kNotFound);
 }
 
+TEST_F(Lifecycle, AnEarlyStopEndsStoppedWithWhoAndWhyUntilARequeue) {
+  auto q = open({make_job("a")});
+  Claim c = claim(q);
+  ASSERT_EQ(q.mark_running("id-a", c.lease_token), kOk);
+  const StopCause cause{"policy:divergence", "loss 1e9 > 100 x its best"};
+  ASSERT_EQ(q.complete("id-a", c.lease_token, kDigest, cause), kOk);
+  JobRow r = row(q, "id-a");
+  EXPECT_EQ(r.status, JobStatus::kStopped);
+  ASSERT_TRUE(r.stopped);
+  EXPECT_EQ(r.stopped->actor, "policy:divergence");
+  EXPECT_EQ(r.stopped->reason, cause.reason);
+  EXPECT_EQ(r.artifact_digest, kDigest);
+  EXPECT_EQ(q.counts()[JobStatus::kStopped], 1);
+  EXPECT_EQ(q.counts()[JobStatus::kCompleted], 0);
+  EXPECT_EQ(q.list(JobStatus::kStopped).size(), 1u);
+  // The holder's retry is recognised; a plain completion of the stopped job is not.
+  EXPECT_EQ(q.complete("id-a", c.lease_token, kDigest, cause), kOk);
+  EXPECT_EQ(q.complete("id-a", c.lease_token, kDigest), kWrongState);
+  EXPECT_EQ(q.cancel("id-a").result, kWrongState);  // it has ended
+  ASSERT_EQ(q.requeue("id-a"), kOk);
+  r = row(q, "id-a");
+  EXPECT_EQ(r.status, JobStatus::kPending);
+  EXPECT_FALSE(r.stopped);
+  // A plain completion stores no stop cause.
+  c = claim(q);
+  ASSERT_EQ(q.complete("id-a", c.lease_token, kDigest), kOk);
+  EXPECT_EQ(row(q, "id-a").status, JobStatus::kCompleted);
+  EXPECT_FALSE(row(q, "id-a").stopped);
+}
+
+TEST_F(Lifecycle, RequeueStartsANewGenerationUnlessFromCheckpoint) {
+  auto q = open({make_job("a")});
+  Claim c = claim(q);
+  EXPECT_EQ(c.generation, 0);
+  ASSERT_EQ(q.complete("id-a", c.lease_token, kDigest), kOk);
+  // A plain requeue trains from step 0: the claim says the old checkpoints are void.
+  ASSERT_EQ(q.requeue("id-a"), kOk);
+  EXPECT_EQ(row(q, "id-a").generation, 1);
+  c = claim(q);
+  EXPECT_EQ(c.generation, 1);
+  // Losing the host keeps the generation: the next holder may resume this run's checkpoint.
+  ASSERT_EQ(q.fail("id-a", c.lease_token, FailureClass::kHostLost, "shut down"), kOk);
+  c = claim(q);
+  EXPECT_EQ(c.generation, 1);
+  ASSERT_EQ(q.complete("id-a", c.lease_token, kDigest), kOk);
+  ASSERT_EQ(q.requeue("id-a", RequeueFrom::kCheckpoint), kOk);
+  EXPECT_EQ(claim(q).generation, 1);
+}
+
 TEST_F(Lifecycle, RequeueOfAHeldJobFencesItsHolder) {
   auto q = open({make_job("a")});
   Claim c = claim(q, "w1");
@@ -413,8 +462,9 @@ TEST_F(Lifecycle, BadInputsAreNamedAndChangeNothing) {
 }
 
 TEST_F(Lifecycle, StatusAndFailureNamesParseAndRefuseTypos) {
-  for (JobStatus s : {JobStatus::kPending, JobStatus::kClaimed, JobStatus::kRunning,
-                      JobStatus::kCompleted, JobStatus::kFailed, JobStatus::kCancelled}) {
+  for (JobStatus s :
+       {JobStatus::kPending, JobStatus::kClaimed, JobStatus::kRunning, JobStatus::kCompleted,
+        JobStatus::kStopped, JobStatus::kFailed, JobStatus::kCancelled}) {
     EXPECT_EQ(parse_job_status(to_string(s)), s);
   }
   for (FailureClass f :
@@ -437,7 +487,7 @@ TEST_F(Lifecycle, ListAndCountsByStatus) {
   ASSERT_EQ(q.mark_running(c.spec.id, c.lease_token), kOk);
   ASSERT_EQ(q.cancel("id-c").result, kOk);
   auto counts = q.counts();
-  EXPECT_EQ(counts.size(), 6u);
+  EXPECT_EQ(counts.size(), 7u);
   EXPECT_EQ(counts[JobStatus::kRunning], 1);
   EXPECT_EQ(counts[JobStatus::kPending], 1);
   EXPECT_EQ(counts[JobStatus::kCancelled], 1);

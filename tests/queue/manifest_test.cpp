@@ -283,6 +283,41 @@ TEST_F(Manifest, SchemaVersionAndWalOnOpen) {
   EXPECT_TRUE(q.get("id-a"));
 }
 
+TEST_F(Manifest, AVersion1DatabaseMigratesKeepingItsJobs) {
+  {
+    auto q = open();
+    q.upsert_manifest(std::vector<JobSpec>{make_job("a"), make_job("b")});
+    auto c = q.claim_next("w1", test::cpu_host());
+    ASSERT_TRUE(c);
+    ASSERT_EQ(q.complete(c->spec.id, c->lease_token), QueueResult::kOk);
+  }
+  // The columns version 2 added, gone again: the table as version 1 left it.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(path().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db,
+                           "ALTER TABLE jobs DROP COLUMN stopped_by; "
+                           "ALTER TABLE jobs DROP COLUMN stop_reason; "
+                           "ALTER TABLE jobs DROP COLUMN generation; PRAGMA user_version=1",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto q = open();
+  EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
+  ASSERT_EQ(q.list().size(), 2u);
+  EXPECT_EQ(q.get("id-a")->status, JobStatus::kCompleted);
+  EXPECT_EQ(q.get("id-b")->status, JobStatus::kPending);
+  EXPECT_EQ(q.get("id-a")->generation, 0);
+  // The new status is allowed by the rebuilt table.
+  auto c = q.claim_next("w1", test::cpu_host());
+  ASSERT_TRUE(c);
+  ASSERT_EQ(q.complete(c->spec.id, c->lease_token, std::nullopt, StopCause{"human:ana", "enough"}),
+            QueueResult::kOk);
+  EXPECT_EQ(q.get("id-b")->status, JobStatus::kStopped);
+}
+
 TEST_F(Manifest, RefusesASchemaNewerThanThisBuild) {
   { open(); }
   pragma(path(), "user_version=99");

@@ -142,8 +142,10 @@ Reply<CancelReply> CoordinatorClient::cancel(const std::string& job) {
                   decoded<CancelReply>);
 }
 
-Reply<Ok> CoordinatorClient::requeue(const std::string& job) {
-  return reply_of(impl_->post(Role::kOperator, target(kJobRequeue, {job}), json::object()), ok_of);
+Reply<Ok> CoordinatorClient::requeue(const std::string& job, bool from_checkpoint) {
+  return reply_of(impl_->post(Role::kOperator, target(kJobRequeue, {job}),
+                              json(RequeueRequest{from_checkpoint})),
+                  ok_of);
 }
 
 Reply<std::vector<std::string>> CoordinatorClient::freeze(const std::string& job,
@@ -180,6 +182,10 @@ Reply<std::vector<JobInfo>> CoordinatorClient::jobs(std::optional<JobStatus> sta
 
 Reply<JobInfo> CoordinatorClient::job(const std::string& job) {
   return reply_of(impl_->get(target(kJob, {job})), decoded<JobInfo>);
+}
+
+Reply<JobInfo> CoordinatorClient::job_by_ref(const std::string& ref) {
+  return reply_of(impl_->get(target(kJobByRef, {ref})), decoded<JobInfo>);
 }
 
 Reply<std::vector<HostVerdict>> CoordinatorClient::explain(const std::string& job) {

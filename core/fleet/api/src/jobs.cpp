@@ -109,7 +109,8 @@ void to_json(json& j, const ClaimReply& m) {
   j = {{"job", *m.job},
        {"attempt", m.attempt},
        {"lease_token", m.lease_token},
-       {"lease_expires_ms", m.lease_expires_ms}};
+       {"lease_expires_ms", m.lease_expires_ms},
+       {"generation", m.generation}};
 }
 
 void from_json(const json& j, ClaimReply& m) {
@@ -119,6 +120,7 @@ void from_json(const json& j, ClaimReply& m) {
   m.attempt = j.at("attempt");
   m.lease_token = j.at("lease_token");
   m.lease_expires_ms = j.value("lease_expires_ms", std::int64_t{0});
+  m.generation = j.value("generation", std::int64_t{0});
 }
 
 void to_json(json& j, const LeaseRequest& m) {
@@ -143,12 +145,14 @@ void from_json(const json& j, HeartbeatReply& m) {
 void to_json(json& j, const CompleteRequest& m) {
   j = {{"lease_token", m.lease_token}};
   if (m.artifact) j["artifact"] = *m.artifact;
+  if (m.early_stopped) j["early_stopped"] = true;
 }
 
 void from_json(const json& j, CompleteRequest& m) {
   m.lease_token = required_string(j, "lease_token");
   m.artifact.reset();
   if (j.contains("artifact") && j["artifact"].is_string()) m.artifact = j["artifact"];
+  m.early_stopped = j.value("early_stopped", false);
 }
 
 void to_json(json& j, const FailRequest& m) {
@@ -207,7 +211,9 @@ void to_json(json& j, const JobInfo& r) {
        {"last_error", r.last_error},
        {"artifact", r.artifact},
        {"spec", r.spec},
-       {"config", r.config}};
+       {"config", r.config},
+       {"stopped_by", r.stopped_by},
+       {"stop_reason", r.stop_reason}};
 }
 
 void from_json(const json& j, JobInfo& r) {
@@ -229,6 +235,8 @@ void from_json(const json& j, JobInfo& r) {
   r.last_error = j.value("last_error", std::string());
   r.artifact = j.value("artifact", std::string());
   r.config = j.value("config", json::object()).get<ConfigLag>();
+  r.stopped_by = j.value("stopped_by", std::string());
+  r.stop_reason = j.value("stop_reason", std::string());
 }
 
 void to_json(json& j, const HostVerdict& h) {

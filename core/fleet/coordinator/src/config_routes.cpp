@@ -1,5 +1,6 @@
 // The config hub's routes: reads for anyone; a write from a human (operator token) or a policy
-// (worker token); freezes for operators; the config stream for the job's host agent.
+// (worker token) while the job may still run; freezes for operators; the config stream for the
+// job's host agent.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
@@ -50,6 +51,13 @@ Response config_write(CoordinatorState& s, Request& req) {
   std::vector<ConfigWrite> writes;
   for (const auto& [k, v] : w.writes)
     writes.push_back({k, v});
+  // A finished job has no trainer to apply a write: accepting it would only mislead the writer
+  // into believing it changed something. A requeue makes the job writable again.
+  if (const auto row = s.queue.get(req.params[0]); row && is_finished(row->status)) {
+    return Response::error(409, "job '" + row->spec.name + "' (" + row->spec.id + ") is " +
+                                    std::string(to_string(row->status)) +
+                                    ": no trainer will apply this write (requeue the job first)");
+  }
   const ConfigWriteResult r = s.hub.write(req.params[0], writes, actor, w.reason);
   if (!r.applied) return Response::error(refusal_status(r.refused), r.refusal);
   return Response::json(200, nlohmann::json(api::ConfigWriteReply{r.revision, actor}));

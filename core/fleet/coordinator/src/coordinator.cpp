@@ -33,11 +33,21 @@ struct Coordinator::Impl {
     const PluginRegistry plugins = PluginRegistry::load(dirs);
     const Manifest m = load_manifest(o.manifest_path, plugins);
     std::set<std::string> ids;
+    const std::vector<JobRow> queued = state.queue.list();
     for (const JobSpec& j : m.jobs) {
       ids.insert(j.id);
-      (state.queue.get(j.id) ? out.unchanged : out.added).push_back(j.name);
+      if (state.queue.get(j.id)) {
+        out.unchanged.push_back(j.name);
+        continue;
+      }
+      out.added.push_back(j.name);
+      api::ReplacedJob replaced{j.name, j.id, {}};
+      for (const JobRow& r : queued) {
+        if (r.spec.name == j.name) replaced.replaces.push_back(r.spec.id);
+      }
+      if (!replaced.replaces.empty()) out.replaced.push_back(std::move(replaced));
     }
-    for (const JobRow& r : state.queue.list()) {
+    for (const JobRow& r : queued) {
       if (!ids.count(r.spec.id)) out.removed.push_back(r.spec.name);
     }
     if (!dry_run) {

@@ -93,7 +93,9 @@ api::JobInfo CoordinatorState::job_info(const JobRow& r) {
           r.heartbeat_ms,
           r.last_error,
           r.artifact_digest,
-          config_lag(r.spec.id)};
+          config_lag(r.spec.id),
+          r.stopped ? r.stopped->actor : std::string(),
+          r.stopped ? r.stopped->reason : std::string()};
 }
 
 void CoordinatorState::log_error(const std::string& what) const {

@@ -1,5 +1,5 @@
-// The job and worker routes: reads for anyone, the lease calls for workers, cancel and requeue
-// for operators.
+// The job and worker routes: reads for anyone (a job by reference included: the one place a
+// name becomes an id), the lease calls for workers, cancel and requeue for operators.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
 
@@ -16,6 +16,68 @@ std::int64_t now_ms(const CoordinatorState& s) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// The job `ref` names: its full id; else the jobs named `ref`; else those whose id starts with
+// it (4 characters at least). Several matches are 409, listing each id with its status: after a
+// reload that changed a job's spec, its name names the old job and its replacement.
+Response job_by_ref(CoordinatorState& s, const std::string& ref) {
+  if (const auto row = s.queue.get(ref))
+    return Response::json(200, nlohmann::json(s.job_info(*row)));
+  std::vector<JobRow> named, prefixed;
+  for (JobRow& row : s.queue.list()) {
+    if (row.spec.name == ref) {
+      named.push_back(std::move(row));
+    } else if (ref.size() >= 4 && row.spec.id.rfind(ref, 0) == 0) {
+      prefixed.push_back(std::move(row));
+    }
+  }
+  const std::vector<JobRow>& hits = named.empty() ? prefixed : named;
+  if (hits.size() == 1) return Response::json(200, nlohmann::json(s.job_info(hits[0])));
+  if (hits.empty())
+    return Response::error(404, "no job named or with an id starting '" + ref + "'");
+  std::string list;
+  for (const JobRow& row : hits)
+    list += "\n  " + row.spec.id + " (" + std::string(to_string(row.status)) + ")";
+  return Response::error(409, "'" + ref + "' " + (named.empty() ? "starts the ids of " : "names ") +
+                                  std::to_string(hits.size()) +
+                                  " jobs; give one of their ids (or a unique prefix):" + list);
+}
+
+// Who stopped a job whose trainer exited with the early-stop code: the latest accepted write of
+// training/control/early_stop in the job's audit log, when it set it true. A trainer that
+// stopped without one in force (a requeue cleared it, the block was edited) is named as such.
+StopCause stop_cause(CoordinatorState& s, const std::string& job) {
+  const StopCause unknown{"trainer",
+                          "exited with the early-stop code; no early_stop write is in force"};
+  StopCause cause = unknown;
+  std::uint64_t after = 0;
+  while (true) {
+    const std::vector<AuditEntry> page = s.hub.audit(job, after, 1000);
+    for (const AuditEntry& e : page) {
+      if (e.kind == "write" && e.accepted && e.path == plugin::knob::kEarlyStop)
+        cause = e.new_value == plugin::ParamValue(true) ? StopCause{e.actor, e.reason} : unknown;
+    }
+    if (page.size() < 1000) return cause;
+    after = page.back().seq;
+  }
+}
+
+// A requeued job runs again: an early_stop the hub still holds would stop it at its first step,
+// so the operator's requeue sets it back to false (an audited write in their name).
+void clear_early_stop(CoordinatorState& s, Request& req) {
+  const std::string& job = req.params[0];
+  ConfigTree tree;
+  try {
+    tree = s.hub.get(job);
+  } catch (const ConfigHubError&) {
+    return;  // no config tree: nothing to clear
+  }
+  const auto it = tree.values.find(plugin::knob::kEarlyStop);
+  if (it == tree.values.end() || it->second != plugin::ParamValue(true)) return;
+  const ConfigWriteResult w = s.hub.write(job, {{plugin::knob::kEarlyStop, false}},
+                                          operator_actor(req), "requeued: the job runs again");
+  if (!w.applied) s.log_error("job " + job + ": requeue could not clear early_stop: " + w.refusal);
 }
 
 void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
@@ -44,6 +106,8 @@ void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  if (!row) return Response::error(404, no_such_job(req.params[0]));
                  return Response::json(200, nlohmann::json(s.job_info(*row)));
                }});
+  r.push_back({"GET", std::string(api::kJobByRef),
+               [&s](Request& req, BodyStream*) { return job_by_ref(s, req.params[0]); }});
   r.push_back({"GET", std::string(api::kJobExplain), [&s](Request& req, BodyStream*) {
                  std::vector<api::HostVerdict> hosts;
                  try {
@@ -69,7 +133,7 @@ void add_lease_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  api::ClaimReply reply;
                  if (auto claim = s.queue.claim_next(c.worker, c.capability)) {
                    reply = {std::move(claim->spec), claim->attempt, claim->lease_token,
-                            claim->lease_expires_ms};
+                            claim->lease_expires_ms, claim->generation};
                  }
                  return Response::json(200, nlohmann::json(reply));
                })});
@@ -93,7 +157,9 @@ void add_lease_routes(CoordinatorState& s, std::vector<http::Route>& r) {
            return Response::error(
                400, "job " + req.params[0] + ": artifact " + *c.artifact + " was never uploaded");
          }
-         return queue_reply(s.queue.complete(req.params[0], c.lease_token, c.artifact),
+         std::optional<StopCause> stopped;
+         if (c.early_stopped) stopped = stop_cause(s, req.params[0]);
+         return queue_reply(s.queue.complete(req.params[0], c.lease_token, c.artifact, stopped),
                             req.params[0]);
        })});
   r.push_back({"POST", std::string(api::kJobFail), for_workers(s, [&s](Request& req, BodyStream*) {
@@ -112,7 +178,11 @@ void add_operator_routes(CoordinatorState& s, std::vector<http::Route>& r) {
        })});
   r.push_back(
       {"POST", std::string(api::kJobRequeue), for_operators(s, [&s](Request& req, BodyStream*) {
-         return queue_reply(s.queue.requeue(req.params[0]), req.params[0]);
+         const auto q = body_json(req).get<api::RequeueRequest>();
+         const QueueResult result = s.queue.requeue(
+             req.params[0], q.from_checkpoint ? RequeueFrom::kCheckpoint : RequeueFrom::kStart);
+         if (result == QueueResult::kOk) clear_early_stop(s, req);
+         return queue_reply(result, req.params[0]);
        })});
 }
 

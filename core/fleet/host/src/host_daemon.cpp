@@ -160,6 +160,25 @@ std::vector<const plugin::TelemetryPoint*> thin(const std::vector<plugin::Teleme
   return out;
 }
 
+// The generation (see ClaimReply) the checkpoint in a job's folder was written in, kept beside
+// it by this daemon; a folder without the file is generation 0.
+fs::path generation_file(const JobFolder& folder) {
+  return folder.root / "generation";
+}
+
+// Readies a job's folder for a claim of `generation`: a folder left by another generation (the
+// job was requeued to start over) is emptied, so the trainer starts from step 0 instead of
+// resuming a checkpoint of the earlier run. Returns true when it was emptied.
+bool prepare_folder(const JobFolder& folder, std::int64_t generation) {
+  std::int64_t stored = 0;
+  if (std::ifstream in(generation_file(folder)); in) in >> stored;
+  const bool stale = stored != generation && fs::exists(folder.root);
+  if (stale) fs::remove_all(folder.root);
+  fs::create_directories(folder.root);
+  std::ofstream(generation_file(folder)) << generation << "\n";
+  return stale;
+}
+
 api::CoordinatorClientOptions worker_client_options(const HostDaemonOptions& o) {
   api::CoordinatorClientOptions c;
   c.http = http::ClientOptions{o.coordinator_url, o.ca_file, o.coordinator_timeout};
@@ -170,6 +189,7 @@ api::CoordinatorClientOptions worker_client_options(const HostDaemonOptions& o) 
 struct RunningJob {
   JobSpec spec;
   std::string lease;
+  std::int64_t generation = 0;  // the claim's: which checkpoints may be resumed
   JobFolder folder;
   std::unique_ptr<ConfigAgent> agent;
   std::unique_ptr<CoordinatorSink> sink;
@@ -217,13 +237,15 @@ struct HostDaemon::Impl {
     plugins = PluginRegistry::load(dirs);
   }
 
-  void emit(HostEvent::Kind kind, const RunningJob& j, std::string message) {
+  void emit(HostEvent::Kind kind, const RunningJob& j, std::string message,
+            bool early_stopped = false) {
     if (!o.on_event) return;
     HostEvent e;
     e.kind = kind;
     e.job_id = j.spec.id;
     e.job_name = j.spec.name;
     e.message = std::move(message);
+    e.early_stopped = early_stopped;
     o.on_event(e);
   }
 
@@ -247,6 +269,12 @@ struct HostDaemon::Impl {
 
   bool try_claim() {
     const auto r = client.claim({o.name, capability});
+    if (r.status() == 401 || r.status() == 403) {
+      // No later poll can succeed: say so once and stop, rather than retry forever.
+      throw WorkerTokenRefused("worker token refused by the coordinator at " + o.coordinator_url +
+                               " (HTTP " + std::to_string(r.status()) + ": " + r.error().error +
+                               "); check --worker-token or TRAINVISOR_WORKER_TOKEN");
+    }
     if (!r) {
       throw std::runtime_error("claim refused (" + std::to_string(r.status()) +
                                "): " + r.error().error);
@@ -255,6 +283,7 @@ struct HostDaemon::Impl {
     auto job = std::make_unique<RunningJob>();
     job->spec = *r->job;
     job->lease = r->lease_token;
+    job->generation = r->generation;
     emit(HostEvent::Kind::kClaimed, *job, "attempt " + std::to_string(r->attempt));
     try {
       start(*job);
@@ -299,7 +328,7 @@ struct HostDaemon::Impl {
 
   void start(RunningJob& job) {
     job.folder = JobFolder{fs::path(o.work_dir) / job.spec.id};
-    fs::create_directories(job.folder.root);
+    const bool started_over = prepare_folder(job.folder, job.generation);
     supervise(job);
     TrainerCommand command = TrainerCommand::for_job(o.trainer_exe, job.spec, job.folder);
     command.plugin_dirs = o.plugin_dirs;
@@ -317,7 +346,9 @@ struct HostDaemon::Impl {
     write_holder(job);
     report_running(job);
     emit(HostEvent::Kind::kStarted, job,
-         command.resume ? "resuming from its checkpoint" : "started");
+         command.resume ? "resuming from its checkpoint"
+         : started_over ? "started from step 0 (requeued: the earlier run's files were removed)"
+                        : "started");
   }
 
   // Tells the coordinator that the trainer runs. The lease's heartbeats and its completion do
@@ -549,8 +580,9 @@ struct HostDaemon::Impl {
       if (!up)
         refusal = "upload refused (" + std::to_string(up.status()) + "): " + up.error().error;
     }
+    const bool early_stopped = code == exit_status(TrainerExitCode::kEarlyStopped);
     if (refusal.empty()) {
-      const auto r = client.complete(job.spec.id, {job.lease, digest});
+      const auto r = client.complete(job.spec.id, {job.lease, digest, early_stopped});
       if (!r) refusal = "complete refused (" + std::to_string(r.status()) + "): " + r.error().error;
     }
     if (!refusal.empty()) {
@@ -560,8 +592,7 @@ struct HostDaemon::Impl {
     }
     ++completed;
     emit(HostEvent::Kind::kFinished, job,
-         code == exit_status(TrainerExitCode::kEarlyStopped) ? "early stop; bundle " + digest
-                                                             : "bundle " + digest);
+         early_stopped ? "early stop; bundle " + digest : "bundle " + digest, early_stopped);
   }
 
   void drain_agent_log() {
@@ -587,6 +618,8 @@ struct HostDaemon::Impl {
         bool claimed = false;
         try {
           claimed = try_claim();
+        } catch (const WorkerTokenRefused&) {
+          throw;  // the caller's to report: nothing here can fix it
         } catch (const std::exception& e) {
           if (o.on_event)
             o.on_event({HostEvent::Kind::kFailed, "", "", std::string("coordinator: ") + e.what()});

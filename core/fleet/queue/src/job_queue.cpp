@@ -89,6 +89,61 @@ CREATE TABLE hosts (
   priority INTEGER NOT NULL
 );
 )sql",
+    // 2: the 'stopped' status with who stopped the job and why; the generation a requeue that
+    // starts over advances. SQLite cannot change a CHECK constraint in place: the table is
+    // rebuilt and its rows copied.
+    R"sql(
+CREATE TABLE jobs_v2 (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  model TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  hyper TEXT NOT NULL,
+  model_params TEXT NOT NULL,
+  policies TEXT NOT NULL,
+  require_cuda INTEGER NOT NULL,
+  prefer_cuda INTEGER NOT NULL,
+  min_vram_gib REAL NOT NULL,
+  min_ram_gib REAL NOT NULL,
+  allowed_hosts TEXT NOT NULL,
+  seed INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  priority INTEGER NOT NULL,
+  canonical TEXT NOT NULL,
+  max_train_samples INTEGER NOT NULL,
+  max_val_samples INTEGER NOT NULL,
+  status TEXT NOT NULL CHECK (status IN
+    ('pending', 'claimed', 'running', 'completed', 'stopped', 'failed', 'cancelled')),
+  attempt INTEGER NOT NULL DEFAULT 0,
+  counted_failures INTEGER NOT NULL DEFAULT 0,
+  lost_count INTEGER NOT NULL DEFAULT 0,
+  worker TEXT,
+  lease_token TEXT,
+  lease_expires_ms INTEGER,
+  heartbeat_ms INTEGER,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  pending_since_ms INTEGER NOT NULL,
+  not_before_ms INTEGER NOT NULL DEFAULT 0,
+  backoff_ms INTEGER NOT NULL DEFAULT 0,
+  claimed_ms INTEGER,
+  started_ms INTEGER,
+  finished_ms INTEGER,
+  last_error TEXT,
+  last_failure TEXT,
+  artifact_digest TEXT,
+  stopped_by TEXT,                      -- the actor of the early_stop write (stopped only)
+  stop_reason TEXT,                     -- its reason
+  generation INTEGER NOT NULL DEFAULT 0 -- requeues that started over: older checkpoints are void
+);
+INSERT INTO jobs_v2 SELECT *, NULL, NULL, 0 FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v2 RENAME TO jobs;
+CREATE INDEX jobs_by_claim_order ON jobs (status, priority DESC, seq);
+CREATE INDEX jobs_by_lease ON jobs (status, lease_expires_ms);
+)sql",
 }};
 
 // The spec columns, in the order SpecColumns and the job SELECTs use.
@@ -100,7 +155,8 @@ constexpr int kSpecColumnCount = 18;
 constexpr const char* kStateColumns =
     "status, attempt, counted_failures, lost_count, worker, cancel_requested, created_ms, "
     "updated_ms, pending_since_ms, not_before_ms, backoff_ms, claimed_ms, started_ms, "
-    "heartbeat_ms, lease_expires_ms, finished_ms, last_error, last_failure, artifact_digest";
+    "heartbeat_ms, lease_expires_ms, finished_ms, last_error, last_failure, artifact_digest, "
+    "stopped_by, stop_reason, generation";
 
 std::string in_quotes(std::string_view s) {
   return "'" + std::string(s) + "'";
@@ -254,6 +310,9 @@ JobRow read_job_row(const Statement& st) {
   if (!st.is_null(i)) r.last_failure = parse_failure_class(st.column_text(i));
   ++i;
   r.artifact_digest = st.column_text(i++);
+  if (!st.is_null(i)) r.stopped = StopCause{st.column_text(i), st.column_text(i + 1)};
+  i += 2;
+  r.generation = st.column_int(i++);
   return r;
 }
 
@@ -781,12 +840,14 @@ std::optional<Claim> JobQueue::claim_next(const std::string& worker,
   }
   impl_->touch(worker, now);
   {
-    Statement st =
-        db.prepare(std::string("SELECT ") + kSpecColumns + ", attempt FROM jobs WHERE id=?");
+    Statement st = db.prepare(std::string("SELECT ") + kSpecColumns +
+                              ", attempt, generation FROM jobs "
+                              "WHERE id=?");
     st.bind_text(1, *chosen);
     st.step();
     claim.spec = decode_spec(read_spec_columns(st, 0));
     claim.attempt = st.column_int(kSpecColumnCount);
+    claim.generation = st.column_int(kSpecColumnCount + 1);
   }
   tx.commit();
   return claim;
@@ -839,7 +900,8 @@ QueueResult JobQueue::mark_running(const std::string& job_id, const std::string&
 }
 
 QueueResult JobQueue::complete(const std::string& job_id, const std::string& token,
-                               std::optional<std::string> artifact_digest) {
+                               std::optional<std::string> artifact_digest,
+                               std::optional<StopCause> stopped) {
   if (artifact_digest && !is_sha256_hex(*artifact_digest)) {
     throw QueueError("complete job " + job_id + ": artifact digest " + in_quotes(*artifact_digest) +
                      " is not 64 lowercase hex digits (a sha256)");
@@ -851,7 +913,8 @@ QueueResult JobQueue::complete(const std::string& job_id, const std::string& tok
   const auto s = impl_->lease_state(job_id);
   if (!s) return QueueResult::kNotFound;
   if (!tokens_equal(s->token, token)) return QueueResult::kStaleLease;
-  if (s->status == JobStatus::kCompleted) {
+  const JobStatus ending = stopped ? JobStatus::kStopped : JobStatus::kCompleted;
+  if (s->status == ending) {
     // A holder whose first reply was lost retries: the same completion is not an error.
     return s->artifact_digest == artifact_digest.value_or("") ? QueueResult::kOk
                                                               : QueueResult::kWrongState;
@@ -860,15 +923,20 @@ QueueResult JobQueue::complete(const std::string& job_id, const std::string& tok
     return QueueResult::kWrongState;
   }
   Statement st = db.prepare(
-      "UPDATE jobs SET status='completed', lease_expires_ms=NULL, finished_ms=?, "
-      "artifact_digest=?, updated_ms=? WHERE id=?");
-  st.bind_int(1, now);
+      "UPDATE jobs SET status=?, lease_expires_ms=NULL, finished_ms=?, artifact_digest=?, "
+      "stopped_by=?, stop_reason=?, updated_ms=? WHERE id=?");
+  st.bind_text(1, to_string(ending)).bind_int(2, now);
   if (artifact_digest) {
-    st.bind_text(2, *artifact_digest);
+    st.bind_text(3, *artifact_digest);
   } else {
-    st.bind_null(2);
+    st.bind_null(3);
   }
-  st.bind_int(3, now).bind_text(4, job_id).run();
+  if (stopped) {
+    st.bind_text(4, stopped->actor).bind_text(5, stopped->reason);
+  } else {
+    st.bind_null(4).bind_null(5);
+  }
+  st.bind_int(6, now).bind_text(7, job_id).run();
   impl_->touch(s->worker, now);
   tx.commit();
   return QueueResult::kOk;
@@ -970,7 +1038,7 @@ CancelReply JobQueue::cancel(const std::string& job_id) {
   return reply;
 }
 
-QueueResult JobQueue::requeue(const std::string& job_id) {
+QueueResult JobQueue::requeue(const std::string& job_id, RequeueFrom from) {
   std::lock_guard lock(impl_->mutex);
   auto& db = impl_->db;
   const UnixMillis now = impl_->now();
@@ -979,8 +1047,13 @@ QueueResult JobQueue::requeue(const std::string& job_id) {
       "UPDATE jobs SET status='pending', attempt=0, counted_failures=0, lost_count=0, "
       "worker=NULL, lease_token=NULL, lease_expires_ms=NULL, heartbeat_ms=NULL, "
       "cancel_requested=0, pending_since_ms=?, not_before_ms=0, backoff_ms=0, claimed_ms=NULL, "
-      "started_ms=NULL, finished_ms=NULL, artifact_digest=NULL, updated_ms=? WHERE id=?");
-  st.bind_int(1, now).bind_int(2, now).bind_text(3, job_id).run();
+      "started_ms=NULL, finished_ms=NULL, artifact_digest=NULL, stopped_by=NULL, "
+      "stop_reason=NULL, generation=generation+?, updated_ms=? WHERE id=?");
+  st.bind_int(1, now)
+      .bind_int(2, from == RequeueFrom::kStart ? 1 : 0)
+      .bind_int(3, now)
+      .bind_text(4, job_id)
+      .run();
   if (db.changes() == 0) return QueueResult::kNotFound;
   tx.commit();
   return QueueResult::kOk;

@@ -11,16 +11,27 @@
 
 namespace tv::fleet {
 
-enum class JobStatus { kPending, kClaimed, kRunning, kCompleted, kFailed, kCancelled };
+// kStopped: the trainer ended early because training/control/early_stop was set (by a policy
+// such as divergence or early stopping, or by a human); its bundle is delivered like a
+// completed job's, and the queue keeps who stopped it and why.
+enum class JobStatus { kPending, kClaimed, kRunning, kCompleted, kStopped, kFailed, kCancelled };
+
+// True for the statuses a job ends in (completed, stopped, failed, cancelled): only a requeue
+// makes such a job run again.
+constexpr bool is_finished(JobStatus status) {
+  return status == JobStatus::kCompleted || status == JobStatus::kStopped ||
+         status == JobStatus::kFailed || status == JobStatus::kCancelled;
+}
 
 // Why a holder gives a job back. Only kTrainerFailure counts toward max_attempts.
 enum class FailureClass { kTrainerFailure, kHostLost, kCancelled };
 
-inline constexpr std::array<std::pair<JobStatus, std::string_view>, 6> kJobStatusNames{{
+inline constexpr std::array<std::pair<JobStatus, std::string_view>, 7> kJobStatusNames{{
     {JobStatus::kPending, "pending"},
     {JobStatus::kClaimed, "claimed"},
     {JobStatus::kRunning, "running"},
     {JobStatus::kCompleted, "completed"},
+    {JobStatus::kStopped, "stopped"},
     {JobStatus::kFailed, "failed"},
     {JobStatus::kCancelled, "cancelled"},
 }};

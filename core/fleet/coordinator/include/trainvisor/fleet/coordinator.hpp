@@ -20,6 +20,7 @@
 
 #include "trainvisor/fleet/api/config.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
+#include "trainvisor/fleet/api/manifest.hpp"
 #include "trainvisor/fleet/api/telemetry.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
@@ -35,6 +36,8 @@ struct CoordinatorOptions {
   http::ServerOptions http;
   QueueOptions queue;
   std::uint64_t max_artifact_bytes = std::uint64_t{8} << 30;
+  // How often expired leases are swept: a lost host's job is pending again at most
+  // queue.stale_after + sweep_every after its last heartbeat.
   std::chrono::milliseconds sweep_every{std::chrono::seconds(5)};
   std::chrono::milliseconds stream_keepalive{500};
   // Test hooks for the config stream: every Nth delta is not sent (a lost message); the
@@ -48,10 +51,13 @@ struct CoordinatorOptions {
 };
 
 struct ReloadSummary {
-  std::vector<std::string> added;  // job names
+  std::vector<std::string> added;  // job names (replacements included)
   std::vector<std::string> unchanged;
   std::vector<std::string> removed;  // in the queue, no longer in the manifest (kept)
   ManifestReport report;             // what was written (nothing for a dry run)
+  // Added jobs whose name the queue already holds under other ids (their spec changed): both
+  // stay, and a name shared by several jobs no longer resolves to one.
+  std::vector<api::ReplacedJob> replaced;
 };
 
 class Coordinator {

@@ -21,6 +21,10 @@
 //   (their blocks repaired, the stream resumed from the block's revision); a trainer whose host
 //   does not come back sees its block's heartbeat go stale and checkpoints and stops after
 //   orphan_after, by when the coordinator has given the job to another host.
+// - A claim of a job requeued to start over (a new generation, ClaimReply::generation) empties
+//   the job's folder first: the trainer resumes only checkpoints of the claim's generation.
+// - A worker token the coordinator refuses (401/403) ends run() with WorkerTokenRefused: no
+//   later poll could succeed.
 // - stop(): no more claims, every trainer gets SIGTERM (a checkpoint), jobs are handed back as
 //   host_lost, then run() returns.
 //
@@ -32,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -64,6 +69,9 @@ struct HostEvent {
   std::uint32_t epoch = 0;
   double loss = 0, val_accuracy = 0, learning_rate = 0;
   std::uint64_t revision = 0;
+  // kFinished: the trainer ended early (training/control/early_stop), so the job is stopped,
+  // not completed.
+  bool early_stopped = false;
 };
 
 struct HostDaemonOptions {
@@ -76,6 +84,8 @@ struct HostDaemonOptions {
   std::string trainer_exe;  // default: this executable
   std::vector<std::string> plugin_dirs;
   std::chrono::milliseconds poll_every{std::chrono::seconds(2)};
+  // A sixth of the coordinator's default stale_after (30 s): a few late heartbeats on a loaded
+  // host do not cost it its job.
   std::chrono::milliseconds heartbeat_every{std::chrono::seconds(5)};
   std::chrono::milliseconds supervise_every{std::chrono::milliseconds(200)};
   std::chrono::milliseconds kill_grace{std::chrono::seconds(20)};
@@ -89,12 +99,18 @@ struct HostDaemonOptions {
   bool exit_when_idle = false;  // return once no job is running and none can be claimed
 };
 
+// The coordinator refused the worker token; the message names the coordinator's URL.
+class WorkerTokenRefused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class HostDaemon {
  public:
   explicit HostDaemon(HostDaemonOptions options);  // throws std::invalid_argument for bad options
   ~HostDaemon();
   // Works until stop() (or, with exit_when_idle, until nothing is left to do). Returns the number
-  // of jobs this host completed.
+  // of jobs this host completed. Throws WorkerTokenRefused (see the top of this file).
   int run();
   void stop();
 

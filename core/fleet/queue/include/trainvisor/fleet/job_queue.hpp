@@ -17,8 +17,12 @@
 // present it; once the job has gone back to pending (stale sweep, a failure that retries,
 // requeue) the token is cleared and the old holder gets kStaleLease (HTTP 409). A lease lives until
 // the sweep runs, not until its expiry time: a late heartbeat before the sweep still extends it.
-// The token stays on a job that ends (completed, failed, cancelled) so that a retried call from
-// its holder is recognised (kOk for the same completion, kWrongState otherwise).
+// The token stays on a job that ends (completed, stopped, failed, cancelled) so that a retried
+// call from its holder is recognised (kOk for the same completion, kWrongState otherwise).
+//
+// Generations: a requeue that starts over advances the job's generation, which every claim
+// carries; a host resumes a checkpoint only when it was written in the claim's generation, so a
+// requeued job trains from step 0 unless the operator asked to resume its checkpoint.
 //
 // Failure accounting: a trainer failure counts toward max_attempts and retries after a jittered
 // exponential backoff; a lost host (expired lease, or fail with kHostLost) returns the job to
@@ -53,7 +57,7 @@ namespace tv::fleet {
 using UnixMillis = std::int64_t;
 
 // The on-disk schema this build creates and understands (PRAGMA user_version).
-inline constexpr std::int64_t kQueueSchemaVersion = 1;
+inline constexpr std::int64_t kQueueSchemaVersion = 2;
 
 // JobStatus and FailureClass, with their names, are in job_status.hpp.
 // Throws QueueError naming `name` and the valid statuses when it is none of them.
@@ -74,7 +78,10 @@ class QueueError : public std::runtime_error {
 };
 
 struct QueueOptions {
-  std::chrono::milliseconds stale_after{std::chrono::seconds(600)};  // lease length
+  // Lease length: a holder silent this long loses its job at the next sweep. 30 s is six of a
+  // host's default 5 s heartbeats, so a loaded host that misses a few keeps its job, while a
+  // lost host's job is pending again within stale_after + the coordinator's sweep period.
+  std::chrono::milliseconds stale_after{std::chrono::seconds(30)};
   // How long a prefer_cuda job waits, after it became pending, before a host without CUDA may
   // take it.
   std::chrono::milliseconds prefer_cuda_grace{std::chrono::seconds(300)};
@@ -93,10 +100,24 @@ struct ManifestReport {
   std::int64_t unchanged = 0;  // known ids with an identical spec: not written at all
 };
 
+// Who ended a job early and why: the actor and reason of the accepted write of
+// training/control/early_stop ("policy:divergence", "human:ana", ...).
+struct StopCause {
+  std::string actor;
+  std::string reason;
+};
+
+// How a requeue restarts the job's training.
+enum class RequeueFrom {
+  kStart,       // from step 0: checkpoints of earlier runs are not resumed (a new generation)
+  kCheckpoint,  // from the latest checkpoint the next host finds (the same generation)
+};
+
 struct Claim {
   JobSpec spec;
   std::int64_t attempt = 0;  // 1 for the first claim, counting every claim since the last requeue
-  std::string lease_token;   // 32 hex digits (128 random bits)
+  std::int64_t generation = 0;  // checkpoints of another generation must not be resumed
+  std::string lease_token;      // 32 hex digits (128 random bits)
   UnixMillis lease_expires_ms = 0;
 };
 
@@ -137,7 +158,9 @@ struct JobRow {
   std::optional<UnixMillis> finished_ms;
   std::string last_error;  // empty: none
   std::optional<FailureClass> last_failure;
-  std::string artifact_digest;  // sha256 hex of the uploaded bundle; empty: none
+  std::string artifact_digest;       // sha256 hex of the uploaded bundle; empty: none
+  std::optional<StopCause> stopped;  // status kStopped: who stopped it and why
+  std::int64_t generation = 0;       // requeues that started over
 };
 
 // Why a job may or may not run on one host.
@@ -198,10 +221,12 @@ class JobQueue {
   HeartbeatReply heartbeat(const std::string& job_id, const std::string& token);
   // claimed -> running (running -> running is kOk, so a retry is harmless).
   QueueResult mark_running(const std::string& job_id, const std::string& token);
-  // claimed/running -> completed. `artifact_digest` must be 64 lowercase hex digits (QueueError
-  // otherwise). Repeating the same completion is kOk.
+  // claimed/running -> completed, or stopped when `stopped` says who ended it early.
+  // `artifact_digest` must be 64 lowercase hex digits (QueueError otherwise). Repeating the same
+  // completion is kOk.
   QueueResult complete(const std::string& job_id, const std::string& token,
-                       std::optional<std::string> artifact_digest = std::nullopt);
+                       std::optional<std::string> artifact_digest = std::nullopt,
+                       std::optional<StopCause> stopped = std::nullopt);
   // claimed/running -> pending (with backoff), failed or cancelled by `failure` (see the top of
   // this file). On a job the operator cancelled, any failure is the holder's acknowledgement:
   // the job stays cancelled and cancel_requested clears.
@@ -217,8 +242,9 @@ class JobQueue {
   // cancel from its next heartbeat. kWrongState when it had already ended.
   CancelReply cancel(const std::string& job_id);
   // Any status -> pending, claimable at once: attempts, failure counters, backoff, lease,
-  // worker and artifact cleared (last_error is kept for the operator).
-  QueueResult requeue(const std::string& job_id);
+  // worker, artifact and stop cause cleared (last_error is kept for the operator). kStart
+  // advances the generation (see the top of this file).
+  QueueResult requeue(const std::string& job_id, RequeueFrom from = RequeueFrom::kStart);
 
   std::optional<JobRow> get(const std::string& job_id) const;
   std::vector<JobRow> list(std::optional<JobStatus> status = std::nullopt) const;  // by age

@@ -87,7 +87,8 @@ class CoordinatorClient {
 
   // Operator calls (operator token).
   Reply<CancelReply> cancel(const std::string& job);
-  Reply<Ok> requeue(const std::string& job);
+  // From step 0, or with `from_checkpoint` from the checkpoint the next host finds.
+  Reply<Ok> requeue(const std::string& job, bool from_checkpoint = false);
   Reply<std::vector<std::string>> freeze(const std::string& job, const std::string& prefix);
   Reply<std::vector<std::string>> unfreeze(const std::string& job, const std::string& prefix);
   Reply<ReloadReply> reload_manifest(bool dry_run);
@@ -96,6 +97,8 @@ class CoordinatorClient {
   Reply<Health> health();
   Reply<std::vector<JobInfo>> jobs(std::optional<JobStatus> status = std::nullopt);
   Reply<JobInfo> job(const std::string& job);
+  // A job by full id, name or unique id prefix (kJobByRef): 409 when the reference is ambiguous.
+  Reply<JobInfo> job_by_ref(const std::string& ref);
   Reply<std::vector<HostVerdict>> explain(const std::string& job);
   Reply<std::vector<WorkerInfo>> workers();
   Reply<ArtifactStat> artifact_stat(const std::string& digest);

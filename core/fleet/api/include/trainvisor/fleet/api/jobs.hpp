@@ -41,6 +41,9 @@ struct ClaimReply {
   std::int64_t attempt = 0;
   std::string lease_token;
   std::int64_t lease_expires_ms = 0;
+  // A checkpoint written in another generation (before a requeue that starts over) must not
+  // be resumed: the host starts the trainer from step 0. Absent in JSON: 0.
+  std::int64_t generation = 0;
 };
 
 // POST kJobHeartbeat / kJobRunning (worker): the body is the lease token.
@@ -56,11 +59,19 @@ struct HeartbeatReply {
 struct CompleteRequest {
   std::string lease_token;
   std::optional<std::string> artifact;  // the bundle's digest, uploaded before
+  // The trainer exited with the early-stop code: the job ends `stopped`, and the coordinator
+  // names who stopped it from its config hub's audit log.
+  bool early_stopped = false;
 };
 struct FailRequest {
   std::string lease_token;
   FailureClass failure = FailureClass::kTrainerFailure;
   std::string reason;
+};
+
+// POST kJobRequeue (operator). An empty body starts over from step 0.
+struct RequeueRequest {
+  bool from_checkpoint = false;  // resume from the checkpoint the next host finds
 };
 
 // POST kJobCancel (operator).
@@ -92,6 +103,10 @@ struct JobInfo {
   std::string last_error;
   std::string artifact;  // the bundle's digest; empty: none
   ConfigLag config;
+  // Status stopped: the actor of the early_stop write ("policy:divergence", "human:ana") and
+  // its reason. Empty otherwise.
+  std::string stopped_by;
+  std::string stop_reason;
 };
 struct JobList {
   std::vector<JobInfo> jobs;
@@ -131,6 +146,7 @@ TV_API_JSON(HeartbeatReply);
 TV_API_JSON(CompleteRequest);
 TV_API_JSON(FailRequest);  // an unknown failure class: std::invalid_argument
 TV_API_JSON(CancelReply);
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RequeueRequest, from_checkpoint)
 TV_API_JSON(ConfigLag);
 TV_API_JSON(JobInfo);
 TV_API_JSON(HostVerdict);

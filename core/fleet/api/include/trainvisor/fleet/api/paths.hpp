@@ -3,7 +3,8 @@
 // parameters, filled in order.
 //
 // Who may call what (the coordinator enforces it, see coordinator.hpp):
-//   anyone:   health, jobs, job, explain, workers, artifacts, artifact(+stat), config, config log,
+//   anyone:   health, jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
+//   config, config log,
 //             telemetry (read)
 //   worker:   claim; heartbeat, running, complete, fail, upload (with the lease token); telemetry
 //             (from the job's holder); config stream; a config write as policy:NAME
@@ -21,6 +22,10 @@ namespace tv::fleet::api {
 inline constexpr std::string_view kHealth = "/v1/health";
 inline constexpr std::string_view kJobs = "/v1/jobs";  // ?status=S
 inline constexpr std::string_view kJob = "/v1/job/{id}";
+// A job by full id, name or id prefix (at least 4 characters): 200 with the job, 404 when
+// nothing matches, 409 listing the ids and statuses when several jobs match (a name shared by
+// the jobs a reload replaced and their replacements). The one place a name becomes an id.
+inline constexpr std::string_view kJobByRef = "/v1/jobs/{ref}";
 inline constexpr std::string_view kJobExplain = "/v1/job/{id}/explain";
 inline constexpr std::string_view kWorkers = "/v1/workers";
 inline constexpr std::string_view kClaim = "/v1/job/claim";
