@@ -281,6 +281,9 @@ TEST_F(CoordinatorTest, ConfigHubOverHttp) {
     return client_->request("POST", "/v1/job/" + id + "/config/" + what, body.dump(),
                             {{"X-Operator-Token", "op-secret"}});
   };
+  r = op("freeze", {{"prefix", "training/optimzer"}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("did you mean 'training/optimizer'?"), std::string::npos) << r.body;
   ASSERT_EQ(op("freeze", {{"prefix", "training/optimizer"}}).status, 200);
   r = policy({{"policy", "plateau"},
               {"writes", {{"training/optimizer/learning_rate", 0.01}}},
