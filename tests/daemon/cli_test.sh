@@ -2,6 +2,10 @@
 # The operator CLI's answers, against a real coordinator (no host: the job stays pending):
 #  - a mistyped subcommand, at any level: "unknown command 'X'; did you mean 'Y'?", exit code 2;
 #  - config freeze of a prefix no trainer knob is under: refused, naming the closest prefix;
+#  - a coordinator with --no-public-reads: the CLI reads with its operator token or a read token,
+#    and without one is refused;
+#  - config log: a UTC time on each line, newest first (--oldest-first: the other way), JSON as
+#    the coordinator pages it;
 set -euo pipefail
 : "${TRAINVISOR:?}"
 . "$(dirname "$0")/process_test_lib.sh"
@@ -38,7 +42,7 @@ training.optimizer.learning_rate = 0.05
 TOML
 export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token TRAINVISOR_OPERATOR_NAME=ana
 "$TRAINVISOR" coordinator --data-dir "$dir/data" --manifest "$dir/cli.toml" --port 0 \
-  > "$dir/url" 2> "$dir/coordinator.log" &
+  --no-public-reads --read-token rd-token > "$dir/url" 2> "$dir/coordinator.log" &
 wait_for 10 test -s "$dir/url" || fail "coordinator did not start"
 export TRAINVISOR_COORDINATOR=$(head -1 "$dir/url")
 
@@ -49,5 +53,33 @@ grep -q "invalid prefix 'training/optimzer'.*did you mean 'training/optimizer'?"
 expect_code 0 "$TRAINVISOR" config get first -o json
 [ "$(field "['frozen']" < "$dir/out")" = "[]" ] || fail "a refused freeze froze: $(cat "$dir/out")"
 "$TRAINVISOR" config freeze first training/optimizer | grep -q training/optimizer || fail "freeze"
+
+step "reads with a token"
+expect_code 0 "$TRAINVISOR" jobs list
+grep -q "^[0-9a-f]\{12\}  first " "$dir/out" || fail "jobs list with the operator token: $(cat "$dir/out")"
+expect_code 0 env -u TRAINVISOR_OPERATOR_TOKEN TRAINVISOR_READ_TOKEN=rd-token "$TRAINVISOR" config get first
+expect_code 2 env -u TRAINVISOR_OPERATOR_TOKEN "$TRAINVISOR" jobs list
+grep -q "reads need a token" "$dir/err" || fail "a read without a token: $(cat "$dir/err")"
+
+step "config log"
+for lr in 0.01 0.02 0.03; do
+  "$TRAINVISOR" config set first training/optimizer/learning_rate $lr --reason "to $lr" >/dev/null
+done
+expect_code 0 "$TRAINVISOR" config log first
+iso='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z'
+[ "$(grep -cE "^$iso " "$dir/out")" = "$(wc -l < "$dir/out")" ] || fail "a log line without its time: $(cat "$dir/out")"
+head -1 "$dir/out" | grep -q '0.02 -> 0.03 to 0.03' || fail "newest not first: $(cat "$dir/out")"
+tail -1 "$dir/out" | grep -q 'null -> 0.05 seeded' || fail "oldest not last: $(cat "$dir/out")"
+expect_code 0 "$TRAINVISOR" config log first --limit 2
+[ "$(wc -l < "$dir/out")" = 2 ] && grep -q '0.01 -> 0.02' "$dir/out" || fail "--limit 2: $(cat "$dir/out")"
+expect_code 0 "$TRAINVISOR" config log first --oldest-first
+head -1 "$dir/out" | grep -qE "^$iso .*null -> 0.05 seeded" || fail "--oldest-first: $(cat "$dir/out")"
+expect_code 0 "$TRAINVISOR" config log first -o json
+"$PY" -c "
+import json, sys
+e = json.load(open('$dir/out'))['entries']
+assert [x['kind'] for x in e] == ['write', 'freeze', 'write', 'write', 'write'], e
+assert all(x['time_ms'] > 0 for x in e), e
+" || fail "config log -o json"
 
 echo "cli_test: ok"
