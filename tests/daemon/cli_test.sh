@@ -6,6 +6,9 @@
 #    and without one is refused;
 #  - config log: a UTC time on each line, newest first (--oldest-first: the other way), JSON as
 #    the coordinator pages it;
+#  - jobs show of a job `up` trained: state, times, duration, final metrics, the spec as
+#    key: value lines; -o json still one machine-readable object;
+#  - an invalid manifest given to `up` or `coordinator` writes nothing (the directory stays empty);
 set -euo pipefail
 : "${TRAINVISOR:?}"
 . "$(dirname "$0")/process_test_lib.sh"
@@ -81,5 +84,44 @@ e = json.load(open('$dir/out'))['entries']
 assert [x['kind'] for x in e] == ['write', 'freeze', 'write', 'write', 'write'], e
 assert all(x['time_ms'] > 0 for x in e), e
 " || fail "config log -o json"
+
+step "an invalid manifest writes nothing"
+mkdir "$dir/empty"
+printf '[[jobs]]\nname = "bad"\nmodel = "tinny"\n' > "$dir/bad.toml"
+(cd "$dir/empty" && expect_code 2 "$TRAINVISOR" up "$dir/bad.toml")
+grep -q "did you mean 'tiny'" "$dir/err" || fail "up bad.toml: $(cat "$dir/err")"
+(cd "$dir/empty" && expect_code 2 "$TRAINVISOR" coordinator --data-dir data --manifest "$dir/bad.toml")
+[ -z "$(ls -A "$dir/empty")" ] || fail "an invalid manifest left files: $(find "$dir/empty")"
+
+step "jobs show of a finished job"
+cat > "$dir/done.toml" <<'TOML'
+[[jobs]]
+name = "done"
+model = "tiny"
+seed = 1
+[jobs.hyper]
+training.control.max_epochs = 2
+TOML
+"$TRAINVISOR" up "$dir/done.toml" --data-dir "$dir/up" > "$dir/up.out" 2> "$dir/up.err" \
+  || fail "up: $(cat "$dir/up.err")"
+"$TRAINVISOR" coordinator --data-dir "$dir/up" --port 0 > "$dir/url2" 2>> "$dir/coordinator.log" &
+wait_for 10 test -s "$dir/url2" || fail "coordinator on up's data did not start"
+export TRAINVISOR_COORDINATOR=$(head -1 "$dir/url2")
+expect_code 0 "$TRAINVISOR" jobs show done
+show=$dir/out
+for pattern in "^done \([0-9a-f]{64}\), status completed$" "^  host +[^ -]" "^  attempt +1 of 3$" \
+  "^  created +$iso$" "^  started +$iso$" "^  ended +$iso$" "^  duration +[0-9.]+s$" \
+  "^  loss +[0-9.]+ \(step [0-9]+\)$" "^  val accuracy +[0-9.]+ \(step [0-9]+\)$" \
+  "^  val loss +[0-9.]+$" "^    model: tiny$" "^    hyper\.training/control/max_epochs: 2$" \
+  "^    seed: 1$" "config: desired revision"; do
+  grep -qE "$pattern" "$show" || fail "jobs show lacks /$pattern/: $(cat "$show")"
+done
+expect_code 0 "$TRAINVISOR" jobs show done -o json
+"$PY" -c "
+import json
+j = json.load(open('$dir/out'))
+assert j['status'] == 'completed' and j['finished_ms'] >= j['claimed_ms'] > 0, j
+assert j['spec']['name'] == 'done' and j['telemetry']['points'], j
+" || fail "jobs show -o json"
 
 echo "cli_test: ok"
