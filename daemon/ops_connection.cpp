@@ -27,6 +27,15 @@ fleet::api::CoordinatorClientOptions options_of(const OpsFlags& f) {
 }  // namespace
 
 void add_connection_flags(CLI::App& cmd, OpsFlags& f) {
+  add_coordinator_flags(cmd, f);
+  cmd.add_option("-o,--output", f.output, "Output format")->check(CLI::IsMember({"text", "json"}));
+}
+
+bool coordinator_configured(const OpsFlags& f) {
+  return !env_or(f.url, "TRAINVISOR_COORDINATOR").empty();
+}
+
+void add_coordinator_flags(CLI::App& cmd, OpsFlags& f) {
   cmd.add_option("--coordinator", f.url,
                  "Coordinator URL (or TRAINVISOR_COORDINATOR; default http://127.0.0.1:8700)");
   cmd.add_option("--operator-token", f.token, "Operator token (or TRAINVISOR_OPERATOR_TOKEN)");
@@ -35,7 +44,6 @@ void add_connection_flags(CLI::App& cmd, OpsFlags& f) {
                  "too");
   cmd.add_option("--ca-file", f.ca_file,
                  "CA certificate of an https coordinator (or TRAINVISOR_CA_FILE)");
-  cmd.add_option("-o,--output", f.output, "Output format")->check(CLI::IsMember({"text", "json"}));
 }
 
 OpsConnection::OpsConnection(const OpsFlags& f) : client_(options_of(f)) {}

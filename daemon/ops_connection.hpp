@@ -30,8 +30,12 @@ struct OpsFlags {
   std::string job;  // JOB: id, unique id prefix or name
 };
 
-// The flags every operator command takes.
+// The flags every operator command takes: the coordinator's (below) and -o.
 void add_connection_flags(CLI::App& cmd, OpsFlags& f);
+// --coordinator, the tokens and --ca-file alone, for a command with an output flag of its own.
+void add_coordinator_flags(CLI::App& cmd, OpsFlags& f);
+// Whether a coordinator was named (flag or TRAINVISOR_COORDINATOR), not just the default.
+bool coordinator_configured(const OpsFlags& f);
 
 class OpsConnection {
  public:

@@ -8,12 +8,20 @@
 #    the coordinator pages it;
 #  - jobs show of a job `up` trained: state, times, duration, final metrics, the spec as
 #    key: value lines; -o json still one machine-readable object;
+#  - shm inspect by unique id prefix (an ambiguous one lists the ids) and by job name through the
+#    coordinator;
 #  - an invalid manifest given to `up` or `coordinator` writes nothing (the directory stays empty);
 set -euo pipefail
-: "${TRAINVISOR:?}"
+: "${TRAINVISOR:?}" "${TV_SHM_TEST_WRITER:?path to tv_shm_test_writer}"
 . "$(dirname "$0")/process_test_lib.sh"
 dir=$(mktemp -d)
-trap 'test_cleanup "$dir"' EXIT
+blocks=()  # the /dev/shm blocks this test created
+cleanup() {
+  exec 3>&- 2>/dev/null || true
+  test_cleanup "$dir"
+  for b in "${blocks[@]}"; do rm -f "/dev/shm/$b"; done
+}
+trap cleanup EXIT
 on_fail() { echo "--- coordinator log:" >&2; tail -20 "$dir/coordinator.log" >&2 || true; }
 
 # expect_code CODE COMMAND...: COMMAND exits with CODE (its stderr in $dir/err).
@@ -63,6 +71,26 @@ grep -q "^[0-9a-f]\{12\}  first " "$dir/out" || fail "jobs list with the operato
 expect_code 0 env -u TRAINVISOR_OPERATOR_TOKEN TRAINVISOR_READ_TOKEN=rd-token "$TRAINVISOR" config get first
 expect_code 2 env -u TRAINVISOR_OPERATOR_TOKEN "$TRAINVISOR" jobs list
 grep -q "reads need a token" "$dir/err" || fail "a read without a token: $(cat "$dir/err")"
+
+step "shm inspect by id prefix and by name"
+id=$("$TRAINVISOR" jobs show first -o json | field "['id']")
+mkfifo "$dir/in"
+exec 3<>"$dir/in"  # keeps the writers alive until closed
+for b in "trainvisor.$id" "trainvisor.${id:0:8}-other"; do
+  blocks+=("$b")
+  "$TV_SHM_TEST_WRITER" create "$b" training/optimizer/learning_rate=f64:0.05 <&3 > "$dir/$b.out" &
+  wait_for 10 grep -q ready "$dir/$b.out" || fail "writer of $b did not start"
+done
+expect_code 0 "$TRAINVISOR" shm inspect "${id:0:10}" -o json
+[ "$(field "['block']" < "$dir/out")" = "trainvisor.$id" ] || fail "by prefix: $(cat "$dir/out")"
+expect_code 2 "$TRAINVISOR" shm inspect "${id:0:8}"
+grep -q "starts 2 block ids" "$dir/err" && grep -q "^  $id$" "$dir/err" && grep -q "^  ${id:0:8}-other$" "$dir/err" \
+  || fail "an ambiguous prefix: $(cat "$dir/err")"
+expect_code 0 "$TRAINVISOR" shm inspect first
+grep -q "^block  *trainvisor.$id " "$dir/out" || fail "by name: $(cat "$dir/out")"
+expect_code 2 env -u TRAINVISOR_COORDINATOR "$TRAINVISOR" shm inspect first
+grep -q "a job name needs a coordinator" "$dir/err" || fail "by name, no coordinator: $(cat "$dir/err")"
+exec 3>&-
 
 step "config log"
 for lr in 0.01 0.02 0.03; do
