@@ -10,6 +10,7 @@
 #    key: value lines; -o json still one machine-readable object;
 #  - shm inspect by unique id prefix (an ambiguous one lists the ids) and by job name through the
 #    coordinator;
+#  - plugins knobs: the trainer's knobs with type, default, range and help, in text and JSON;
 #  - an invalid manifest given to `up` or `coordinator` writes nothing (the directory stays empty);
 set -euo pipefail
 : "${TRAINVISOR:?}" "${TV_SHM_TEST_WRITER:?path to tv_shm_test_writer}"
@@ -112,6 +113,23 @@ e = json.load(open('$dir/out'))['entries']
 assert [x['kind'] for x in e] == ['write', 'freeze', 'write', 'write', 'write'], e
 assert all(x['time_ms'] > 0 for x in e), e
 " || fail "config log -o json"
+
+step "plugins knobs"
+expect_code 0 "$TRAINVISOR" plugins knobs
+head -1 "$dir/out" | grep -qE "^KNOB +TYPE +DEFAULT +RANGE +HELP$" || fail "plugins knobs: $(cat "$dir/out")"
+grep -qE "^training/optimizer/learning_rate +float64 +[0-9.e+-]+ +\[[0-9.e+-]+, [0-9.e+-]+\] +learning rate$" "$dir/out" \
+  || fail "plugins knobs lacks the learning rate: $(cat "$dir/out")"
+knob_lines=$(($(wc -l < "$dir/out") - 1))
+grep -qE "^training/optimizer/name +string +\"[a-z]+\" +[a-z]+\|[a-z]+ " "$dir/out" || fail "plugins knobs: $(cat "$dir/out")"
+expect_code 0 "$TRAINVISOR" plugins knobs -o json
+"$PY" -c "
+import json
+k = {x['key']: x for x in json.load(open('$dir/out'))['knobs']}
+lr = k['training/optimizer/learning_rate']
+assert lr['type'] == 'float64' and lr['min'] <= lr['default'] <= lr['max'] and lr['help'], lr
+assert k['training/optimizer/name']['allowed'], k
+assert len(k) == $knob_lines, (len(k), $knob_lines)  # the text lists every knob
+" || fail "plugins knobs -o json: $(cat "$dir/out")"
 
 step "an invalid manifest writes nothing"
 mkdir "$dir/empty"
