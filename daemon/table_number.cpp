@@ -13,7 +13,9 @@ std::string table_number(double v) {
   char b[32];
   const double magnitude = std::fabs(v);
   if (magnitude < 1e-3 || magnitude >= 1e6) {
-    std::snprintf(b, sizeof b, "%.3e", v);
+    // A three-digit exponent (beyond 1e+99) costs a significant digit, to keep the width.
+    if (std::snprintf(b, sizeof b, "%.3e", v) > kTableNumberWidth)
+      std::snprintf(b, sizeof b, "%.2e", v);
     return b;
   }
   // Decimals for four significant digits; rounding can carry into a fifth (9999.5 -> "10000"),

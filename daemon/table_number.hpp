@@ -12,8 +12,8 @@ namespace tv::cli {
 inline constexpr int kTableNumberWidth = 10;
 
 // `v` with four significant digits: fixed notation for 1e-3 <= |v| < 1e6 ("0.001234", "1.235",
-// "123457"), else scientific ("1.235e+38", "1.000e-05"); "0" for zero, "-" for NaN (no value),
-// "inf"/"-inf". Never wider than kTableNumberWidth.
+// "123457"), else scientific ("1.235e+38", "1.000e-05", "-1.50e-310"); "0" for zero, "-" for NaN
+// (no value), "inf"/"-inf". Never wider than kTableNumberWidth.
 std::string table_number(double v);
 
 }  // namespace tv::cli
