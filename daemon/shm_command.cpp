@@ -152,9 +152,16 @@ std::string local_block(const std::string& given) {
 std::string block_of(const std::string& given, const OpsFlags& coordinator) {
   if (std::string block = local_block(given); !block.empty()) return block;
   if (!coordinator_configured(coordinator)) {
-    throw std::invalid_argument("no block in /dev/shm for a job id starting '" + given +
-                                "' (a job name needs a coordinator: --coordinator or "
-                                "TRAINVISOR_COORDINATOR)");
+    const std::string hint =
+        " (a job name needs a coordinator: --coordinator or TRAINVISOR_COORDINATOR)";
+    std::string block;
+    try {
+      block = shm::block_name_from_user(given);
+    } catch (const shm::ShmError& e) {
+      throw std::invalid_argument(e.what() + hint);  // not an id, so only a name could be meant
+    }
+    throw std::invalid_argument("block '" + block +
+                                "' does not exist, nor one whose job id starts so" + hint);
   }
   OpsConnection c(coordinator);
   const std::string id = c.resolve(given);
