@@ -21,7 +21,7 @@ struct ConfigFlags : OpsFlags {
   std::string prefix;             // freeze/unfreeze
   std::uint64_t log_after = 0;    // log: entries after this sequence number
   std::uint64_t log_limit = 100;
-  bool log_oldest_first = false;
+  bool log_oldest_first = false;  // log: also implied by --after, which pages forward
 };
 
 void config_get(const ConfigFlags& f) {
@@ -145,7 +145,8 @@ void add_config_commands(CLI::App& app) {
   set->add_option("--also", f->also,
                   "Another KEY=VALUE written in the same revision (repeatable): the trainer "
                   "applies them at one step boundary");
-  log->add_option("--after", f->log_after, "Entries after this sequence number (paging)");
+  CLI::Option* after = log->add_option("--after", f->log_after,
+                                       "Entries after this sequence number, oldest first (paging)");
   log->add_flag("--oldest-first", f->log_oldest_first,
                 "Oldest entries first, a page of --limit from --after (-o json always pages so)");
   log->add_option("--limit", f->log_limit, "At most this many entries (up to 1000)")
@@ -156,7 +157,10 @@ void add_config_commands(CLI::App& app) {
   set->callback([f] { config_set(*f); });
   freeze->callback([f] { config_freeze(*f, true); });
   unfreeze->callback([f] { config_freeze(*f, false); });
-  log->callback([f] { config_log(*f); });
+  log->callback([f, after] {
+    f->log_oldest_first = f->log_oldest_first || after->count() > 0;
+    config_log(*f);
+  });
 }
 
 }  // namespace tv::cli

@@ -106,6 +106,9 @@ expect_code 0 "$TRAINVISOR" config log first --limit 2
 [ "$(wc -l < "$dir/out")" = 2 ] && grep -q '0.01 -> 0.02' "$dir/out" || fail "--limit 2: $(cat "$dir/out")"
 expect_code 0 "$TRAINVISOR" config log first --oldest-first
 head -1 "$dir/out" | grep -qE "^$iso .*null -> 0.05 seeded" || fail "--oldest-first: $(cat "$dir/out")"
+expect_code 0 "$TRAINVISOR" config log first --after 1 --limit 1  # paging forward, as before
+[ "$(wc -l < "$dir/out")" = 2 ] && head -1 "$dir/out" | grep -qE "^$iso .*FROZEN" \
+  && tail -1 "$dir/out" | grep -qx "(more: --after 2)" || fail "--after 1 --limit 1: $(cat "$dir/out")"
 expect_code 0 "$TRAINVISOR" config log first -o json
 "$PY" -c "
 import json, sys
