@@ -35,6 +35,13 @@ void add_coordinator_command(CLI::App& app) {
   cmd->add_option("--operator-token", o->operator_token,
                   "Operator token (or $TRAINVISOR_OPERATOR_TOKEN)");
   cmd->add_option("--worker-token", o->worker_token, "Worker token (or $TRAINVISOR_WORKER_TOKEN)");
+  cmd->add_option("--read-token", o->read_token,
+                  "Read token: jobs, configs, audit log, telemetry and artifacts, nothing else "
+                  "(or $TRAINVISOR_READ_TOKEN); the operator and worker tokens read too");
+  cmd->add_flag_function(
+      "--public-reads,!--no-public-reads", [o](std::int64_t n) { o->public_reads = n > 0; },
+      "Reads without a token (--no-public-reads: a token always). Default: public when --bind "
+      "is a loopback address (only this machine can ask), a token required otherwise");
   cmd->add_option("--tls-cert", o->http.tls_cert_file, "PEM certificate chain: serve HTTPS");
   cmd->add_option("--tls-key", o->http.tls_key_file, "PEM private key of --tls-cert");
   cmd->add_option("--plugin-dir", o->plugin_dirs, "Extra plugin directory for manifest validation");
@@ -73,6 +80,7 @@ void add_coordinator_command(CLI::App& app) {
     }
     o->operator_token = from_env(o->operator_token, "TRAINVISOR_OPERATOR_TOKEN");
     o->worker_token = from_env(o->worker_token, "TRAINVISOR_WORKER_TOKEN");
+    o->read_token = from_env(o->read_token, "TRAINVISOR_READ_TOKEN");
     if (o->operator_token.empty() || o->worker_token.empty()) {
       throw std::invalid_argument(
           "the coordinator needs --operator-token and --worker-token (or their "

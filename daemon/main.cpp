@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 #include <exception>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "coordinator_command.hpp"
 #include "host_command.hpp"
@@ -10,6 +12,7 @@
 #include "plugins_command.hpp"
 #include "shm_command.hpp"
 #include "train_command.hpp"
+#include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/core/version.hpp"
 #include "trainvisor/fleet/manifest.hpp"
 #include "trainvisor/shm/layout.hpp"
@@ -21,6 +24,32 @@ namespace {
 // Exit codes shared by every subcommand.
 constexpr int kExitFailure = 1;   // the command ran and failed
 constexpr int kExitBadInput = 2;  // the command was given something it cannot use
+
+// When `argv` names a subcommand that does not exist at a level that requires one (`trainvisor
+// stauts`, `trainvisor jobs shwo`), what to say instead of CLI11's "A subcommand is required":
+// the unknown word and the closest name at that level. Empty when the words are not the fault.
+std::string unknown_subcommand(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-' || level->get_require_subcommand_min() == 0) return {};
+    const auto named = level->get_subcommands([&](CLI::App* s) { return s->check_name(word); });
+    if (!named.empty()) {
+      level = named.front();
+      continue;
+    }
+    std::vector<std::string> names;
+    for (const CLI::App* s : level->get_subcommands([](CLI::App*) { return true; }))
+      names.push_back(s->get_name());
+    const std::string close = tv::did_you_mean(word, names);
+    if (!close.empty()) return "unknown command '" + word + "'; did you mean '" + close + "'?";
+    std::string all;
+    for (const auto& n : names)
+      all += (all.empty() ? "" : ", ") + n;
+    return "unknown command '" + word + "'; expected one of: " + all;
+  }
+  return {};
+}
 
 }  // namespace
 
@@ -44,6 +73,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::RuntimeError& e) {
     return e.get_exit_code();  // a subcommand that finished with its own exit code
   } catch (const CLI::ParseError& e) {
+    if (const std::string why = unknown_subcommand(app, argc, argv); !why.empty()) {
+      std::cerr << "trainvisor: " << why << "\n";
+      return kExitBadInput;
+    }
     const int code = app.exit(e);
     return code == 0 ? 0 : kExitBadInput;
   } catch (const tv::shm::ShmError& e) {

@@ -1,5 +1,6 @@
 // `config get|set|freeze|unfreeze|log`: a job's live config through the coordinator's hub.
 #include <cstdio>
+#include <deque>
 #include <memory>
 
 #include "ops_connection.hpp"
@@ -20,6 +21,7 @@ struct ConfigFlags : OpsFlags {
   std::string prefix;             // freeze/unfreeze
   std::uint64_t log_after = 0;    // log: entries after this sequence number
   std::uint64_t log_limit = 100;
+  bool log_oldest_first = false;  // log: also implied by --after, which pages forward
 };
 
 void config_get(const ConfigFlags& f) {
@@ -69,29 +71,53 @@ void config_freeze(const ConfigFlags& f, bool freezing) {
         [&] { std::printf("frozen: %s\n", json(frozen).dump().c_str()); });
 }
 
-void print_audit(const api::AuditRecord& e) {
-  if (e.kind != "write") {
-    std::printf("r%-4llu %-22s %-40s %s\n", static_cast<unsigned long long>(e.revision),
-                e.actor.c_str(), e.path.c_str(), e.kind == "freeze" ? "FROZEN" : "UNFROZEN");
-    return;
-  }
+// What an entry did: a freeze, or a write's old -> new value and its reason or refusal.
+std::string audit_change(const api::AuditRecord& e) {
+  if (e.kind != "write") return e.kind == "freeze" ? "FROZEN" : "UNFROZEN";
   const json old_value = e.old_value ? fleet::param_value_json(*e.old_value) : json(nullptr);
-  std::printf("r%-4llu %-22s %-40s %s -> %s %s%s\n", static_cast<unsigned long long>(e.revision),
-              e.actor.c_str(), e.path.c_str(), old_value.dump().c_str(),
-              fleet::param_value_json(e.new_value).dump().c_str(),
-              e.accepted ? "" : "REFUSED: ", e.accepted ? e.reason.c_str() : e.refusal.c_str());
+  return old_value.dump() + " -> " + fleet::param_value_json(e.new_value).dump() + " " +
+         (e.accepted ? e.reason : "REFUSED: " + e.refusal);
+}
+
+void print_audit(const api::AuditRecord& e) {
+  std::printf("%-20s r%-4llu %-22s %-40s %s\n", utc_time_text(e.time_ms).c_str(),
+              static_cast<unsigned long long>(e.revision), e.actor.c_str(), e.path.c_str(),
+              audit_change(e).c_str());
+}
+
+// The newest `limit` entries after `after`, newest first: the coordinator pages oldest first, so
+// every page is read and only the last `limit` entries kept.
+std::vector<api::AuditRecord> newest_audit(api::CoordinatorClient& client, const std::string& job,
+                                           std::uint64_t after, std::uint64_t limit) {
+  constexpr std::uint64_t kPage = 1000;  // the coordinator's largest page
+  std::deque<api::AuditRecord> kept;
+  for (;;) {
+    const auto page = value_of(client.config_log(job, after, kPage));
+    for (const auto& e : page) {
+      kept.push_back(e);
+      if (kept.size() > limit) kept.pop_front();
+    }
+    if (page.size() < kPage) break;
+    after = page.back().seq;
+  }
+  return {kept.rbegin(), kept.rend()};
 }
 
 void config_log(const ConfigFlags& f) {
   OpsConnection c(f);
-  const auto log = value_of(c.client().config_log(c.resolve(f.job), f.log_after, f.log_limit));
-  print(f, json(api::AuditLog{log}), [&] {
-    for (const auto& e : log)
-      print_audit(e);
-    if (log.size() == f.log_limit) {
-      std::printf("(more: --after %llu)\n", static_cast<unsigned long long>(log.back().seq));
-    }
-  });
+  const std::string id = c.resolve(f.job);
+  if (f.output == "json" || f.log_oldest_first) {
+    const auto log = value_of(c.client().config_log(id, f.log_after, f.log_limit));
+    print(f, json(api::AuditLog{log}), [&] {
+      for (const auto& e : log)
+        print_audit(e);
+      if (log.size() == f.log_limit)
+        std::printf("(more: --after %llu)\n", static_cast<unsigned long long>(log.back().seq));
+    });
+    return;
+  }
+  for (const auto& e : newest_audit(c.client(), id, f.log_after, f.log_limit))
+    print_audit(e);
 }
 
 }  // namespace
@@ -106,7 +132,8 @@ void add_config_commands(CLI::App& app) {
   CLI::App* freeze = config->add_subcommand("freeze", "Refuse policy writes under a prefix");
   CLI::App* unfreeze =
       config->add_subcommand("unfreeze", "Allow policy writes under a prefix again");
-  CLI::App* log = config->add_subcommand("log", "The audit log: every write, accepted or refused");
+  CLI::App* log = config->add_subcommand(
+      "log", "The audit log: every write, accepted or refused, with its UTC time, newest first");
   for (CLI::App* cmd : {get, set, freeze, unfreeze, log}) {
     add_connection_flags(*cmd, *f);
     cmd->add_option("JOB", f->job, "Job id, unique id prefix, or name")->required();
@@ -118,7 +145,10 @@ void add_config_commands(CLI::App& app) {
   set->add_option("--also", f->also,
                   "Another KEY=VALUE written in the same revision (repeatable): the trainer "
                   "applies them at one step boundary");
-  log->add_option("--after", f->log_after, "Entries after this sequence number (paging)");
+  CLI::Option* after = log->add_option("--after", f->log_after,
+                                       "Entries after this sequence number, oldest first (paging)");
+  log->add_flag("--oldest-first", f->log_oldest_first,
+                "Oldest entries first, a page of --limit from --after (-o json always pages so)");
   log->add_option("--limit", f->log_limit, "At most this many entries (up to 1000)")
       ->check(CLI::Range(1, 1000));
   for (CLI::App* cmd : {freeze, unfreeze})
@@ -127,7 +157,10 @@ void add_config_commands(CLI::App& app) {
   set->callback([f] { config_set(*f); });
   freeze->callback([f] { config_freeze(*f, true); });
   unfreeze->callback([f] { config_freeze(*f, false); });
-  log->callback([f] { config_log(*f); });
+  log->callback([f, after] {
+    f->log_oldest_first = f->log_oldest_first || after->count() > 0;
+    config_log(*f);
+  });
 }
 
 }  // namespace tv::cli

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 
 namespace tv::cli {
@@ -18,6 +19,7 @@ fleet::api::CoordinatorClientOptions options_of(const OpsFlags& f) {
   o.http = http::ClientOptions{env_or(f.url, "TRAINVISOR_COORDINATOR", "http://127.0.0.1:8700"),
                                env_or(f.ca_file, "TRAINVISOR_CA_FILE"), std::chrono::seconds(30)};
   o.operator_token = env_or(f.token, "TRAINVISOR_OPERATOR_TOKEN");
+  o.read_token = env_or(f.read_token, "TRAINVISOR_READ_TOKEN");
   o.operator_name = env_or("", "TRAINVISOR_OPERATOR_NAME", env_or("", "USER", "operator"));
   return o;
 }
@@ -25,12 +27,23 @@ fleet::api::CoordinatorClientOptions options_of(const OpsFlags& f) {
 }  // namespace
 
 void add_connection_flags(CLI::App& cmd, OpsFlags& f) {
+  add_coordinator_flags(cmd, f);
+  cmd.add_option("-o,--output", f.output, "Output format")->check(CLI::IsMember({"text", "json"}));
+}
+
+bool coordinator_configured(const OpsFlags& f) {
+  return !env_or(f.url, "TRAINVISOR_COORDINATOR").empty();
+}
+
+void add_coordinator_flags(CLI::App& cmd, OpsFlags& f) {
   cmd.add_option("--coordinator", f.url,
                  "Coordinator URL (or TRAINVISOR_COORDINATOR; default http://127.0.0.1:8700)");
   cmd.add_option("--operator-token", f.token, "Operator token (or TRAINVISOR_OPERATOR_TOKEN)");
+  cmd.add_option("--read-token", f.read_token,
+                 "Read token, for reads only (or TRAINVISOR_READ_TOKEN); the operator token reads "
+                 "too");
   cmd.add_option("--ca-file", f.ca_file,
                  "CA certificate of an https coordinator (or TRAINVISOR_CA_FILE)");
-  cmd.add_option("-o,--output", f.output, "Output format")->check(CLI::IsMember({"text", "json"}));
 }
 
 OpsConnection::OpsConnection(const OpsFlags& f) : client_(options_of(f)) {}
@@ -57,6 +70,16 @@ void print(const OpsFlags& f, const nlohmann::json& j, const std::function<void(
 
 std::string short_id(const std::string& id) {
   return id.substr(0, 12);
+}
+
+std::string utc_time_text(std::int64_t ms) {
+  if (ms <= 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm utc{};
+  gmtime_r(&t, &utc);
+  char b[32];
+  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return b;
 }
 
 }  // namespace tv::cli

@@ -1,8 +1,9 @@
 // What every operator command shares: the connection flags, the typed coordinator client built
 // from them, a job named by id, id prefix or name, and text-or-JSON output. The coordinator's URL
-// and the operator token come from flags or from TRAINVISOR_COORDINATOR /
-// TRAINVISOR_OPERATOR_TOKEN / TRAINVISOR_CA_FILE; the operator's name from
-// TRAINVISOR_OPERATOR_NAME or USER.
+// and the tokens come from flags or from TRAINVISOR_COORDINATOR / TRAINVISOR_OPERATOR_TOKEN /
+// TRAINVISOR_READ_TOKEN / TRAINVISOR_CA_FILE (reads send whichever token is given, for a
+// coordinator whose reads are not public); the operator's name from TRAINVISOR_OPERATOR_NAME or
+// USER.
 //
 // Errors: a refusal from the coordinator throws std::invalid_argument with its reason (and an
 // invalid manifest's diagnostics, one per line); an unreachable coordinator std::runtime_error.
@@ -23,13 +24,18 @@ namespace tv::cli {
 struct OpsFlags {
   std::string url;
   std::string token;
+  std::string read_token;
   std::string ca_file;
   std::string output = "text";
   std::string job;  // JOB: id, unique id prefix or name
 };
 
-// The flags every operator command takes.
+// The flags every operator command takes: the coordinator's (below) and -o.
 void add_connection_flags(CLI::App& cmd, OpsFlags& f);
+// --coordinator, the tokens and --ca-file alone, for a command with an output flag of its own.
+void add_coordinator_flags(CLI::App& cmd, OpsFlags& f);
+// Whether a coordinator was named (flag or TRAINVISOR_COORDINATOR), not just the default.
+bool coordinator_configured(const OpsFlags& f);
 
 class OpsConnection {
  public:
@@ -62,6 +68,9 @@ const T& value_of(const fleet::api::Reply<T>& r) {
 void print(const OpsFlags& f, const nlohmann::json& j, const std::function<void()>& text);
 
 std::string short_id(const std::string& id);
+// A time in milliseconds since the epoch as UTC ISO-8601 to the second
+// ("2026-12-07T04:08:03Z"); "-" for 0 (never).
+std::string utc_time_text(std::int64_t ms);
 
 // The operator commands, by resource.
 void add_job_commands(CLI::App& app);

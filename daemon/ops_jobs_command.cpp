@@ -1,9 +1,11 @@
 // `jobs list|show|cancel|requeue|explain`, `workers` and `status`.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
 
 #include "ops_connection.hpp"
+#include "table_number.hpp"
 
 namespace tv::cli {
 namespace {
@@ -50,13 +52,6 @@ void list_jobs(const JobsFlags& f) {
   });
 }
 
-std::string number_text(double v, const char* fmt) {
-  if (std::isnan(v)) return "-";
-  char b[32];
-  std::snprintf(b, sizeof b, fmt, v);
-  return b;
-}
-
 void print_curve(const api::TelemetryCurve& t) {
   if (t.applied) {
     const api::AppliedConfig& a = *t.applied;
@@ -67,16 +62,98 @@ void print_curve(const api::TelemetryCurve& t) {
                 static_cast<unsigned long long>(a.last_step), a.host.c_str());
   }
   if (t.points.empty()) return;
-  std::printf("  %10s %6s %10s %10s %8s %12s %5s\n", "STEP", "EPOCH", "LOSS", "VAL_LOSS", "VAL_ACC",
-              "LR", "REV");
+  std::printf("  %10s %6s %10s %10s %10s %10s %5s\n", "STEP", "EPOCH", "LOSS", "VAL_LOSS",
+              "VAL_ACC", "LR", "REV");
   for (const plugin::TelemetryPoint& p : t.points) {
     const bool eval = (p.flags & plugin::kTelemetryEval) != 0;
-    std::printf("  %10llu %6u %10s %10s %8s %12s %5llu\n", static_cast<unsigned long long>(p.step),
-                p.epoch, number_text(p.loss, "%.4f").c_str(),
-                eval ? number_text(p.val_loss, "%.4f").c_str() : "",
-                eval ? number_text(p.val_accuracy, "%.4f").c_str() : "",
-                number_text(p.learning_rate, "%.6g").c_str(),
+    std::printf("  %10llu %6u %10s %10s %10s %10s %5llu\n", static_cast<unsigned long long>(p.step),
+                p.epoch, table_number(p.loss).c_str(), eval ? table_number(p.val_loss).c_str() : "",
+                eval ? table_number(p.val_accuracy).c_str() : "",
+                table_number(p.learning_rate).c_str(),
                 static_cast<unsigned long long>(p.config_revision));
+  }
+}
+
+// `jobs show`, one function per section of the text.
+void print_job_state(const api::JobInfo& j) {
+  std::printf("%s (%s), status %s\n", j.spec.name.c_str(), j.spec.id.c_str(),
+              std::string(fleet::to_string(j.status)).c_str());
+  std::printf("  %-12s %s\n", "model", j.spec.model.c_str());
+  std::printf("  %-12s %s\n", "host", j.worker.empty() ? "-" : j.worker.c_str());
+  std::printf("  %-12s %lld of %lld\n", "attempt", static_cast<long long>(j.attempt),
+              static_cast<long long>(j.spec.max_attempts));
+  if (j.status == fleet::JobStatus::kStopped)
+    std::printf("  stopped by %s: %s\n", j.stopped_by.c_str(), j.stop_reason.c_str());
+  if (!j.last_error.empty()) std::printf("  %-12s %s\n", "last error", j.last_error.c_str());
+  if (!j.artifact.empty()) std::printf("  %-12s %s\n", "artifact", j.artifact.c_str());
+}
+
+std::string duration_text(std::int64_t ms) {
+  const std::int64_t s = ms / 1000;
+  char b[48];
+  if (s >= 3600) {
+    std::snprintf(b, sizeof b, "%lldh%02lldm%02llds", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
+  } else if (s >= 60) {
+    std::snprintf(b, sizeof b, "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  } else {
+    std::snprintf(b, sizeof b, "%.1fs", static_cast<double>(ms) / 1000);
+  }
+  return b;
+}
+
+// Created, started (claimed by its host), ended, and the time in between (so far, while held).
+void print_job_times(const api::JobInfo& j) {
+  std::printf("  %-12s %s\n", "created", utc_time_text(j.created_ms).c_str());
+  std::printf("  %-12s %s\n", "started", utc_time_text(j.claimed_ms.value_or(0)).c_str());
+  std::printf("  %-12s %s\n", "ended", utc_time_text(j.finished_ms.value_or(0)).c_str());
+  if (!j.claimed_ms) return;
+  if (j.finished_ms) {
+    std::printf("  %-12s %s\n", "duration", duration_text(*j.finished_ms - *j.claimed_ms).c_str());
+  } else if (j.status == fleet::JobStatus::kClaimed || j.status == fleet::JobStatus::kRunning) {
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    std::printf("  %-12s %s so far\n", "duration", duration_text(now - *j.claimed_ms).c_str());
+  }
+}
+
+// The last training loss and the last evaluation the job reported (the curve keeps both).
+void print_final_metrics(const api::TelemetryCurve& t) {
+  const plugin::TelemetryPoint* train = nullptr;
+  const plugin::TelemetryPoint* eval = nullptr;
+  for (const plugin::TelemetryPoint& p : t.points) {
+    if (!std::isnan(p.loss)) train = &p;
+    if ((p.flags & plugin::kTelemetryEval) != 0) eval = &p;
+  }
+  if (train == nullptr && eval == nullptr) {
+    std::printf("  %-12s none reported yet\n", "metrics");
+    return;
+  }
+  if (train != nullptr) {
+    std::printf("  %-12s %s (step %llu)\n", "loss", table_number(train->loss).c_str(),
+                static_cast<unsigned long long>(train->step));
+  }
+  if (eval != nullptr) {
+    std::printf("  %-12s %s (step %llu)\n", "val accuracy",
+                table_number(eval->val_accuracy).c_str(),
+                static_cast<unsigned long long>(eval->step));
+    std::printf("  %-12s %s\n", "val loss", table_number(eval->val_loss).c_str());
+  }
+}
+
+// The spec as `key: value` lines, nested tables joined with dots ("hyper.training...").
+void print_spec_lines(const json& j, const std::string& key) {
+  if (j.is_object() && !j.empty()) {
+    for (const auto& [k, v] : j.items())
+      print_spec_lines(v, key.empty() ? k : key + "." + k);
+  } else if (j.is_array() && !j.empty() && (j[0].is_object() || j[0].is_array())) {
+    for (std::size_t i = 0; i < j.size(); ++i)
+      print_spec_lines(j[i], key + "[" + std::to_string(i) + "]");
+  } else {
+    std::printf("    %s: %s\n", key.c_str(),
+                j.is_string() ? j.get<std::string>().c_str() : j.dump().c_str());
   }
 }
 
@@ -88,15 +165,11 @@ void show_job(const JobsFlags& f) {
   json out = j;
   out["telemetry"] = json(t);
   print(f, out, [&] {
-    std::printf("%s (%s)\n  model %s, status %s, attempt %lld of %lld, worker %s\n",
-                j.spec.name.c_str(), j.spec.id.c_str(), j.spec.model.c_str(),
-                std::string(fleet::to_string(j.status)).c_str(), static_cast<long long>(j.attempt),
-                static_cast<long long>(j.spec.max_attempts), j.worker.c_str());
-    if (j.status == fleet::JobStatus::kStopped)
-      std::printf("  stopped by %s: %s\n", j.stopped_by.c_str(), j.stop_reason.c_str());
-    if (!j.last_error.empty()) std::printf("  last error: %s\n", j.last_error.c_str());
-    if (!j.artifact.empty()) std::printf("  artifact: %s\n", j.artifact.c_str());
-    std::printf("  spec: %s\n", fleet::job_spec_json(j.spec).dump().c_str());
+    print_job_state(j);
+    print_job_times(j);
+    print_final_metrics(t);
+    std::printf("  spec:\n");
+    print_spec_lines(fleet::job_spec_json(j.spec), "");
     print_curve(t);
   });
 }

@@ -4,6 +4,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <string_view>
+
+#include "trainvisor/core/trainer_knobs.hpp"
 
 namespace tv::cli {
 namespace {
@@ -38,6 +41,31 @@ json plugin_json(const LoadedPlugin& p, bool with_params) {
       j["params"].push_back(param_json(s));
   }
   return j;
+}
+
+// A parameter's range: "[min, max]" and/or the allowed values; "" when unbounded.
+std::string range_text(const plugin::ParamSpec& s) {
+  std::string range;
+  if (s.min || s.max) {
+    range = "[" + (s.min ? param_value_text(*s.min) : std::string("-inf")) + ", " +
+            (s.max ? param_value_text(*s.max) : std::string("inf")) + "]";
+  }
+  for (const auto& a : s.allowed)
+    range += (range.empty() ? "" : "|") + a;
+  return range;
+}
+
+// A table of parameters, the first column as wide as the longest key.
+void print_params(const std::vector<plugin::ParamSpec>& params, const char* heading) {
+  int width = static_cast<int>(std::string_view(heading).size());
+  for (const auto& s : params)
+    width = std::max(width, static_cast<int>(s.key.size()));
+  std::printf("%-*s %-8s %-12s %-22s %s\n", width, heading, "TYPE", "DEFAULT", "RANGE", "HELP");
+  for (const auto& s : params) {
+    std::printf("%-*s %-8s %-12s %-22s %s\n", width, s.key.c_str(),
+                std::string(param_type_name(s.type)).c_str(),
+                param_value_text(s.default_value).c_str(), range_text(s).c_str(), s.help.c_str());
+  }
 }
 
 }  // namespace
@@ -112,19 +140,24 @@ void add_plugins_commands(CLI::App& app) {
     const auto& d = p->descriptor;
     std::printf("%s %s (%s plugin)\n%s\nfile: %s\n\n", d.name.c_str(), d.version.c_str(),
                 std::string(kind_name(d.kind)).c_str(), d.summary.c_str(), p->path.c_str());
-    std::printf("%-20s %-8s %-12s %-22s %s\n", "PARAMETER", "TYPE", "DEFAULT", "RANGE", "HELP");
-    for (const auto& s : d.params) {
-      std::string range;
-      if (s.min || s.max) {
-        range = "[" + (s.min ? param_value_text(*s.min) : std::string("-inf")) + ", " +
-                (s.max ? param_value_text(*s.max) : std::string("inf")) + "]";
-      }
-      for (const auto& a : s.allowed)
-        range += (range.empty() ? "" : "|") + a;
-      std::printf("%-20s %-8s %-12s %-22s %s\n", s.key.c_str(),
-                  std::string(param_type_name(s.type)).c_str(),
-                  param_value_text(s.default_value).c_str(), range.c_str(), s.help.c_str());
+    print_params(d.params, "PARAMETER");
+  });
+
+  CLI::App* knobs = plugins->add_subcommand(
+      "knobs",
+      "The trainer's live knobs (what config set, freeze and policies name): key, type, "
+      "default, range, help");
+  knobs->add_option("-o,--output", *output, "Output format")
+      ->check(CLI::IsMember({"text", "json"}));
+  knobs->callback([output] {
+    if (*output == "json") {
+      json j = {{"knobs", json::array()}};
+      for (const auto& s : knobs::schema())
+        j["knobs"].push_back(param_json(s));
+      std::cout << j.dump(2) << "\n";
+      return;
     }
+    print_params(knobs::schema(), "KNOB");
   });
 }
 

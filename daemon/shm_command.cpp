@@ -1,11 +1,16 @@
 #include "shm_command.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
+
+#include "ops_connection.hpp"
 
 #include "trainvisor/shm/block_name.hpp"
 #include "trainvisor/shm/config_block.hpp"
@@ -107,6 +112,64 @@ void print_text(const json& j) {
   }
 }
 
+// The job ids of the blocks in /dev/shm that start with `prefix`.
+std::vector<std::string> blocks_starting(const std::string& prefix) {
+  std::vector<std::string> ids;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(shm::kBlockNamePrefix, 0) != 0) continue;
+    const std::string id = name.substr(shm::kBlockNamePrefix.size());
+    if (id.rfind(prefix, 0) == 0) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+// The block in /dev/shm named by `given` as a block name, a job id or a unique id prefix; empty
+// when none is. Throws std::invalid_argument listing the ids an ambiguous prefix starts.
+std::string local_block(const std::string& given) {
+  std::string block;
+  try {
+    block = shm::block_name_from_user(given);
+  } catch (const shm::ShmError&) {
+    return {};  // not an id (a job name may be anything)
+  }
+  if (std::filesystem::exists("/dev/shm/" + block)) return block;
+  const std::vector<std::string> ids = blocks_starting(block.substr(shm::kBlockNamePrefix.size()));
+  if (ids.size() == 1) return shm::block_name_for_job(ids[0]);
+  if (ids.empty()) return {};
+  std::string list;
+  for (const auto& id : ids)
+    list += "\n  " + id;
+  throw std::invalid_argument("'" + given + "' starts " + std::to_string(ids.size()) +
+                              " block ids in /dev/shm; give more of it:" + list);
+}
+
+// The block of a job named by block name, id, unique id prefix (of the blocks in /dev/shm), or
+// name (resolved by the coordinator, when one is configured). Throws std::invalid_argument
+// naming what was given.
+std::string block_of(const std::string& given, const OpsFlags& coordinator) {
+  if (std::string block = local_block(given); !block.empty()) return block;
+  if (!coordinator_configured(coordinator)) {
+    const std::string hint =
+        " (a job name needs a coordinator: --coordinator or TRAINVISOR_COORDINATOR)";
+    std::string block;
+    try {
+      block = shm::block_name_from_user(given);
+    } catch (const shm::ShmError& e) {
+      throw std::invalid_argument(e.what() + hint);  // not an id, so only a name could be meant
+    }
+    throw std::invalid_argument("block '" + block +
+                                "' does not exist, nor one whose job id starts so" + hint);
+  }
+  OpsConnection c(coordinator);
+  const std::string id = c.resolve(given);
+  if (!std::filesystem::exists("/dev/shm/" + shm::block_name_for_job(id)))
+    throw std::invalid_argument("job '" + given + "' (" + id + ") has no block on this machine");
+  return shm::block_name_for_job(id);
+}
+
 }  // namespace
 
 void add_shm_commands(CLI::App& app) {
@@ -116,11 +179,17 @@ void add_shm_commands(CLI::App& app) {
       "inspect", "Header, writer liveness, generations, every key and the telemetry ring");
   auto name = std::make_shared<std::string>();
   auto output = std::make_shared<std::string>("text");
-  inspect->add_option("NAME", *name, "Job id or block name (trainvisor.<job id>)")->required();
+  auto coordinator = std::make_shared<OpsFlags>();
+  inspect
+      ->add_option("JOB", *name,
+                   "Job id, unique id prefix, block name (trainvisor.<job id>), or job name "
+                   "(with a coordinator)")
+      ->required();
+  add_coordinator_flags(*inspect, *coordinator);
   inspect->add_option("-o,--output", *output, "Output format")
       ->check(CLI::IsMember({"text", "json"}));
-  inspect->callback([name, output] {
-    const auto reader = shm::ConfigBlockReader::attach(shm::block_name_from_user(*name));
+  inspect->callback([name, output, coordinator] {
+    const auto reader = shm::ConfigBlockReader::attach(block_of(*name, *coordinator));
     const json j = inspect_json(reader);
     if (*output == "json") {
       std::cout << j.dump(2) << "\n";

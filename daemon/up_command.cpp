@@ -7,15 +7,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
+#include "up_board.hpp"
 
 namespace tv::cli {
 namespace {
@@ -43,103 +42,6 @@ std::string random_token() {
   return s;
 }
 
-struct Row {
-  std::string name;
-  std::string status = "pending";
-  fleet::HostEvent last;
-  bool has_progress = false;
-  std::string note;
-};
-
-class Board {
- public:
-  void on_event(const fleet::HostEvent& e) {
-    std::lock_guard lock(mu_);
-    if (e.job_id.empty()) {
-      messages_.push_back(e.message);
-      return;
-    }
-    Row& r = rows_[e.job_id];
-    r.name = e.job_name;
-    switch (e.kind) {
-      case fleet::HostEvent::Kind::kClaimed:
-        r.status = "claimed";
-        break;
-      case fleet::HostEvent::Kind::kStarted:
-        r.status = "running";
-        break;
-      case fleet::HostEvent::Kind::kProgress:
-        r.last = e;
-        r.has_progress = true;
-        break;
-      case fleet::HostEvent::Kind::kPolicy:
-      case fleet::HostEvent::Kind::kConfig:
-      case fleet::HostEvent::Kind::kCoordinator:
-        messages_.push_back(e.job_name + ": " + e.message);
-        break;
-      case fleet::HostEvent::Kind::kFinished:
-        r.status = e.early_stopped ? "stopped" : "completed";
-        r.note = e.message;
-        break;
-      case fleet::HostEvent::Kind::kFailed:
-        r.status = "failed";
-        r.note = e.message;
-        break;
-      case fleet::HostEvent::Kind::kCancelled:
-        r.status = "cancelled";
-        break;
-      case fleet::HostEvent::Kind::kLost:
-        r.status = "lost";
-        break;
-    }
-  }
-
-  // One line per job. On a terminal the previous board is overwritten every time; into a log it
-  // is written when a job's status changes, and every 30 s otherwise.
-  void draw(bool tty, bool force = false) {
-    std::lock_guard lock(mu_);
-    for (const auto& m : messages_)
-      std::fprintf(stderr, "%s\n", m.c_str());
-    messages_.clear();
-    std::string statuses;
-    for (const auto& [id, r] : rows_)
-      statuses += r.status + ";";
-    const auto now = std::chrono::steady_clock::now();
-    if (!tty && !force && statuses == last_statuses_ && now - last_draw_ < std::chrono::seconds(30))
-      return;
-    last_statuses_ = statuses;
-    last_draw_ = now;
-    std::string out;
-    char line[256];
-    std::snprintf(line, sizeof line, "%-22s %-10s %5s %7s %9s %8s %10s %4s\n", "JOB", "STATUS",
-                  "EPOCH", "STEP", "LOSS", "VAL_ACC", "LR", "REV");
-    out += line;
-    for (const auto& [id, r] : rows_) {
-      if (r.has_progress) {
-        std::snprintf(line, sizeof line, "%-22.22s %-10s %5u %7llu %9.4f %8.4f %10.3g %4llu\n",
-                      r.name.c_str(), r.status.c_str(), r.last.epoch,
-                      static_cast<unsigned long long>(r.last.step), r.last.loss,
-                      r.last.val_accuracy, r.last.learning_rate,
-                      static_cast<unsigned long long>(r.last.revision));
-      } else {
-        std::snprintf(line, sizeof line, "%-22.22s %-10s\n", r.name.c_str(), r.status.c_str());
-      }
-      out += line;
-    }
-    if (tty && lines_ > 0) std::fprintf(stderr, "\x1b[%dA\x1b[J", lines_);
-    std::fputs(out.c_str(), stderr);
-    lines_ = static_cast<int>(std::count(out.begin(), out.end(), '\n'));
-  }
-
- private:
-  std::mutex mu_;
-  std::map<std::string, Row> rows_;
-  std::vector<std::string> messages_;
-  int lines_ = 0;
-  std::string last_statuses_;
-  std::chrono::steady_clock::time_point last_draw_{};
-};
-
 int run_up(const UpOptions& u) {
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // a closed terminal stops the fleet cleanly too
   fleet::CoordinatorOptions c;
@@ -162,7 +64,7 @@ int run_up(const UpOptions& u) {
   std::fprintf(stderr, "up: coordinator on %s (operator token in %s)\n", coordinator.url().c_str(),
                env.c_str());
 
-  Board board;
+  UpBoard board;
   fleet::HostDaemonOptions h;
   h.coordinator_url = coordinator.url();
   h.worker_token = c.worker_token;
@@ -183,21 +85,23 @@ int run_up(const UpOptions& u) {
     done = true;
     watch.release();
   });
+  const bool tty = ::isatty(2);
   std::thread drawer([&] {
-    const bool tty = ::isatty(2);
     while (!done) {
-      board.draw(tty);
+      std::fputs(board.frame(tty, false, std::chrono::steady_clock::now()).c_str(), stderr);
       for (int i = 0; i < 10 && !done; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
   if (watch.wait() != 0) {
-    std::fprintf(stderr, "up: stopping: trainers checkpoint, jobs go back to the queue\n");
+    fleet::HostEvent stopping;  // an event line: above the live table, not under it
+    stopping.message = "up: stopping: trainers checkpoint, jobs go back to the queue";
+    board.on_event(stopping);
     daemon.stop();
   }
   runner.join();
   drawer.join();
-  board.draw(false, true);
+  std::fputs(board.frame(tty, true, std::chrono::steady_clock::now()).c_str(), stderr);
 
   // The final table, from the coordinator's own records.
   fleet::api::CoordinatorClientOptions co;

@@ -125,6 +125,32 @@ TEST_F(ConfigHubTest, FrozenPrefixRefusesPoliciesNotHumans) {
   EXPECT_EQ(lr(), 0.01);
 }
 
+TEST_F(ConfigHubTest, FreezeRefusesAPrefixNoKnobIsUnder) {
+  const auto before = hub_->audit("job1", 0, 100).size();
+  for (const char* bad : {"training/optimzer", "training/optim", "nothing", "training/"}) {
+    try {
+      hub_->freeze("job1", bad, "human:ana");
+      ADD_FAILURE() << "froze '" << bad << "'";
+    } catch (const ConfigHubError& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + bad + "'"), std::string::npos)
+          << e.what();
+    }
+    EXPECT_THROW(hub_->unfreeze("job1", bad, "human:ana"), ConfigHubError) << bad;
+  }
+  try {
+    hub_->freeze("job1", "training/optimzer", "human:ana");
+  } catch (const ConfigHubError& e) {
+    EXPECT_NE(std::string(e.what()).find("did you mean 'training/optimizer'?"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(hub_->frozen("job1").empty());
+  EXPECT_EQ(hub_->audit("job1", 0, 100).size(), before);
+  // Whole components of a knob's path, the knob itself included, are accepted.
+  hub_->freeze("job1", "training", "human:ana");
+  hub_->freeze("job1", "training/optimizer/learning_rate", "human:ana");
+  EXPECT_EQ(hub_->frozen("job1").size(), 2u);
+}
+
 TEST_F(ConfigHubTest, DeltasSinceARevisionAndPersistence) {
   hub_->write("job1", {{"training/optimizer/learning_rate", 0.05}}, "api", "");
   hub_->write("job1",

@@ -106,6 +106,85 @@ TEST_F(CoordinatorTest, WorkerEndpointsNeedTheWorkerToken) {
     EXPECT_EQ(j["status"], "pending");
 }
 
+// Every read route: `job` holds an artifact of `digest`, `configured` a config tree.
+std::vector<std::string> read_targets(const std::string& job, const std::string& digest,
+                                      const std::string& configured) {
+  return {"/v1/jobs",
+          "/v1/job/" + job,
+          "/v1/job/" + job + "/explain",
+          "/v1/workers",
+          "/v1/job/" + job + "/artifacts",
+          "/v1/artifact/" + digest + "/stat",
+          "/v1/artifact/" + digest,
+          "/v1/job/" + configured + "/config",
+          "/v1/job/" + configured + "/config/log",
+          "/v1/job/" + job + "/telemetry"};
+}
+
+TEST_F(CoordinatorTest, ReadsArePublicOnLoopbackByDefault) {
+  const std::string id = client_->request("GET", "/v1/jobs").json_body()["jobs"][0]["id"];
+  for (const std::string& t : read_targets(id, std::string(64, 'a'), id)) {
+    const int status = client_->request("GET", t).status;
+    EXPECT_NE(status, 401) << t;
+    EXPECT_TRUE(status == 200 || status == 404) << t << ": " << status;
+  }
+}
+
+TEST_F(CoordinatorTest, ReadsNeedATokenWhenNotPublic) {
+  const json c = claim("h1");
+  const std::string id = c["job"]["id"];
+  const std::string digest = sha256_hex("bundle bytes");
+  ASSERT_EQ(upload(id, "bundle.tvb", c["lease_token"], write_file("b.tvb", "bundle bytes"), digest)
+                .status,
+            200);
+  std::ofstream(manifest_, std::ios::app)
+      << "[[jobs]]\nname = \"tuned\"\nmodel = \"tiny\"\n"
+         "[jobs.hyper]\ntraining.optimizer.learning_rate = 0.05\n";
+  // The same state, served again without public reads; and a default one on a non-loopback
+  // address (every interface), which must not be public either.
+  for (const bool explicit_option : {true, false}) {
+    client_.reset();
+    coordinator_.reset();
+    CoordinatorOptions o;
+    o.data_dir = (dir_ / "data").string();
+    o.manifest_path = manifest_;
+    o.plugin_dirs = {TV_PLUGIN_DIR};
+    o.operator_token = "op-secret";
+    o.worker_token = "worker-secret";
+    o.read_token = "read-secret";
+    if (explicit_option) {
+      o.public_reads = false;
+    } else {
+      o.http.bind = "0.0.0.0";
+    }
+    coordinator_ = std::make_unique<Coordinator>(o);
+    client_ = std::make_unique<http::Client>(http::ClientOptions{
+        "http://127.0.0.1:" + std::to_string(coordinator_->port()), {}, std::chrono::seconds(10)});
+    const auto jobs = client_->request("GET", "/v1/jobs", {}, {{"X-Read-Token", "read-secret"}})
+                          .json_body()["jobs"];
+    std::string tuned;
+    for (const auto& j : jobs)
+      if (j["name"] == "tuned") tuned = j["id"];
+    ASSERT_FALSE(tuned.empty()) << jobs.dump();
+    for (const std::string& t : read_targets(id, digest, tuned)) {
+      auto r = client_->request("GET", t);
+      EXPECT_EQ(r.status, 401) << t;
+      EXPECT_NE(r.body.find("X-Read-Token"), std::string::npos) << r.body;
+      EXPECT_EQ(client_->request("GET", t, {}, {{"X-Read-Token", "wrong"}}).status, 401) << t;
+      EXPECT_EQ(client_->request("GET", t, {}, {{"X-Operator-Token", "read-secret"}}).status, 401)
+          << t;
+      for (const auto& [header, token] :
+           {std::pair{"X-Read-Token", "read-secret"}, std::pair{"X-Operator-Token", "op-secret"},
+            std::pair{"X-Worker-Token", "worker-secret"}}) {
+        r = client_->request("GET", t, {}, {{header, token}});
+        EXPECT_EQ(r.status, 200) << t << " with " << header << ": " << r.body;
+      }
+    }
+    // Health stays open: a liveness probe holds no token.
+    EXPECT_EQ(client_->request("GET", "/v1/health").status, 200);
+  }
+}
+
 TEST_F(CoordinatorTest, ClaimRunUploadCompleteDownload) {
   const json c = claim("host-1");
   ASSERT_FALSE(c["job"].is_null());
@@ -281,6 +360,9 @@ TEST_F(CoordinatorTest, ConfigHubOverHttp) {
     return client_->request("POST", "/v1/job/" + id + "/config/" + what, body.dump(),
                             {{"X-Operator-Token", "op-secret"}});
   };
+  r = op("freeze", {{"prefix", "training/optimzer"}});
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("did you mean 'training/optimizer'?"), std::string::npos) << r.body;
   ASSERT_EQ(op("freeze", {{"prefix", "training/optimizer"}}).status, 200);
   r = policy({{"policy", "plateau"},
               {"writes", {{"training/optimizer/learning_rate", 0.01}}},

@@ -71,8 +71,20 @@ struct CoordinatorClient::Impl {
     }
     return {};
   }
+  // A coordinator whose reads are not public takes any token this client holds.
+  Headers read_headers() const {
+    Headers h;
+    for (const auto& [name, token] : {std::pair{kReadTokenHeader, &o.read_token},
+                                      std::pair{kOperatorTokenHeader, &o.operator_token},
+                                      std::pair{kWorkerTokenHeader, &o.worker_token}}) {
+      if (!token->empty()) h.emplace_back(std::string(name), *token);
+    }
+    return h;
+  }
 
-  http::Response get(const std::string& target) { return http.request("GET", target); }
+  http::Response get(const std::string& target) {
+    return http.request("GET", target, {}, read_headers());
+  }
   http::Response post(Role role, const std::string& target, const json& body) {
     return http.request("POST", target, body.dump(), headers(role));
   }
@@ -205,7 +217,8 @@ Reply<std::vector<ArtifactInfo>> CoordinatorClient::artifacts(const std::string&
 }
 
 Reply<Ok> CoordinatorClient::download_artifact(const std::string& digest, const std::string& path) {
-  const http::Response r = impl_->http.download(target(kArtifact, {digest}), path);
+  const http::Response r =
+      impl_->http.download(target(kArtifact, {digest}), path, impl_->read_headers());
   if (r.status != 200) return Reply<Ok>::refused(refusal_of(r));
   return Reply<Ok>::accepted(r.status, Ok{});
 }

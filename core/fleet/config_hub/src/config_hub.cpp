@@ -6,6 +6,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
 #include "trainvisor/fleet/param_json.hpp"
@@ -275,13 +276,41 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
   return out;
 }
 
+namespace {
+
+// A freeze holds the knobs under `prefix`: one that is not a whole-component prefix of a trainer
+// knob ("training/optimzer") would hold nothing and look like protection. Throws ConfigHubError
+// naming the prefix and the closest valid one.
+void check_freeze_prefix(const std::string& prefix) {
+  std::vector<std::string> valid;
+  for (const plugin::ParamSpec& p : knobs::schema()) {
+    for (std::size_t slash = p.key.find('/'); slash != std::string::npos;
+         slash = p.key.find('/', slash + 1))
+      valid.push_back(p.key.substr(0, slash));
+    valid.push_back(p.key);
+  }
+  if (std::find(valid.begin(), valid.end(), prefix) != valid.end()) return;
+  // Suggest among prefixes as deep as the given one: "training" would match any misspelt child.
+  const auto depth = [](const std::string& p) { return std::count(p.begin(), p.end(), '/'); };
+  std::vector<std::string> same_depth;
+  for (const std::string& v : valid) {
+    if (depth(v) == depth(prefix) &&
+        std::find(same_depth.begin(), same_depth.end(), v) == same_depth.end())
+      same_depth.push_back(v);
+  }
+  const std::string close = did_you_mean(prefix, same_depth);
+  throw ConfigHubError(
+      "invalid prefix '" + prefix + "': no trainer knob is under it" +
+      (close.empty() ? " (e.g. training/optimizer)" : " (did you mean '" + close + "'?)"));
+}
+
+}  // namespace
+
 void ConfigHub::freeze(const std::string& job_id, const std::string& prefix,
                        const std::string& actor) {
   if (!is_human(actor))
     throw ConfigHubError(actor + " may not freeze: only humans freeze and unfreeze");
-  if (prefix.empty() || prefix.front() == '/' || prefix.back() == '/') {
-    throw ConfigHubError("invalid prefix '" + prefix + "' (e.g. training/optimizer)");
-  }
+  check_freeze_prefix(prefix);
   std::lock_guard lock(impl_->mu);
   const auto rev = impl_->revision(job_id);
   if (!rev) throw ConfigHubError("job " + job_id + ": no config tree");
@@ -305,7 +334,10 @@ void ConfigHub::unfreeze(const std::string& job_id, const std::string& prefix,
   const auto rev = impl_->revision(job_id);
   if (!rev) throw ConfigHubError("job " + job_id + ": no config tree");
   const auto f = impl_->frozen(job_id);
-  if (std::find(f.begin(), f.end(), prefix) == f.end()) return;
+  if (std::find(f.begin(), f.end(), prefix) == f.end()) {
+    check_freeze_prefix(prefix);  // a typo is an error, not "nothing to unfreeze"
+    return;
+  }
   Transaction tx(impl_->db);
   impl_->db.prepare("DELETE FROM config_frozen WHERE job_id=? AND prefix=?")
       .bind_all(job_id, prefix)

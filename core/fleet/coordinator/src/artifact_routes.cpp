@@ -78,12 +78,12 @@ void add_artifact_routes(CoordinatorState& s, std::vector<http::Route>& r) {
        for_workers(s, [&s](Request& req, BodyStream* body) { return upload(s, req, body); }),
        true});
   r.push_back(
-      {"GET", std::string(api::kArtifactStat), [&s](Request& req, BodyStream*) {
+      {"GET", std::string(api::kArtifactStat), for_readers(s, [&s](Request& req, BodyStream*) {
          const auto info = s.artifacts->stat(req.params[0]);
          if (!info) return Response::error(404, "artifact " + req.params[0] + ": not stored");
          return Response::json(200, nlohmann::json(api::ArtifactStat{info->digest, info->size}));
-       }});
-  r.push_back({"GET", std::string(api::kArtifact), [&s](Request& req, BodyStream*) {
+       })});
+  r.push_back({"GET", std::string(api::kArtifact), for_readers(s, [&s](Request& req, BodyStream*) {
                  const auto info = s.artifacts->stat(req.params[0]);
                  if (!info)
                    return Response::error(404, "artifact " + req.params[0] + ": not stored");
@@ -91,15 +91,16 @@ void add_artifact_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  res.content_type = "application/octet-stream";
                  res.file_path = info->path.string();
                  return res;
-               }});
-  r.push_back({"GET", std::string(api::kJobArtifacts), [&s](Request& req, BodyStream*) {
-                 auto list = s.artifacts->list_for_job(req.params[0]);
-                 if (!list) return artifact_error(list.error());
-                 std::vector<api::ArtifactInfo> out;
-                 for (const auto& ref : list.value())
-                   out.push_back({ref.name, ref.digest, ref.size, ref.uploaded_at});
-                 return Response::json(200, nlohmann::json(api::ArtifactList{out}));
-               }});
+               })});
+  r.push_back(
+      {"GET", std::string(api::kJobArtifacts), for_readers(s, [&s](Request& req, BodyStream*) {
+         auto list = s.artifacts->list_for_job(req.params[0]);
+         if (!list) return artifact_error(list.error());
+         std::vector<api::ArtifactInfo> out;
+         for (const auto& ref : list.value())
+           out.push_back({ref.name, ref.digest, ref.size, ref.uploaded_at});
+         return Response::json(200, nlohmann::json(api::ArtifactList{out}));
+       })});
 }
 
 }  // namespace tv::fleet::coordinator

@@ -1,4 +1,4 @@
-// The config hub's routes: reads for anyone; a write from a human (operator token) or a policy
+// The config hub's routes: reads for readers; a write from a human (operator token) or a policy
 // (worker token) while the job may still run; freezes for operators; the config stream for the
 // job's host agent.
 #include "coordinator_state.hpp"
@@ -171,8 +171,9 @@ class StreamSession {
 }  // namespace
 
 void add_config_routes(CoordinatorState& s, std::vector<http::Route>& r) {
-  r.push_back({"GET", std::string(api::kJobConfig),
-               [&s](Request& req, BodyStream*) { return config_get(s, req.params[0]); }});
+  r.push_back({"GET", std::string(api::kJobConfig), for_readers(s, [&s](Request& req, BodyStream*) {
+                 return config_get(s, req.params[0]);
+               })});
   r.push_back({"POST", std::string(api::kJobConfig),
                [&s](Request& req, BodyStream*) { return config_write(s, req); }});
   for (const bool freezing : {true, false}) {
@@ -182,7 +183,7 @@ void add_config_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  })});
   }
   r.push_back({"GET", std::string(api::kJobConfigLog),
-               [&s](Request& req, BodyStream*) { return config_log(s, req); }});
+               for_readers(s, [&s](Request& req, BodyStream*) { return config_log(s, req); })});
   r.push_back(
       {"GET", std::string(api::kJobConfigStream),
        [&s](Request& req, BodyStream*) { return stream_admission(s, req); }, false,

@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -10,6 +11,20 @@
 #include "trainvisor/fleet/manifest.hpp"
 
 namespace tv::fleet {
+namespace {
+
+// The options' manifest, validated against the plugins; nullopt when there is none. Throws
+// ManifestError.
+std::optional<Manifest> load_validated(const CoordinatorOptions& o) {
+  if (o.manifest_path.empty()) return std::nullopt;
+  std::vector<std::string> dirs = o.plugin_dirs;
+  for (auto& d : default_plugin_dirs())
+    dirs.push_back(std::move(d));
+  return load_manifest(o.manifest_path, PluginRegistry::load(dirs));
+}
+
+}  // namespace
+
 struct Coordinator::Impl {
   coordinator::CoordinatorState state;
   std::mutex reload_mu;
@@ -24,14 +39,14 @@ struct Coordinator::Impl {
 
   ReloadSummary reload(bool dry_run) {
     std::lock_guard lock(reload_mu);
+    const std::optional<Manifest> m = load_validated(state.options);
+    return m ? apply(*m, dry_run) : ReloadSummary{};
+  }
+
+  // What `m` changes in the queue; written unless a dry run. The caller holds reload_mu (or is
+  // the constructor, before the server starts).
+  ReloadSummary apply(const Manifest& m, bool dry_run) {
     ReloadSummary out;
-    const CoordinatorOptions& o = state.options;
-    if (o.manifest_path.empty()) return out;
-    std::vector<std::string> dirs = o.plugin_dirs;
-    for (auto& d : default_plugin_dirs())
-      dirs.push_back(std::move(d));
-    const PluginRegistry plugins = PluginRegistry::load(dirs);
-    const Manifest m = load_manifest(o.manifest_path, plugins);
     std::set<std::string> ids;
     const std::vector<JobRow> queued = state.queue.list();
     for (const JobSpec& j : m.jobs) {
@@ -86,9 +101,11 @@ struct Coordinator::Impl {
   }
 };
 
-Coordinator::Coordinator(CoordinatorOptions options)
-    : impl_(std::make_unique<Impl>(std::move(options))) {
-  impl_->reload(false);
+Coordinator::Coordinator(CoordinatorOptions options) {
+  // Validated before the data directory is opened: a bad manifest leaves nothing behind.
+  const std::optional<Manifest> manifest = load_validated(options);
+  impl_ = std::make_unique<Impl>(std::move(options));
+  if (manifest) impl_->apply(*manifest, false);
   impl_->server = std::make_unique<http::Server>(impl_->state.options.http, impl_->routes());
   impl_->sweeper = std::thread([this] { impl_->sweep_loop(); });
 }

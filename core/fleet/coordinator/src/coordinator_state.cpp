@@ -24,6 +24,11 @@ CoordinatorOptions prepared(CoordinatorOptions o) {
   return o;
 }
 
+// Only this machine can reach an address in 127.0.0.0/8 or ::1.
+bool is_loopback(const std::string& bind) {
+  return bind == "localhost" || bind == "::1" || bind == "[::1]" || bind.rfind("127.", 0) == 0;
+}
+
 ArtifactStore open_artifacts(const CoordinatorOptions& o) {
   StoreOptions so;
   so.max_bytes = o.max_artifact_bytes;
@@ -37,6 +42,7 @@ ArtifactStore open_artifacts(const CoordinatorOptions& o) {
 CoordinatorState::CoordinatorState(CoordinatorOptions o,
                                    std::function<ReloadSummary(bool)> reload_manifest)
     : options(prepared(std::move(o))),
+      reads_public(options.public_reads.value_or(is_loopback(options.http.bind))),
       store(CoordinatorStore::open(options.data_dir, options.queue)),
       queue(store.queue()),
       hub(store.config()),
@@ -126,6 +132,18 @@ Handler for_workers(const CoordinatorState& s, Handler h) {
 Handler for_operators(const CoordinatorState& s, Handler h) {
   return [&s, h = std::move(h)](Request& req, http::BodyStream* body) {
     if (!is_operator(s, req)) return Response::error(401, "missing or wrong X-Operator-Token");
+    return h(req, body);
+  };
+}
+
+Handler for_readers(const CoordinatorState& s, Handler h) {
+  return [&s, h = std::move(h)](Request& req, http::BodyStream* body) {
+    if (!s.reads_public && !is_operator(s, req) && !is_worker(s, req) &&
+        !http::tokens_equal(req.header(api::header_key(api::kReadTokenHeader)),
+                            s.options.read_token)) {
+      return Response::error(
+          401, "reads need a token here: X-Read-Token, X-Operator-Token or X-Worker-Token");
+    }
     return h(req, body);
   };
 }

@@ -40,6 +40,7 @@ struct CoordinatorState {
   CoordinatorState(CoordinatorOptions options, std::function<ReloadSummary(bool)> reload);
 
   CoordinatorOptions options;
+  bool reads_public;       // options.public_reads, or the bind address's default
   CoordinatorStore store;  // the queue, config and telemetry tables in one database
   JobQueue& queue;
   ConfigHub& hub;
@@ -65,9 +66,11 @@ struct CoordinatorState {
   std::map<std::string, std::pair<nlohmann::json, std::chrono::steady_clock::time_point>> seen_;
 };
 
-// Authorisation, one wrapper per role: the handler runs only with the role's token.
+// Authorisation, one wrapper per role: the handler runs only with the role's token. A reader
+// holds the read, operator or worker token, or nothing when reads are public.
 Handler for_workers(const CoordinatorState& s, Handler h);
 Handler for_operators(const CoordinatorState& s, Handler h);
+Handler for_readers(const CoordinatorState& s, Handler h);
 bool is_worker(const CoordinatorState& s, const http::Request& req);
 bool is_operator(const CoordinatorState& s, const http::Request& req);
 // "human:NAME" for an operator's request (X-Operator-Name, default "operator").

@@ -1,5 +1,6 @@
-// The job and worker routes: reads for anyone (a job by reference included: the one place a
-// name becomes an id), the lease calls for workers, cancel and requeue for operators.
+// The job and worker routes: reads for readers (a job by reference included: the one place a
+// name becomes an id; health for anyone), the lease calls for workers, cancel and requeue for
+// operators.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
 
@@ -87,7 +88,7 @@ void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                    h.jobs[std::string(to_string(status))] = n;
                  return Response::json(200, nlohmann::json(h));
                }});
-  r.push_back({"GET", std::string(api::kJobs), [&s](Request& req, BodyStream*) {
+  r.push_back({"GET", std::string(api::kJobs), for_readers(s, [&s](Request& req, BodyStream*) {
                  std::optional<JobStatus> filter;
                  if (const auto it = req.query.find("status"); it != req.query.end()) {
                    try {
@@ -100,30 +101,32 @@ void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  for (const JobRow& row : s.queue.list(filter))
                    jobs.push_back(s.job_info(row));
                  return Response::json(200, nlohmann::json(api::JobList{jobs}));
-               }});
-  r.push_back({"GET", std::string(api::kJob), [&s](Request& req, BodyStream*) {
+               })});
+  r.push_back({"GET", std::string(api::kJob), for_readers(s, [&s](Request& req, BodyStream*) {
                  const auto row = s.queue.get(req.params[0]);
                  if (!row) return Response::error(404, no_such_job(req.params[0]));
                  return Response::json(200, nlohmann::json(s.job_info(*row)));
-               }});
-  r.push_back({"GET", std::string(api::kJobByRef),
-               [&s](Request& req, BodyStream*) { return job_by_ref(s, req.params[0]); }});
-  r.push_back({"GET", std::string(api::kJobExplain), [&s](Request& req, BodyStream*) {
-                 std::vector<api::HostVerdict> hosts;
-                 try {
-                   for (const Explanation& e : s.queue.explain(req.params[0], now_ms(s)))
-                     hosts.push_back({e.host, e.registered, e.reason});
-                 } catch (const QueueError& e) {
-                   return Response::error(404, e.what());
-                 }
-                 return Response::json(200, nlohmann::json(api::Explanation{req.params[0], hosts}));
-               }});
-  r.push_back({"GET", std::string(api::kWorkers), [&s](Request&, BodyStream*) {
+               })});
+  r.push_back({"GET", std::string(api::kJobByRef), for_readers(s, [&s](Request& req, BodyStream*) {
+                 return job_by_ref(s, req.params[0]);
+               })});
+  r.push_back(
+      {"GET", std::string(api::kJobExplain), for_readers(s, [&s](Request& req, BodyStream*) {
+         std::vector<api::HostVerdict> hosts;
+         try {
+           for (const Explanation& e : s.queue.explain(req.params[0], now_ms(s)))
+             hosts.push_back({e.host, e.registered, e.reason});
+         } catch (const QueueError& e) {
+           return Response::error(404, e.what());
+         }
+         return Response::json(200, nlohmann::json(api::Explanation{req.params[0], hosts}));
+       })});
+  r.push_back({"GET", std::string(api::kWorkers), for_readers(s, [&s](Request&, BodyStream*) {
                  std::vector<api::WorkerInfo> ws;
                  for (const WorkerRow& w : s.queue.workers())
                    ws.push_back({w.name, w.capability, w.registered_ms, w.last_seen_ms});
                  return Response::json(200, nlohmann::json(api::WorkerList{ws}));
-               }});
+               })});
 }
 
 void add_lease_routes(CoordinatorState& s, std::vector<http::Route>& r) {

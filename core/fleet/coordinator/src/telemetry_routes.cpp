@@ -1,4 +1,4 @@
-// The telemetry routes: batches from the job's holder (worker token) and the curve for anyone.
+// The telemetry routes: batches from the job's holder (worker token) and the curve for readers.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
 #include "trainvisor/fleet/api/telemetry.hpp"
@@ -53,7 +53,7 @@ void add_telemetry_routes(CoordinatorState& s, std::vector<http::Route>& r) {
   r.push_back({"POST", std::string(api::kJobTelemetry),
                for_workers(s, [&s](Request& req, BodyStream*) { return telemetry_post(s, req); })});
   r.push_back({"GET", std::string(api::kJobTelemetry),
-               [&s](Request& req, BodyStream*) { return telemetry_get(s, req); }});
+               for_readers(s, [&s](Request& req, BodyStream*) { return telemetry_get(s, req); })});
 }
 
 }  // namespace tv::fleet::coordinator

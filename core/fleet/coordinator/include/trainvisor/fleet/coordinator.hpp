@@ -2,8 +2,10 @@
 // HTTP API. The routes, their messages and the config stream's protocol are defined in
 // core/fleet/api (paths.hpp lists who may call what); the handlers live by resource in src/.
 //
-// Tokens travel in X-Worker-Token / X-Operator-Token and are compared in constant time; an unset
-// token refuses every request that needs it. A call from a holder whose lease was swept (or whose
+// Tokens travel in X-Worker-Token / X-Operator-Token / X-Read-Token and are compared in constant
+// time; an unset token refuses every request that needs it. Reads (jobs, workers, configs, audit
+// log, telemetry, artifacts) take any of the three tokens unless reads are public; health is
+// always open (a liveness probe). A call from a holder whose lease was swept (or whose
 // job was requeued) gets 409: only the current holder can heartbeat, complete, fail or upload.
 // A stale sweep runs on its own thread every sweep_every; a sweep that fails is reported through
 // on_error and retried next round.
@@ -15,6 +17,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +35,10 @@ struct CoordinatorOptions {
   std::string manifest_path;  // loaded at start and on reload; empty: no jobs until one is given
   std::string operator_token;
   std::string worker_token;
+  std::string read_token;  // reads only; the operator and worker tokens read too
+  // Reads without a token. Unset: public when http.bind is a loopback address (only this
+  // machine can ask), a token required otherwise (telemetry and configs stay off the network).
+  std::optional<bool> public_reads;
   std::vector<std::string> plugin_dirs;  // for manifest validation, before the defaults
   http::ServerOptions http;
   QueueOptions queue;

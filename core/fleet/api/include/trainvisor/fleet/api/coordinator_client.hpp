@@ -34,6 +34,7 @@ struct CoordinatorClientOptions {
   http::ClientOptions http;                // url, CA file, deadline per call
   std::string worker_token;                // for worker calls
   std::string operator_token;              // for operator calls
+  std::string read_token;                  // for reads; any of the three tokens reads
   std::string operator_name = "operator";  // the human:NAME of an operator's config writes
 };
 

@@ -3,9 +3,10 @@
 // parameters, filled in order.
 //
 // Who may call what (the coordinator enforces it, see coordinator.hpp):
-//   anyone:   health, jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
-//   config, config log,
-//             telemetry (read)
+//   anyone:   health
+//   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat), config, config log,
+//             telemetry (read): the read, operator or worker token, or none where reads are
+//             public
 //   worker:   claim; heartbeat, running, complete, fail, upload (with the lease token); telemetry
 //             (from the job's holder); config stream; a config write as policy:NAME
 //   operator: cancel, requeue, freeze, unfreeze, manifest reload; a config write as human:NAME
@@ -50,6 +51,7 @@ inline constexpr std::string_view kManifestReload = "/v1/manifest/reload";    //
 // Request headers, as clients send them (the server matches them case-insensitively).
 inline constexpr std::string_view kWorkerTokenHeader = "X-Worker-Token";
 inline constexpr std::string_view kOperatorTokenHeader = "X-Operator-Token";
+inline constexpr std::string_view kReadTokenHeader = "X-Read-Token";
 inline constexpr std::string_view kOperatorNameHeader = "X-Operator-Name";
 inline constexpr std::string_view kLeaseTokenHeader = "X-Lease-Token";
 inline constexpr std::string_view kContentSha256Header = "X-Content-SHA256";
