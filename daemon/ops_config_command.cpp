@@ -76,10 +76,13 @@ void print_audit(const api::AuditRecord& e) {
     return;
   }
   const json old_value = e.old_value ? fleet::param_value_json(*e.old_value) : json(nullptr);
-  std::printf("r%-4llu %-22s %-40s %s -> %s %s%s\n", static_cast<unsigned long long>(e.revision),
+  // A refusal repeated in a row is one entry with its count.
+  const std::string times = e.count > 1 ? " (x" + std::to_string(e.count) + ")" : "";
+  std::printf("r%-4llu %-22s %-40s %s -> %s %s%s%s\n", static_cast<unsigned long long>(e.revision),
               e.actor.c_str(), e.path.c_str(), old_value.dump().c_str(),
               fleet::param_value_json(e.new_value).dump().c_str(),
-              e.accepted ? "" : "REFUSED: ", e.accepted ? e.reason.c_str() : e.refusal.c_str());
+              e.accepted ? "" : "REFUSED: ", e.accepted ? e.reason.c_str() : e.refusal.c_str(),
+              times.c_str());
 }
 
 void config_log(const ConfigFlags& f) {
