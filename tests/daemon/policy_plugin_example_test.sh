@@ -23,10 +23,14 @@ expect_failure "$dir/err" "total_steps 100 must be above warmup_steps 500" \
   "$TRAINVISOR" local --model tiny --plugin-dir "$dir" \
   --policy warmup_cosine:warmup_steps=500,total_steps=100
 
+# The supervisor's grace keys sit beside the plugin's own, and are checked like them.
+expect_failure "$dir/err" "has no parameter 'human_grace_evalz' \(did you mean 'human_grace_evals'\?\)" \
+  "$TRAINVISOR" local --model tiny --plugin-dir "$dir" --policy warmup_cosine:human_grace_evalz=1
+
 step "local"
 "$TRAINVISOR" local --model tiny --seed 3 --plugin-dir "$dir" --steps 1500 \
   --set training/control/max_epochs=100000 \
-  --policy warmup_cosine:base_lr=0.2,warmup_steps=300,total_steps=1500,update_every=50 \
+  --policy warmup_cosine:base_lr=0.2,warmup_steps=300,total_steps=1500,update_every=50,human_grace_evals=1,human_grace_steps=100 \
   --interval-ms 5 -o json 2> "$dir/local.err" > "$dir/local.json" ||
   fail "local failed: $(tail -5 "$dir/local.err")"
 "$PY" - "$dir/local.json" <<'PYEOF' || fail "the schedule did not drive the rate: $(cat "$dir/local.json")"
