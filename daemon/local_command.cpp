@@ -73,6 +73,7 @@ std::string describe(const SupervisorEvent& e) {
     s += " " + w.path + " -> " + param_value_text(w.value) + " (" + w.reason + ")";
   }
   if (e.writes.empty() && !e.stop_reason.empty()) s += " " + e.stop_reason;
+  if (!e.note.empty()) s += " " + e.note;
   if (!e.writes.empty()) {
     s += e.outcome.applied ? " [revision " + std::to_string(e.outcome.revision) + "]"
                            : " [refused: " + e.outcome.reason + "]";
@@ -80,9 +81,15 @@ std::string describe(const SupervisorEvent& e) {
   return s;
 }
 
-std::vector<std::pair<std::string, std::unique_ptr<plugin::Policy>>> create_policies(
-    const PluginRegistry& registry, const std::vector<std::string>& specs) {
-  std::vector<std::pair<std::string, std::unique_ptr<plugin::Policy>>> policies;
+struct LocalPolicy {
+  std::string name;
+  std::unique_ptr<plugin::Policy> policy;
+  HumanGrace grace;
+};
+
+std::vector<LocalPolicy> create_policies(const PluginRegistry& registry,
+                                         const std::vector<std::string>& specs) {
+  std::vector<LocalPolicy> policies;
   for (const std::string& spec : specs) {
     auto [name, given] = parse_policy(spec);
     plugin::PolicyPlugin* pp = nullptr;
@@ -91,13 +98,17 @@ std::vector<std::pair<std::string, std::unique_ptr<plugin::Policy>>> create_poli
     } catch (const std::runtime_error& e) {
       throw std::invalid_argument(e.what());
     }
-    const plugin::Params params =
-        resolve_params(pp->describe().params, given, "policy '" + name + "'");
+    // human_grace_evals/steps are the supervisor's keys, as in a manifest.
+    std::vector<plugin::ParamSpec> schema = pp->describe().params;
+    for (plugin::ParamSpec& g : human_grace_params())
+      schema.push_back(std::move(g));
+    plugin::Params params = resolve_params(schema, given, "policy '" + name + "'");
+    const HumanGrace grace = take_human_grace(params);
     std::string error;
     auto policy = pp->create(params, error);
     if (!policy)
       throw std::invalid_argument("policy '" + name + "' could not be created: " + error);
-    policies.emplace_back(name, std::move(policy));
+    policies.push_back({name, std::move(policy), grace});
   }
   return policies;
 }
@@ -239,7 +250,8 @@ json event_json(const SupervisorEvent& e) {
           {"stop", e.stop},
           {"applied", e.outcome.applied},
           {"revision", e.outcome.revision},
-          {"refused", e.outcome.reason}};
+          {"refused", e.outcome.reason},
+          {"note", e.note}};
 }
 
 json summary_json(const std::string& job, int code, const Supervisor& supervisor,
@@ -346,8 +358,8 @@ int run_local(const LocalOptions& o) {
   Supervisor supervisor(
       shm::ConfigBlockReader::attach(sink.block_name(), shm::ConfigBlockReader::Access::kReadWrite),
       sink);
-  for (auto& [name, p] : policies)
-    supervisor.add_policy(name, std::move(p));
+  for (LocalPolicy& p : policies)
+    supervisor.add_policy(p.name, std::move(p.policy), p.grace);
   if (const int sig = signals.wait_for(std::chrono::milliseconds(0))) {
     std::fprintf(stderr, "local: SIG%s before the trainer started\n", ::sigabbrev_np(sig));
     return exit_status(TrainerExitCode::kInterrupted);
@@ -389,7 +401,8 @@ void add_local_command(CLI::App& app) {
   cmd->add_option("--set", o->sets,
                   "Initial knob KEY=VALUE, e.g. training/optimizer/learning_rate=0.1 (repeatable)");
   cmd->add_option("--policy", o->policies,
-                  "Policy plugin NAME or NAME:KEY=VALUE,KEY=VALUE (repeatable)");
+                  "Policy plugin NAME or NAME:KEY=VALUE,KEY=VALUE (repeatable); besides the "
+                  "plugin's keys, human_grace_evals and human_grace_steps");
   cmd->add_option("--out", o->out_dir,
                   "Directory for the trainer's checkpoint/ and bundle.tvb; one that holds them "
                   "already needs --resume or --overwrite");

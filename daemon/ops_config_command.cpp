@@ -75,8 +75,10 @@ void config_freeze(const ConfigFlags& f, bool freezing) {
 std::string audit_change(const api::AuditRecord& e) {
   if (e.kind != "write") return e.kind == "freeze" ? "FROZEN" : "UNFROZEN";
   const json old_value = e.old_value ? fleet::param_value_json(*e.old_value) : json(nullptr);
+  // A refusal repeated in a row is one entry with its count.
+  const std::string times = e.count > 1 ? " (x" + std::to_string(e.count) + ")" : "";
   return old_value.dump() + " -> " + fleet::param_value_json(e.new_value).dump() + " " +
-         (e.accepted ? e.reason : "REFUSED: " + e.refusal);
+         (e.accepted ? e.reason : "REFUSED: " + e.refusal) + times;
 }
 
 void print_audit(const api::AuditRecord& e) {

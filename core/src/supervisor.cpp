@@ -1,5 +1,6 @@
 #include "trainvisor/core/supervisor.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "trainvisor/core/param_schema.hpp"
@@ -27,7 +28,47 @@ plugin::ConfigView complete(const plugin::ConfigView& initial) {
   return plugin::ConfigView(all.begin(), all.end());
 }
 
+bool is_human_actor(const std::string& actor) {
+  return actor.rfind("human:", 0) == 0;
+}
+
+std::string plural(std::int64_t n, const char* noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 }  // namespace
+
+std::vector<plugin::ParamSpec> human_grace_params() {
+  plugin::ParamSpec evals;
+  evals.key = kHumanGraceEvalsKey;
+  evals.type = plugin::ParamType::kInt64;
+  evals.default_value = HumanGrace{}.evals;
+  evals.min = 0;
+  evals.max = 1'000'000;
+  evals.help =
+      "after a human writes a key, this policy leaves it alone through this many evaluations "
+      "run with the human's value";
+  plugin::ParamSpec steps = evals;
+  steps.key = kHumanGraceStepsKey;
+  steps.default_value = HumanGrace{}.steps;
+  steps.max = 1'000'000'000;
+  steps.help =
+      "after a human writes a key, this policy leaves it alone for at most this many training "
+      "steps run with the human's value";
+  return {evals, steps};
+}
+
+HumanGrace take_human_grace(plugin::Params& params) {
+  HumanGrace grace;
+  for (auto [key, field] : {std::pair{kHumanGraceEvalsKey, &grace.evals},
+                            std::pair{kHumanGraceStepsKey, &grace.steps}}) {
+    const auto it = params.find(key);
+    if (it == params.end()) continue;
+    if (const auto* v = std::get_if<std::int64_t>(&it->second)) *field = *v;
+    params.erase(it);
+  }
+  return grace;
+}
 
 shm::Value to_block_value(const plugin::ParamValue& v) {
   return std::visit(
@@ -128,8 +169,14 @@ WriteOutcome BlockConfigSink::apply_at(const std::vector<plugin::ProposedWrite>&
     next[w.path] = as_declared_type(*knobs::find(w.path), w.value);
   }
   std::vector<shm::Entry> batch;
-  for (const auto& w : writes)
+  for (const auto& w : writes) {
     batch.push_back({w.path, to_block_value(next[w.path])});
+    // A resync restates values: who wrote an unchanged one is still known.
+    const auto old = config_.find(w.path);
+    const bool restated =
+        actor == "snapshot" && old != config_.end() && old->second == next[w.path];
+    if (!restated) writers_[w.path] = {actor, revision, next[w.path]};
+  }
   batch.push_back(
       {std::string(knobs::kRevision), shm::Value::i64(static_cast<std::int64_t>(revision))});
   writer_.apply(batch);
@@ -137,6 +184,7 @@ WriteOutcome BlockConfigSink::apply_at(const std::vector<plugin::ProposedWrite>&
   next[std::string(knobs::kRevision)] = static_cast<std::int64_t>(revision_);
   config_ = std::move(next);
   out.applied = true;
+  out.fate = plugin::WriteFate::kApplied;
   out.revision = revision_;
   return out;
 }
@@ -151,8 +199,124 @@ Supervisor::Supervisor(shm::ConfigBlockReader reader, ConfigSink& sink)
       sink_(sink),
       buffer_(512) {}
 
-void Supervisor::add_policy(std::string name, std::unique_ptr<plugin::Policy> policy) {
-  policies_.push_back({std::move(name), std::move(policy)});
+void Supervisor::add_policy(std::string name, std::unique_ptr<plugin::Policy> policy,
+                            HumanGrace grace) {
+  policies_.push_back({std::move(name), std::move(policy), grace});
+}
+
+void Supervisor::track_human_writes(std::size_t first_new) {
+  for (const auto& [path, writer] : sink_.writers()) {
+    if (!is_human_actor(writer.actor)) continue;
+    HumanWriteProgress& p = human_writes_[path];
+    if (p.revision != writer.revision) p = {writer.revision, std::nullopt, 0};
+    for (std::size_t i = first_new; i < history_.size(); ++i) {
+      const plugin::TelemetryPoint& point = history_[i];
+      if (point.config_revision < p.revision) continue;
+      if (!p.since_step) p.since_step = point.step;
+      if (point.flags & plugin::kTelemetryEval) ++p.evals;
+    }
+  }
+}
+
+std::vector<plugin::HumanHold> Supervisor::holds(const HumanGrace& grace) const {
+  std::vector<plugin::HumanHold> out;
+  for (const auto& [path, writer] : sink_.writers()) {
+    const auto progress = human_writes_.find(path);
+    if (!is_human_actor(writer.actor) || progress == human_writes_.end()) continue;
+    const HumanWriteProgress& p = progress->second;
+    plugin::HumanHold hold{path, writer.actor, writer.revision, writer.value, p.since_step, ""};
+    if (!p.since_step) {
+      hold.until = "until the trainer has run " + plural(grace.evals, "evaluation") + " or " +
+                   plural(grace.steps, "step") + " with it";
+      out.push_back(std::move(hold));
+      continue;
+    }
+    const std::uint64_t end_step = *p.since_step + static_cast<std::uint64_t>(grace.steps);
+    // Decisions made on the first `grace.evals` evaluations with the human's value are held.
+    if (p.evals > grace.evals || history_.back().step >= end_step) continue;
+    const std::int64_t more = grace.evals - p.evals;  // held evaluations still to come
+    hold.until = (more == 0 ? std::string("until the next evaluation")
+                            : "for " + plural(more, "more evaluation")) +
+                 " or until step " + std::to_string(end_step);
+    out.push_back(std::move(hold));
+  }
+  return out;
+}
+
+void Supervisor::settle(SupervisorEvent& ev, bool dry_run,
+                        const std::vector<plugin::HumanHold>& holds) {
+  std::vector<plugin::ProposedWrite> sent;
+  std::vector<std::string> refusals;
+  for (const plugin::ProposedWrite& w : ev.writes) {
+    const auto hold = std::find_if(holds.begin(), holds.end(),
+                                   [&](const plugin::HumanHold& h) { return h.path == w.path; });
+    if (dry_run) {
+      ev.results.push_back({w.path, plugin::WriteFate::kDryRun, 0, "dry run: not applied"});
+    } else if (hold != holds.end()) {
+      const std::string why = w.path + " held by " + hold->actor + "'s write of revision " +
+                              std::to_string(hold->revision) + " (" +
+                              param_value_text(hold->value) + ") " + hold->until;
+      ev.results.push_back({w.path, plugin::WriteFate::kHeld, 0, why});
+      refusals.push_back(why);
+    } else {
+      sent.push_back(w);
+    }
+  }
+  if (dry_run) {
+    ev.outcome.reason = "dry run: not applied";
+    ev.outcome.fate = plugin::WriteFate::kDryRun;
+    return;
+  }
+  if (!sent.empty()) {
+    const WriteOutcome out = sink_.apply(sent, ev.actor);
+    for (const plugin::ProposedWrite& w : sent)
+      ev.results.push_back({w.path, out.fate, out.revision, out.reason});
+    if (!out.reason.empty()) refusals.insert(refusals.begin(), out.reason);
+    ev.outcome = out;
+  } else {
+    ev.outcome.fate = plugin::WriteFate::kHeld;
+  }
+  ev.outcome.reason.clear();
+  for (const std::string& r : refusals)
+    ev.outcome.reason += (ev.outcome.reason.empty() ? "" : "; ") + r;
+}
+
+bool Supervisor::run(Entry& e, std::size_t first_new, SupervisorEvent& ev) {
+  ev.actor = "policy:" + e.name;
+  ev.step = history_.back().step;
+  const std::vector<plugin::HumanHold> held = holds(e.grace);
+  plugin::Decision d;
+  try {
+    d = e.policy->observe({history_, first_new, sink_.config(), held});
+  } catch (const std::exception& ex) {
+    // A policy must not throw; if one does, it is disabled rather than allowed to loop.
+    e.stopped = true;
+    ev.stop_reason = std::string("policy threw and was disabled: ") + ex.what();
+    return true;
+  }
+  if (d.writes.empty() && !d.stop && d.stop_reason.empty() && d.note.empty()) return false;
+  ev.writes = d.writes;
+  ev.stop = d.stop;
+  ev.stop_reason = d.stop_reason;
+  ev.note = d.note;
+  if (d.stop) {
+    const bool has_stop_write = std::any_of(d.writes.begin(), d.writes.end(), [](const auto& w) {
+      return w.path == knobs::kEarlyStop;
+    });
+    if (!has_stop_write) ev.writes.push_back({std::string(knobs::kEarlyStop), true, d.stop_reason});
+  }
+  if (ev.writes.empty()) return true;
+  settle(ev, d.dry_run, held);
+  plugin::DecisionOutcome told{ev.results};
+  // A stop that was refused (a human holds early_stop) leaves the policy running.
+  if (d.stop && told.accepted(std::string(knobs::kEarlyStop))) e.stopped = true;
+  try {
+    e.policy->outcome(told);
+  } catch (const std::exception& ex) {
+    e.stopped = true;
+    ev.stop_reason = std::string("policy threw and was disabled: ") + ex.what();
+  }
+  return true;
 }
 
 std::vector<SupervisorEvent> Supervisor::poll() {
@@ -171,39 +335,11 @@ std::vector<SupervisorEvent> Supervisor::poll() {
   }
   std::vector<SupervisorEvent> events;
   if (history_.size() == first_new) return events;
+  track_human_writes(first_new);
   for (Entry& e : policies_) {
     if (e.stopped) continue;
-    plugin::Decision d;
-    try {
-      d = e.policy->observe(history_, first_new, sink_.config());
-    } catch (const std::exception& ex) {
-      // A policy must not throw; if one does, it is disabled rather than allowed to loop.
-      e.stopped = true;
-      events.push_back({"policy:" + e.name,
-                        history_.back().step,
-                        {},
-                        false,
-                        std::string("policy threw and was disabled: ") + ex.what(),
-                        {}});
-      continue;
-    }
-    if (d.writes.empty() && !d.stop && d.stop_reason.empty()) continue;
-    SupervisorEvent ev{
-        "policy:" + e.name, history_.back().step, d.writes, d.stop, d.stop_reason, {}};
-    if (d.stop) {
-      e.stopped = true;
-      const bool has_stop_write = std::any_of(d.writes.begin(), d.writes.end(), [](const auto& w) {
-        return w.path == knobs::kEarlyStop;
-      });
-      if (!has_stop_write)
-        ev.writes.push_back({std::string(knobs::kEarlyStop), true, d.stop_reason});
-    }
-    if (d.dry_run) {
-      ev.outcome.reason = "dry run: not applied";
-    } else if (!ev.writes.empty()) {
-      ev.outcome = sink_.apply(ev.writes, ev.actor);
-    }
-    events.push_back(std::move(ev));
+    SupervisorEvent ev;
+    if (run(e, first_new, ev)) events.push_back(std::move(ev));
   }
   return events;
 }

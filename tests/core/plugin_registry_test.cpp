@@ -85,7 +85,7 @@ TEST_F(PluginRegistryTest, GoodPluginsLoadDespiteBrokenNeighbours) {
   ASSERT_NE(policy, nullptr) << error;
   std::vector<TelemetryPoint> h(1);
   h[0].loss = 5;
-  const Decision d = policy->observe(h, 0, {});
+  const Decision d = policy->observe({h, 0, {}, {}});
   ASSERT_EQ(d.writes.size(), 1u);
   EXPECT_EQ(std::get<double>(d.writes[0].value), 0.001);
   auto trigger = r.trigger("test_trigger").create({{"samples", std::int64_t{3}}}, error);
@@ -100,7 +100,8 @@ TEST_F(PluginRegistryTest, EachBrokenPluginIsRefusedWithItsReason) {
     ASSERT_TRUE(e.count(file)) << file << " was not refused";
     EXPECT_NE(e.at(file).find(part), std::string::npos) << file << ": " << e.at(file);
   };
-  expect("libwrong_abi.so", "built for plugin ABI version 2; this host speaks version 1");
+  expect("libwrong_abi.so", "built for plugin ABI version " + std::to_string(kAbiVersion + 1) +
+                                "; this host speaks version " + std::to_string(kAbiVersion));
   expect("libmissing_factory.so", "does not export 'trainvisor_plugin_factory'");
   expect("libthrowing_factory.so", "factory threw: factory exploded");
   expect("libthrowing_constructor.so", "constructor threw: cannot find my model weights");

@@ -35,6 +35,7 @@ class RecordingSink final : public ConfigSink {
   }
   const plugin::ConfigView& config() const override { return block_.config(); }
   std::uint64_t revision() const override { return block_.revision(); }
+  const KeyWriters& writers() const override { return block_.writers(); }
   std::vector<Call> calls;
 
  private:
@@ -42,22 +43,25 @@ class RecordingSink final : public ConfigSink {
 };
 
 // Answers each observe() with the next queued decision (none: an empty one), or throws when
-// told to, and remembers what it was shown.
+// told to, and remembers what it was shown and told.
 class ScriptedPolicy final : public plugin::Policy {
  public:
-  plugin::Decision observe(std::span<const plugin::TelemetryPoint> history, std::size_t first_new,
-                           const plugin::ConfigView& config) override {
+  plugin::Decision observe(const plugin::Observation& o) override {
     ++observed;
-    seen_size = history.size();
-    seen_first_new = first_new;
-    seen_lr = std::get<double>(config.at(kLr));
+    seen_size = o.history.size();
+    seen_first_new = o.first_new;
+    seen_lr = std::get<double>(o.config.at(kLr));
+    seen_holds = o.holds;
     if (throw_next) throw std::runtime_error("boom");
     if (decisions.empty()) return {};
     plugin::Decision d = decisions.front();
     decisions.pop_front();
     return d;
   }
+  void outcome(const plugin::DecisionOutcome& o) override { outcomes.push_back(o); }
   std::deque<plugin::Decision> decisions;
+  std::vector<plugin::HumanHold> seen_holds;
+  std::vector<plugin::DecisionOutcome> outcomes;
   bool throw_next = false;
   int observed = 0;
   std::size_t seen_size = 0, seen_first_new = 0;
@@ -68,6 +72,13 @@ plugin::Decision writes_lr(double lr, bool dry_run = false) {
   plugin::Decision d;
   d.writes.push_back({kLr, lr, "test says so"});
   d.dry_run = dry_run;
+  return d;
+}
+
+plugin::Decision stops(const std::string& reason) {
+  plugin::Decision d;
+  d.stop = true;
+  d.stop_reason = reason;
   return d;
 }
 
@@ -91,10 +102,10 @@ class SupervisorTest : public ::testing::Test {
   }
   void TearDown() override { shm::ConfigBlockWriter::remove(shm::block_name_for_job(job_)); }
 
-  ScriptedPolicy& add_scripted(const std::string& name) {
+  ScriptedPolicy& add_scripted(const std::string& name, HumanGrace grace = {}) {
     auto p = std::make_unique<ScriptedPolicy>();
     ScriptedPolicy& ref = *p;
-    supervisor_->add_policy(name, std::move(p));
+    supervisor_->add_policy(name, std::move(p), grace);
     return ref;
   }
 
@@ -123,7 +134,7 @@ class SupervisorTest : public ::testing::Test {
       r.step = ++step_;
       r.loss = 1.0;
       r.learning_rate = 0.05;
-      r.config_revision = 1;
+      r.config_revision = trainer_revision_;
       if (i >= steps) {
         r.flags = shm::kTelemetryEval;
         r.val_loss = 1.0;
@@ -145,6 +156,15 @@ class SupervisorTest : public ::testing::Test {
   std::optional<shm::TelemetryWriter> ring_;
   std::unique_ptr<Supervisor> supervisor_;
   std::uint64_t step_ = 0;
+  std::uint64_t trainer_revision_ = 1;  // the revision the pushed records say they ran with
+
+  // A human's write as the config agent applies a hub delta: the next revision, actor human:ana.
+  std::uint64_t human_writes(const std::string& path, plugin::ParamValue value) {
+    const std::uint64_t revision = block_->revision() + 1;
+    EXPECT_TRUE(
+        block_->apply_at({{path, std::move(value), "manual"}}, "human:ana", revision).applied);
+    return revision;
+  }
 };
 
 TEST_F(SupervisorTest, NothingArrivedNothingRuns) {
@@ -215,10 +235,7 @@ TEST_F(SupervisorTest, DryRunPlateauWritesNothing) {
 
 TEST_F(SupervisorTest, StopBecomesTheEarlyStopWrite) {
   ScriptedPolicy& p = add_scripted("stopper");
-  plugin::Decision d;
-  d.stop = true;
-  d.stop_reason = "enough";
-  p.decisions.push_back(d);
+  p.decisions.push_back(stops("enough"));
   push(1);
   const std::vector<SupervisorEvent> events = supervisor_->poll();
   ASSERT_EQ(events.size(), 1u);
@@ -315,6 +332,148 @@ TEST_F(SupervisorTest, HistoryIsBoundedAndIndexedFromTheFirstRecord) {
   EXPECT_EQ(h.back().step, step_);
   EXPECT_EQ(p.seen_size, h.size());
   EXPECT_EQ(p.seen_first_new, h.size() - 1);
+}
+
+}  // namespace
+}  // namespace tv
+
+namespace tv {
+namespace {
+
+// The case: a human set the rate, and the policy's next write took it back at once.
+TEST_F(SupervisorTest, AHumanWriteHoldsItsKeyThroughTheGraceEvaluations) {
+  ScriptedPolicy& p = add_scripted("scripted", HumanGrace{1, 100000});
+  for (int i = 0; i < 3; ++i)
+    p.decisions.push_back(writes_lr(0.01));
+  const std::uint64_t human = human_writes(kLr, 0.08);
+  push(1);  // the trainer has not run with the human's revision yet
+  std::vector<SupervisorEvent> events = supervisor_->poll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_FALSE(events[0].outcome.applied);
+  EXPECT_EQ(events[0].outcome.reason,
+            "training/optimizer/learning_rate held by human:ana's write of revision " +
+                std::to_string(human) +
+                " (0.08) until the trainer has run 1 evaluation or 100000 steps with it");
+  ASSERT_EQ(p.seen_holds.size(), 1u);
+  EXPECT_EQ(p.seen_holds[0].actor, "human:ana");
+  EXPECT_FALSE(p.seen_holds[0].since_step);
+  ASSERT_EQ(p.outcomes.size(), 1u);
+  ASSERT_EQ(p.outcomes[0].writes.size(), 1u);
+  EXPECT_EQ(p.outcomes[0].writes[0].fate, plugin::WriteFate::kHeld);
+  EXPECT_TRUE(sink_->calls.empty());
+  EXPECT_DOUBLE_EQ(block_lr(), 0.08);
+
+  trainer_revision_ = human;
+  push(2, 1);  // the first evaluation with the human's value: still held
+  events = supervisor_->poll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_NE(events[0].outcome.reason.find("until the next evaluation or until step "),
+            std::string::npos)
+      << events[0].outcome.reason;
+  ASSERT_EQ(p.seen_holds.size(), 1u);
+  EXPECT_EQ(p.seen_holds[0].since_step, step_ - 2);
+  EXPECT_TRUE(sink_->calls.empty());
+  EXPECT_DOUBLE_EQ(block_lr(), 0.08);
+
+  push(0, 1);  // the grace is over: the policy's write goes through
+  events = supervisor_->poll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].outcome.applied) << events[0].outcome.reason;
+  EXPECT_TRUE(p.seen_holds.empty());
+  EXPECT_EQ(p.outcomes.back().writes[0].fate, plugin::WriteFate::kApplied);
+  EXPECT_EQ(p.outcomes.back().writes[0].revision, human + 1);
+  EXPECT_DOUBLE_EQ(block_lr(), 0.01);
+}
+
+TEST_F(SupervisorTest, TheHoldEndsAfterTheGraceSteps) {
+  ScriptedPolicy& p = add_scripted("scripted", HumanGrace{5, 10});
+  p.decisions.push_back(writes_lr(0.01));
+  p.decisions.push_back(writes_lr(0.01));
+  trainer_revision_ = human_writes(kLr, 0.08);
+  push(10);  // steps 1..10: 9 steps since the first with the human's value
+  EXPECT_FALSE(supervisor_->poll().at(0).outcome.applied);
+  push(1);
+  EXPECT_TRUE(supervisor_->poll().at(0).outcome.applied);
+  EXPECT_DOUBLE_EQ(block_lr(), 0.01);
+}
+
+// Only the held key is refused; the rest of the decision goes through, and the policy hears of
+// each write.
+TEST_F(SupervisorTest, OnlyTheHeldKeyIsRefused) {
+  ScriptedPolicy& p = add_scripted("scripted");
+  plugin::Decision d = writes_lr(0.01);
+  d.writes.push_back({std::string(knobs::kGradClipMax), 2.0, "clip"});
+  p.decisions.push_back(d);
+  human_writes(kLr, 0.08);
+  push(1);
+  const std::vector<SupervisorEvent> events = supervisor_->poll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].outcome.applied);
+  ASSERT_EQ(p.outcomes.size(), 1u);
+  EXPECT_FALSE(p.outcomes[0].accepted(kLr));
+  EXPECT_TRUE(p.outcomes[0].accepted(std::string(knobs::kGradClipMax)));
+  ASSERT_EQ(sink_->calls.size(), 1u);
+  ASSERT_EQ(sink_->calls[0].writes.size(), 1u);
+  EXPECT_EQ(sink_->calls[0].writes[0].path, knobs::kGradClipMax);
+  EXPECT_DOUBLE_EQ(block_lr(), 0.08);
+}
+
+TEST_F(SupervisorTest, ThePolicyIsToldARefusalAndADryRun) {
+  ScriptedPolicy& p = add_scripted("scripted");
+  p.decisions.push_back(writes_lr(50.0));
+  p.decisions.push_back(writes_lr(0.02, true));
+  push(1);
+  supervisor_->poll();
+  push(1);
+  supervisor_->poll();
+  ASSERT_EQ(p.outcomes.size(), 2u);
+  EXPECT_EQ(p.outcomes[0].writes.at(0).fate, plugin::WriteFate::kInvalid);
+  EXPECT_NE(p.outcomes[0].writes[0].reason.find("above the maximum"), std::string::npos);
+  EXPECT_EQ(p.outcomes[1].writes.at(0).fate, plugin::WriteFate::kDryRun);
+}
+
+// A human who set early_stop false keeps the job running: the stop is refused, and the policy
+// is asked again (it has not stopped anything).
+TEST_F(SupervisorTest, AStopRefusedByAHoldLeavesThePolicyRunning) {
+  ScriptedPolicy& p = add_scripted("stopper");
+  p.decisions.push_back(stops("enough"));
+  human_writes(kStop, false);
+  push(1);
+  const std::vector<SupervisorEvent> events = supervisor_->poll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_FALSE(events[0].outcome.applied);
+  EXPECT_FALSE(block_stop());
+  push(1);
+  supervisor_->poll();
+  EXPECT_EQ(p.observed, 2);
+}
+
+// The real plateau plugin yields, and says so in its note, rather than proposing.
+TEST_F(SupervisorTest, PlateauYieldsToAHumanAndSaysSo) {
+  add_plateau(false);
+  human_writes(kLr, 0.08);
+  push(2, 2);
+  const std::vector<SupervisorEvent> events = supervisor_->poll();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_TRUE(events[0].writes.empty());
+  EXPECT_NE(events[0].note.find("learning_rate held by human:ana's write of revision 2 (0.08)"),
+            std::string::npos)
+      << events[0].note;
+  EXPECT_NE(events[0].note.find(": not reduced"), std::string::npos) << events[0].note;
+  EXPECT_TRUE(sink_->calls.empty());
+}
+
+TEST(BlockConfigSink, KnowsWhoLastWroteEachKeyAcrossAResync) {
+  const std::string job = "sink-writers-" + std::to_string(::getpid());
+  BlockConfigSink sink(job, {});
+  ASSERT_TRUE(sink.apply_at({{kLr, 0.08, ""}}, "human:ana", 2).applied);
+  ASSERT_TRUE(sink.apply({{kStop, false, ""}}, "policy:x").applied);
+  // A snapshot restating the same value keeps the human as its writer; a changed one does not.
+  ASSERT_TRUE(sink.apply_at({{kLr, 0.08, ""}, {kStop, true, ""}}, "snapshot", 4).applied);
+  EXPECT_EQ(sink.writers().at(kLr).actor, "human:ana");
+  EXPECT_EQ(sink.writers().at(kLr).revision, 2u);
+  EXPECT_EQ(sink.writers().at(kStop).actor, "snapshot");
+  sink.remove_block();
 }
 
 }  // namespace

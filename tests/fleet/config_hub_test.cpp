@@ -4,6 +4,7 @@
 #include <cmath>
 #include <thread>
 
+#include "trainvisor/fleet/store/connection.hpp"
 #include "trainvisor/fleet/telemetry_store.hpp"
 
 #include <gtest/gtest.h>
@@ -149,6 +150,77 @@ TEST_F(ConfigHubTest, FreezeRefusesAPrefixNoKnobIsUnder) {
   hub_->freeze("job1", "training", "human:ana");
   hub_->freeze("job1", "training/optimizer/learning_rate", "human:ana");
   EXPECT_EQ(hub_->frozen("job1").size(), 2u);
+}
+
+// A policy retrying under a freeze: the issue saw 50+ refusal rows. Identical refusals in a row
+// are one row with a count; anything different, or an accepted change, starts a new row.
+TEST_F(ConfigHubTest, RepeatedIdenticalRefusalsAreOneRowWithACount) {
+  hub_->freeze("job1", "training/optimizer", "human:ana");
+  const std::size_t before = hub_->audit("job1", 0, 100).size();
+  const std::vector<ConfigWrite> batch = {{"training/optimizer/learning_rate", 0.01},
+                                          {"training/optimizer/momentum", 0.5}};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(hub_->write("job1", batch, "policy:plateau", "try " + std::to_string(i)).refused,
+              ConfigRefusal::kFrozen);
+  }
+  auto log = hub_->audit("job1", 0, 100);
+  ASSERT_EQ(log.size(), before + 2);  // one row per write of the batch
+  for (std::size_t i = before; i < log.size(); ++i) {
+    EXPECT_EQ(log[i].count, 3u);
+    EXPECT_EQ(log[i].reason, "try 2");  // the latest one's reason and time
+    EXPECT_FALSE(log[i].accepted);
+    EXPECT_EQ(log[i].time_ms, now_);
+  }
+  // Another value, another actor: new rows.
+  hub_->write("job1", {{"training/optimizer/learning_rate", 0.02}}, "policy:plateau", "");
+  hub_->write("job1", {{"training/optimizer/learning_rate", 0.02}}, "policy:other", "");
+  log = hub_->audit("job1", 0, 100);
+  ASSERT_EQ(log.size(), before + 4);
+  EXPECT_EQ(log[before + 2].count, 1u);
+  EXPECT_EQ(log[before + 3].count, 1u);
+  // An accepted change between two identical refusals: two rows.
+  ASSERT_TRUE(
+      hub_->write("job1", {{"training/control/max_epochs", std::int64_t{3}}}, "human:ana", "")
+          .applied);
+  hub_->write("job1", {{"training/optimizer/learning_rate", 0.02}}, "policy:other", "");
+  log = hub_->audit("job1", 0, 100);
+  ASSERT_EQ(log.size(), before + 6);
+  EXPECT_EQ(log.back().count, 1u);
+  // Accepted rows are never counted up.
+  ASSERT_TRUE(
+      hub_->write("job1", {{"training/control/max_epochs", std::int64_t{3}}}, "human:ana", "")
+          .applied);
+  EXPECT_EQ(hub_->audit("job1", 0, 100).back().count, 1u);
+}
+
+// A database made before the count column existed gains it; its rows count once.
+TEST_F(ConfigHubTest, AnOlderDatabaseGainsTheCountColumn) {
+  const std::string path = (dir_ / "old.sqlite").string();
+  {
+    store::Connection db(path, {"old hub", std::chrono::seconds(1), store::Durability::kFull});
+    db.exec(
+        "CREATE TABLE config_jobs (job_id TEXT PRIMARY KEY, revision INTEGER NOT NULL);"
+        "CREATE TABLE config_values (job_id TEXT NOT NULL, path TEXT NOT NULL,"
+        "  value TEXT NOT NULL, PRIMARY KEY (job_id, path));"
+        "CREATE TABLE config_frozen (job_id TEXT NOT NULL, prefix TEXT NOT NULL,"
+        "  PRIMARY KEY (job_id, prefix));"
+        "CREATE TABLE config_audit (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
+        "  revision INTEGER NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, path TEXT NOT "
+        "NULL, old_value TEXT, new_value TEXT NOT NULL, time_ms INTEGER NOT NULL,"
+        "  accepted INTEGER NOT NULL, refusal TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'write');"
+        "INSERT INTO config_jobs VALUES ('old', 1);"
+        "INSERT INTO config_values VALUES ('old', 'training/optimizer/learning_rate', '0.1');"
+        "INSERT INTO config_audit (job_id, revision, actor, reason, path, old_value, new_value,"
+        "  time_ms, accepted, refusal) VALUES ('old', 1, 'api', 'seeded',"
+        "  'training/optimizer/learning_rate', NULL, '0.1', 5, 1, '');");
+  }
+  ConfigHub hub = ConfigHub::open(path);
+  ASSERT_EQ(hub.audit("old", 0, 10).size(), 1u);
+  EXPECT_EQ(hub.audit("old", 0, 10)[0].count, 1u);
+  hub.freeze("old", "training", "human:ana");
+  for (int i = 0; i < 2; ++i)
+    hub.write("old", {{"training/optimizer/learning_rate", 0.01}}, "policy:plateau", "");
+  EXPECT_EQ(hub.audit("old", 0, 10).back().count, 2u);
 }
 
 TEST_F(ConfigHubTest, DeltasSinceARevisionAndPersistence) {

@@ -13,11 +13,10 @@ using namespace tv::plugin;
 class CapPolicy final : public Policy {
  public:
   explicit CapPolicy(double bound) : bound_(bound) {}
-  Decision observe(std::span<const TelemetryPoint> history, std::size_t first_new,
-                   const ConfigView&) override {
+  Decision observe(const Observation& o) override {
     Decision d;
-    for (std::size_t i = first_new; i < history.size(); ++i) {
-      if (history[i].loss > bound_) {
+    for (std::size_t i = o.first_new; i < o.history.size(); ++i) {
+      if (o.history[i].loss > bound_) {
         d.writes.push_back({"training/optimizer/learning_rate", 0.001, "loss above bound"});
         break;
       }

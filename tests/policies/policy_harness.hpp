@@ -1,7 +1,7 @@
 // Test side of the policy plugins: loads the real plugin libraries the way the host does (once,
 // never unloaded), builds complete Params from a descriptor's defaults, and drives a Policy the
-// way the supervisor does: append records, observe() the new ones, apply the proposed writes to
-// the job's config as the sink would.
+// way the supervisor does: append records, observe() the new ones, tell the policy what became
+// of its writes (outcome()) and apply the accepted ones to the job's config as the sink would.
 #pragma once
 
 #include <boost/dll/shared_library.hpp>
@@ -112,8 +112,17 @@ class PolicyRun {
   plugin::Decision feed(const std::vector<plugin::TelemetryPoint>& records) {
     const std::size_t first_new = history.size();
     history.insert(history.end(), records.begin(), records.end());
-    plugin::Decision decision = policy_->observe(history, first_new, config);
-    if (apply_writes) {
+    plugin::Decision decision = policy_->observe({history, first_new, config, holds});
+    if (decision.writes.empty()) return decision;
+    const plugin::WriteFate told = decision.dry_run ? plugin::WriteFate::kDryRun : fate;
+    const bool accepted = told == plugin::WriteFate::kApplied || told == plugin::WriteFate::kQueued;
+    plugin::DecisionOutcome outcome;
+    if (accepted) ++revision_;
+    for (const plugin::ProposedWrite& write : decision.writes)
+      outcome.writes.push_back(
+          {write.path, told, accepted ? revision_ : 0, accepted ? "" : "refused by the test"});
+    policy_->outcome(outcome);
+    if (apply_writes && accepted) {
       for (const plugin::ProposedWrite& write : decision.writes)
         config[write.path] = write.value;
     }
@@ -131,9 +140,13 @@ class PolicyRun {
   plugin::ConfigView config;
   // Off to model a sink that has not applied earlier writes yet when the next records arrive.
   bool apply_writes = true;
+  // What becomes of every write of the next decisions (a dry run's are kDryRun whatever this is).
+  plugin::WriteFate fate = plugin::WriteFate::kApplied;
+  std::vector<plugin::HumanHold> holds;  // handed to observe()
 
  private:
   std::unique_ptr<plugin::Policy> policy_;
+  std::uint64_t revision_ = 1;
 };
 
 }  // namespace tv::policies::test

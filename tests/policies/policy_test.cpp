@@ -118,9 +118,9 @@ TEST_P(EveryPolicyPlugin, DecidesNothingWhenNoRecordIsNew) {
   PolicyRun run(GetParam().path);
   const std::vector<TelemetryPoint> history = {train_point(1, kNaN, kNaN),
                                                eval_point(2, kNaN, kNaN)};
-  expect_no_action(run.policy().observe(history, history.size(), run.config));
-  expect_no_action(run.policy().observe(history, history.size() + 5, run.config));
-  expect_no_action(run.policy().observe({}, 0, run.config));
+  expect_no_action(run.policy().observe({history, history.size(), run.config, {}}));
+  expect_no_action(run.policy().observe({history, history.size() + 5, run.config, {}}));
+  expect_no_action(run.policy().observe({{}, 0, run.config, {}}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, EveryPolicyPlugin, ::testing::ValuesIn(kPolicyLibraries),
@@ -249,29 +249,72 @@ TEST(Plateau, StepsOnlyOnRecordsFromFirstNew) {
   const std::vector<TelemetryPoint> history = {eval_point(1, 1.0), eval_point(2, 5.0),
                                                eval_point(3, 5.0)};
   const std::span<const TelemetryPoint> all(history);
-  expect_no_action(run.policy().observe(all.first(2), 0, run.config));
+  expect_no_action(run.policy().observe({all.first(2), 0, run.config, {}}));
   for (int repeat = 0; repeat < 3; ++repeat) {
-    expect_no_action(run.policy().observe(all.first(2), 2, run.config));
+    expect_no_action(run.policy().observe({all.first(2), 2, run.config, {}}));
   }
   // Two bad evaluations so far: patience 2 is not exceeded yet.
-  expect_no_action(run.policy().observe(all, 2, run.config));
+  expect_no_action(run.policy().observe({all, 2, run.config, {}}));
   const std::vector<TelemetryPoint> longer = {history[0], history[1], history[2],
                                               eval_point(4, 5.0)};
-  EXPECT_EQ(run.policy().observe(longer, 3, run.config).writes.size(), 1u);
+  EXPECT_EQ(run.policy().observe({longer, 3, run.config, {}}).writes.size(), 1u);
 }
 
-// The trainer may not have applied the last write yet; scaling the stale config value would
-// propose the same learning rate again.
-TEST(Plateau, ReducesFromItsOwnLastProposalNotFromAStaleConfig) {
+// The issue this pins: a human set 0.08 between two reductions, and the policy scaled the rate it
+// remembered, walking the human's value back down. It scales the live rate.
+TEST(Plateau, ReducesFromTheLiveRateNotFromItsLastProposal) {
   PolicyRun run(TV_POLICY_PLATEAU, {{"patience", std::int64_t{0}}});
-  run.apply_writes = false;
   run.feed(eval_point(1, 1.0));
   Decision decision = run.feed(eval_point(2, 1.0));
   ASSERT_EQ(decision.writes.size(), 1u);
   EXPECT_DOUBLE_EQ(std::get<double>(decision.writes[0].value), 0.01);
+  run.config[kLearningRateKey] = 0.08;  // a human's write, past its hold
   decision = run.feed(eval_point(3, 1.0));
   ASSERT_EQ(decision.writes.size(), 1u);
-  EXPECT_DOUBLE_EQ(std::get<double>(decision.writes[0].value), 0.001);
+  EXPECT_DOUBLE_EQ(std::get<double>(decision.writes[0].value), 0.008);
+}
+
+// While a human holds the rate, plateau proposes nothing, says why in its note, and reduces from
+// the live (human's) rate once the hold ends: its counters did not move meanwhile.
+TEST(Plateau, YieldsToAHumanHoldAndSaysSo) {
+  PolicyRun run(TV_POLICY_PLATEAU, {{"patience", std::int64_t{1}}});
+  run.feed(eval_point(1, 1.0));
+  run.config[kLearningRateKey] = 0.08;
+  run.holds = {
+      {kLearningRateKey, "human:ana", 7, 0.08, 2, "for 1 more evaluation or until step 5002"}};
+  run.feed(eval_point(2, 1.0));
+  Decision decision = run.feed(eval_point(3, 1.0));
+  EXPECT_TRUE(decision.writes.empty());
+  EXPECT_EQ(decision.note,
+            "learning_rate held by human:ana's write of revision 7 (0.08) for 1 more evaluation "
+            "or until step 5002: not reduced (val_loss 1 has not improved on 1 for 2 "
+            "evaluations (patience 1))");
+  run.holds.clear();
+  decision = run.feed(eval_point(4, 1.0));
+  expect_learning_rate_write(decision, 0.008,
+                             "val_loss 1 has not improved on 1 for 3 evaluations (patience 1): "
+                             "learning_rate 0.08 -> 0.008");
+}
+
+// Under a freeze every reduction is refused: the policy does not walk the rate down in its head.
+// It proposes the same value from the live rate each time (the hub counts those as one row), and
+// the first write after the freeze is one reduction of the live rate.
+TEST(Plateau, ARefusedReductionDoesNotAdvanceItsState) {
+  PolicyRun run(TV_POLICY_PLATEAU, {{"patience", std::int64_t{0}}, {"cooldown", std::int64_t{3}}});
+  run.fate = plugin::WriteFate::kFrozen;
+  run.feed(eval_point(1, 1.0));
+  for (std::uint64_t step = 2; step < 8; ++step) {
+    // No cooldown started by a refused write: every evaluation proposes again, the same value.
+    const Decision decision = run.feed(eval_point(step, 1.0));
+    ASSERT_EQ(decision.writes.size(), 1u) << "step " << step;
+    EXPECT_DOUBLE_EQ(std::get<double>(decision.writes[0].value), 0.01);
+  }
+  run.fate = plugin::WriteFate::kApplied;
+  EXPECT_DOUBLE_EQ(std::get<double>(run.feed(eval_point(8, 1.0)).writes.at(0).value), 0.01);
+  EXPECT_DOUBLE_EQ(run.learning_rate(), 0.01);
+  // Applied: now the cooldown holds it back.
+  for (std::uint64_t step = 9; step < 12; ++step)
+    expect_no_action(run.feed(eval_point(step, 1.0)));
 }
 
 TEST(Plateau, InDryRunStillProposesButMarksEveryWrite) {

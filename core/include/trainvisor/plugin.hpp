@@ -47,7 +47,8 @@ class Module;
 namespace tv::plugin {
 
 // Bumped whenever anything below changes in a way a built plugin would notice.
-inline constexpr std::uint32_t kAbiVersion = 1;
+// 2: Policy::observe takes an Observation (live config, human holds); Policy::outcome.
+inline constexpr std::uint32_t kAbiVersion = 2;
 
 enum class Kind : std::uint32_t { kModel = 1, kPolicy = 2, kTrigger = 3 };
 
@@ -167,8 +168,17 @@ class TV_PLUGIN_API ModelPlugin : public Plugin {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Policies. A policy sees a job's telemetry and current config and proposes config writes or a
+// Policies. A policy sees a job's telemetry and live config and proposes config writes or a
 // stop. It runs in the host's supervisor, never in the trainer.
+//
+// Precedence: human > freeze > policy. A human's write always goes through (a freeze holds
+// policies only). After a human writes a key, every policy leaves that key alone for a grace
+// (the framework keys human_grace_evals and human_grace_steps beside the policy's name in the
+// manifest; the plugin never sees them): the supervisor refuses a policy's write to a held key
+// and lists the holds in each Observation, so that a policy can say in its reason that it
+// yields. A write under a frozen prefix is refused by the coordinator. A policy decides from the
+// live config it is handed, never from a value it remembers, and commits state that depends on
+// a write (a cooldown, a reset counter) only once outcome() says the write was accepted.
 
 // Bits of TelemetryPoint::flags. They are the bits the shared-memory ring carries
 // (shm::TelemetryFlag): shm depends on nothing of ours and plugins see only this header, so each
@@ -206,8 +216,31 @@ struct TelemetryPoint {
   double samples_per_sec = kMissingMetric;
 };
 
-// The job's current config: full key paths to values.
+// The job's config: full key paths to values.
 using ConfigView = std::map<std::string, ParamValue>;
+
+// A key a human wrote recently: policies leave it alone until the hold ends.
+struct HumanHold {
+  std::string path;
+  std::string actor;           // "human:ana"
+  std::uint64_t revision = 0;  // the revision of the human's write
+  ParamValue value;            // the value the human wrote
+  // The first step the trainer ran with that revision; empty until its telemetry shows it.
+  std::optional<std::uint64_t> since_step;
+  std::string until;  // when the hold ends, in words: "for 1 more evaluation or until step 5300"
+};
+
+// What observe() is given.
+struct Observation {
+  // Every record of the job so far (the newest ones on a long job) in step order; records from
+  // `first_new` on arrived since the previous call.
+  std::span<const TelemetryPoint> history;
+  std::size_t first_new = 0;
+  // The live config: the values the trainer runs with now (its block), whoever wrote them. Not
+  // what this policy proposed last: that may have been refused, or overwritten by a human.
+  ConfigView config;
+  std::vector<HumanHold> holds;  // keys no policy may write now
+};
 
 struct ProposedWrite {
   std::string path;
@@ -222,15 +255,48 @@ struct Decision {
   // The policy runs in dry-run mode: its writes are what it would do; the supervisor reports
   // them and applies nothing.
   bool dry_run = false;
+  // What the policy held back and why, when it proposes nothing (e.g. "learning_rate held by
+  // human:ana until step 5300: not reduced"); reported like a write's reason.
+  std::string note;
 };
 
+// What became of one proposed write.
+enum class WriteFate : std::uint32_t {
+  kApplied = 1,  // written, as WriteResult::revision
+  kQueued = 2,   // the coordinator is unreachable: sent, in order, when it is back (accepted)
+  kHeld = 3,     // refused: a human wrote the key recently (Observation::holds)
+  kFrozen = 4,   // refused: the key is under a frozen prefix
+  kInvalid = 5,  // refused: unknown key, wrong type or out of range
+  kDryRun = 6,   // not sent: the policy runs in dry run
+};
+
+struct WriteResult {
+  std::string path;
+  WriteFate fate = WriteFate::kInvalid;
+  std::uint64_t revision = 0;  // kApplied: the revision it became
+  std::string reason;          // a refusal: why, naming the human, the freeze or the rule
+};
+
+// What became of the writes of the decision observe() just returned.
+struct DecisionOutcome {
+  std::vector<WriteResult> writes;
+
+  // True when the write to `path` was applied or queued.
+  bool accepted(const std::string& path) const {
+    for (const WriteResult& w : writes) {
+      if (w.path == path) return w.fate == WriteFate::kApplied || w.fate == WriteFate::kQueued;
+    }
+    return false;
+  }
+};
+
+// Called by one supervisor thread at a time; a policy needs no locking.
 class TV_PLUGIN_API Policy {
  public:
   virtual ~Policy() = default;
-  // `history` is every record of the job so far in step order; records from `first_new` on
-  // arrived since the previous call. `config` is the config the trainer now runs with.
-  virtual Decision observe(std::span<const TelemetryPoint> history, std::size_t first_new,
-                           const ConfigView& config) = 0;
+  virtual Decision observe(const Observation& observation) = 0;
+  // Called right after observe() when its decision had writes (dry-run ones included).
+  virtual void outcome(const DecisionOutcome& outcome) { (void)outcome; }
 };
 
 class TV_PLUGIN_API PolicyPlugin : public Plugin {

@@ -6,6 +6,10 @@
 // so that one burst of large gradients leads to one reaction, not one per record. The usual
 // remedy for exploding gradients (Pascanu et al. 2013, "On the difficulty of training recurrent
 // neural networks": clip the norm), applied live instead of at the next restart.
+//
+// It scales the live learning rate. The cooldown starts only once one of its writes takes
+// effect: a reaction refused whole (frozen, or both keys held by a human) is made again at the
+// next spike. A key a human holds is left alone, and the reason says so.
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -70,14 +74,23 @@ class GradExplosionPolicy final : public RecordPolicy {
     const bool finite = std::isfinite(point.grad_norm);
     if (finite && !(point.grad_norm > s_.threshold)) return;
     if (in_cooldown(point.step)) return;
-    last_reaction_step_ = point.step;
 
     const std::string cause =
         "grad_norm " + format_number(point.grad_norm) +
         (finite ? " > threshold " + format_number(s_.threshold) : std::string(" is not finite")) +
         " at step " + std::to_string(point.step);
-    lower_learning_rate(cause, config, decision);
-    tighten_clipping(cause, config, decision);
+    const bool lowered = lower_learning_rate(cause, config, decision);
+    if (!(tighten_clipping(cause, config, decision) || lowered)) return;
+    if (!reacted_) before_reaction_ = last_reaction_step_;
+    reacted_ = true;
+    last_reaction_step_ = point.step;
+  }
+
+  void settle(const plugin::DecisionOutcome& outcome) override {
+    if (!reacted_) return;
+    reacted_ = false;
+    if (took_effect(outcome, kLearningRateKey) || took_effect(outcome, kGradClipMaxKey)) return;
+    last_reaction_step_ = before_reaction_;
   }
 
   // A record stepping back (a job resumed from an earlier checkpoint) ends the cooldown: the
@@ -87,35 +100,49 @@ class GradExplosionPolicy final : public RecordPolicy {
     return step - *last_reaction_step_ <= static_cast<std::uint64_t>(s_.cooldown_steps);
   }
 
-  void lower_learning_rate(const std::string& cause, const plugin::ConfigView& config,
+  // Both return true when they proposed a write.
+  bool lower_learning_rate(const std::string& cause, const plugin::ConfigView& config,
                            DecisionBuilder& decision) const {
     std::optional<double> lr = decision.proposed_number(kLearningRateKey);
     if (!lr) lr = config_number(config, kLearningRateKey);
-    if (!lr) return;  // the job exposes no learning rate
+    if (!lr) return false;  // the job exposes no learning rate
     const double new_lr = *lr * s_.lr_factor;
-    if (new_lr == *lr) return;
+    if (new_lr == *lr) return false;
+    if (const plugin::HumanHold* hold = decision.held(kLearningRateKey)) {
+      decision.yield(*hold, "not lowered (" + cause + ")");
+      return false;
+    }
     decision.propose(
         kLearningRateKey, new_lr,
         cause + ": learning_rate " + format_number(*lr) + " -> " + format_number(new_lr));
+    return true;
   }
 
   // Clipping is off when grad_clip_max is absent or not positive; a tighter limit set by the user
   // is kept.
-  void tighten_clipping(const std::string& cause, const plugin::ConfigView& config,
+  bool tighten_clipping(const std::string& cause, const plugin::ConfigView& config,
                         DecisionBuilder& decision) const {
-    if (!(s_.clip_value > 0.0)) return;
+    if (!(s_.clip_value > 0.0)) return false;
     std::optional<double> clip = decision.proposed_number(kGradClipMaxKey);
     if (!clip) clip = config_number(config, kGradClipMaxKey);
     const bool clipping = clip && *clip > 0.0;
-    if (clipping && *clip <= s_.clip_value) return;
+    if (clipping && *clip <= s_.clip_value) return false;
+    if (const plugin::HumanHold* hold = decision.held(kGradClipMaxKey)) {
+      decision.yield(*hold, "not tightened (" + cause + ")");
+      return false;
+    }
     decision.propose(kGradClipMaxKey, s_.clip_value,
                      cause + ": grad_clip_max " +
                          (clipping ? format_number(*clip) : std::string("off")) + " -> " +
                          format_number(s_.clip_value));
+    return true;
   }
 
   GradExplosionSettings s_;
   std::optional<std::uint64_t> last_reaction_step_;
+  // The reaction of the decision awaiting its outcome, and the cooldown before it.
+  bool reacted_ = false;
+  std::optional<std::uint64_t> before_reaction_;
 };
 
 }  // namespace

@@ -5,11 +5,17 @@
 // in PyTorch behaves the same here; shared/golden/reduce_lr_on_plateau.json (beside the repository)
 // pins it. One scheduler step is one record carrying the monitored value (an evaluation for
 // val_loss and val_accuracy, every record for loss). Its output is a write of
-// training/optimizer/learning_rate.
+// training/optimizer/learning_rate, scaled from the live rate (a human's value included).
+//
+// A reduction resets the counters and starts the cooldown only once its write takes effect: when
+// it is refused (frozen, held by a human) the policy stays as it was, so it reduces at its next
+// step from the live rate again, and unfreezing applies one reduction, not the many it would
+// otherwise have walked through in its head. While a human holds the rate it says so and waits.
 #include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/decision_builder.hpp"
 #include "common/monitored_metric.hpp"
@@ -80,62 +86,98 @@ class PlateauPolicy final : public RecordPolicy {
   }
 
   explicit PlateauPolicy(const PlateauSettings& settings)
-      : RecordPolicy(settings.dry_run), s_(settings), best_(worst_value(settings.monitor.mode)) {}
+      : RecordPolicy(settings.dry_run), s_(settings) {
+    state_.best = worst_value(settings.monitor.mode);
+  }
 
  private:
+  // ReduceLROnPlateau's state.
+  struct State {
+    double best = 0;
+    std::int64_t num_bad_epochs = 0;
+    std::int64_t cooldown_counter = 0;
+  };
+  // A reduction proposed and not yet confirmed: the state before it, and the values seen since.
+  struct Tentative {
+    State before;
+    std::vector<double> later;
+  };
+
   void on_record(const plugin::TelemetryPoint& point, const plugin::ConfigView& config,
                  DecisionBuilder& decision) override {
     if (!s_.monitor.metric.carried_by(point)) return;
     const double current = s_.monitor.metric.value_of(point);
-    if (is_better(current)) {
-      best_ = current;
-      num_bad_epochs_ = 0;
+    if (tentative_) tentative_->later.push_back(current);
+    track(state_, current);
+    if (state_.num_bad_epochs <= s_.patience) return;
+    if (const plugin::HumanHold* hold = decision.held(kLearningRateKey)) {
+      decision.yield(*hold, "not reduced (" + stall(current) + ")");
+      return;  // the reduction waits for the hold to end
+    }
+    const State before = state_;
+    if (reduce_lr(current, config, decision) && !tentative_) tentative_ = Tentative{before, {}};
+    state_.cooldown_counter = s_.cooldown;
+    state_.num_bad_epochs = 0;
+  }
+
+  // One scheduler step without the reduction: best, bad steps and cooldown.
+  void track(State& state, double current) const {
+    if (is_better(current, state.best)) {
+      state.best = current;
+      state.num_bad_epochs = 0;
     } else {
-      ++num_bad_epochs_;
+      ++state.num_bad_epochs;
     }
-    if (cooldown_counter_ > 0) {
-      --cooldown_counter_;
-      num_bad_epochs_ = 0;
-    }
-    if (num_bad_epochs_ > s_.patience) {
-      reduce_lr(current, config, decision);
-      cooldown_counter_ = s_.cooldown;
-      num_bad_epochs_ = 0;
+    if (state.cooldown_counter > 0) {
+      --state.cooldown_counter;
+      state.num_bad_epochs = 0;
     }
   }
 
-  bool is_better(double current) const {
+  void settle(const plugin::DecisionOutcome& outcome) override {
+    if (!tentative_) return;
+    if (!took_effect(outcome, kLearningRateKey)) {
+      // Replayed as if the reduction had not been proposed: the next step proposes it again.
+      state_ = tentative_->before;
+      for (const double value : tentative_->later)
+        track(state_, value);
+    }
+    tentative_.reset();
+  }
+
+  bool is_better(double current, double best) const {
     if (s_.monitor.mode == MetricMode::kMin) {
-      return s_.relative_threshold ? current < best_ * (1.0 - s_.threshold)
-                                   : current < best_ - s_.threshold;
+      return s_.relative_threshold ? current < best * (1.0 - s_.threshold)
+                                   : current < best - s_.threshold;
     }
-    return s_.relative_threshold ? current > best_ * (s_.threshold + 1.0)
-                                 : current > best_ + s_.threshold;
+    return s_.relative_threshold ? current > best * (s_.threshold + 1.0)
+                                 : current > best + s_.threshold;
   }
 
-  // PyTorch scales the optimizer's own lr; ours is the value this policy last proposed, since the
-  // trainer may not have applied it yet when the next records arrive.
-  void reduce_lr(double current, const plugin::ConfigView& config, DecisionBuilder& decision) {
-    const std::optional<double> old_lr =
-        proposed_lr_ ? proposed_lr_ : config_number(config, kLearningRateKey);
-    if (!old_lr) return;  // the job exposes no learning rate: nothing to scale
+  std::string stall(double current) const {
+    return std::string(s_.monitor.metric.name()) + " " + format_number(current) +
+           " has not improved on " + format_number(state_.best) + " for " +
+           std::to_string(state_.num_bad_epochs) + " " + s_.monitor.metric.steps_noun() +
+           " (patience " + std::to_string(s_.patience) + ")";
+  }
+
+  // PyTorch scales the optimizer's own rate; ours is the live one (or what this call already
+  // proposed, when one batch holds two reductions). True when a write was proposed.
+  bool reduce_lr(double current, const plugin::ConfigView& config, DecisionBuilder& decision) {
+    std::optional<double> old_lr = decision.proposed_number(kLearningRateKey);
+    if (!old_lr) old_lr = config_number(config, kLearningRateKey);
+    if (!old_lr) return false;  // the job exposes no learning rate: nothing to scale
     const double new_lr = std::max(*old_lr * s_.factor, s_.min_lr);
-    if (!(*old_lr - new_lr > s_.eps)) return;
-    proposed_lr_ = new_lr;
-    const char* metric = s_.monitor.metric.name();
+    if (!(*old_lr - new_lr > s_.eps)) return false;
     decision.propose(kLearningRateKey, new_lr,
-                     std::string(metric) + " " + format_number(current) + " has not improved on " +
-                         format_number(best_) + " for " + std::to_string(num_bad_epochs_) + " " +
-                         s_.monitor.metric.steps_noun() + " (patience " +
-                         std::to_string(s_.patience) + "): learning_rate " +
-                         format_number(*old_lr) + " -> " + format_number(new_lr));
+                     stall(current) + ": learning_rate " + format_number(*old_lr) + " -> " +
+                         format_number(new_lr));
+    return true;
   }
 
   PlateauSettings s_;
-  double best_;
-  std::int64_t num_bad_epochs_ = 0;
-  std::int64_t cooldown_counter_ = 0;
-  std::optional<double> proposed_lr_;
+  State state_;
+  std::optional<Tentative> tentative_;
 };
 
 }  // namespace

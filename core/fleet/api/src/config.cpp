@@ -88,7 +88,8 @@ void to_json(json& j, const AuditRecord& e) {
        {"new", param_value_json(e.new_value)},
        {"time_ms", e.time_ms},
        {"accepted", e.accepted},
-       {"refusal", e.refusal}};
+       {"refusal", e.refusal},
+       {"count", e.count}};
 }
 
 void from_json(const json& e, AuditRecord& r) {
@@ -104,6 +105,7 @@ void from_json(const json& e, AuditRecord& r) {
   r.time_ms = e.value("time_ms", std::int64_t{0});
   r.accepted = e.at("accepted");
   r.refusal = e.value("refusal", std::string());
+  r.count = e.value("count", std::uint64_t{1});
 }
 
 StreamMessage StreamMessage::snapshot(std::uint64_t revision, plugin::ConfigView values,

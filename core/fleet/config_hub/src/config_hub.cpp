@@ -53,8 +53,16 @@ constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS config_audit (seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL,"
     "  revision INTEGER NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL, path TEXT NOT NULL,"
     "  old_value TEXT, new_value TEXT NOT NULL, time_ms INTEGER NOT NULL,"
-    "  accepted INTEGER NOT NULL, refusal TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'write');"
+    "  accepted INTEGER NOT NULL, refusal TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'write',"
+    "  count INTEGER NOT NULL DEFAULT 1);"
     "CREATE INDEX IF NOT EXISTS config_audit_job ON config_audit (job_id, seq);";
+
+// A database made before refusals were coalesced lacks the count column: every row counts once.
+void add_count_column(store::Connection& db) {
+  Statement st = db.prepare("SELECT 1 FROM pragma_table_info('config_audit') WHERE name='count'");
+  if (st.step()) return;
+  db.exec("ALTER TABLE config_audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1");
+}
 
 }  // namespace
 
@@ -79,6 +87,7 @@ struct ConfigHub::Impl {
       : db(path, {"config hub", std::chrono::seconds(10), store::Durability::kFull}),
         clock(std::move(c)) {
     db.exec(kSchema);
+    add_count_column(db);
     if (!clock) {
       clock = [] {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -128,6 +137,38 @@ struct ConfigHub::Impl {
                 refusal, kind);
     if (old) st.bind_text(6, encode(*old));
     st.run();
+  }
+
+  // Records a refused batch of a policy. When the job's latest audit rows are the same refusal
+  // (same actor, paths, values and refusal, nothing accepted since), they count one more time,
+  // with this one's time and reason: a frozen folder's repeated refusals are one row each.
+  void audit_refusal(const std::string& job, std::uint64_t rev, const std::string& actor,
+                     const std::string& reason, const std::vector<ConfigWrite>& writes,
+                     const std::string& refusal) {
+    std::vector<std::int64_t> same;
+    Statement st = db.prepare(
+        "SELECT seq, actor, path, new_value, accepted, refusal, kind, revision FROM config_audit "
+        "WHERE job_id=? ORDER BY seq DESC LIMIT ?");
+    st.bind_all(job, i64(writes.size()));
+    for (std::size_t i = writes.size(); st.step() && i-- > 0;) {
+      const ConfigWrite& w = writes[i];  // rows come newest first, the batch's last write first
+      const bool equal = st.column_text(1) == actor && st.column_text(2) == w.path &&
+                         decode(st.column_text(3)) == w.value && st.column_int(4) == 0 &&
+                         st.column_text(5) == refusal && st.column_text(6) == "write" &&
+                         u64(st.column_int(7)) == rev;
+      if (equal) same.push_back(st.column_int(0));
+    }
+    if (same.size() == writes.size()) {
+      const std::int64_t now = clock();
+      for (const std::int64_t seq : same) {
+        db.prepare("UPDATE config_audit SET count=count+1, time_ms=?, reason=? WHERE seq=?")
+            .bind_all(now, reason, seq)
+            .run();
+      }
+      return;
+    }
+    for (const ConfigWrite& w : writes)
+      audit(job, rev, actor, reason, w, value(job, w.path), false, refusal);
   }
 
   // The accepted writes and freezes after `cursor`, oldest first; moves the cursor.
@@ -247,10 +288,7 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
     out.refused = ConfigRefusal::kFrozen;
     out.refusal = *why;
     Transaction tx(impl_->db);
-    for (const ConfigWrite& x : normalised) {
-      impl_->audit(job_id, *rev, actor, reason, x, impl_->value(job_id, x.path), false,
-                   out.refusal);
-    }
+    impl_->audit_refusal(job_id, *rev, actor, reason, normalised, out.refusal);
     tx.commit();
     return out;
   }
@@ -359,7 +397,7 @@ std::vector<AuditEntry> ConfigHub::audit(const std::string& job_id, std::uint64_
   std::vector<AuditEntry> out;
   Statement st = impl_->db.prepare(
       "SELECT seq, revision, actor, reason, path, old_value, new_value, time_ms, accepted, "
-      "refusal, kind FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?");
+      "refusal, kind, count FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?");
   st.bind_all(job_id, i64(after_seq), i64(limit));
   while (st.step()) {
     AuditEntry e;
@@ -374,6 +412,7 @@ std::vector<AuditEntry> ConfigHub::audit(const std::string& job_id, std::uint64_
     e.accepted = st.column_int(8) != 0;
     e.refusal = st.column_text(9);
     e.kind = st.column_text(10);
+    e.count = u64(st.column_int(11));
     out.push_back(std::move(e));
   }
   return out;

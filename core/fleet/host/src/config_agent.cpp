@@ -29,6 +29,7 @@ struct ConfigAgent::Impl {
 
   mutable std::mutex mu;
   plugin::ConfigView config;
+  KeyWriters writers;
   std::uint64_t revision = 0;
   std::vector<std::string> frozen;
   ConfigAgentStats stats;
@@ -48,6 +49,7 @@ struct ConfigAgent::Impl {
   void publish() {
     std::lock_guard lock(mu);
     config = sink->config();
+    writers = sink->writers();
     revision = sink->revision();
   }
 
@@ -242,6 +244,11 @@ std::uint64_t ConfigAgent::revision() const {
 plugin::ConfigView ConfigAgent::config() const {
   std::lock_guard lock(impl_->mu);
   return impl_->config;
+}
+
+KeyWriters ConfigAgent::writers() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->writers;
 }
 
 std::vector<std::string> ConfigAgent::frozen() const {

@@ -43,6 +43,9 @@ std::string tail_of(const std::string& path, std::size_t bytes) {
 // write made while the coordinator is unreachable is kept, in order, and sent when it is back:
 // a policy's decision is not lost to an outage (a refusal, though, is final).
 class CoordinatorSink final : public ConfigSink {
+  // The config route's answer to a policy's write under a frozen prefix (the others are 400/404).
+  static constexpr int kFrozenStatus = 409;
+
  public:
   CoordinatorSink(api::CoordinatorClient& client, std::string job_id, const ConfigAgent& agent)
       : client_(client), job_(std::move(job_id)), agent_(agent) {
@@ -58,12 +61,14 @@ class CoordinatorSink final : public ConfigSink {
     if (!pending_.empty()) {  // earlier writes wait: this one goes after them
       queue(std::move(p));
       WriteOutcome out;
+      out.fate = plugin::WriteFate::kQueued;
       out.reason = "queued behind " + std::to_string(pending_.size() - 1) +
                    " write(s) the coordinator has not received yet";
       return out;
     }
     WriteOutcome out;
     if (!send(p, out)) {
+      out.fate = plugin::WriteFate::kQueued;
       out.reason = "queued: the coordinator is unreachable (" + out.reason +
                    "); it is sent when the coordinator is back";
       queue(std::move(p));
@@ -86,8 +91,12 @@ class CoordinatorSink final : public ConfigSink {
   }
   const plugin::ConfigView& config() const override { return view_; }
   std::uint64_t revision() const override { return agent_.revision(); }
-  // The values the policies see: what the block holds now.
-  void refresh() { view_ = agent_.config(); }
+  const KeyWriters& writers() const override { return writers_; }
+  // The values the policies see: what the block holds now, and who wrote each key.
+  void refresh() {
+    view_ = agent_.config();
+    writers_ = agent_.writers();
+  }
 
  private:
   struct Pending {
@@ -122,9 +131,12 @@ class CoordinatorSink final : public ConfigSink {
     }
     if (*r) {
       out.applied = true;
+      out.fate = plugin::WriteFate::kApplied;
       out.revision = (*r)->revision;
       return true;
     }
+    out.fate =
+        r->status() == kFrozenStatus ? plugin::WriteFate::kFrozen : plugin::WriteFate::kInvalid;
     out.reason =
         "the coordinator refused it (" + std::to_string(r->status()) + "): " + r->error().error;
     return true;
@@ -134,6 +146,7 @@ class CoordinatorSink final : public ConfigSink {
   std::string job_;
   const ConfigAgent& agent_;
   plugin::ConfigView view_;
+  KeyWriters writers_;
   std::deque<Pending> pending_;
 };
 
@@ -317,11 +330,16 @@ struct HostDaemon::Impl {
         *job.sink);
     for (const PolicySpec& p : job.spec.policies) {
       plugin::PolicyPlugin& pp = plugins.policy(p.name);
+      // The grace keys are the framework's, beside the plugin's own (manifest.hpp).
+      std::vector<plugin::ParamSpec> schema = pp.describe().params;
+      for (plugin::ParamSpec& g : human_grace_params())
+        schema.push_back(std::move(g));
+      plugin::Params params = resolve_params(schema, p.params, "policy '" + p.name + "'");
+      const HumanGrace grace = take_human_grace(params);
       std::string error;
-      auto policy = pp.create(
-          resolve_params(pp.describe().params, p.params, "policy '" + p.name + "'"), error);
+      auto policy = pp.create(params, error);
       if (!policy) throw std::runtime_error("policy '" + p.name + "': " + error);
-      job.supervisor->add_policy(p.name, std::move(policy));
+      job.supervisor->add_policy(p.name, std::move(policy), grace);
     }
     job.next_telemetry = Clock::now() + o.telemetry_every;
   }
@@ -381,7 +399,11 @@ struct HostDaemon::Impl {
         msg += " " + w.path + " -> " + param_value_text(w.value) + " (" + w.reason + ")";
       if (!e.outcome.applied && !e.outcome.reason.empty())
         msg += " [not applied: " + e.outcome.reason + "]";
-      emit(HostEvent::Kind::kPolicy, job, msg);
+      else if (!e.outcome.reason.empty())
+        msg += " [partly applied: " + e.outcome.reason + "]";
+      if (!e.note.empty()) msg += " " + e.note;
+      if (!e.stop_reason.empty() && e.writes.empty()) msg += " " + e.stop_reason;
+      emit(HostEvent::Kind::kPolicy, job, msg + " [at step " + std::to_string(e.step) + "]");
     }
     send_telemetry(job, false);
     const auto& h = job.supervisor->history();

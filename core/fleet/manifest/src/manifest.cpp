@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 
 namespace tv::fleet {
@@ -372,8 +373,13 @@ void parse_policies(Checker& c, const toml::table& t, const std::string& what,
     }
     try {
       const plugin::PolicyPlugin& pp = plugins.policy(*name_v);
+      // human_grace_evals/steps are the supervisor's keys, kept in params for the host to take
+      // out (supervisor.hpp): the plugin never sees them.
+      std::vector<ParamSpec> schema = pp.describe().params;
+      for (ParamSpec& g : human_grace_params())
+        schema.push_back(std::move(g));
       const plugin::Params params =
-          check_params(c, pp.describe().params, *pt, what + ": policy '" + *name_v + "'", {"name"});
+          check_params(c, schema, *pt, what + ": policy '" + *name_v + "'", {"name"});
       job.policies.push_back({*name_v, params});
     } catch (const std::runtime_error& e) {
       c.error(pname->source(), what + ": " + e.what());

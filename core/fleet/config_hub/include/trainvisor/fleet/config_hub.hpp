@@ -4,7 +4,14 @@
 // Every write (human, policy, API) is validated against the trainer's knob schema, gets the
 // job's next revision (a batch of keys is one revision) and lands in an append-only audit log
 // with actor, reason, old and new value and time. A prefix can be frozen: writes from a policy
-// under it are refused (and the refusal is audited), writes from a human are accepted.
+// under it are refused (and the refusal is audited), writes from a human are accepted. A refusal
+// identical to the job's latest audit rows (same actor, paths, values and refusal, nothing
+// accepted since) is not a new row: those rows' `count` goes up (a policy retrying under a freeze
+// is one row with its count).
+//
+// Precedence: human > freeze > policy. The hub enforces the freeze; the hold a human's write puts
+// on its key for a while (policies leave it alone) is enforced by the host's supervisor, which
+// knows the trainer's steps (trainvisor/core/supervisor.hpp).
 //
 // Actors: "human:NAME", "policy:NAME", "api".
 // Storage: SQLite (WAL, synchronous=FULL) through the store layer (store/connection.hpp), in the
@@ -101,7 +108,7 @@ class ConfigHub {
   ConfigTree get(const std::string& job_id) const;
 
   // Applies `writes` as one revision, or refuses all of them (nothing changes but the audit
-  // log, which records a refusal of a policy write under a frozen prefix).
+  // log, which records a refusal of a policy write under a frozen prefix, or counts it again).
   ConfigWriteResult write(const std::string& job_id, const std::vector<ConfigWrite>& writes,
                           const std::string& actor, const std::string& reason);
 

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -29,6 +30,10 @@
 
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/plugin.hpp"
+
+namespace tv {
+struct KeyWriter;
+}
 
 namespace tv::fleet {
 
@@ -67,6 +72,9 @@ class ConfigAgent {
 
   std::uint64_t revision() const;  // the revision in the block
   plugin::ConfigView config() const;
+  // Who last wrote each key, from the actors of the deltas applied (the supervisor's holds;
+  // KeyWriter is in trainvisor/core/supervisor.hpp).
+  std::map<std::string, KeyWriter> writers() const;
   std::vector<std::string> frozen() const;
   ConfigAgentStats stats() const;
   std::vector<AgentRefusal> take_refusals();

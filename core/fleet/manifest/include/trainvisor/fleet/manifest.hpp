@@ -14,7 +14,7 @@
 //   [jobs.data]                        the split recipe: max_train_samples, max_val_samples
 //   [jobs.hyper]                       the initial config tree: nested tables or "a/b/c" keys,
 //   training.optimizer.learning_rate = 0.1     checked against the trainer's knob schema
-//   [[jobs.policies]]                  name = "plateau", then the policy's parameters
+//   [[jobs.policies]]                  name = "plateau", its parameters, human_grace_evals/steps
 //
 // Job id: the sha256 (lowercase hex) of the job's canonical spec: the JSON object
 //   {"allowed_hosts":[...sorted...],"data":{...},"hyper":{"<full key path>":value,...},

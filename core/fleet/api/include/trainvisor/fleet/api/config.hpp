@@ -82,6 +82,9 @@ struct AuditRecord {
   std::int64_t time_ms = 0;
   bool accepted = true;
   std::string refusal;
+  // How many times this refusal was made in a row (a policy retrying under a freeze); time_ms
+  // and reason are the latest one's. 1 for every other entry.
+  std::uint64_t count = 1;
 };
 
 // One message of the config stream.
