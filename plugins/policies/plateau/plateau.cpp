@@ -2,8 +2,8 @@
 //
 // Reference semantics: PyTorch 1.13 torch.optim.lr_scheduler.ReduceLROnPlateau, step for step
 // (is_better with rel/abs thresholds, patience, cooldown, min_lr, eps), so that a schedule tuned
-// in PyTorch behaves the same here; shared/golden/reduce_lr_on_plateau.json (beside the repository)
-// pins it. One scheduler step is one record carrying the monitored value (an evaluation for
+// in PyTorch behaves the same here; tests/golden/reduce_lr_on_plateau.json pins it. One scheduler
+// step is one record carrying the monitored value (an evaluation for
 // val_loss and val_accuracy, every record for loss). Its output is a write of
 // training/optimizer/learning_rate, scaled from the live rate (a human's value included).
 //
