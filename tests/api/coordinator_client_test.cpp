@@ -103,6 +103,26 @@ TEST_F(CoordinatorClientTest, AHumanWriteIsNamedAndAPolicyWriteUnderAFreezeIsRef
   EXPECT_EQ(c.config(id)->frozen, std::vector<std::string>{"training/optimizer"});
 }
 
+TEST_F(CoordinatorClientTest, APolicyWriteDecidedBeforeAHumanWriteIsRefusedWith412) {
+  auto c = client();
+  const std::string id = c.jobs()->at(0).spec.id;
+  const std::uint64_t before = c.config(id)->revision;
+  ConfigWriteRequest human;
+  human.writes = {{"training/optimizer/learning_rate", 0.08}};
+  human.reason = "manual bump";
+  ASSERT_TRUE(c.write_config(id, human));
+  ConfigWriteRequest policy;
+  policy.policy = "plateau";
+  policy.writes = {{"training/optimizer/learning_rate", 0.01}};
+  policy.decided_from = before;
+  const auto refused = c.write_config(id, policy);
+  EXPECT_EQ(refused.status(), 412);
+  EXPECT_NE(refused.error().error.find("the human's value stands"), std::string::npos)
+      << refused.error().error;
+  policy.decided_from = before + 1;
+  EXPECT_TRUE(c.write_config(id, policy));
+}
+
 TEST_F(CoordinatorClientTest, TheConfigStreamStartsWithASnapshot) {
   auto c = client();
   const std::string id = c.jobs()->at(0).spec.id;

@@ -166,6 +166,12 @@ TEST(Messages, ConfigMessagesRoundTrip) {
   const ConfigWriteRequest wb = wire(json(w)).get<ConfigWriteRequest>();
   EXPECT_EQ(wb.policy, "plateau");
   EXPECT_EQ(wb.writes, w.writes);
+  EXPECT_EQ(wb.decided_from, 0u);
+  w.decided_from = 41;
+  EXPECT_EQ(wire(json(w)).get<ConfigWriteRequest>().decided_from, 41u);
+  json bad = json(w);
+  bad["decided_from"] = -1;
+  EXPECT_THROW(bad.get<ConfigWriteRequest>(), std::invalid_argument);
 }
 
 TEST(Messages, EveryStreamMessageRoundTrips) {

@@ -126,6 +126,30 @@ TEST_F(ConfigHubTest, FrozenPrefixRefusesPoliciesNotHumans) {
   EXPECT_EQ(lr(), 0.01);
 }
 
+// A policy decision made from a revision before a human's write to one of its keys arrives after
+// it: the human's value stands, and the refusal is audited. Other keys, a decision made from the
+// human's revision on, and a writer that does not say its revision are not refused.
+TEST_F(ConfigHubTest, APolicyDecisionMadeBeforeAHumanWriteIsSuperseded) {
+  const std::string lr_key = "training/optimizer/learning_rate";
+  ASSERT_EQ(hub_->write("job1", {{lr_key, 0.08}}, "human:ana", "manual bump").revision, 2u);
+  const auto r = hub_->write("job1", {{lr_key, 0.01}}, "policy:plateau", "flat", 1);
+  EXPECT_FALSE(r.applied);
+  EXPECT_EQ(r.refused, ConfigRefusal::kSuperseded);
+  EXPECT_NE(r.refusal.find("written by human:ana in revision 2, after revision 1"),
+            std::string::npos)
+      << r.refusal;
+  EXPECT_EQ(lr(), 0.08);
+  const auto log = hub_->audit("job1", 0, 100);
+  EXPECT_FALSE(log.back().accepted);
+  EXPECT_EQ(log.back().refusal, r.refusal);
+  EXPECT_TRUE(
+      hub_->write("job1", {{"training/optimizer/momentum", 0.5}}, "policy:plateau", "", 1).applied);
+  EXPECT_TRUE(hub_->write("job1", {{lr_key, 0.04}}, "policy:plateau", "", 3).applied);
+  EXPECT_TRUE(hub_->write("job1", {{lr_key, 0.08}}, "human:ana", "again").applied);
+  EXPECT_TRUE(hub_->write("job1", {{lr_key, 0.02}}, "policy:plateau", "").applied);
+  EXPECT_EQ(lr(), 0.02);
+}
+
 TEST_F(ConfigHubTest, FreezeRefusesAPrefixNoKnobIsUnder) {
   const auto before = hub_->audit("job1", 0, 100).size();
   for (const char* bad : {"training/optimzer", "training/optim", "nothing", "training/"}) {

@@ -33,6 +33,7 @@ constexpr std::array<std::pair<StreamMessage::Type, std::string_view>, 5> kStrea
 void to_json(json& j, const ConfigWriteRequest& m) {
   j = {{"writes", params_json(m.writes)}, {"reason", m.reason}};
   if (m.policy) j["policy"] = *m.policy;
+  if (m.decided_from != 0) j["decided_from"] = m.decided_from;
 }
 
 void from_json(const json& j, ConfigWriteRequest& m) {
@@ -42,6 +43,13 @@ void from_json(const json& j, ConfigWriteRequest& m) {
   m.reason = j.value("reason", std::string());
   m.policy.reset();
   if (j.contains("policy")) m.policy = required_string(j, "policy");
+  m.decided_from = 0;
+  if (j.contains("decided_from")) {
+    if (!j["decided_from"].is_number_unsigned())
+      throw std::invalid_argument(
+          "field 'decided_from' must be a config revision (an integer >= 0)");
+    m.decided_from = j["decided_from"].get<std::uint64_t>();
+  }
 }
 
 void to_json(json& j, const FreezeRequest& m) {

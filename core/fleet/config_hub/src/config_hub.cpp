@@ -171,6 +171,29 @@ struct ConfigHub::Impl {
       audit(job, rev, actor, reason, w, value(job, w.path), false, refusal);
   }
 
+  // Why a policy's writes, decided from revision `decided_from`, would undo a human's later write
+  // to one of their keys; nullopt when none would.
+  std::optional<std::string> superseded(const std::string& job, const std::string& actor,
+                                        const std::vector<ConfigWrite>& writes,
+                                        std::uint64_t decided_from) const {
+    if (decided_from == 0 || !parsed_actor(actor).is_policy()) return std::nullopt;
+    for (const ConfigWrite& w : writes) {
+      Statement st = db.prepare(
+          "SELECT revision, actor FROM config_audit WHERE job_id=? AND path=? AND accepted=1 AND "
+          "kind='write' ORDER BY seq DESC LIMIT 1");
+      st.bind_all(job, w.path);
+      if (!st.step()) continue;
+      const std::uint64_t rev = u64(st.column_int(0));
+      const std::string by = st.column_text(1);
+      if (rev > decided_from && parsed_actor(by).is_human()) {
+        return w.path + " was written by " + by + " in revision " + std::to_string(rev) +
+               ", after revision " + std::to_string(decided_from) + " that " + actor +
+               " decided from: the human's value stands";
+      }
+    }
+    return std::nullopt;
+  }
+
   // The accepted writes and freezes after `cursor`, oldest first; moves the cursor.
   std::vector<ConfigEvent> events_after(const std::string& job, std::uint64_t& cursor) const {
     std::vector<ConfigEvent> out;
@@ -242,7 +265,7 @@ ConfigTree ConfigHub::get(const std::string& job_id) const {
 
 ConfigWriteResult ConfigHub::write(const std::string& job_id,
                                    const std::vector<ConfigWrite>& writes, const std::string& actor,
-                                   const std::string& reason) {
+                                   const std::string& reason, std::uint64_t decided_from) {
   std::lock_guard lock(impl_->mu);
   ConfigWriteResult out;
   const auto rev = impl_->revision(job_id);
@@ -280,18 +303,26 @@ ConfigWriteResult ConfigHub::write(const std::string& job_id,
     }
     normalised.push_back({w.path, v});
   }
-  // A freeze holds policies only (api::frozen_refusal); the refusal is audited.
+  // Human > freeze > policy: a freeze holds policies only (api::frozen_refusal), and a human's
+  // write stands against a policy decision made before it. Both refusals are audited.
   const std::vector<std::string> frozen = impl_->frozen(job_id);
+  std::optional<std::string> why;
   for (const ConfigWrite& w : normalised) {
-    const auto why = api::frozen_refusal(actor, w.path, frozen);
-    if (!why) continue;
-    out.refused = ConfigRefusal::kFrozen;
+    if (!why) why = api::frozen_refusal(actor, w.path, frozen);
+  }
+  out.refused = ConfigRefusal::kFrozen;
+  if (!why) {
+    why = impl_->superseded(job_id, actor, normalised, decided_from);
+    out.refused = ConfigRefusal::kSuperseded;
+  }
+  if (why) {
     out.refusal = *why;
     Transaction tx(impl_->db);
     impl_->audit_refusal(job_id, *rev, actor, reason, normalised, out.refusal);
     tx.commit();
     return out;
   }
+  out.refused = ConfigRefusal::kNone;
   const std::uint64_t next = *rev + 1;
   Transaction tx(impl_->db);
   for (const ConfigWrite& w : normalised) {

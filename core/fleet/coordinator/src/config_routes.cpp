@@ -20,6 +20,8 @@ int refusal_status(ConfigRefusal r) {
       return 404;
     case ConfigRefusal::kFrozen:
       return 409;
+    case ConfigRefusal::kSuperseded:
+      return 412;  // the decision's precondition, the config it was made from, no longer holds
     case ConfigRefusal::kInvalid:
     case ConfigRefusal::kNone:
       break;
@@ -58,7 +60,8 @@ Response config_write(CoordinatorState& s, Request& req) {
                                     std::string(to_string(row->status)) +
                                     ": no trainer will apply this write (requeue the job first)");
   }
-  const ConfigWriteResult r = s.hub.write(req.params[0], writes, actor, w.reason);
+  const ConfigWriteResult r =
+      s.hub.write(req.params[0], writes, actor, w.reason, human ? 0 : w.decided_from);
   if (!r.applied) return Response::error(refusal_status(r.refused), r.refusal);
   return Response::json(200, nlohmann::json(api::ConfigWriteReply{r.revision, actor}));
 }

@@ -43,8 +43,10 @@ std::string tail_of(const std::string& path, std::size_t bytes) {
 // write made while the coordinator is unreachable is kept, in order, and sent when it is back:
 // a policy's decision is not lost to an outage (a refusal, though, is final).
 class CoordinatorSink final : public ConfigSink {
-  // The config route's answer to a policy's write under a frozen prefix (the others are 400/404).
+  // The config route's answers to a policy's write under a frozen prefix, and to one decided
+  // before a human's later write to one of its keys (the others are 400/404).
   static constexpr int kFrozenStatus = 409;
+  static constexpr int kSupersededStatus = 412;
 
  public:
   CoordinatorSink(api::CoordinatorClient& client, std::string job_id, const ConfigAgent& agent)
@@ -53,7 +55,7 @@ class CoordinatorSink final : public ConfigSink {
   }
   WriteOutcome apply(const std::vector<plugin::ProposedWrite>& writes,
                      const std::string& actor) override {
-    Pending p{actor, {}, ""};
+    Pending p{actor, {}, "", view_revision_};
     for (const auto& w : writes) {
       p.writes[w.path] = w.value;
       if (!w.reason.empty()) p.reason += (p.reason.empty() ? "" : "; ") + w.reason;
@@ -96,6 +98,7 @@ class CoordinatorSink final : public ConfigSink {
   void refresh() {
     view_ = agent_.config();
     writers_ = agent_.writers();
+    view_revision_ = agent_.revision();
   }
 
  private:
@@ -103,6 +106,9 @@ class CoordinatorSink final : public ConfigSink {
     std::string actor;  // policy:NAME
     plugin::Params writes;
     std::string reason;
+    // The revision of the view the policy decided from: the coordinator refuses the write if a
+    // human wrote one of its keys since, even when it was queued through an outage.
+    std::uint64_t decided_from = 0;
   };
   static constexpr std::size_t kMaxPending = 1000;
 
@@ -118,6 +124,7 @@ class CoordinatorSink final : public ConfigSink {
     request.policy = actor ? actor->name : p.actor;
     request.writes = p.writes;
     request.reason = p.reason;
+    request.decided_from = p.decided_from;
     std::optional<api::Reply<api::ConfigWriteReply>> r;
     try {
       r = client_.write_config(job_, request);
@@ -135,8 +142,9 @@ class CoordinatorSink final : public ConfigSink {
       out.revision = (*r)->revision;
       return true;
     }
-    out.fate =
-        r->status() == kFrozenStatus ? plugin::WriteFate::kFrozen : plugin::WriteFate::kInvalid;
+    out.fate = r->status() == kFrozenStatus       ? plugin::WriteFate::kFrozen
+               : r->status() == kSupersededStatus ? plugin::WriteFate::kHeld
+                                                  : plugin::WriteFate::kInvalid;
     out.reason =
         "the coordinator refused it (" + std::to_string(r->status()) + "): " + r->error().error;
     return true;
@@ -147,6 +155,7 @@ class CoordinatorSink final : public ConfigSink {
   const ConfigAgent& agent_;
   plugin::ConfigView view_;
   KeyWriters writers_;
+  std::uint64_t view_revision_ = 0;
   std::deque<Pending> pending_;
 };
 

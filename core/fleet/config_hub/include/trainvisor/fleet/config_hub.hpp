@@ -55,6 +55,8 @@ enum class ConfigRefusal {
   kUnknownJob,  // the job has no config tree
   kInvalid,     // a key or value the knob schema refuses (nothing recorded)
   kFrozen,      // a policy's write under a frozen prefix (recorded in the audit log)
+  kSuperseded,  // a policy's write decided before a human's later write to one of its keys
+                // (recorded in the audit log)
 };
 
 struct ConfigWriteResult {
@@ -108,9 +110,13 @@ class ConfigHub {
   ConfigTree get(const std::string& job_id) const;
 
   // Applies `writes` as one revision, or refuses all of them (nothing changes but the audit
-  // log, which records a refusal of a policy write under a frozen prefix, or counts it again).
+  // log, which records a refusal of a policy write, frozen or superseded, or counts it again).
+  // `decided_from` is the revision a policy's decision was made from (0: not said): a human
+  // write to one of its keys in a later revision refuses it, so a decision that crossed the
+  // human's write on its way never undoes it.
   ConfigWriteResult write(const std::string& job_id, const std::vector<ConfigWrite>& writes,
-                          const std::string& actor, const std::string& reason);
+                          const std::string& actor, const std::string& reason,
+                          std::uint64_t decided_from = 0);
 
   // Freezing needs a human actor. Throws ConfigHubError for an unknown job or a bad prefix.
   void freeze(const std::string& job_id, const std::string& prefix, const std::string& actor);

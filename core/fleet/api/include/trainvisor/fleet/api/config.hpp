@@ -1,8 +1,9 @@
 // The config hub's endpoints and the config stream: messages and their JSON.
 //
 // A write travels as {"writes": {path: value}, "reason": R} (with "policy": NAME when a policy
-// writes with the worker token). Values keep their JSON type (param_json.hpp): a float is
-// written with a decimal point, so 1.0 stays a float.
+// writes with the worker token, and "decided_from": REV, the config revision its decision was
+// made from: a human write to one of its keys after REV refuses it with 412). Values keep their
+// JSON type (param_json.hpp): a float is written with a decimal point, so 1.0 stays a float.
 //
 // The config stream (GET kJobConfigStream?from=REV, a WebSocket, worker token) pushes JSON text
 // messages to the host agent of one job:
@@ -38,6 +39,7 @@ struct ConfigWriteRequest {
   std::optional<std::string> policy;  // the policy's name, without "policy:"
   plugin::Params writes;              // at least one
   std::string reason;
+  std::uint64_t decided_from = 0;  // a policy's: the revision it decided from (0: not said)
 };
 struct ConfigWriteReply {
   std::uint64_t revision = 0;
