@@ -4,9 +4,9 @@
 //
 // Who may call what (the coordinator enforces it, see coordinator.hpp):
 //   anyone:   health
-//   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat), config, config log,
-//             telemetry (read): the read, operator or worker token, or none where reads are
-//             public
+//   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
+//             config, config log, telemetry (read): the read, operator or worker token, or none
+//             where reads are public
 //   worker:   claim; heartbeat, running, complete, fail, upload (with the lease token); telemetry
 //             (from the job's holder); config stream; a config write as policy:NAME
 //   operator: cancel, requeue, freeze, unfreeze, manifest reload; a config write as human:NAME
