@@ -139,6 +139,11 @@ TEST_F(ConfigHubTest, APolicyDecisionMadeBeforeAHumanWriteIsSuperseded) {
             std::string::npos)
       << r.refusal;
   EXPECT_EQ(lr(), 0.08);
+  const auto last = hub_->last_write("job1", lr_key);  // the refusal is not the key's writer
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->actor, "human:ana");
+  EXPECT_EQ(last->reason, "manual bump");
+  EXPECT_FALSE(hub_->last_write("job1", "training/regularization/dropout"));
   const auto log = hub_->audit("job1", 0, 100);
   EXPECT_FALSE(log.back().accepted);
   EXPECT_EQ(log.back().refusal, r.refusal);

@@ -171,6 +171,37 @@ struct ConfigHub::Impl {
       audit(job, rev, actor, reason, w, value(job, w.path), false, refusal);
   }
 
+  static constexpr const char* kAuditColumns =
+      "seq, revision, actor, reason, path, old_value, new_value, time_ms, accepted, refusal, kind, "
+      "count";
+
+  // One row selected with kAuditColumns, in that order.
+  static AuditEntry audit_row(Statement& st) {
+    AuditEntry e;
+    e.seq = u64(st.column_int(0));
+    e.revision = u64(st.column_int(1));
+    e.actor = st.column_text(2);
+    e.reason = st.column_text(3);
+    e.path = st.column_text(4);
+    if (!st.is_null(5)) e.old_value = decode(st.column_text(5));
+    e.new_value = decode(st.column_text(6));
+    e.time_ms = st.column_int(7);
+    e.accepted = st.column_int(8) != 0;
+    e.refusal = st.column_text(9);
+    e.kind = st.column_text(10);
+    e.count = u64(st.column_int(11));
+    return e;
+  }
+
+  std::optional<AuditEntry> last_write(const std::string& job, const std::string& path) const {
+    Statement st = db.prepare(std::string("SELECT ") + kAuditColumns +
+                              " FROM config_audit WHERE job_id=? AND path=? AND accepted=1 AND "
+                              "kind='write' ORDER BY seq DESC LIMIT 1");
+    st.bind_all(job, path);
+    if (!st.step()) return std::nullopt;
+    return audit_row(st);
+  }
+
   // Why a policy's writes, decided from revision `decided_from`, would undo a human's later write
   // to one of their keys; nullopt when none would.
   std::optional<std::string> superseded(const std::string& job, const std::string& actor,
@@ -178,17 +209,11 @@ struct ConfigHub::Impl {
                                         std::uint64_t decided_from) const {
     if (decided_from == 0 || !parsed_actor(actor).is_policy()) return std::nullopt;
     for (const ConfigWrite& w : writes) {
-      Statement st = db.prepare(
-          "SELECT revision, actor FROM config_audit WHERE job_id=? AND path=? AND accepted=1 AND "
-          "kind='write' ORDER BY seq DESC LIMIT 1");
-      st.bind_all(job, w.path);
-      if (!st.step()) continue;
-      const std::uint64_t rev = u64(st.column_int(0));
-      const std::string by = st.column_text(1);
-      if (rev > decided_from && parsed_actor(by).is_human()) {
-        return w.path + " was written by " + by + " in revision " + std::to_string(rev) +
-               ", after revision " + std::to_string(decided_from) + " that " + actor +
-               " decided from: the human's value stands";
+      const auto last = last_write(job, w.path);
+      if (last && last->revision > decided_from && parsed_actor(last->actor).is_human()) {
+        return w.path + " was written by " + last->actor + " in revision " +
+               std::to_string(last->revision) + ", after revision " + std::to_string(decided_from) +
+               " that " + actor + " decided from: the human's value stands";
       }
     }
     return std::nullopt;
@@ -426,27 +451,19 @@ std::vector<AuditEntry> ConfigHub::audit(const std::string& job_id, std::uint64_
                                          std::size_t limit) const {
   std::lock_guard lock(impl_->mu);
   std::vector<AuditEntry> out;
-  Statement st = impl_->db.prepare(
-      "SELECT seq, revision, actor, reason, path, old_value, new_value, time_ms, accepted, "
-      "refusal, kind, count FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?");
+  Statement st =
+      impl_->db.prepare(std::string("SELECT ") + Impl::kAuditColumns +
+                        " FROM config_audit WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?");
   st.bind_all(job_id, i64(after_seq), i64(limit));
-  while (st.step()) {
-    AuditEntry e;
-    e.seq = u64(st.column_int(0));
-    e.revision = u64(st.column_int(1));
-    e.actor = st.column_text(2);
-    e.reason = st.column_text(3);
-    e.path = st.column_text(4);
-    if (!st.is_null(5)) e.old_value = decode(st.column_text(5));
-    e.new_value = decode(st.column_text(6));
-    e.time_ms = st.column_int(7);
-    e.accepted = st.column_int(8) != 0;
-    e.refusal = st.column_text(9);
-    e.kind = st.column_text(10);
-    e.count = u64(st.column_int(11));
-    out.push_back(std::move(e));
-  }
+  while (st.step())
+    out.push_back(Impl::audit_row(st));
   return out;
+}
+
+std::optional<AuditEntry> ConfigHub::last_write(const std::string& job_id,
+                                                const std::string& path) const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->last_write(job_id, path);
 }
 
 std::vector<ConfigDelta> ConfigHub::deltas_since(const std::string& job_id,

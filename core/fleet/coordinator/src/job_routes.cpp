@@ -49,19 +49,9 @@ Response job_by_ref(CoordinatorState& s, const std::string& ref) {
 // training/control/early_stop in the job's audit log, when it set it true. A trainer that
 // stopped without one in force (a requeue cleared it, the block was edited) is named as such.
 StopCause stop_cause(CoordinatorState& s, const std::string& job) {
-  const StopCause unknown{"trainer",
-                          "exited with the early-stop code; no early_stop write is in force"};
-  StopCause cause = unknown;
-  std::uint64_t after = 0;
-  while (true) {
-    const std::vector<AuditEntry> page = s.hub.audit(job, after, 1000);
-    for (const AuditEntry& e : page) {
-      if (e.kind == "write" && e.accepted && e.path == plugin::knob::kEarlyStop)
-        cause = e.new_value == plugin::ParamValue(true) ? StopCause{e.actor, e.reason} : unknown;
-    }
-    if (page.size() < 1000) return cause;
-    after = page.back().seq;
-  }
+  const auto last = s.hub.last_write(job, plugin::knob::kEarlyStop);
+  if (last && last->new_value == plugin::ParamValue(true)) return {last->actor, last->reason};
+  return {"trainer", "exited with the early-stop code; no early_stop write is in force"};
 }
 
 // A requeued job runs again: an early_stop the hub still holds would stop it at its first step,

@@ -127,6 +127,9 @@ class ConfigHub {
   std::vector<AuditEntry> audit(const std::string& job_id, std::uint64_t after_seq,
                                 std::size_t limit) const;
 
+  // The latest accepted write of `path` (who set the key's current value, and why), or nullopt.
+  std::optional<AuditEntry> last_write(const std::string& job_id, const std::string& path) const;
+
   // The accepted revisions after `revision`, in order.
   std::vector<ConfigDelta> deltas_since(const std::string& job_id, std::uint64_t revision) const;
 
