@@ -20,6 +20,7 @@ PACKAGES=(
   dataset-fashion-mnist                   # the real data set of the mlp and cnn models
   libgtest-dev libbenchmark-dev           # tests and bench/
   valgrind                                # memcheck shows the token comparison is constant-time
+  clang-14 libclang-rt-14-dev             # libFuzzer: the fuzz preset's targets (tests/fuzz)
   python3 python3-pytest                  # the Python client's tests
   openssl                                 # test certificates for the TLS tests
 )
