@@ -16,7 +16,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$TRAINVISOR" --version | grep -q "^trainvisor [0-9]" || fail "--version prints no version"
-"$TRAINVISOR" --version | grep -q "^shm layout: 1\." || fail "--version omits the shm layout"
+"$TRAINVISOR" --version | grep -q "^shm layout: 2\." || fail "--version omits the shm layout"
 
 mkfifo "$dir/in"
 "$TV_SHM_TEST_WRITER" create "$name" training/optimizer/learning_rate=f64:0.001 \
@@ -33,7 +33,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 name, pid = sys.argv[2], int(sys.argv[3])
 assert j["block"] == name, j["block"]
-assert j["layout"]["major"] == 1
+assert j["layout"]["major"] == 2
 assert j["writer"]["pid"] == pid and j["writer"]["alive"] is True, j["writer"]
 assert 0 <= j["heartbeat"]["age_seconds"] < 30, j["heartbeat"]
 assert j["write_in_progress"] is False and j["tree_generation"] >= 1
