@@ -48,9 +48,24 @@ void read_handle(const ConfigBlockReader& r, const std::string& path, T fallback
     Handle<T> h = r.resolve<T>(path);
     h.get(fallback);
     h.get(fallback);
-    (void)h.bound();
   } catch (const ShmError&) {
     // A malformed key, or one of another type.
+  }
+}
+
+// Each key as a trainer resolves it: with the type the block says it holds.
+void read_key(const ConfigBlockReader& r, const KeyEntry& e) {
+  switch (e.value.type()) {
+    case ValueType::kFloat64:
+      return read_handle<double>(r, e.path, 0.5);
+    case ValueType::kInt64:
+      return read_handle<std::int64_t>(r, e.path, 3);
+    case ValueType::kBool:
+      return read_handle<bool>(r, e.path, true);
+    case ValueType::kString:
+      return read_handle<ShortString>(r, e.path, ShortString{});
+    default:
+      return read_handle<double>(r, e.path, 0.5);  // a type no key may have: no binding
   }
 }
 
@@ -60,18 +75,10 @@ void read_everything(const ConfigBlockReader& r) {
   (void)r.lease();
   (void)r.lease_version();
   (void)r.damage();
-  std::vector<std::string> paths = {"training/optimizer/learning_rate",
-                                    "training/control/early_stop"};
+  std::size_t keys = 0;
   for (const KeyEntry& e : r.entries()) {
-    (void)type_name(e.value.type());
     (void)e.value.to_string();
-    if (paths.size() < 8) paths.push_back(e.path);
-  }
-  for (const std::string& p : paths) {
-    read_handle<double>(r, p, 0.5);
-    read_handle<std::int64_t>(r, p, 3);
-    read_handle<bool>(r, p, true);
-    read_handle<ShortString>(r, p, ShortString{});
+    if (keys++ < 8) read_key(r, e);
   }
   try {
     Snapshot s =
@@ -79,8 +86,8 @@ void read_everything(const ConfigBlockReader& r) {
                                             {"training/optimizer/name", Value::string("sgd")},
                                             {"training/control/max_epochs", Value::i64(1)}});
     s.read();
-    s.read();
   } catch (const ShmError&) {
+    // One of the keys exists with another type.
   }
   TelemetryRecord out[64];
   TelemetryReader drain = r.telemetry_reader();
