@@ -7,6 +7,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ double seconds_since(std::uint64_t unix_ns) {
 json inspect_json(const shm::ConfigBlockReader& reader) {
   const shm::BlockInfo info = reader.info();
   const shm::RingState ring = reader.ring_state();
+  const std::optional<shm::BlockLease> lease = reader.lease();
   json keys = json::array();
   for (const shm::KeyEntry& e : reader.entries()) {
     keys.push_back({{"path", e.path},
@@ -72,6 +74,9 @@ json inspect_json(const shm::ConfigBlockReader& reader) {
       {"heartbeat",
        {{"unix_ns", info.heartbeat_unix_ns},
         {"age_seconds", seconds_since(info.heartbeat_unix_ns)}}},
+      // null while another holder is stamping its lease into the block.
+      {"lease",
+       lease ? json{{"attempt", lease->attempt}, {"digest", lease->digest_hex()}} : json(nullptr)},
       {"key_table_generation", info.key_count},
       {"tree_generation", info.tree_seq / 2},
       {"write_in_progress", (info.tree_seq & 1) != 0},
@@ -93,6 +98,12 @@ void print_text(const json& j) {
   const json& w = j["writer"];
   std::cout << "writer           pid " << w["pid"]
             << (w["alive"].get<bool>() ? " (alive)" : " (gone)") << ", repairs " << w["repairs"]
+            << "\n";
+  const json& l = j["lease"];
+  std::cout << "lease            "
+            << (l.is_null() ? std::string("being stamped by a new holder")
+                            : "attempt " + l["attempt"].dump() + ", token digest " +
+                                  l["digest"].get<std::string>().substr(0, 16) + "...")
             << "\n";
   char age[32];
   std::snprintf(age, sizeof age, "%.3f", j["heartbeat"]["age_seconds"].get<double>());
@@ -191,6 +202,8 @@ void add_shm_commands(CLI::App& app) {
   inspect->callback([name, output, coordinator] {
     const auto reader = shm::ConfigBlockReader::attach(block_of(*name, *coordinator));
     const json j = inspect_json(reader);
+    // A block truncated while it was read showed zeros, not its state: refuse to print them.
+    if (const auto why = reader.damage()) throw shm::ShmError(*why);
     if (*output == "json") {
       std::cout << j.dump(2) << "\n";
     } else {

@@ -25,6 +25,8 @@ void apply_replay(const CLI::App& cmd, const std::string& bundle, trainer::Train
       {"--job-id", "a replay reads no block: its knobs follow the bundle's config history"},
       {"--knob", "its knobs follow the bundle's config history"},
       {"--orphan-after", "a replay has no config agent to watch"},
+      {"--lease-attempt", "a replay reads no block"},
+      {"--lease-digest", "a replay reads no block"},
       {"--resume", "a replay runs the recorded job from step 0"},
       {"--resume-saved-config", "a replay runs the recorded job from step 0"}};
   for (const auto& [flag, why] : excluded) {
@@ -120,6 +122,12 @@ void add_train_command(CLI::App& app) {
                   "Checkpoint and stop when the block's heartbeat is older than this many seconds "
                   "(its host daemon is gone); 0: never")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lease-attempt", o->lease_attempt,
+                  "The claim's attempt this trainer runs for (with --lease-digest): it checkpoints "
+                  "and stops as soon as its block belongs to another lease");
+  cmd->add_option("--lease-digest", o->lease_digest,
+                  "The digest (64 hex digits) of the lease token this trainer runs for, as its "
+                  "host daemon stamps it into the block; never the token itself");
   cmd->add_flag("--quiet{false}", o->log, "No progress lines on stderr");
   auto replay = std::make_shared<std::string>();
   cmd->add_option("--replay-config", *replay,

@@ -128,6 +128,8 @@ std::unique_ptr<BlockConfigSink> BlockConfigSink::adopt_or_create(
   } catch (const shm::ShmError&) {
     // No usable block: a fresh one is made from `initial`.
   }
+  // Another lease's block is not resumed from: the writer replaces it with a fresh one.
+  if (existing && existing->lease() != options.lease) existing.reset();
   if (!existing) return std::make_unique<BlockConfigSink>(job_id, initial, options);
   plugin::ConfigView config = complete(initial);
   std::uint64_t revision = 1;
@@ -190,7 +192,7 @@ WriteOutcome BlockConfigSink::apply_at(const std::vector<plugin::ProposedWrite>&
 }
 
 void BlockConfigSink::remove_block() {
-  shm::ConfigBlockWriter::remove(writer_.name());
+  writer_.remove_own();
 }
 
 Supervisor::Supervisor(shm::ConfigBlockReader reader, ConfigSink& sink)

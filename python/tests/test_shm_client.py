@@ -139,3 +139,22 @@ def test_errors_name_the_block_or_key(name):
         block.push_telemetry(step=1)
     with pytest.raises(shm.ShmError, match="too long"):
         block.snapshot([("training/s", "x" * 49)])
+
+
+def test_a_short_or_cut_block_is_a_clear_error_not_a_crash(name):
+    path = Path("/dev/shm", name)
+    path.write_bytes(b"\0" * 7)
+    with pytest.raises(shm.ShmError, match=name + ".* is 7 bytes, smaller than a block header"):
+        shm.Block(name)
+    path.unlink()
+    release(hold_block(name, "training/control/max_epochs=i64:7"))
+    block = shm.Block(name, read_write=True)
+    assert block.lease() == (0, "0" * 64)  # the test writer stamps no lease
+    block.check()
+    expected = path.stat().st_size
+    os.truncate(path, 0)  # any process of the same user can
+    block.push_telemetry(step=1)  # reads and writes zeros instead of raising SIGBUS
+    with pytest.raises(shm.ShmError, match=f"was truncated to 0 bytes \\(expected {expected}\\)"):
+        block.check()
+    with pytest.raises(shm.ShmError, match="smaller than a block header"):
+        shm.Block(name)

@@ -123,6 +123,8 @@ def _load() -> ctypes.CDLL:
         "tv_shm_snapshot_new": (P, [P, c.POINTER(c.c_char_p), c.POINTER(_Value), c.c_size_t]),
         "tv_shm_snapshot_free": (None, [P]),
         "tv_shm_snapshot_read": (c.c_int, [P, c.POINTER(_Value), c.c_size_t, c.POINTER(c.c_uint64)]),
+        "tv_shm_block_lease": (c.c_int, [P, c.POINTER(c.c_uint64), c.c_char_p, c.c_size_t]),
+        "tv_shm_block_check": (c.c_int, [P]),
         "tv_shm_telemetry_push": (c.c_int, [P, c.POINTER(_Telemetry)]),
         "tv_shm_telemetry_poll": (
             c.c_long, [P, c.POINTER(_Telemetry), c.c_size_t, c.POINTER(c.c_uint64)]),
@@ -301,6 +303,23 @@ class Block:
         if not ptr:
             raise _error()
         return Snapshot(ptr, len(keys))
+
+    def lease(self) -> tuple[int, str] | None:
+        """(attempt, token digest in hex) of the lease the block belongs to; None while another
+        holder is stamping its own (the block is being taken over). A trainer started for a
+        lease stops once this is not its own."""
+        attempt = ctypes.c_uint64(0)
+        buf = ctypes.create_string_buffer(65)
+        rc = _c().tv_shm_block_lease(self._ptr, ctypes.byref(attempt), buf, len(buf))
+        if rc < 0:
+            raise _error()
+        return (int(attempt.value), buf.value.decode()) if rc == 1 else None
+
+    def check(self) -> None:
+        """Raises ShmError naming the block and its sizes once it was truncated (an access to a
+        truncated block reads zeros instead of killing the process)."""
+        if _c().tv_shm_block_check(self._ptr) != 0:
+            raise _error()
 
     def push_telemetry(self, record: TelemetryRecord | None = None, **fields) -> None:
         r = (record or TelemetryRecord())._replace(**fields)

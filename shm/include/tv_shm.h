@@ -95,6 +95,16 @@ void tv_shm_snapshot_free(tv_shm_snapshot* snapshot);
 int tv_shm_snapshot_read(tv_shm_snapshot* snapshot, tv_shm_value* out, size_t count,
                          uint64_t* generation);
 
+/* The lease the block belongs to: its attempt in *attempt and its lease token's digest as 64
+ * lowercase hex digits, NUL-terminated, in digest_hex (cap >= 65). Returns 1; 0 while another
+ * holder is stamping its lease into the block (the block is being taken over: it belongs to no
+ * one who asks); -1 on error. A trainer started for a lease stops once the block's is not it. */
+int tv_shm_block_lease(tv_shm_block* block, uint64_t* attempt, char* digest_hex, size_t cap);
+/* 0 while the block is intact; -1 once it was truncated or an access to it faulted (the reason,
+ * naming the block and its sizes, in tv_shm_last_error()): stop using it. An access to a
+ * truncated block never raises SIGBUS: it reads zeros. One fstat. */
+int tv_shm_block_check(tv_shm_block* block);
+
 /* Needs TV_SHM_READ_WRITE. Push never blocks. Poll returns records copied (or -1) and adds the
  * records missed since the last poll to *missed. */
 int tv_shm_telemetry_push(tv_shm_block* block, const tv_shm_telemetry* record);

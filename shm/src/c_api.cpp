@@ -249,6 +249,32 @@ int tv_shm_snapshot_read(tv_shm_snapshot* snapshot, tv_shm_value* out, size_t co
       -1);
 }
 
+int tv_shm_block_lease(tv_shm_block* block, uint64_t* attempt, char* digest_hex, size_t cap) {
+  return guarded(
+      [&] {
+        const std::optional<BlockLease> lease = need(block)->reader.lease();
+        if (!lease) return 0;
+        const std::string hex = lease->digest_hex();
+        if (digest_hex == nullptr || cap < hex.size() + 1) {
+          throw ShmError("buffer of " + std::to_string(cap) + " bytes is too small for a " +
+                         std::to_string(hex.size()) + "-digit lease digest");
+        }
+        std::memcpy(digest_hex, hex.c_str(), hex.size() + 1);
+        if (attempt != nullptr) *attempt = lease->attempt;
+        return 1;
+      },
+      -1);
+}
+
+int tv_shm_block_check(tv_shm_block* block) {
+  return guarded(
+      [&] {
+        if (const auto why = need(block)->reader.damage()) throw ShmError(*why);
+        return 0;
+      },
+      -1);
+}
+
 int tv_shm_telemetry_push(tv_shm_block* block, const tv_shm_telemetry* record) {
   return guarded(
       [&] {

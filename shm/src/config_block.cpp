@@ -127,13 +127,72 @@ bool writer_alive(const BlockInfo& info) {
   return ticks != 0 && ticks == info.writer_start_ticks;
 }
 
+std::string BlockLease::digest_hex() const {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const std::uint8_t b : digest) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+std::string BlockLease::describe() const {
+  if (*this == BlockLease{}) return "no lease";
+  return "attempt " + std::to_string(attempt) + " (lease " + digest_hex().substr(0, 8) + "...)";
+}
+
+BlockLease BlockLease::from_hex(std::uint64_t attempt, std::string_view hex) {
+  const auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  BlockLease l;
+  l.attempt = attempt;
+  bool ok = hex.size() == 2 * kLeaseDigestBytes;
+  for (std::size_t i = 0; ok && i < kLeaseDigestBytes; ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    ok = hi >= 0 && lo >= 0;
+    l.digest[i] = static_cast<std::uint8_t>(ok ? hi * 16 + lo : 0);
+  }
+  if (!ok) {
+    throw ShmError("invalid lease digest '" + std::string(hex.substr(0, 80)) + "': expected " +
+                   std::to_string(2 * kLeaseDigestBytes) + " hex digits");
+  }
+  return l;
+}
+
+namespace {
+
+// Bounded like every other seqlock read; nullopt when every attempt overlapped a stamp.
+std::optional<BlockLease> read_lease(const BlockHeader& h) noexcept {
+  for (unsigned attempt = 0; attempt < kMaxReadAttempts; ++attempt) {
+    const std::uint64_t begin = seqlock::read_begin(h.lease_seq);
+    BlockLease l;
+    l.attempt = h.lease_attempt.load(seqlock::kPayloadLoad);
+    std::uint64_t words[kLeaseDigestBytes / 8];
+    for (std::size_t i = 0; i < kLeaseDigestBytes / 8; ++i)
+      words[i] = h.lease_digest[i].load(seqlock::kPayloadLoad);
+    if (seqlock::read_valid(h.lease_seq, begin)) {
+      std::memcpy(l.digest.data(), words, kLeaseDigestBytes);
+      return l;
+    }
+    seqlock::cpu_relax();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------
 // Readers
 
 bool detail::Binding::try_bind() noexcept {
   std::uint64_t n = header->key_count.load(std::memory_order_acquire);
   if (n == keys_seen || type_conflict) return false;
-  if (n > header->slot_capacity) n = header->slot_capacity;  // corrupt count: stay in bounds
+  if (n > capacity) n = capacity;  // corrupt count: stay in bounds
   for (std::uint64_t i = keys_seen; i < n; ++i) {
     const ConfigSlot& s = slots[i];
     if (s.key_hash == hash && s.key_len == path.size() &&
@@ -167,6 +226,7 @@ detail::Binding ConfigBlockReader::bind(std::string_view path, ValueType type) c
   b.mapping = mapping_;
   b.header = mapping_->header();
   b.slots = mapping_->slots();
+  b.capacity = mapping_->geometry().slot_capacity;
   b.hash = key_hash(path);
   b.path = std::string(path);
   b.type = type;
@@ -260,8 +320,8 @@ BlockInfo ConfigBlockReader::info() const {
 
 std::vector<KeyEntry> ConfigBlockReader::entries() const {
   const BlockHeader& h = *mapping_->header();
-  std::uint64_t n = h.key_count.load(std::memory_order_acquire);
-  if (n > h.slot_capacity) n = h.slot_capacity;
+  const std::uint64_t capacity = mapping_->geometry().slot_capacity;
+  const std::uint64_t n = std::min(h.key_count.load(std::memory_order_acquire), capacity);
   std::vector<KeyEntry> out;
   out.reserve(n);
   std::uint64_t w[ConfigSlot::kPayloadWords] = {};
@@ -300,11 +360,27 @@ TelemetryReader ConfigBlockReader::telemetry_reader() const {
 RingState ConfigBlockReader::ring_state() const noexcept {
   const RingHeader& r = *mapping_->ring();
   RingState s;
-  s.capacity = mapping_->header()->ring_capacity;
+  s.capacity = mapping_->geometry().ring_capacity;
   s.head = r.head.load(std::memory_order_acquire);
   s.reader_next = r.reader_next.load(std::memory_order_relaxed);
   s.reader_dropped = r.reader_dropped.load(std::memory_order_relaxed);
   return s;
+}
+
+std::optional<BlockLease> ConfigBlockReader::lease() const noexcept {
+  return read_lease(*mapping_->header());
+}
+
+std::uint64_t ConfigBlockReader::lease_version() const noexcept {
+  return mapping_->header()->lease_seq.load(std::memory_order_acquire);
+}
+
+std::optional<std::string> ConfigBlockReader::damage() const {
+  return mapping_->damage();
+}
+
+bool ConfigBlockReader::faulted() const noexcept {
+  return mapping_->faulted();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,6 +423,12 @@ const std::string& ConfigBlockWriter::name() const noexcept {
 ConfigBlockWriter ConfigBlockWriter::open_or_create(std::string_view block_name,
                                                     const WriterOptions& options,
                                                     std::span<const Entry> source) {
+  return open_once(block_name, options, source, true);
+}
+
+ConfigBlockWriter ConfigBlockWriter::open_once(std::string_view block_name,
+                                               const WriterOptions& options,
+                                               std::span<const Entry> source, bool may_supersede) {
   if (options.slot_capacity == 0 || options.slot_capacity > 65536) {
     throw ShmError("cannot create " + block_label(block_name) + ": slot capacity " +
                    std::to_string(options.slot_capacity) + " is outside 1..65536");
@@ -370,6 +452,25 @@ ConfigBlockWriter ConfigBlockWriter::open_or_create(std::string_view block_name,
     // Not ready and unlocked: its creator died before finishing, so no reader ever attached.
     adopt = w.mapping_->header()->ready.load(std::memory_order_acquire) == kReadyWord;
   }
+  if (adopt) {
+    w.mapping_->validate();
+    const std::optional<BlockLease> found = read_lease(*w.mapping_->header());
+    if (found != options.lease && may_supersede) {
+      // Another lease's block: its trainer must stop, and no record of it may reach ours. It is
+      // told by the stamp (it checks every step), and keeps its memory, which no one reads.
+      w.stamp(options.lease);
+      remove(w.name());
+      ConfigBlockWriter fresh = open_once(block_name, options, source, false);
+      fresh.report_.superseded = true;
+      fresh.report_.previous = found;
+      return fresh;
+    }
+    if (found != options.lease) {
+      throw ShmError("cannot take over " + block_label(w.name()) + ": it belongs to " +
+                     (found ? found->describe() : "a lease being stamped") + ", not " +
+                     options.lease.describe());
+    }
+  }
   try {
     if (adopt) {
       w.adopt(source);
@@ -391,11 +492,13 @@ void ConfigBlockWriter::initialize(std::span<const Entry> source) {
 
   // Validate before touching the object, against an empty table of this capacity.
   std::vector<Pending> pending;
-  validate_against(source, pending, 0, g.slot_capacity);
+  index_.clear();
+  validate_against(source, pending, g.slot_capacity);
 
   mapping_->resize(0);  // a dead creator may have left bytes behind
   mapping_->resize(g.total_bytes);
   mapping_->map_whole();
+  mapping_->set_geometry(g);
   BlockHeader& h = *mapping_->header();
   h.magic = kBlockMagic;
   h.layout_major = kLayoutMajor;
@@ -412,6 +515,7 @@ void ConfigBlockWriter::initialize(std::span<const Entry> source) {
   h.writer_pid.store(static_cast<std::uint64_t>(::getpid()), std::memory_order_relaxed);
   h.writer_start_ticks.store(own_start_ticks(), std::memory_order_relaxed);
   h.writer_start_unix_ns.store(unix_ns(), std::memory_order_relaxed);
+  stamp(options_.lease);
   heartbeat();
   write(pending, {});
   // Last: a reader that sees the ready word sees everything above (attach loads it acquire).
@@ -419,9 +523,10 @@ void ConfigBlockWriter::initialize(std::span<const Entry> source) {
 }
 
 void ConfigBlockWriter::adopt(std::span<const Entry> source) {
-  mapping_->validate();
   BlockHeader& h = *mapping_->header();
-  const std::uint64_t n = h.key_count.load(std::memory_order_relaxed);
+  // validate() checked key_count against the capacity; a hostile process may have moved it since.
+  const std::uint64_t n = std::min<std::uint64_t>(h.key_count.load(std::memory_order_relaxed),
+                                                  mapping_->geometry().slot_capacity);
   ConfigSlot* slots = mapping_->slots();
   for (std::uint64_t i = 0; i < n; ++i) {
     const ConfigSlot& s = slots[i];
@@ -434,7 +539,7 @@ void ConfigBlockWriter::adopt(std::span<const Entry> source) {
     }
   }
   std::vector<Pending> pending;
-  validate_against(source, pending, n, h.slot_capacity);
+  validate_against(source, pending, mapping_->geometry().slot_capacity);
 
   report_.took_over = true;
   report_.tree_was_mid_write = (h.tree_seq.load(std::memory_order_relaxed) & 1) != 0;
@@ -457,7 +562,9 @@ void ConfigBlockWriter::adopt(std::span<const Entry> source) {
 }
 
 void ConfigBlockWriter::validate_against(std::span<const Entry> batch, std::vector<Pending>& out,
-                                         std::uint64_t key_count, std::uint64_t capacity) const {
+                                         std::uint64_t capacity) const {
+  // The writer's own count of published keys, not the block's word, which others could change.
+  const std::uint64_t key_count = index_.size();
   out.clear();
   out.reserve(batch.size());
   std::unordered_set<std::string_view> seen;
@@ -512,7 +619,7 @@ void ConfigBlockWriter::write(std::span<const Pending> batch,
       continue;
     }
     // A new key: fill the slot while no reader can see it, then publish it through key_count.
-    const std::uint64_t i = h.key_count.load(std::memory_order_relaxed);
+    const std::uint64_t i = index_.size();
     ConfigSlot& s = slots[i];
     const std::uint64_t seq = s.seq.load(std::memory_order_relaxed);
     s.seq.store((seq + 1) & ~std::uint64_t{1}, std::memory_order_relaxed);
@@ -546,8 +653,13 @@ void ConfigBlockWriter::set(std::string_view path, const Value& value) {
 
 void ConfigBlockWriter::apply(std::span<const Entry> batch) {
   std::vector<Pending> pending;
-  const BlockHeader& h = *mapping_->header();
-  validate_against(batch, pending, h.key_count.load(std::memory_order_relaxed), h.slot_capacity);
+  try {
+    validate_against(batch, pending, mapping_->geometry().slot_capacity);
+  } catch (const ShmError&) {
+    // A slot of a cut block reads as zeros (no type): the cut is the reason, not the type.
+    if (auto why = mapping_->damage()) throw ShmError(*why);
+    throw;
+  }
   write(pending, {});
 }
 
@@ -557,6 +669,37 @@ void ConfigBlockWriter::heartbeat() noexcept {
 
 std::uint64_t ConfigBlockWriter::generation() const noexcept {
   return mapping_->header()->tree_seq.load(std::memory_order_relaxed) / 2;
+}
+
+void ConfigBlockWriter::stamp(const BlockLease& lease) noexcept {
+  BlockHeader& h = *mapping_->header();
+  const std::uint64_t seq = seqlock::write_begin(h.lease_seq);
+  h.lease_attempt.store(lease.attempt, seqlock::kPayloadStore);
+  std::uint64_t words[kLeaseDigestBytes / 8];
+  std::memcpy(words, lease.digest.data(), kLeaseDigestBytes);
+  for (std::size_t i = 0; i < kLeaseDigestBytes / 8; ++i)
+    h.lease_digest[i].store(words[i], seqlock::kPayloadStore);
+  seqlock::write_end(h.lease_seq, seq);
+}
+
+std::optional<std::string> ConfigBlockWriter::damage() const {
+  return mapping_->damage();
+}
+
+bool ConfigBlockWriter::remove_own() {
+  if (!mapping_->named()) return false;
+  return remove(name());
+}
+
+bool ConfigBlockWriter::remove_if_lease(std::string_view block_name, const BlockLease& lease) {
+  std::optional<ConfigBlockReader> reader;
+  try {
+    reader.emplace(ConfigBlockReader::attach(block_name));
+  } catch (const ShmError&) {
+    return false;
+  }
+  if (reader->lease() != lease || !reader->mapping_->named()) return false;
+  return remove(block_name);
 }
 
 bool ConfigBlockWriter::remove(std::string_view block_name) {

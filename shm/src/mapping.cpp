@@ -1,6 +1,7 @@
 #include "mapping.hpp"
 
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/interprocess/exceptions.hpp>
@@ -73,7 +74,25 @@ std::shared_ptr<Mapping> Mapping::attach(std::string_view name, Open mode) {
   return m;
 }
 
-void Mapping::validate() const {
+void Mapping::validate() {
+  try {
+    geometry_ = check_header();
+  } catch (const ShmError&) {
+    // A header read as zeros because the object was cut short under it: say so.
+    if (faulted()) {
+      throw ShmError(quoted(name_) + " was truncated to " + std::to_string(object_bytes()) +
+                     " bytes while it was being attached");
+    }
+    throw;
+  }
+}
+
+BlockGeometry Mapping::check_header() const {
+  if (mapped_bytes() < sizeof(BlockHeader)) {
+    throw ShmError(quoted(name_) + " is " + std::to_string(mapped_bytes()) +
+                   " bytes, smaller than a block header (" + std::to_string(sizeof(BlockHeader)) +
+                   " bytes)");
+  }
   const BlockHeader& h = *header();
   const bool ready = h.ready.load(std::memory_order_acquire) == kReadyWord;
   if (!ready && h.magic == 0) {
@@ -92,25 +111,28 @@ void Mapping::validate() const {
   if (!ready) {
     throw ShmError(quoted(name_) + " is not ready: its writer has not finished creating it");
   }
-  if (h.total_bytes > mapped_bytes()) {
-    throw ShmError(quoted(name_) + " is truncated: it is " + std::to_string(mapped_bytes()) +
-                   " bytes but its header says " + std::to_string(h.total_bytes));
-  }
+  // The geometry comes from one read of the capacities, and every check is against it: a process
+  // rewriting the header meanwhile cannot make the mapping's bounds larger than what is mapped.
   const BlockGeometry g = BlockGeometry::compute(h.slot_capacity, h.ring_capacity);
+  if (g.total_bytes > mapped_bytes()) {
+    throw ShmError(quoted(name_) + " is truncated: it is " + std::to_string(mapped_bytes()) +
+                   " bytes but its header says " + std::to_string(g.total_bytes));
+  }
   if (h.header_bytes != sizeof(BlockHeader) || h.slot_bytes != sizeof(ConfigSlot) ||
       h.record_bytes != sizeof(TelemetrySlot) || h.slots_offset != g.slots_offset ||
       h.ring_offset != g.ring_offset || h.total_bytes != g.total_bytes ||
-      !is_power_of_two(h.ring_capacity)) {
+      !is_power_of_two(g.ring_capacity)) {
     throw ShmError(quoted(name_) +
                    " has an inconsistent header (region sizes and offsets do "
                    "not match layout " +
                    std::to_string(kLayoutMajor) + "." + std::to_string(kLayoutMinor) + ")");
   }
   const std::uint64_t keys = h.key_count.load(std::memory_order_acquire);
-  if (keys > h.slot_capacity) {
+  if (keys > g.slot_capacity) {
     throw ShmError(quoted(name_) + " has a corrupt key table: " + std::to_string(keys) +
-                   " keys in " + std::to_string(h.slot_capacity) + " slots");
+                   " keys in " + std::to_string(g.slot_capacity) + " slots");
   }
+  return g;
 }
 
 std::unique_ptr<Mapping> Mapping::open_for_writer(std::string_view name, bool& created) {
@@ -160,6 +182,7 @@ void Mapping::unlock_writer() noexcept {
 }
 
 void Mapping::resize(std::uint64_t bytes) {
+  guard_.reset();
   region_ = bip::mapped_region();
   if (bytes == 0) {
     // Boost grows with posix_fallocate (so a full /dev/shm fails here, not with SIGBUS on first
@@ -178,11 +201,43 @@ void Mapping::resize(std::uint64_t bytes) {
 }
 
 void Mapping::map_whole() {
+  guard_.reset();
+  region_ = bip::mapped_region();
   try {
     region_ = bip::mapped_region(object_, writable_ ? bip::read_write : bip::read_only);
   } catch (const bip::interprocess_exception& e) {
     throw ShmError("cannot map " + quoted(name_) + ": " + e.what());
   }
+  guard_.emplace(region_.get_address(), region_.get_size(), writable_);
+}
+
+std::optional<std::string> Mapping::damage() const {
+  struct stat st {};
+  if (::fstat(object_.get_mapping_handle().handle, &st) != 0) {
+    return "cannot read the size of " + quoted(name_) + ": " + std::strerror(errno);
+  }
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size < geometry_.total_bytes) {
+    return quoted(name_) + " was truncated to " + std::to_string(size) + " bytes (expected " +
+           std::to_string(geometry_.total_bytes) + ")";
+  }
+  if (faulted()) {
+    return quoted(name_) + " faulted on access: it was truncated (now " + std::to_string(size) +
+           " bytes, expected " + std::to_string(geometry_.total_bytes) + ") and regrown";
+  }
+  if (mapped_bytes() >= sizeof(BlockHeader) && geometry_.total_bytes != 0 &&
+      header()->magic != kBlockMagic) {
+    return quoted(name_) + " was overwritten: its header lost its magic number";
+  }
+  return std::nullopt;
+}
+
+bool Mapping::named() const noexcept {
+  struct stat mine {
+  }, named{};
+  if (::fstat(object_.get_mapping_handle().handle, &mine) != 0) return false;
+  if (::stat(("/dev/shm/" + name_).c_str(), &named) != 0) return false;
+  return mine.st_dev == named.st_dev && mine.st_ino == named.st_ino;
 }
 
 std::uint64_t Mapping::object_bytes() const {

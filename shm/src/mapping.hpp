@@ -6,9 +6,11 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "fault_guard.hpp"
 #include "trainvisor/shm/layout.hpp"
 
 namespace tv::shm {
@@ -42,11 +44,23 @@ class Mapping {
   void unlock_writer() noexcept;
   // Unmaps and sizes the object; bytes added are zero-filled by the kernel.
   void resize(std::uint64_t bytes);
-  // Maps the object at its current size.
+  // Maps the object at its current size, under a FaultGuard (fault_guard.hpp).
   void map_whole();
   std::uint64_t object_bytes() const;
   // Throws ShmError naming the block unless the mapped header is a ready block of this layout.
-  void validate() const;
+  // Keeps the geometry it checked: every later access is bounded by it, never by the header's
+  // words, which any process of the same user may overwrite.
+  void validate();
+  // Adopts `g` as the block's geometry (the writer, which has just laid the block out).
+  void set_geometry(const BlockGeometry& g) noexcept { geometry_ = g; }
+  const BlockGeometry& geometry() const noexcept { return geometry_; }
+
+  // Why the block cannot be used any more: its object is smaller than its geometry (truncated),
+  // an access faulted, or its header lost its magic. nullopt while intact. One fstat.
+  std::optional<std::string> damage() const;
+  bool faulted() const noexcept { return guard_ && guard_->faulted(); }
+  // True while `name()` still names this object (no one removed or replaced it).
+  bool named() const noexcept;
 
   const std::string& name() const noexcept { return name_; }
   bool writable() const noexcept { return writable_; }
@@ -55,13 +69,13 @@ class Mapping {
 
   BlockHeader* header() const noexcept { return reinterpret_cast<BlockHeader*>(base()); }
   ConfigSlot* slots() const noexcept {
-    return reinterpret_cast<ConfigSlot*>(base() + header()->slots_offset);
+    return reinterpret_cast<ConfigSlot*>(base() + geometry_.slots_offset);
   }
   RingHeader* ring() const noexcept {
-    return reinterpret_cast<RingHeader*>(base() + header()->ring_offset);
+    return reinterpret_cast<RingHeader*>(base() + geometry_.ring_offset);
   }
   TelemetrySlot* records() const noexcept {
-    return reinterpret_cast<TelemetrySlot*>(base() + header()->ring_offset + sizeof(RingHeader));
+    return reinterpret_cast<TelemetrySlot*>(base() + geometry_.records_offset);
   }
 
   Mapping(const Mapping&) = delete;
@@ -70,10 +84,13 @@ class Mapping {
 
  private:
   Mapping(std::string name, boost::interprocess::shared_memory_object object, bool writable);
+  BlockGeometry check_header() const;  // the geometry it checked
 
   std::string name_;
   boost::interprocess::shared_memory_object object_;
   boost::interprocess::mapped_region region_;
+  std::optional<FaultGuard> guard_;  // after region_: unregistered before the unmap
+  BlockGeometry geometry_;
   bool writable_ = false;
   bool locked_ = false;
 };

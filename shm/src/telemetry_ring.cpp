@@ -47,7 +47,7 @@ TelemetryWriter::TelemetryWriter(std::shared_ptr<Mapping> mapping)
     : mapping_(std::move(mapping)),
       ring_(mapping_->ring()),
       slots_(mapping_->records()),
-      mask_(mapping_->header()->ring_capacity - 1),
+      mask_(mapping_->geometry().ring_capacity - 1),
       // A restarted trainer continues the sequence, so the reader's cursor stays meaningful.
       next_(ring_->head.load(std::memory_order_relaxed)) {}
 
@@ -70,7 +70,7 @@ TelemetryReader::TelemetryReader(std::shared_ptr<Mapping> mapping)
     : mapping_(std::move(mapping)),
       ring_(mapping_->ring()),
       slots_(mapping_->records()),
-      capacity_(mapping_->header()->ring_capacity),
+      capacity_(mapping_->geometry().ring_capacity),
       next_(ring_->reader_next.load(std::memory_order_relaxed)),
       dropped_(ring_->reader_dropped.load(std::memory_order_relaxed)) {}
 

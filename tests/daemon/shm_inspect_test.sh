@@ -16,7 +16,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$TRAINVISOR" --version | grep -q "^trainvisor [0-9]" || fail "--version prints no version"
-"$TRAINVISOR" --version | grep -q "^shm layout: 1\." || fail "--version omits the shm layout"
+"$TRAINVISOR" --version | grep -q "^shm layout: 2\." || fail "--version omits the shm layout"
 
 mkfifo "$dir/in"
 "$TV_SHM_TEST_WRITER" create "$name" training/optimizer/learning_rate=f64:0.001 \
@@ -33,7 +33,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 name, pid = sys.argv[2], int(sys.argv[3])
 assert j["block"] == name, j["block"]
-assert j["layout"]["major"] == 1
+assert j["layout"]["major"] == 2
 assert j["writer"]["pid"] == pid and j["writer"]["alive"] is True, j["writer"]
 assert 0 <= j["heartbeat"]["age_seconds"] < 30, j["heartbeat"]
 assert j["write_in_progress"] is False and j["tree_generation"] >= 1
@@ -60,7 +60,25 @@ exec 3>&-
 wait "$holder"; holder=
 "$TRAINVISOR" shm inspect "$job" -o json | "$PY" -c 'import json,sys; assert json.load(sys.stdin)["writer"]["alive"] is False'
 
+# The lease: the test writer stamps none.
+"$TRAINVISOR" shm inspect "$job" -o json | "$PY" -c 'import json,sys; assert json.load(sys.stdin)["lease"] == {"attempt": 0, "digest": "0" * 64}'
+grep -q "^lease            attempt 0" "$dir/inspect.txt" || fail "text lacks the lease"
+
 # Errors: exit 2 and a message naming the thing.
+# A block cut short by any process of the user: a clear error, never a crash.
+inspect_fails() {  # WHAT PATTERN
+  set +e
+  out=$("$TRAINVISOR" shm inspect "$job" 2>&1); rc=$?
+  set -e
+  [ "$rc" = 2 ] || fail "$1 exited $rc"
+  echo "$out" | grep -q "$2" || fail "$1 message: $out"
+}
+cp "/dev/shm/$name" "$dir/block"
+truncate -s 100 "/dev/shm/$name"
+inspect_fails "a truncated block" "'$name' is 100 bytes, smaller than a block header"
+cp "$dir/block" "/dev/shm/$name"
+truncate -s 8192 "/dev/shm/$name"
+inspect_fails "a block cut past its header" "is truncated: it is 8192 bytes but its header says"
 set +e
 out=$("$TRAINVISOR" shm inspect "no/such" 2>&1); rc=$?
 set -e

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "temp_dir.hpp"
+#include "trainvisor/fleet/config_agent.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -132,6 +133,23 @@ TEST(TrainerCommand, UnsetOptionsAreLeftOut) {
       "/bin/tv", "train",   "--job-id", "local-1", "--model",      "tiny", "--seed", "0",
       "--param", "width=4", "--steps",  "5",       "--max-epochs", "2",    "--quiet"};
   EXPECT_EQ(c.argv(), expected);
+}
+
+TEST(TrainerCommand, TheLeaseGoesByAttemptAndDigestNeverByToken) {
+  TrainerCommand c;
+  c.executable = "/bin/tv";
+  c.job_id = "j";
+  c.model = "tiny";
+  c.lease_attempt = 3;
+  c.lease_digest = lease_digest_hex("secret-token");
+  const std::vector<std::string> argv = c.argv();
+  const std::vector<std::string> expected = {
+      "/bin/tv", "train", "--job-id",        "j", "--model",        "tiny",
+      "--seed",  "0",     "--lease-attempt", "3", "--lease-digest", c.lease_digest};
+  EXPECT_EQ(argv, expected);
+  EXPECT_EQ(c.lease_digest.size(), 64u);
+  for (const std::string& a : argv)
+    EXPECT_EQ(a.find("secret-token"), std::string::npos) << a;
 }
 
 TEST(TrainerOutcome, ExitCodesMapToTheirOutcome) {

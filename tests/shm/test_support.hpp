@@ -18,6 +18,13 @@
 
 extern char** environ;
 
+// Expects `haystack` (a message) to contain `needle`, printing the message when it does not.
+#define EXPECT_CONTAINS(haystack, needle)                               \
+  do {                                                                  \
+    const std::string h_ = (haystack);                                  \
+    EXPECT_NE(h_.find(needle), std::string::npos) << "message: " << h_; \
+  } while (0)
+
 namespace tv::shm::test {
 
 // A block name unique to this process and call; the block is removed when this goes away.

@@ -53,7 +53,17 @@ Knobs Knobs::resolve(const std::map<std::string, ParamValue>& given) {
   return out;
 }
 
-LiveConfig::LiveConfig(Knobs base, const std::string& job_id) : applied_(std::move(base)) {
+std::optional<shm::BlockLease> lease_of(const TrainerOptions& o) {
+  if (o.lease_attempt == 0 && o.lease_digest.empty()) return std::nullopt;
+  try {
+    return shm::BlockLease::from_hex(o.lease_attempt, o.lease_digest);
+  } catch (const shm::ShmError& e) {
+    throw BadInput(std::string("--lease-digest: ") + e.what());
+  }
+}
+
+LiveConfig::LiveConfig(Knobs base, const std::string& job_id, std::optional<shm::BlockLease> lease)
+    : applied_(std::move(base)), lease_(std::move(lease)) {
   if (job_id.empty()) return;
   try {
     reader_.emplace(shm::ConfigBlockReader::attach(shm::block_name_for_job(job_id),
@@ -87,6 +97,9 @@ LiveConfig::Refresh LiveConfig::refresh(std::int64_t step) {
   if (!snapshot_) return out;
   snapshot_->read();
   if (snapshot_->generation() == seen_generation_) return out;
+  // A truncated block reads as zeros, which are not values: block_lost() stops the trainer at
+  // the next step boundary. A new generation is rare (a config write), so the fstat is cheap.
+  if (reader_->faulted() || reader_->damage()) return out;
   seen_generation_ = snapshot_->generation();
   const auto& schema = knobs::schema();
   for (std::size_t k = 0; k < schema.size(); ++k) {
@@ -143,6 +156,34 @@ std::optional<shm::TelemetryWriter> LiveConfig::telemetry_writer() const {
   } catch (const shm::ShmError& e) {
     throw BadInput(e.what());
   }
+}
+
+std::optional<std::string> LiveConfig::block_lost() {
+  if (!reader_) return std::nullopt;
+  if (reader_->faulted()) return reader_->damage().value_or("the block faulted on access");
+  const auto now = std::chrono::steady_clock::now();
+  if (now >= next_size_check_) {
+    next_size_check_ = now + std::chrono::seconds(1);
+    if (auto why = reader_->damage()) return why;
+  }
+  if (!lease_) return std::nullopt;
+  const std::uint64_t version = reader_->lease_version();
+  if (version == own_lease_version_) return std::nullopt;
+  const std::optional<shm::BlockLease> found = reader_->lease();
+  if (found && *found == *lease_) {
+    own_lease_version_ = version;
+    return std::nullopt;
+  }
+  const std::string block = "the block " + reader_->name();
+  if (!found) {
+    return block + " is being taken over by another lease, not mine (" +
+           std::to_string(lease_->attempt) + ")";
+  }
+  if (found->attempt != lease_->attempt) {
+    return block + " belongs to attempt " + std::to_string(found->attempt) + ", not mine (" +
+           std::to_string(lease_->attempt) + ")";
+  }
+  return block + " belongs to " + found->describe() + ", not mine (" + lease_->describe() + ")";
 }
 
 bool LiveConfig::agent_silent(std::chrono::milliseconds limit) {

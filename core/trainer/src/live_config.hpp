@@ -45,10 +45,16 @@ struct Knobs {
   static Knobs resolve(const std::map<std::string, plugin::ParamValue>& given);
 };
 
+// The lease of --lease-attempt and --lease-digest; nullopt when neither is given. Throws
+// BadInput for a digest that is not 64 hex digits.
+std::optional<shm::BlockLease> lease_of(const TrainerOptions& options);
+
 class LiveConfig {
  public:
   // Attaches to the block of `job_id`; an empty id keeps `base` fixed (no block, no telemetry).
-  LiveConfig(Knobs base, const std::string& job_id);
+  // With a `lease`, the block must carry it (block_lost()).
+  LiveConfig(Knobs base, const std::string& job_id,
+             std::optional<shm::BlockLease> lease = std::nullopt);
   // --replay-config: the knobs follow `history` (checked by read_recorded_run: every knob valid,
   // in step order), with no block and no telemetry. Starts on its first revision.
   explicit LiveConfig(const std::vector<RecordedRevision>& history);
@@ -87,6 +93,11 @@ class LiveConfig {
   // host daemon is gone. Reads the block about once a second (not a per-step cost); a writer
   // that never beats, or a limit of 0, is never silent.
   bool agent_silent(std::chrono::milliseconds limit);
+  // Why the trainer must stop using its block, or nullopt: the block belongs to another lease
+  // ("the block trainvisor.X belongs to attempt 3, not mine (2)": another host took the job
+  // over), or it was truncated. The lease costs one acquire load while it is unchanged; the
+  // block's size is checked about once a second, a fault at once.
+  std::optional<std::string> block_lost();
 
  private:
   Knobs applied_;
@@ -94,6 +105,9 @@ class LiveConfig {
   std::optional<shm::Snapshot> snapshot_;
   std::uint64_t seen_generation_ = ~std::uint64_t{0};
   std::chrono::steady_clock::time_point next_heartbeat_check_{};
+  std::optional<shm::BlockLease> lease_;
+  std::uint64_t own_lease_version_ = ~std::uint64_t{0};  // lease_version() when it was ours
+  std::chrono::steady_clock::time_point next_size_check_{};
   nlohmann::json history_ = nlohmann::json::array();
   // --replay-config: the recorded revisions and the next one to apply.
   struct ScheduledKnobs {

@@ -51,7 +51,7 @@ class Session final : public TrainingSession {
     torch::manual_seed(o.seed);
     load_model();
     if (o.replay.empty()) {
-      config_.emplace(Knobs::resolve(o.knobs), o.job_id);
+      config_.emplace(Knobs::resolve(o.knobs), o.job_id, lease_of(o));
     } else if (!o.job_id.empty() || o.resume) {
       throw BadInput("a replay of a config history reads no block and starts at step 0");
     } else {
@@ -91,6 +91,13 @@ class Session final : public TrainingSession {
         if (stop_requested.load()) {
           checkpoint();
           log("interrupted at step " + std::to_string(step_) + ": checkpoint written");
+          return TrainerExitCode::kInterrupted;
+        }
+        if (const auto why = config_->block_lost()) {
+          // Another host holds the job now, or the block is broken: this run must not go on
+          // (nor push telemetry); its state is kept for whoever resumes the job.
+          checkpoint();
+          log(*why + ": stopping; checkpoint written at step " + std::to_string(step_));
           return TrainerExitCode::kInterrupted;
         }
         if (config_->agent_silent(options_.orphan_after)) {

@@ -12,6 +12,7 @@
 #include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
 #include "trainvisor/fleet/api/coordinator_client.hpp"
+#include "trainvisor/fleet/sha256.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -22,6 +23,10 @@ using api::StreamMessage;
 struct Resync {};
 
 }  // namespace
+
+std::string lease_digest_hex(const std::string& lease_token) {
+  return sha256_hex("trainvisor block lease\n" + lease_token);
+}
 
 struct ConfigAgent::Impl {
   ConfigAgentOptions o;
@@ -208,8 +213,16 @@ struct ConfigAgent::Impl {
 
 ConfigAgent::ConfigAgent(ConfigAgentOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->o = std::move(options);
-  impl_->sink = BlockConfigSink::adopt_or_create(impl_->o.job_id, impl_->o.initial);
+  shm::WriterOptions wo;
+  if (impl_->o.lease_attempt != 0 || !impl_->o.lease_digest.empty())
+    wo.lease = shm::BlockLease::from_hex(impl_->o.lease_attempt, impl_->o.lease_digest);
+  impl_->sink = BlockConfigSink::adopt_or_create(impl_->o.job_id, impl_->o.initial, wo);
   impl_->stats.adopted_block = impl_->sink->adopted();
+  if (const shm::RepairReport& r = impl_->sink->repair_report(); r.superseded) {
+    impl_->log("block " + impl_->sink->block_name() + " belonged to " +
+               (r.previous ? r.previous->describe() : "a lease being stamped") + ": stamped with " +
+               wo.lease.describe() + " (its trainer stops) and replaced by a fresh block");
+  }
   impl_->publish();
   impl_->thread = std::thread([this] { impl_->run(); });
 }
@@ -268,6 +281,10 @@ std::vector<AgentRefusal> ConfigAgent::take_refusals() {
 
 const std::string& ConfigAgent::block_name() const {
   return impl_->sink->block_name();
+}
+
+std::optional<std::string> ConfigAgent::block_damage() const {
+  return impl_->sink->damage();
 }
 
 }  // namespace tv::fleet

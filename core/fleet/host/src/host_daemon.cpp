@@ -211,6 +211,7 @@ api::CoordinatorClientOptions worker_client_options(const HostDaemonOptions& o) 
 struct RunningJob {
   JobSpec spec;
   std::string lease;
+  std::int64_t attempt = 0;     // the claim's: with the lease, what the block and trainer carry
   std::int64_t generation = 0;  // the claim's: which checkpoints may be resumed
   JobFolder folder;
   std::unique_ptr<ConfigAgent> agent;
@@ -226,7 +227,14 @@ struct RunningJob {
   Clock::time_point next_telemetry;
   Clock::time_point next_heartbeat;
   std::optional<int> exit_code;  // the trainer has exited; reporting may be pending
-  enum class Ending { kNone, kCancelled, kLeaseLost, kShutdown } ending = Ending::kNone;
+  std::string block_broken;      // why the job's block cannot be used (kBlockBroken)
+  enum class Ending {
+    kNone,
+    kCancelled,
+    kLeaseLost,
+    kShutdown,
+    kBlockBroken
+  } ending = Ending::kNone;
 };
 
 }  // namespace
@@ -305,6 +313,7 @@ struct HostDaemon::Impl {
     auto job = std::make_unique<RunningJob>();
     job->spec = *r->job;
     job->lease = r->lease_token;
+    job->attempt = r->attempt;
     job->generation = r->generation;
     emit(HostEvent::Kind::kClaimed, *job, "attempt " + std::to_string(r->attempt));
     try {
@@ -326,6 +335,8 @@ struct HostDaemon::Impl {
     ao.worker_token = o.worker_token;
     ao.job_id = job.spec.id;
     ao.initial = job.spec.hyper;
+    ao.lease_attempt = static_cast<std::uint64_t>(job.attempt);
+    ao.lease_digest = lease_digest_hex(job.lease);
     ao.log = [this, name = job.spec.name, id = job.spec.id](const std::string& m) {
       // Runs on the agent's thread: events are queued for the loop's thread.
       std::lock_guard lock(agent_log_mu);
@@ -360,6 +371,8 @@ struct HostDaemon::Impl {
     TrainerCommand command = TrainerCommand::for_job(o.trainer_exe, job.spec, job.folder);
     command.plugin_dirs = o.plugin_dirs;
     command.orphan_after = o.orphan_after;
+    command.lease_attempt = static_cast<std::uint64_t>(job.attempt);
+    command.lease_digest = lease_digest_hex(job.lease);
     fs::remove(job.folder.exit_code());
     // Its own session: a terminal's Ctrl-C or a signal to the daemon's process group is the
     // daemon's to handle, and the trainer may outlive it.
@@ -397,8 +410,21 @@ struct HostDaemon::Impl {
     job.process.terminate(o.kill_grace);
   }
 
+  // A block truncated under the job (by any process of this user) ends that job alone: its
+  // trainer is stopped and the job handed back with the reason. Other jobs go on.
+  void check_block(RunningJob& job) {
+    if (job.ending != RunningJob::Ending::kNone) return;
+    std::optional<std::string> why = job.agent->block_damage();
+    if (!why) return;
+    job.block_broken = *why;
+    emit(HostEvent::Kind::kFailed, job, *why + "; stopping its trainer");
+    terminate(job, RunningJob::Ending::kBlockBroken);
+  }
+
   // Returns true when the job is over and can be dropped.
   bool tend(RunningJob& job) {
+    // A trainer that ended before its block was cut needs it no more: its outcome stands.
+    if (!job.exit_code) check_block(job);
     for (const std::string& m : job.sink->flush())
       emit(HostEvent::Kind::kPolicy, job, m);
     job.sink->refresh();
@@ -455,6 +481,7 @@ struct HostDaemon::Impl {
     if (!job.exit_code) {
       job.exit_code = job.process.poll();
       if (!job.exit_code) return false;
+      check_block(job);  // it may have stopped because its block was cut: that is the reason
       job.supervisor->poll();
     }
     // Throws while the coordinator is unreachable; the next round reports again.
@@ -507,6 +534,7 @@ struct HostDaemon::Impl {
   void write_holder(RunningJob& job) {
     const json j = {{"spec", job_spec_json(job.spec)},
                     {"lease_token", job.lease},
+                    {"attempt", job.attempt},
                     {"pid", job.process.pid()},
                     {"start_ticks", job.process.start_ticks()},
                     {"coordinator", o.coordinator_url}};
@@ -529,6 +557,7 @@ struct HostDaemon::Impl {
         const json j = json::parse(in);
         job->spec = job_spec_from_json(j.at("spec"));
         job->lease = j.at("lease_token");
+        job->attempt = j.value("attempt", std::int64_t{0});
         job->folder = folder;
         job->process = TrainerProcess::adopt(
             j.at("pid").get<pid_t>(), j.at("start_ticks").get<std::uint64_t>(), folder.exit_code());
@@ -553,7 +582,11 @@ struct HostDaemon::Impl {
         emit(HostEvent::Kind::kLost, *job,
              "left by an earlier daemon; the coordinator gave it away");
         fs::remove(holder, ec);
-        shm::ConfigBlockWriter::remove(shm::block_name_for_job(job->spec.id));
+        // Only if it is still this lease's: the job's new holder may run on this machine too.
+        shm::ConfigBlockWriter::remove_if_lease(
+            shm::block_name_for_job(job->spec.id),
+            shm::BlockLease::from_hex(static_cast<std::uint64_t>(job->attempt),
+                                      lease_digest_hex(job->lease)));
         continue;
       }
       try {
@@ -574,6 +607,11 @@ struct HostDaemon::Impl {
 
   void finish(RunningJob& job, int code) {
     if (job.ending == RunningJob::Ending::kLeaseLost) return;  // someone else holds it now
+    if (job.ending == RunningJob::Ending::kBlockBroken) {
+      // Not the trainer's failure: the job goes back to the queue with the reason.
+      fail(job, FailureClass::kHostLost, "host " + o.name + ": " + job.block_broken);
+      return;
+    }
     if (job.ending == RunningJob::Ending::kCancelled) {
       fail(job, FailureClass::kCancelled, "cancelled by an operator");
       return;

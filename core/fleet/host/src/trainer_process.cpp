@@ -79,6 +79,10 @@ std::vector<std::string> TrainerCommand::argv() const {
     a.insert(a.end(),
              {"--orphan-after", std::to_string(static_cast<double>(orphan_after->count()) / 1000)});
   }
+  if (lease_attempt != 0 || !lease_digest.empty()) {
+    a.insert(a.end(),
+             {"--lease-attempt", std::to_string(lease_attempt), "--lease-digest", lease_digest});
+  }
   const auto count = [&](const char* flag, std::int64_t n) {
     if (n > 0) a.insert(a.end(), {flag, std::to_string(n)});
   };

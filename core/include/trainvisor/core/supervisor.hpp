@@ -81,8 +81,9 @@ class BlockConfigSink final : public ConfigSink {
   BlockConfigSink(const std::string& job_id, const plugin::ConfigView& initial,
                   const shm::WriterOptions& options = {});
   // After a restart of the writer: takes over the job's block as it is (its values and revision;
-  // a write its dead writer left half done is repaired) when one exists, else creates it from
-  // `initial` as revision 1. Throws like the constructor.
+  // a write its dead writer left half done is repaired) when one of options.lease exists, else
+  // creates it from `initial` as revision 1 (a block of another lease is replaced: see
+  // shm::WriterOptions::lease). Throws like the constructor.
   static std::unique_ptr<BlockConfigSink> adopt_or_create(const std::string& job_id,
                                                           const plugin::ConfigView& initial,
                                                           const shm::WriterOptions& options = {});
@@ -101,7 +102,12 @@ class BlockConfigSink final : public ConfigSink {
 
   const std::string& block_name() const { return writer_.name(); }
   void heartbeat() { writer_.heartbeat(); }
-  // Removes the block's name (readers that have it mapped keep it).
+  // Why the block is broken (truncated, see shm::ConfigBlockReader::damage), or nullopt. Safe
+  // from any thread.
+  std::optional<std::string> damage() const { return writer_.damage(); }
+  const shm::RepairReport& repair_report() const { return writer_.repair_report(); }
+  // Removes the block's name while it names this sink's block (readers that have it mapped keep
+  // it; a block another holder of the job put under the name stays).
   void remove_block();
 
  private:

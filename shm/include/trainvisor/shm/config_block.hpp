@@ -15,10 +15,12 @@
 // reader that made them is gone.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,6 +43,23 @@ void validate_key(std::string_view path);
 // FNV-1a, stored in each slot so late binding compares one word before the key bytes.
 std::uint64_t key_hash(std::string_view path) noexcept;
 
+// The lease a block belongs to: the claim's attempt and the digest of its lease token (never the
+// token itself: any process of the same user can read the block). A block belongs to one lease;
+// a trainer started for another stops. Attempt 0 with a zero digest is "no lease" (the blocks of
+// `trainvisor local` and of tests).
+struct BlockLease {
+  std::uint64_t attempt = 0;
+  std::array<std::uint8_t, kLeaseDigestBytes> digest{};
+
+  bool operator==(const BlockLease&) const = default;
+  // The digest as 2 * kLeaseDigestBytes lowercase hex digits.
+  std::string digest_hex() const;
+  // "attempt 3 (lease 5f2c9a01...)", or "no lease".
+  std::string describe() const;
+  // Throws ShmError naming `hex` unless it is 2 * kLeaseDigestBytes hex digits.
+  static BlockLease from_hex(std::uint64_t attempt, std::string_view hex);
+};
+
 struct HandleStats {
   std::uint64_t retries = 0;    // attempts beyond the first, summed over reads
   std::uint64_t fallbacks = 0;  // reads that gave up after kMaxReadAttempts
@@ -54,6 +73,7 @@ struct Binding {
   const BlockHeader* header = nullptr;
   const ConfigSlot* slots = nullptr;
   const ConfigSlot* slot = nullptr;  // null until the key exists with the expected type
+  std::uint64_t capacity = 0;        // slots mapped: a key_count beyond it is corrupt
   std::uint64_t keys_seen = 0;       // key_count at the last binding attempt
   std::uint64_t hash = 0;
   std::string path;
@@ -277,6 +297,21 @@ class ConfigBlockReader {
   // The ring's counters, read without consuming anything.
   RingState ring_state() const noexcept;
 
+  // The lease the block belongs to; nullopt while another holder is stamping its own lease into
+  // it (or died doing so): a block being taken over belongs to no one who asks.
+  std::optional<BlockLease> lease() const noexcept;
+  // Moves whenever the lease is stamped: a reader that found its own lease at version v needs
+  // no other read while this stays v. One acquire load.
+  std::uint64_t lease_version() const noexcept;
+
+  // Why the block cannot be used any more, or nullopt while it is intact: its object was
+  // truncated below the block's size ("shared-memory block 'X' was truncated to N bytes
+  // (expected M)"), an access faulted, or its header lost its magic. One fstat. A truncated
+  // block never kills the process: an access that faults reads zeros instead (fault_guard.hpp).
+  std::optional<std::string> damage() const;
+  // True once an access to this mapping faulted. One load; for a per-step check.
+  bool faulted() const noexcept;
+
   const std::string& name() const noexcept;
 
  private:
@@ -296,6 +331,9 @@ struct Entry {
 struct WriterOptions {
   std::uint32_t slot_capacity = 256;
   std::uint32_t ring_capacity = 1024;  // rounded up to a power of two
+  // The lease the block is for. A block of that name stamped with another lease is not taken
+  // over: it is stamped with this one (so its trainer stops) and its name given to a new block.
+  BlockLease lease;
   // Test hook: called in the middle of a write, after the sequence words are odd and before
   // any payload is stored. Lets a test stop or kill the writer exactly there.
   std::function<void()> mid_write_hook;
@@ -304,6 +342,10 @@ struct WriterOptions {
 // What the writer found when it took over an existing block.
 struct RepairReport {
   bool took_over = false;  // the block existed and was adopted rather than created
+  // The name held a block of another lease (`previous`; nullopt: one being stamped), which was
+  // stamped with this writer's lease and replaced by a new block.
+  bool superseded = false;
+  std::optional<BlockLease> previous;
   bool tree_was_mid_write = false;
   std::uint64_t slots_mid_write = 0;
   // Keys the new writer's source does not know that were left mid-write. A single-word value
@@ -334,6 +376,8 @@ class ConfigBlockWriter {
   void apply(std::span<const Entry> batch);
   // Writes the current time into the heartbeat word.
   void heartbeat() noexcept;
+  // As ConfigBlockReader::damage(). A write to a damaged block lands in memory no one else sees.
+  std::optional<std::string> damage() const;
 
   // A reader over this writer's own mapping: the same memory at the same addresses, where
   // ConfigBlockReader::attach maps the block a second time elsewhere. For readers in the
@@ -347,18 +391,28 @@ class ConfigBlockWriter {
   const RepairReport& repair_report() const noexcept { return report_; }
   const std::string& name() const noexcept;
 
+  // Removes the block's name if it still names this writer's block (a later holder of the job
+  // may have replaced it: its block stays). Returns whether it removed it.
+  bool remove_own();
+
   // Removes the block's name; mapped readers keep their memory until they detach. Returns false
   // when no block had that name.
   static bool remove(std::string_view block_name);
+  // Removes the block's name if that block belongs to `lease`; nothing otherwise (a block that
+  // cannot be attached is left alone too). Returns whether it removed it.
+  static bool remove_if_lease(std::string_view block_name, const BlockLease& lease);
 
  private:
   struct Pending;
   ConfigBlockWriter(std::unique_ptr<Mapping> mapping, WriterOptions options);
   void validate_against(std::span<const Entry> batch, std::vector<Pending>& out,
-                        std::uint64_t key_count, std::uint64_t capacity) const;
+                        std::uint64_t capacity) const;
   void write(std::span<const Pending> batch, std::span<const std::uint32_t> orphans);
+  static ConfigBlockWriter open_once(std::string_view block_name, const WriterOptions& options,
+                                     std::span<const Entry> source, bool may_supersede);
   void adopt(std::span<const Entry> source);
   void initialize(std::span<const Entry> source);
+  void stamp(const BlockLease& lease) noexcept;
 
   std::shared_ptr<Mapping> mapping_;  // shared with readers made by reader()
   WriterOptions options_;

@@ -24,7 +24,7 @@ inline constexpr std::size_t kCacheLine = 64;
 // "TVSHMBLK" read as a little-endian u64.
 inline constexpr std::uint64_t kBlockMagic = 0x4b4c424d48535654ULL;
 // Major: readers refuse any other. Minor: additions readers may ignore.
-inline constexpr std::uint16_t kLayoutMajor = 1;
+inline constexpr std::uint16_t kLayoutMajor = 2;
 inline constexpr std::uint16_t kLayoutMinor = 0;
 // Written to BlockHeader::ready (release) after everything else, so a reader that sees it also
 // sees a complete header.
@@ -38,6 +38,9 @@ inline constexpr unsigned kMaxReadAttempts = 16;
 
 inline constexpr std::size_t kMaxKeyBytes = 112;    // "training/optimizer/learning_rate" is 32
 inline constexpr std::size_t kMaxStringBytes = 48;  // short enum-like values: "adamw", "cosine"
+// A lease's token digest (SHA-256): the block names its lease by digest, never by the token,
+// because any process of the same user can read the block.
+inline constexpr std::size_t kLeaseDigestBytes = 32;
 
 enum class ValueType : std::uint8_t { kNone = 0, kFloat64 = 1, kInt64 = 2, kBool = 3, kString = 4 };
 
@@ -77,7 +80,14 @@ struct alignas(kCacheLine) BlockHeader {
   // two equal even values.
   alignas(kCacheLine) std::atomic<std::uint64_t> tree_seq;
 
-  // Line 5: written last at creation.
+  // Line 5: the lease the block belongs to (layout 2): the claim's attempt and its token's
+  // digest, under a seqlock of their own. Stamped at creation; stamped again only by a new
+  // holder of the job taking the block away from an older lease, whose trainer then stops.
+  alignas(kCacheLine) std::atomic<std::uint64_t> lease_seq;
+  std::atomic<std::uint64_t> lease_attempt;
+  std::atomic<std::uint64_t> lease_digest[kLeaseDigestBytes / 8];
+
+  // Line 6: written last at creation.
   alignas(kCacheLine) std::atomic<std::uint32_t> ready;
 };
 
@@ -115,7 +125,7 @@ struct alignas(kCacheLine) TelemetrySlot {
   std::atomic<std::uint64_t> words[kTelemetryWords];
 };
 
-static_assert(sizeof(BlockHeader) == 6 * kCacheLine);
+static_assert(sizeof(BlockHeader) == 7 * kCacheLine);
 static_assert(sizeof(ConfigSlot) == 3 * kCacheLine);
 static_assert(sizeof(RingHeader) == 2 * kCacheLine);
 static_assert(sizeof(TelemetrySlot) == 2 * kCacheLine);

@@ -59,6 +59,11 @@ struct TrainerOptions {
   // config agent writes, is older than this: the host daemon is gone and another host may now hold
   // the job. 0: never.
   std::chrono::milliseconds orphan_after{0};
+  // The lease this trainer runs for (its host's claim): the attempt and the digest of the lease
+  // token as hex. The trainer checkpoints and stops (kInterrupted) as soon as its block carries
+  // another lease: another host took the job over. Attempt 0 and no digest: no check.
+  std::uint64_t lease_attempt = 0;
+  std::string lease_digest;
   bool log = true;  // progress lines on stderr
 };
 

@@ -13,8 +13,10 @@
 //   revision, and the refusal is queued for the coordinator's audit log (take_refusals()).
 // - It writes the block's heartbeat word at least every keepalive, which tells the trainer its
 //   host is alive.
-// - On construction it adopts the job's block if one exists (a restarted host daemon), repairing
-//   it, and resumes from the revision the block holds.
+// - On construction it adopts the job's block if one of its lease exists (a restarted host
+//   daemon), repairing it, and resumes from the revision the block holds. A block of another
+//   lease (the job's earlier holder on this machine) is stamped with this lease, which stops its
+//   trainer, and replaced by a fresh block: one lease, one trainer, one telemetry ring.
 //
 // Threading: one thread of its own; the accessors are safe from any thread.
 #pragma once
@@ -24,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,7 +44,11 @@ struct ConfigAgentOptions {
   http::ClientOptions coordinator;
   std::string worker_token;
   std::string job_id;
-  plugin::ConfigView initial;                    // the manifest's hyper: a new block's revision 1
+  plugin::ConfigView initial;  // the manifest's hyper: a new block's revision 1
+  // The claim the block is for (shm::BlockLease): its attempt and the digest of its lease token
+  // as hex (lease_digest_hex()). Attempt 0 and no digest: no lease.
+  std::uint64_t lease_attempt = 0;
+  std::string lease_digest;
   std::chrono::milliseconds idle_timeout{3000};  // no message for this long: reconnect
   std::chrono::milliseconds backoff_min{50};
   std::chrono::milliseconds backoff_max{5000};
@@ -63,6 +70,11 @@ struct AgentRefusal {
   std::string reason;
 };
 
+// The digest a block and a trainer name a lease by: SHA-256 of the token, in a domain of its own
+// (it equals no other hash of the token the fleet keeps), as 64 hex digits. Never the token:
+// any process of the same user can read a block and a process's arguments.
+std::string lease_digest_hex(const std::string& lease_token);
+
 class ConfigAgent {
  public:
   // Creates or adopts the block, then starts streaming. Throws shm::ShmError for block failures
@@ -79,6 +91,8 @@ class ConfigAgent {
   ConfigAgentStats stats() const;
   std::vector<AgentRefusal> take_refusals();
   const std::string& block_name() const;
+  // Why the block is broken (it was truncated), or nullopt while it is intact. One fstat.
+  std::optional<std::string> block_damage() const;
 
   void stop();
   void remove_block();

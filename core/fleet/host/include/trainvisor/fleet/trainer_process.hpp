@@ -34,6 +34,10 @@ struct TrainerCommand {
   std::vector<std::string> params;  // KEY=VALUE, the model plugin's parameters
   std::vector<std::string> plugin_dirs;
   std::optional<std::chrono::milliseconds> orphan_after;
+  // The lease the trainer runs for (--lease-attempt, --lease-digest): it stops once its block
+  // carries another. The digest is of the token (lease_digest_hex), never the token.
+  std::uint64_t lease_attempt = 0;
+  std::string lease_digest;
   std::int64_t steps = 0;
   std::int64_t max_epochs = 0;
   std::int64_t max_train_samples = 0;
