@@ -13,7 +13,8 @@ checks the invariants:
   config       no acknowledged config write lost: every write the campaign got a 200 for is an
                accepted entry of the job's audit log, with its revision and value
   trainers     no two trainers for one job: sampled through /proc every 50 ms; two live trainers
-               of one job for longer than the orphan's grace (--orphan-after plus a second) fail
+               of one job for longer than 3 s (an orphan's moment to see that another trainer
+               has taken its job's block) fail
   reads        every trainer read of its config block returns within 16 attempts (the
                trainers' "config reads:" line); reads that fell back to the last good values are
                counted in the summary
@@ -48,8 +49,10 @@ FINISHED = {"completed", "stopped", "failed", "cancelled"}
 STATUSES = FINISHED | {"pending", "claimed", "running"}
 # The lease timing of the defaults (30 s stale, 5 s sweeps and heartbeats, 60 s orphan), scaled
 # down: a lost host's job is taken over well before its orphaned trainer gives up on its own.
-STALE_AFTER, SWEEP_EVERY, HEARTBEAT_EVERY, POLL_EVERY, ORPHAN_AFTER = 1.5, 0.3, 0.2, 0.2, 3.0
-SETTLE_GRACE = ORPHAN_AFTER + 1.0  # how long an orphaned trainer may outlive its host
+STALE_AFTER, SWEEP_EVERY, HEARTBEAT_EVERY, POLL_EVERY, ORPHAN_AFTER = 1.0, 0.2, 0.2, 0.2, 6.0
+# How long two trainers of one job may be seen alive together: the moment an orphaned trainer
+# needs to see that another has taken its job's block (it looks once a second), with margin.
+SETTLE_GRACE = 3.0
 READS_BOUND = 16
 READS_LINE = re.compile(r"config reads: (\d+) reads, at most (\d+) attempts per read "
                         r"\(bound \d+\), (\d+) retries, (\d+) fell back")
@@ -102,8 +105,8 @@ class Round:
         self.acked = []  # (job id, revision, value) of config writes answered 200
         self.seen_finished = {}  # job id -> status it finished with
         self.reran = []  # (job id, status seen after it had finished)
-        self.overlaps = {}  # job id -> (since, pids) while two trainers are alive
-        self.double_trainers = []
+        self.overlaps = {}  # job id -> since when two of its trainers are alive
+        self.double_trainers = {}  # job id -> (pids, seconds alive together) past the grace
         self.integrity = []
         self.stop = threading.Event()
         self.jobs = []  # the manifest's names
@@ -220,9 +223,10 @@ class Round:
                 if len(pids) < 2:
                     self.overlaps.pop(job, None)
                     continue
-                since, _ = self.overlaps.setdefault(job, (now, pids))
-                if now - since > SETTLE_GRACE and job not in [d[0] for d in self.double_trainers]:
-                    self.double_trainers.append((job, pids, now - since))
+                since = self.overlaps.setdefault(job, now)
+                if now - since > SETTLE_GRACE:
+                    held = self.double_trainers.get(job, ([], 0))
+                    self.double_trainers[job] = (sorted(set(held[0]) | set(pids)), now - since)
             for job in list(self.overlaps):
                 if len(live.get(job, [])) < 2:
                     del self.overlaps[job]
@@ -407,7 +411,7 @@ class Round:
 
         results.append(("trainers", "; ".join(
             f"{job[:12]}: trainers {pids} alive together for {held:.1f} s"
-            for job, pids, held in self.double_trainers) or None))
+            for job, (pids, held) in self.double_trainers.items()) or None))
 
         over = [r for r in reads if r["max"] > READS_BOUND]
         problem = None
