@@ -56,6 +56,10 @@ void add_coordinator_command(CLI::App& app) {
                   "at most this long past --stale-after; a sweep is one cheap indexed query)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-artifact-bytes", o->max_artifact_bytes, "Largest upload accepted");
+  cmd->add_option("--telemetry-keep", o->telemetry.keep_per_job,
+                  "Telemetry points kept per job, the newest (default 100000, some 10 MB a job; "
+                  "0 keeps every point): a longer curve loses its oldest points, and a read "
+                  "still thins it to the points asked for");
   auto fault = std::make_shared<std::string>();
   cmd->add_option("--test-stream-fault", *fault,
                   "Test hook: lose every Nth config delta (skip:N) and drop each config stream "

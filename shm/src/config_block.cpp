@@ -287,13 +287,13 @@ bool Snapshot::read() noexcept {
         values_.swap(scratch_);
         generation_ = begin / 2;
         seen_tree_seq_ = begin;
-        stats_.retries += attempt;
+        stats_.note(attempt + 1);
         return true;
       }
     }
     seqlock::cpu_relax();
   }
-  stats_.retries += kMaxReadAttempts - 1;
+  stats_.note(kMaxReadAttempts);
   ++stats_.fallbacks;
   return false;
 }

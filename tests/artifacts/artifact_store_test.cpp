@@ -2,6 +2,8 @@
 // nothing behind, parallel uploads, a large streamed upload, and a reopen from disk.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -9,9 +11,11 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <latch>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -589,23 +593,19 @@ TEST_F(ArtifactStoreTest, OpenRefusesARootThatIsAFile) {
   fs::remove(root_);
 }
 
-TEST_F(ArtifactStoreTest, OpenRefusesARootItCannotWrite) {
-  fs::create_directories(root_);
-  fs::permissions(root_, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
-                             fs::perms::group_exec | fs::perms::others_read |
-                             fs::perms::others_exec);
-  // Permissions do not stop root; the open runs in a child that gives root up when it has it.
+// Runs `body` in a forked child and returns its report; nullopt when the child could not set
+// up what the test needs (`body` returns nullopt there, before doing anything).
+std::optional<std::string> in_child(const std::function<std::optional<std::string>()>& body) {
   int pipe_fds[2];
-  ASSERT_EQ(::pipe(pipe_fds), 0);
+  if (::pipe(pipe_fds) != 0) return "pipe failed";
   const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
+  if (pid < 0) return "fork failed";
   if (pid == 0) {
     ::close(pipe_fds[0]);
-    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(3);
-    auto r = ArtifactStore::open(root_);
-    const std::string msg = r ? std::string("opened") : r.error().message;
+    const std::optional<std::string> msg = body();
+    if (!msg) ::_exit(3);
     const bool sent =
-        ::write(pipe_fds[1], msg.data(), msg.size()) == static_cast<ssize_t>(msg.size());
+        ::write(pipe_fds[1], msg->data(), msg->size()) == static_cast<ssize_t>(msg->size());
     ::_exit(sent ? 0 : 4);
   }
   ::close(pipe_fds[1]);
@@ -615,13 +615,65 @@ TEST_F(ArtifactStoreTest, OpenRefusesARootItCannotWrite) {
     msg.append(buf, n);
   ::close(pipe_fds[0]);
   int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
-  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "running as root without the right to drop it";
-  ASSERT_EQ(WEXITSTATUS(status), 0);
-  EXPECT_NE(msg.find(root_.string()), std::string::npos) << msg;
-  EXPECT_NE(msg.find("not writable"), std::string::npos) << msg;
+  if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+    return "the child died: status " + std::to_string(status);
+  if (WEXITSTATUS(status) == 3) return std::nullopt;
+  if (WEXITSTATUS(status) != 0) return "the child exited " + std::to_string(WEXITSTATUS(status));
+  return msg;
+}
+
+TEST_F(ArtifactStoreTest, OpenRefusesARootItCannotWrite) {
+  fs::create_directories(root_);
+  fs::permissions(root_, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                             fs::perms::group_exec | fs::perms::others_read |
+                             fs::perms::others_exec);
+  // Permissions do not stop root; the open runs in a child that gives root up when it has it.
+  const auto msg = in_child([&]() -> std::optional<std::string> {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) return std::nullopt;
+    auto r = ArtifactStore::open(root_);
+    return r ? std::string("opened") : r.error().message;
+  });
+  if (!msg) GTEST_SKIP() << "running as root without the right to drop it";
+  EXPECT_NE(msg->find(root_.string()), std::string::npos) << *msg;
+  EXPECT_NE(msg->find("not writable"), std::string::npos) << *msg;
   EXPECT_FALSE(fs::exists(root_ / "objects"));
+}
+
+// In a mount namespace of its own with a tmpfs of 1 MiB on `root` (root only): an upload that
+// does not fit, then one that does. Returns the report.
+std::optional<std::string> upload_on_a_full_file_system(const fs::path& root) {
+  if (::geteuid() != 0 || ::unshare(CLONE_NEWNS) != 0 ||
+      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+      ::mount("tmpfs", root.c_str(), "tmpfs", 0, "size=1m") != 0)
+    return std::nullopt;
+  auto store = ArtifactStore::open(root);
+  if (!store) return "open: " + store.error().message;
+  const std::string big = random_bytes(3 << 20, 7);
+  auto up = store.value().begin_upload(sha256_hex(big), big.size(), "job-1", "big.tvb");
+  if (!up) return "begin: " + up.error().message;
+  auto w = up.value().write(as_bytes(big));
+  ArtifactResult<CommitInfo> done = w ? up.value().commit() : ArtifactResult<CommitInfo>(w.error());
+  if (done) return std::string("3 MiB stored on 1 MiB");
+  std::ostringstream out;
+  out << "full=" << (done.error().code == ArtifactErrc::storage_full)
+      << ";temps=" << count_files(root / "tmp") << ";objects=" << count_files(root / "objects")
+      << ";small=";
+  const std::string small = "fits";
+  auto up2 = store.value().begin_upload(sha256_hex(small), small.size(), "job-1", "s.tvb");
+  out << (up2 && up2.value().write(as_bytes(small)) && up2.value().commit() ? "ok" : "err")
+      << ";msg=" << done.error().message;
+  return out.str();
+}
+
+TEST_F(ArtifactStoreTest, AFullFileSystemIsStorageFullAndLeavesNothingBehind) {
+  fs::create_directories(root_);
+  const auto r = in_child([&] { return upload_on_a_full_file_system(root_); });
+  if (!r) GTEST_SKIP() << "mounting a small tmpfs needs root and mount namespaces";
+  // ENOSPC is its own code (the coordinator answers 507), the temp file is gone, and the next
+  // upload that fits is stored.
+  EXPECT_EQ(r->rfind("full=1;temps=0;objects=0;small=ok;msg=upload of ", 0), 0u) << *r;
+  EXPECT_NE(r->find("No space left on device"), std::string::npos) << *r;
+  EXPECT_NE(r->find(root_.string()), std::string::npos) << *r;
 }
 
 TEST_F(ArtifactStoreTest, OpenRemovesOnlyStaleTempFiles) {

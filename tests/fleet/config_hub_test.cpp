@@ -1,6 +1,7 @@
 // The config hub on a real SQLite file: revisions, validation, freeze rules, audit, deltas.
 #include "trainvisor/fleet/config_hub.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <thread>
 
@@ -392,6 +393,99 @@ TEST(TelemetryStoreTest, StoresBatchesOnceAndTracksTheAppliedRevision) {
     }
     EXPECT_GE(evals, 5u);  // half the budget: evaluations are not thinned away
   }
+  fs::remove_all(dir);
+}
+
+std::vector<plugin::TelemetryPoint> steps(std::uint64_t first, std::uint64_t last) {
+  std::vector<plugin::TelemetryPoint> out;
+  for (std::uint64_t step = first; step <= last; ++step) {
+    plugin::TelemetryPoint p;
+    p.step = step;
+    p.loss = 1.0 / static_cast<double>(step);
+    p.config_revision = 1;
+    p.flags = step % 10 == 0 ? std::uint32_t{plugin::kTelemetryEval} : 0u;
+    out.push_back(p);
+  }
+  return out;
+}
+
+TEST(TelemetryStoreTest, EachJobKeepsItsNewestPointsUpToTheCap) {
+  const auto dir = fs::temp_directory_path() / ("tv-telemetry-cap-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    TelemetryStore store = TelemetryStore::open((dir / "t.sqlite").string(), {50});
+    for (std::uint64_t batch = 0; batch < 10; ++batch) {
+      store.append("long", steps(batch * 20 + 1, batch * 20 + 20), "h1", 0, 1000);
+      EXPECT_LE(store.stored("long"), 50u) << "after batch " << batch;
+    }
+    store.append("short", steps(1, 30), "h1", 0, 1000);
+    EXPECT_EQ(store.stored("long"), 50u);
+    EXPECT_EQ(store.stored("short"), 30u);  // another job's cap is its own
+    const auto all = store.curve("long", 0);
+    ASSERT_EQ(all.size(), 50u);
+    EXPECT_EQ(all.front().step, 151u);  // the newest 50 of 200
+    EXPECT_EQ(all.back().step, 200u);
+    EXPECT_EQ(store.applied("long")->points, 200u);  // every point received is counted
+    EXPECT_EQ(store.applied("long")->last_step, 200u);
+    // A thinned read of the kept curve still ends at the last step and keeps evaluations.
+    const auto thin = store.curve("long", 10);
+    EXPECT_LE(thin.size(), 14u);
+    EXPECT_GE(thin.size(), 5u);
+    EXPECT_EQ(thin.back().step, 200u);
+    EXPECT_GE(std::count_if(thin.begin(), thin.end(),
+                            [](const auto& p) { return (p.flags & plugin::kTelemetryEval) != 0; }),
+              2);
+    // One batch larger than the cap keeps its own newest points.
+    store.append("burst", steps(1, 120), "h1", 0, 1000);
+    EXPECT_EQ(store.stored("burst"), 50u);
+    EXPECT_EQ(store.curve("burst", 0).front().step, 71u);
+  }
+  {
+    // Reopened with a smaller cap: the next append brings the job down to it.
+    TelemetryStore store = TelemetryStore::open((dir / "t.sqlite").string(), {20});
+    store.append("long", steps(201, 201), "h1", 0, 2000);
+    EXPECT_EQ(store.stored("long"), 20u);
+    EXPECT_EQ(store.curve("long", 0).front().step, 182u);
+  }
+  {
+    TelemetryStore store = TelemetryStore::open((dir / "t.sqlite").string(), {0});  // no cap
+    store.append("long", steps(202, 301), "h1", 0, 3000);
+    EXPECT_EQ(store.stored("long"), 120u);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(TelemetryStoreTest, ACurveStoredBeforeTheCapIsCountedOnceAndCapped) {
+  const auto dir = fs::temp_directory_path() / ("tv-telemetry-old-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "t.sqlite").string();
+  {
+    // The tables as a store without retention made them, with 40 points of one job.
+    store::Connection db(path, {});
+    db.exec(
+        "CREATE TABLE telemetry (job_id TEXT NOT NULL, step INTEGER NOT NULL,"
+        "  epoch INTEGER NOT NULL, flags INTEGER NOT NULL, wall_time_ns INTEGER NOT NULL,"
+        "  loss REAL, grad_norm REAL, learning_rate REAL, config_revision INTEGER NOT NULL,"
+        "  val_loss REAL, val_accuracy REAL, samples_per_sec REAL, PRIMARY KEY (job_id, step));"
+        "CREATE TABLE telemetry_applied (job_id TEXT PRIMARY KEY,"
+        "  revision INTEGER NOT NULL, since_step INTEGER NOT NULL, last_step INTEGER NOT NULL,"
+        "  host TEXT NOT NULL, time_ms INTEGER NOT NULL, points INTEGER NOT NULL,"
+        "  missed INTEGER NOT NULL);"
+        "WITH RECURSIVE n(s) AS (SELECT 1 UNION ALL SELECT s+1 FROM n WHERE s<40) "
+        "INSERT INTO telemetry (job_id, step, epoch, flags, wall_time_ns, config_revision) "
+        "SELECT 'old', s, 0, 0, 0, 1 FROM n;"
+        "INSERT INTO telemetry_applied VALUES ('old', 1, 1, 40, 'h1', 0, 40, 0);");
+  }
+  TelemetryStore store = TelemetryStore::open(path, {30});
+  EXPECT_EQ(store.stored("old"), 40u);  // counted, not yet capped
+  store.append("old", steps(41, 45), "h1", 0, 1000);
+  EXPECT_EQ(store.stored("old"), 30u);
+  const auto curve = store.curve("old", 0);
+  ASSERT_EQ(curve.size(), 30u);
+  EXPECT_EQ(curve.front().step, 16u);
+  EXPECT_EQ(curve.back().step, 45u);
   fs::remove_all(dir);
 }
 

@@ -124,7 +124,8 @@ class Coordinator:
         return r
 
 
-def start_coordinator(procs, tmp, manifest=MANIFEST, extra_args=(), env_extra=None):
+def start_coordinator(procs, tmp, manifest=MANIFEST, extra_args=(), env_extra=None, prefix=()):
+    """Starts a coordinator on TMP/data; `prefix` runs it through another command (nsenter)."""
     if not TRAINVISOR:
         pytest.fail("TRAINVISOR is not set: the suite needs the trainvisor binary")
     data_dir = os.path.join(tmp, "data")
@@ -136,8 +137,9 @@ def start_coordinator(procs, tmp, manifest=MANIFEST, extra_args=(), env_extra=No
     env.update(env_extra or {})
     url_path, log_path = os.path.join(tmp, "url"), os.path.join(tmp, "coordinator.log")
     with open(url_path, "w") as out, open(log_path, "w") as err:
-        proc = procs.spawn([TRAINVISOR, "coordinator", "--data-dir", data_dir, "--manifest",
-                            manifest_path, *extra_args], stdout=out, stderr=err, env=env)
+        proc = procs.spawn([*prefix, TRAINVISOR, "coordinator", "--data-dir", data_dir,
+                            "--manifest", manifest_path, *extra_args], stdout=out, stderr=err,
+                           env=env)
 
     def url():
         if proc.poll() is not None:

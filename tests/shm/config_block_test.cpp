@@ -65,6 +65,10 @@ TEST(ConfigBlock, WriterCreatesReaderReads) {
   EXPECT_EQ(opt.get({}).view(), "adamw");
   EXPECT_TRUE(stop.get(false));
   EXPECT_EQ(lr.stats().fallbacks, 0u);
+  // No writer overlapped a read: each took one attempt.
+  EXPECT_EQ(lr.stats().max_attempts, 1u);
+  EXPECT_EQ(lr.stats().retries, 0u);
+  EXPECT_GE(lr.stats().reads, 2u);
 }
 
 TEST(ConfigBlock, BlockIsOwnerOnly) {
@@ -330,9 +334,11 @@ TEST(ConfigBlock, ReadUnderStuckWriteIsBoundedAndServesLastGood) {
   EXPECT_EQ(lr.get(-1), 0.1);
   EXPECT_EQ(lr.stats().fallbacks, 1u);
   EXPECT_EQ(lr.stats().retries, kMaxReadAttempts - 1);
+  EXPECT_EQ(lr.stats().max_attempts, kMaxReadAttempts);  // gave up after the bound, no later
   EXPECT_FALSE(snap.read());
   EXPECT_EQ(snap[0].as_f64(), 0.1);
   EXPECT_EQ(snap.stats().fallbacks, 1u);
+  EXPECT_EQ(snap.stats().max_attempts, kMaxReadAttempts);
   // A handle that never read the key gets its fallback, not the torn value.
   auto late = reader.resolve<double>("training/optimizer/learning_rate");
   EXPECT_EQ(late.get(-1), -1);

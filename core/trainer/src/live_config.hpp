@@ -77,6 +77,11 @@ class LiveConfig {
   }
 
   const Knobs& applied() const { return applied_; }
+  // The block reads' attempt counts (shm::HandleStats); nullopt without a block.
+  std::optional<shm::HandleStats> read_stats() const {
+    if (!snapshot_) return std::nullopt;
+    return snapshot_->stats();
+  }
   // --resume-saved-config: the knobs a checkpoint was written with (in `checkpoint_state`, its
   // state.json) replace the live ones.
   void restore(const nlohmann::json& checkpoint_state);

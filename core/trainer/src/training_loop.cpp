@@ -84,6 +84,18 @@ class Session final : public TrainingSession {
   }
 
   TrainerExitCode run() override {
+    const TrainerExitCode code = train();
+    // How the seqlock reads of the block fared, for whoever checks that they stay bounded.
+    if (const auto r = config_->read_stats()) {
+      log("config reads: " + std::to_string(r->reads) + " reads, at most " +
+          std::to_string(r->max_attempts) + " attempts per read (bound " +
+          std::to_string(shm::kMaxReadAttempts) + "), " + std::to_string(r->retries) +
+          " retries, " + std::to_string(r->fallbacks) + " fell back to the last good values");
+    }
+    return code;
+  }
+
+  TrainerExitCode train() {
     log("model " + options_.model + ", " + dataset_->describe() + ", optimizer " + optimizer_name_ +
         ", BLAS: " + blas_description());
     try {

@@ -35,6 +35,12 @@ ArtifactError io_error(std::string message) {
   return {ArtifactErrc::io, std::move(message)};
 }
 
+// The code for a failed system call's errno: a full file system (or quota) is the operator's to
+// fix and is answered apart from other I/O errors.
+ArtifactErrc os_code(int e) {
+  return e == ENOSPC || e == EDQUOT ? ArtifactErrc::storage_full : ArtifactErrc::io;
+}
+
 // Retries short writes and EINTR, which a plain write() leaves to the caller.
 bool write_all(int fd, const std::byte* data, std::size_t n) {
   while (n > 0) {
@@ -135,9 +141,10 @@ struct StoreState {
         // Nothing more to do here: open() repairs a torn last line.
       }
       if (names.empty()) refs.erase(ref.job_id);
-      return io_error("artifact index " + index_path.string() + ": cannot record job " +
-                      q(ref.job_id) + " name " + q(ref.name) + " -> " + ref.digest + ": " +
-                      errno_text(e) + " (the object itself is stored)");
+      return ArtifactError{os_code(e), "artifact index " + index_path.string() +
+                                           ": cannot record job " + q(ref.job_id) + " name " +
+                                           q(ref.name) + " -> " + ref.digest + ": " +
+                                           errno_text(e) + " (the object itself is stored)"};
     }
     index_size += line.size();
     names[ref.name] = std::move(ref);
@@ -276,14 +283,15 @@ ArtifactError Upload::fail(ArtifactErrc code, const std::string& message) {
   return {code, describe() + ": " + message};
 }
 
-bool Upload::flush_buffer(std::string& error) {
-  if (buffer_.empty()) return true;
-  if (!write_all(fd_, buffer_.data(), buffer_.size())) {
-    error = errno_text(errno);
-    return false;
-  }
+int Upload::flush_buffer() {
+  if (buffer_.empty()) return 0;
+  if (!write_all(fd_, buffer_.data(), buffer_.size())) return errno;
   buffer_.clear();
-  return true;
+  return 0;
+}
+
+ArtifactError Upload::fail_os(int e, const std::string& doing) {
+  return fail(os_code(e), doing + temp_path_.string() + ": " + errno_text(e));
 }
 
 ArtifactResult<std::uint64_t> Upload::write(std::span<const std::byte> bytes) {
@@ -304,14 +312,11 @@ ArtifactResult<std::uint64_t> Upload::write(std::span<const std::byte> bytes) {
   } catch (const std::runtime_error& e) {
     return fail(ArtifactErrc::io, e.what());
   }
-  std::string err;
   if (buffer_.size() + bytes.size() > kWriteBuffer) {
-    if (!flush_buffer(err)) return fail(ArtifactErrc::io, err);
+    if (const int e = flush_buffer()) return fail_os(e, "cannot write ");
   }
   if (bytes.size() >= kWriteBuffer) {
-    if (!write_all(fd_, bytes.data(), bytes.size())) {
-      return fail(ArtifactErrc::io, errno_text(errno));
-    }
+    if (!write_all(fd_, bytes.data(), bytes.size())) return fail_os(errno, "cannot write ");
   } else {
     buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
   }
@@ -321,8 +326,7 @@ ArtifactResult<std::uint64_t> Upload::write(std::span<const std::byte> bytes) {
 
 ArtifactResult<CommitInfo> Upload::commit() {
   if (!open_) return ArtifactError{ArtifactErrc::upload_closed, describe() + ": already closed"};
-  std::string err;
-  if (!flush_buffer(err)) return fail(ArtifactErrc::io, err);
+  if (const int e = flush_buffer()) return fail_os(e, "cannot write ");
   if (declared_size_ && received_ != *declared_size_) {
     return fail(ArtifactErrc::size_mismatch, std::to_string(received_) + " bytes arrived, " +
                                                  std::to_string(*declared_size_) +
@@ -339,30 +343,26 @@ ArtifactResult<CommitInfo> Upload::commit() {
                 "the bytes hash to " + digest + ", not the declared digest; nothing was stored");
   }
 
-  if (::fchmod(fd_, kFileMode) != 0 || ::fsync(fd_) != 0) {
-    return fail(ArtifactErrc::io, temp_path_.string() + ": " + errno_text(errno));
-  }
+  if (::fchmod(fd_, kFileMode) != 0 || ::fsync(fd_) != 0) return fail_os(errno, "");
   const int close_rc = ::close(fd_);
   fd_ = -1;
-  if (close_rc != 0) {
-    return fail(ArtifactErrc::io, temp_path_.string() + ": " + errno_text(errno));
-  }
+  if (close_rc != 0) return fail_os(errno, "");
 
   detail::StoreState& s = *store_;
   const fs::path target = s.object_path(digest);
   const fs::path shard = target.parent_path();
   bool shard_created = false;
   if (const int e = make_dir(shard, &shard_created)) {
-    return fail(ArtifactErrc::io, shard.string() + ": " + errno_text(e));
+    return fail(os_code(e), shard.string() + ": " + errno_text(e));
   }
   if (shard_created) {
     if (const int e = fsync_dir(s.objects)) {
-      return fail(ArtifactErrc::io, s.objects.string() + ": " + errno_text(e));
+      return fail(os_code(e), s.objects.string() + ": " + errno_text(e));
     }
   }
   const int published = publish_no_replace(temp_path_, target);
   if (published != 0 && published != EEXIST) {
-    return fail(ArtifactErrc::io,
+    return fail(os_code(published),
                 "cannot move into " + target.string() + ": " + errno_text(published));
   }
   // On EEXIST the temp file is still there; on success it is gone. discard() handles both.
@@ -371,7 +371,7 @@ ArtifactResult<CommitInfo> Upload::commit() {
   // Also when deduplicated: the racing upload that stored the object may not have synced the
   // directory yet, and our reference must not outlive a crash that the object does not.
   if (const int e = fsync_dir(shard)) {
-    return io_error(describe() + ": " + shard.string() + ": " + errno_text(e));
+    return ArtifactError{os_code(e), describe() + ": " + shard.string() + ": " + errno_text(e)};
   }
 
   ArtifactRef ref{job_id_, name_, digest, received_,
@@ -466,7 +466,11 @@ ArtifactResult<Upload> ArtifactStore::begin_upload(std::string_view declared_dig
   std::string temp =
       (state_->tmp / ("upload-" + std::string(declared_digest.substr(0, 12)) + "-XXXXXX")).string();
   up.fd_ = ::mkostemp(temp.data(), O_CLOEXEC);
-  if (up.fd_ < 0) return io_error(what + ": cannot create a temp file: " + errno_text(errno));
+  if (up.fd_ < 0) {
+    const int e = errno;
+    return ArtifactError{os_code(e), what + ": cannot create a temp file in " +
+                                         state_->tmp.string() + ": " + errno_text(e)};
+  }
   up.temp_path_ = temp;
   up.open_ = true;
   return up;

@@ -22,7 +22,15 @@ constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS telemetry_applied (job_id TEXT PRIMARY KEY,"
     "  revision INTEGER NOT NULL, since_step INTEGER NOT NULL, last_step INTEGER NOT NULL,"
     "  host TEXT NOT NULL, time_ms INTEGER NOT NULL, points INTEGER NOT NULL,"
-    "  missed INTEGER NOT NULL);";
+    "  missed INTEGER NOT NULL, stored INTEGER);";
+
+// A database made before retention lacks the stored column: NULL, counted at the next append.
+void add_stored_column(store::Connection& db) {
+  Statement st =
+      db.prepare("SELECT 1 FROM pragma_table_info('telemetry_applied') WHERE name='stored'");
+  if (st.step()) return;
+  db.exec("ALTER TABLE telemetry_applied ADD COLUMN stored INTEGER");
+}
 
 std::int64_t i64(std::uint64_t v) {
   return static_cast<std::int64_t>(v);
@@ -51,9 +59,38 @@ struct TelemetryStore::Impl {
   mutable std::mutex mu;
   // NORMAL: telemetry, not state; a power cut may lose the last batches, never the file.
   mutable store::Connection db;  // guarded by mu
-  explicit Impl(const std::string& path)
-      : db(path, {"telemetry store", std::chrono::seconds(10), store::Durability::kNormal}) {
+  TelemetryOptions options;
+  Impl(const std::string& path, TelemetryOptions o)
+      : db(path, {"telemetry store", std::chrono::seconds(10), store::Durability::kNormal}),
+        options(o) {
     db.exec(kSchema);
+    add_stored_column(db);
+  }
+
+  // The points the job keeps; counted once for a row written before the count was kept.
+  std::int64_t stored(const std::string& job) const {
+    {
+      Statement st = db.prepare("SELECT stored FROM telemetry_applied WHERE job_id=?");
+      st.bind_all(job);
+      if (!st.step()) return 0;
+      if (!st.is_null(0)) return st.column_int(0);
+    }
+    Statement st = db.prepare("SELECT COUNT(*) FROM telemetry WHERE job_id=?");
+    st.bind_all(job);
+    return st.step() ? st.column_int(0) : 0;
+  }
+
+  // Deletes the job's oldest points beyond the cap; returns how many it keeps. The oldest are
+  // the first `excess` entries of the (job_id, step) key: found without reading the rest.
+  std::int64_t prune(const std::string& job, std::int64_t kept) {
+    const auto keep = static_cast<std::int64_t>(options.keep_per_job);
+    if (keep <= 0 || kept <= keep) return kept;
+    db.prepare(
+          "DELETE FROM telemetry WHERE job_id=?1 AND step <= (SELECT step FROM telemetry WHERE "
+          "job_id=?1 ORDER BY step LIMIT 1 OFFSET ?2)")
+        .bind_all(job, kept - keep - 1)
+        .run();
+    return kept - db.changes();
   }
 
   std::optional<AppliedConfig> applied(const std::string& job) const {
@@ -78,8 +115,8 @@ TelemetryStore::TelemetryStore(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 TelemetryStore::TelemetryStore(TelemetryStore&&) noexcept = default;
 TelemetryStore::~TelemetryStore() = default;
 
-TelemetryStore TelemetryStore::open(const std::string& path) {
-  return TelemetryStore(std::make_unique<Impl>(path));
+TelemetryStore TelemetryStore::open(const std::string& path, TelemetryOptions options) {
+  return TelemetryStore(std::make_unique<Impl>(path, options));
 }
 
 void TelemetryStore::append(const std::string& job_id,
@@ -87,6 +124,7 @@ void TelemetryStore::append(const std::string& job_id,
                             const std::string& host, std::uint64_t missed, std::int64_t time_ms) {
   std::lock_guard lock(impl_->mu);
   AppliedConfig a = impl_->applied(job_id).value_or(AppliedConfig{});
+  std::int64_t kept = impl_->stored(job_id);
   Transaction tx(impl_->db);
   for (const plugin::TelemetryPoint& p : points) {
     if (a.points > 0 && p.step <= a.last_step) continue;  // already stored
@@ -103,6 +141,7 @@ void TelemetryStore::append(const std::string& job_id,
     bind_real(st, 11, p.val_accuracy);
     bind_real(st, 12, p.samples_per_sec);
     st.run();
+    kept += impl_->db.changes();
     if (p.config_revision != a.revision) {
       a.revision = p.config_revision;
       a.since_step = p.step;
@@ -113,15 +152,16 @@ void TelemetryStore::append(const std::string& job_id,
   a.host = host;
   a.time_ms = time_ms;
   a.missed += missed;
+  kept = impl_->prune(job_id, kept);
   impl_->db
       .prepare(
           "INSERT INTO telemetry_applied (job_id, revision, since_step, last_step, host, "
-          "time_ms, points, missed) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (job_id) DO UPDATE SET "
-          "revision=excluded.revision, since_step=excluded.since_step, "
+          "time_ms, points, missed, stored) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (job_id) DO "
+          "UPDATE SET revision=excluded.revision, since_step=excluded.since_step, "
           "last_step=excluded.last_step, host=excluded.host, time_ms=excluded.time_ms, "
-          "points=excluded.points, missed=excluded.missed")
+          "points=excluded.points, missed=excluded.missed, stored=excluded.stored")
       .bind_all(job_id, i64(a.revision), i64(a.since_step), i64(a.last_step), a.host, a.time_ms,
-                i64(a.points), i64(a.missed))
+                i64(a.points), i64(a.missed), kept)
       .run();
   tx.commit();
 }
@@ -175,6 +215,11 @@ std::vector<plugin::TelemetryPoint> TelemetryStore::curve(const std::string& job
 std::optional<AppliedConfig> TelemetryStore::applied(const std::string& job_id) const {
   std::lock_guard lock(impl_->mu);
   return impl_->applied(job_id);
+}
+
+std::uint64_t TelemetryStore::stored(const std::string& job_id) const {
+  std::lock_guard lock(impl_->mu);
+  return u64(impl_->stored(job_id));
 }
 
 }  // namespace tv::fleet

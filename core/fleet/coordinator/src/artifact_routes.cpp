@@ -26,11 +26,14 @@ int artifact_status(ArtifactErrc c) {
       return 409;
     case ArtifactErrc::io:
       return 500;
+    case ArtifactErrc::storage_full:
+      return 507;
   }
   return 500;
 }
 
 Response artifact_error(const ArtifactError& e) {
+  if (e.code == ArtifactErrc::storage_full) return Response::error(507, "disk full: " + e.message);
   return Response::error(artifact_status(e.code), e.message);
 }
 

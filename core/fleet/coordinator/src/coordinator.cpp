@@ -1,5 +1,6 @@
 #include "trainvisor/fleet/coordinator.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -9,6 +10,7 @@
 #include "coordinator_state.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/fleet/manifest.hpp"
+#include "trainvisor/fleet/store/store_error.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -21,6 +23,35 @@ std::optional<Manifest> load_validated(const CoordinatorOptions& o) {
   for (auto& d : default_plugin_dirs())
     dirs.push_back(std::move(d));
   return load_manifest(o.manifest_path, PluginRegistry::load(dirs));
+}
+
+// A full disk is the operator's to fix, not a fault of the server: every route answers it with
+// 507 naming what could not be written and where; the store rolled the write back, reads go on,
+// and the same write succeeds once space is freed. The log says so once a minute at most: the
+// log may well be on the full disk too.
+std::vector<http::Route> answering_disk_full(std::vector<http::Route> routes,
+                                             const coordinator::CoordinatorState& state) {
+  auto last_logged = std::make_shared<std::atomic<std::int64_t>>(-60);
+  for (http::Route& r : routes) {
+    r.handler = [h = std::move(r.handler), &state, last_logged](http::Request& req,
+                                                                http::BodyStream* body) {
+      try {
+        return h(req, body);
+      } catch (const store::StorageFull& e) {
+        const std::string why = "disk full: " + e.owner() + " writing " + req.method + " " +
+                                req.path + " (" + e.path() +
+                                "); writes succeed again once space is freed, reads go on";
+        const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count();
+        std::int64_t last = last_logged->load();
+        if (now - last >= 60 && last_logged->compare_exchange_strong(last, now))
+          state.log_error(why + " (" + e.what() + ")");
+        return http::Response::error(507, why);
+      }
+    };
+  }
+  return routes;
 }
 
 }  // namespace
@@ -83,7 +114,7 @@ struct Coordinator::Impl {
     coordinator::add_config_routes(state, r);
     coordinator::add_telemetry_routes(state, r);
     coordinator::add_manifest_routes(state, r);
-    return r;
+    return answering_disk_full(std::move(r), state);
   }
 
   void sweep_loop() {

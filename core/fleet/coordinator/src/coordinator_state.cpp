@@ -43,7 +43,7 @@ CoordinatorState::CoordinatorState(CoordinatorOptions o,
                                    std::function<ReloadSummary(bool)> reload_manifest)
     : options(prepared(std::move(o))),
       reads_public(options.public_reads.value_or(is_loopback(options.http.bind))),
-      store(CoordinatorStore::open(options.data_dir, options.queue)),
+      store(CoordinatorStore::open(options.data_dir, options.queue, options.telemetry)),
       queue(store.queue()),
       hub(store.config()),
       telemetry(store.telemetry()),

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
 #include <thread>
 #include <utility>
 
@@ -11,6 +12,17 @@ bool StoreError::busy() const {
   const int primary = code_ & 0xff;
   return primary == SQLITE_BUSY || primary == SQLITE_LOCKED;
 }
+
+namespace {
+
+// SQLite says SQLITE_FULL when a write comes up short; growing the WAL index or a file by other
+// means reports an I/O error whose errno tells the same.
+bool storage_full(int rc, int system_errno) {
+  if ((rc & 0xff) == SQLITE_FULL) return true;
+  return (rc & 0xff) == SQLITE_IOERR && (system_errno == ENOSPC || system_errno == EDQUOT);
+}
+
+}  // namespace
 
 Statement::~Statement() {
   sqlite3_reset(stmt_);
@@ -45,6 +57,7 @@ Statement& Statement::bind_optional_int(int index, std::optional<std::int64_t> v
 }
 
 bool Statement::step() {
+  db_->check_transaction();
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
@@ -147,17 +160,13 @@ Statement Connection::prepare(const std::string& sql) {
 }
 
 void Connection::exec(const std::string& sql) {
+  check_transaction();
   char* error = nullptr;
   int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
   if (rc != SQLITE_OK) {
     std::string message = error != nullptr ? error : sqlite3_errstr(rc);
     sqlite3_free(error);
-    if ((rc & 0xff) == SQLITE_BUSY) {
-      message += " (another connection held the lock past the busy timeout)";
-    }
-    throw StoreError(options_.owner + " " + path_ + ": " + sql + ": " + message + " (" +
-                         std::to_string(rc) + ")",
-                     rc);
+    fail(sql, rc, std::move(message));
   }
 }
 
@@ -182,17 +191,35 @@ int Connection::active_statements() const {
   return n;
 }
 
-void Connection::fail(std::string_view doing, int rc) const {
+void Connection::fail(std::string_view doing, int rc) {
   // The connection's message describes the last failed call; for a code that did not come
   // from it (our own misuse report) SQLite's generic text is the honest one.
-  std::string message =
-      sqlite3_extended_errcode(db_) == rc ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+  fail(doing, rc, sqlite3_extended_errcode(db_) == rc ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
+}
+
+void Connection::fail(std::string_view doing, int rc, std::string message) {
   if ((rc & 0xff) == SQLITE_BUSY) {
     message += " (another connection held the lock past the busy timeout)";
   }
-  throw StoreError(options_.owner + " " + path_ + ": " + std::string(doing) + ": " + message +
-                       " (" + std::to_string(rc) + ")",
-                   rc);
+  const bool full = storage_full(rc, sqlite3_system_errno(db_));
+  if (full) message += " (the file system is full: writes succeed again once space is freed)";
+  const std::string text = options_.owner + " " + path_ + ": " + std::string(doing) + ": " +
+                           message + " (" + std::to_string(rc) + ")";
+  std::exception_ptr error =
+      full ? std::make_exception_ptr(StorageFull(text, rc, options_.owner, path_))
+           : std::make_exception_ptr(StoreError(text, rc));
+  // SQLite ends the transaction itself after some errors: this one is the cause to report for
+  // everything else tried inside it.
+  if (transaction_live_ && !in_transaction() && !ended_by_) ended_by_ = error;
+  std::rethrow_exception(error);
+}
+
+void Connection::check_transaction() const {
+  if (!transaction_live_ || in_transaction()) return;
+  if (ended_by_) std::rethrow_exception(ended_by_);
+  throw StoreError(options_.owner + " " + path_ +
+                   ": the transaction was rolled back by SQLite after an earlier error; nothing "
+                   "of it was written");
 }
 
 }  // namespace tv::fleet::store

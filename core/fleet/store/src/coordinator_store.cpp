@@ -45,14 +45,15 @@ CoordinatorStore::CoordinatorStore(CoordinatorStore&&) noexcept = default;
 CoordinatorStore& CoordinatorStore::operator=(CoordinatorStore&&) noexcept = default;
 CoordinatorStore::~CoordinatorStore() = default;
 
-CoordinatorStore CoordinatorStore::open(const std::string& data_dir, QueueOptions queue_options) {
+CoordinatorStore CoordinatorStore::open(const std::string& data_dir, QueueOptions queue_options,
+                                        TelemetryOptions telemetry_options) {
   refuse_old_layout(data_dir);
   const std::string path = (fs::path(data_dir) / kCoordinatorDatabase).string();
   try {
     // The queue first: it switches the new file to WAL and writes its schema version.
-    return CoordinatorStore(
-        std::make_unique<Stores>(Stores{path, JobQueue::open(path, queue_options),
-                                        ConfigHub::open(path), TelemetryStore::open(path)}));
+    return CoordinatorStore(std::make_unique<Stores>(
+        Stores{path, JobQueue::open(path, queue_options), ConfigHub::open(path),
+               TelemetryStore::open(path, telemetry_options)}));
   } catch (const store::StoreError&) {
     throw;
   } catch (const std::runtime_error& e) {

@@ -63,6 +63,16 @@ struct BlockLease {
 struct HandleStats {
   std::uint64_t retries = 0;    // attempts beyond the first, summed over reads
   std::uint64_t fallbacks = 0;  // reads that gave up after kMaxReadAttempts
+  // The most attempts one read took (a read that gave up counts kMaxReadAttempts); reads that
+  // found the value unchanged take none and are not counted.
+  std::uint64_t max_attempts = 0;
+  std::uint64_t reads = 0;  // reads that took at least one attempt
+
+  void note(unsigned attempts) noexcept {
+    retries += attempts - 1;
+    ++reads;
+    if (attempts > max_attempts) max_attempts = attempts;
+  }
 };
 
 namespace detail {
@@ -175,7 +185,7 @@ class Handle {
         w[i] = slot.payload[i].load(seqlock::kPayloadLoad);
       }
       if (seqlock::read_valid(slot.seq, begin)) [[likely]] {
-        stats_.retries += attempt;
+        stats_.note(attempt + 1);
         cached_ = Codec::decode(w);
         seen_seq_ = begin;
         has_cached_ = true;
@@ -183,7 +193,7 @@ class Handle {
       }
       seqlock::cpu_relax();
     }
-    stats_.retries += kMaxReadAttempts - 1;
+    stats_.note(kMaxReadAttempts);
     ++stats_.fallbacks;
     return has_cached_ ? cached_ : fallback;
   }

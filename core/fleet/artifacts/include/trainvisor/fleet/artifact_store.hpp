@@ -61,6 +61,7 @@ enum class ArtifactErrc {
   not_found,         // 404: no object with that digest
   upload_closed,     // 409: write or commit on an upload already committed or failed
   io,                // 500: the filesystem refused (the message carries errno's text)
+  storage_full,      // 507: the filesystem is full (ENOSPC, EDQUOT); nothing was stored
 };
 
 struct ArtifactError {
@@ -161,7 +162,10 @@ class Upload {
   std::string describe() const;  // the start of every error message about this upload
   // Drops the temp file and closes the upload; `message` says what went wrong.
   ArtifactError fail(ArtifactErrc code, const std::string& message);
-  bool flush_buffer(std::string& error);
+  // fail() for a system call's errno `e` on the temp file: "DOING TEMP_PATH: strerror".
+  ArtifactError fail_os(int e, const std::string& doing);
+  // Writes the buffer out; 0, or the errno of the write that failed.
+  int flush_buffer();
   void discard() noexcept;
 
   std::shared_ptr<detail::StoreState> store_;

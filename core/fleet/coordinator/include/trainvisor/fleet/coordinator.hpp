@@ -7,6 +7,9 @@
 // log, telemetry, artifacts) take any of the three tokens unless reads are public; health is
 // always open (a liveness probe). A call from a holder whose lease was swept (or whose
 // job was requeued) gets 409: only the current holder can heartbeat, complete, fail or upload.
+// A write that meets a full disk (store::StorageFull, an artifact's ENOSPC) gets 507 "disk full:
+// WHAT writing METHOD PATH (FILE)" from every route; nothing of it is stored, reads go on, and
+// writes succeed again once space is freed, without a restart.
 // A stale sweep runs on its own thread every sweep_every; a sweep that fails is reported through
 // on_error and retried next round.
 //
@@ -27,6 +30,7 @@
 #include "trainvisor/fleet/api/telemetry.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
+#include "trainvisor/fleet/telemetry_store.hpp"
 
 namespace tv::fleet {
 
@@ -42,6 +46,7 @@ struct CoordinatorOptions {
   std::vector<std::string> plugin_dirs;  // for manifest validation, before the defaults
   http::ServerOptions http;
   QueueOptions queue;
+  TelemetryOptions telemetry;  // how many points each job's curve keeps
   std::uint64_t max_artifact_bytes = std::uint64_t{8} << 30;
   // How often expired leases are swept: a lost host's job is pending again at most
   // queue.stale_after + sweep_every after its last heartbeat.

@@ -61,7 +61,8 @@ inline constexpr const char* kCoordinatorDatabase = "coordinator.sqlite";
 class CoordinatorStore {
  public:
   // Opens (creating) DATA_DIR/coordinator.sqlite; the directory must exist.
-  static CoordinatorStore open(const std::string& data_dir, QueueOptions queue_options = {});
+  static CoordinatorStore open(const std::string& data_dir, QueueOptions queue_options = {},
+                               TelemetryOptions telemetry_options = {});
 
   CoordinatorStore(CoordinatorStore&&) noexcept;
   CoordinatorStore& operator=(CoordinatorStore&&) noexcept;

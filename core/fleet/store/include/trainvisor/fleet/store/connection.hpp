@@ -12,11 +12,16 @@
 // the owner guards it with its mutex (JobQueue, ConfigHub and TelemetryStore each hold one
 // around their own connection). Distinct Connections, to one file or not, are independent.
 //
-// Errors: every call throws StoreError (store_error.hpp); nothing is reported any other way.
+// Errors: every call throws StoreError (store_error.hpp); nothing is reported any other way. A
+// full disk throws StorageFull. The first error of a transaction is the one reported: after an
+// error that made SQLite end the transaction itself (a full disk, some I/O errors), every later
+// statement or commit inside that Transaction throws the same error again, instead of running
+// outside any transaction or failing with "no transaction is active".
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -139,13 +144,20 @@ class Connection {
   };
 
   void use_wal();
-  // Throws StoreError: "OWNER PATH: DOING: SQLite's message (code)".
-  [[noreturn]] void fail(std::string_view doing, int rc) const;
+  // Throws StoreError: "OWNER PATH: DOING: SQLite's message (code)"; StorageFull for a full
+  // disk. SQLite's message for `rc` when it is the connection's last error, else its generic one.
+  [[noreturn]] void fail(std::string_view doing, int rc);
+  // The same with the message given; remembers an error that ended the live transaction.
+  [[noreturn]] void fail(std::string_view doing, int rc, std::string message);
+  // Throws the error that ended the live Transaction when SQLite has rolled it back already.
+  void check_transaction() const;
 
   std::string path_;
   ConnectionOptions options_;
   sqlite3* db_ = nullptr;
   std::unordered_map<std::string, Cached> cache_;  // node-based: a Cached never moves
+  bool transaction_live_ = false;  // a Transaction object is open on this connection
+  std::exception_ptr ended_by_;    // the error that ended it, when SQLite rolled it back
 };
 
 }  // namespace tv::fleet::store
