@@ -151,7 +151,8 @@ std::string text_field(const json& j, std::string_view prefix, const char* key,
 std::string name_field(const json& j, std::string_view prefix, const char* key) {
   const std::string field = field_name(prefix, key);
   const auto it = j.find(key);
-  if (it == j.end() || it->is_null()) refuse(field, "missing (a host name)");
+  if (it == j.end() || it->is_null() || *it == "")
+    throw std::invalid_argument("missing field '" + field + "' (a non-empty string)");
   std::string name = checked_string(*it, field, kMaxHostNameBytes);
   if (!valid_host_name(name))
     refuse(field, "is not a valid host name (1.." + std::to_string(kMaxHostNameBytes) +
