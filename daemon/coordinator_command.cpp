@@ -106,6 +106,8 @@ void add_coordinator_command(CLI::App& app) {
             stderr,
             "coordinator: manifest reloaded: %zu added, %zu unchanged, %zu no longer listed\n",
             s.added.size(), s.unchanged.size(), s.removed.size());
+        for (const std::string& w : s.warnings)
+          std::fprintf(stderr, "coordinator: manifest %s\n", w.c_str());
       } catch (const std::exception& e) {
         std::fprintf(stderr, "coordinator: manifest reload refused, nothing changed:\n%s\n",
                      e.what());

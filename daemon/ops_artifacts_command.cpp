@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "ops_connection.hpp"
+#include "terminal_text.hpp"
 
 namespace tv::cli {
 
@@ -16,8 +17,8 @@ void add_artifact_commands(CLI::App& app) {
     const auto list = value_of(c.client().artifacts(c.resolve(f->job)));
     print(*f, nlohmann::json(fleet::api::ArtifactList{list}), [&] {
       for (const auto& a : list) {
-        std::printf("%-20s %12llu  %s\n", a.name.c_str(), static_cast<unsigned long long>(a.size),
-                    a.digest.c_str());
+        std::printf("%-20s %12llu  %s\n", terminal_text(a.name).c_str(),
+                    static_cast<unsigned long long>(a.size), terminal_text(a.digest).c_str());
       }
     });
   });

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "ops_connection.hpp"
+#include "terminal_text.hpp"
 #include "train_command.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 
@@ -36,13 +37,16 @@ void config_get(const ConfigFlags& f) {
                                          {"value", fleet::param_value_json(it->second)}};
   print(f, out, [&] {
     if (!f.path.empty()) {
-      std::printf("%s\n", fleet::param_value_json(it->second).dump().c_str());
+      std::printf("%s\n", terminal_text(fleet::param_value_json(it->second).dump()).c_str());
       return;
     }
     std::printf("revision %llu%s\n", static_cast<unsigned long long>(info.revision),
-                info.frozen.empty() ? "" : (", frozen: " + json(info.frozen).dump()).c_str());
+                info.frozen.empty()
+                    ? ""
+                    : (", frozen: " + terminal_text(json(info.frozen).dump())).c_str());
     for (const auto& [k, v] : info.values)
-      std::printf("  %-42s %s\n", k.c_str(), fleet::param_value_json(v).dump().c_str());
+      std::printf("  %-42s %s\n", terminal_text(k).c_str(),
+                  terminal_text(fleet::param_value_json(v).dump()).c_str());
   });
 }
 
@@ -68,7 +72,7 @@ void config_freeze(const ConfigFlags& f, bool freezing) {
   const auto frozen =
       value_of(freezing ? client.freeze(id, f.prefix) : client.unfreeze(id, f.prefix));
   print(f, json(api::FrozenList{frozen}),
-        [&] { std::printf("frozen: %s\n", json(frozen).dump().c_str()); });
+        [&] { std::printf("frozen: %s\n", terminal_text(json(frozen).dump()).c_str()); });
 }
 
 // What an entry did: a freeze, or a write's old -> new value and its reason or refusal.
@@ -83,8 +87,8 @@ std::string audit_change(const api::AuditRecord& e) {
 
 void print_audit(const api::AuditRecord& e) {
   std::printf("%-20s r%-4llu %-22s %-40s %s\n", utc_time_text(e.time_ms).c_str(),
-              static_cast<unsigned long long>(e.revision), e.actor.c_str(), e.path.c_str(),
-              audit_change(e).c_str());
+              static_cast<unsigned long long>(e.revision), terminal_text(e.actor).c_str(),
+              terminal_text(e.path).c_str(), terminal_text(audit_change(e)).c_str());
 }
 
 // The newest `limit` entries after `after`, newest first: the coordinator pages oldest first, so

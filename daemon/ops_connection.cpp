@@ -62,7 +62,8 @@ std::string OpsConnection::resolve(const std::string& job) {
 
 void print(const OpsFlags& f, const nlohmann::json& j, const std::function<void()>& text) {
   if (f.output == "json") {
-    std::cout << j.dump(2) << "\n";
+    // ASCII only (\uXXXX beyond): valid JSON that cannot carry a terminal's control sequence.
+    std::cout << j.dump(2, ' ', true, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     text();
   }

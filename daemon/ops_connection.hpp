@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "terminal_text.hpp"
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 
 namespace tv::cli {
@@ -52,13 +53,14 @@ class OpsConnection {
   fleet::api::CoordinatorClient client_;
 };
 
-// The reply's value; a refusal throws std::invalid_argument with the coordinator's reason.
+// The reply's value; a refusal throws std::invalid_argument with the coordinator's reason (each
+// line made safe for a terminal).
 template <class T>
 const T& value_of(const fleet::api::Reply<T>& r) {
   if (!r) {
-    std::string msg = r.error().error;
+    std::string msg = terminal_text(r.error().error);
     for (const auto& d : r.error().diagnostics)
-      msg += "\n  " + d;
+      msg += "\n  " + terminal_text(d);
     throw std::invalid_argument(msg);
   }
   return *r;

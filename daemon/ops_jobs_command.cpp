@@ -6,6 +6,7 @@
 
 #include "ops_connection.hpp"
 #include "table_number.hpp"
+#include "terminal_text.hpp"
 
 namespace tv::cli {
 namespace {
@@ -39,15 +40,16 @@ void list_jobs(const JobsFlags& f) {
     for (const auto& r : jobs) {
       // CONFIG: the revision the trainer applied / the one the hub wants ("-": no report yet).
       std::printf("%-12s  %-24.24s %-10.10s %-10s %7lld %11s  %s\n", short_id(r.spec.id).c_str(),
-                  r.spec.name.c_str(), r.spec.model.c_str(),
+                  terminal_text(r.spec.name).c_str(), terminal_text(r.spec.model).c_str(),
                   std::string(fleet::to_string(r.status)).c_str(),
                   static_cast<long long>(r.attempt),
                   (revision_text(r.config.applied_revision) + "/" +
                    revision_text(r.config.desired_revision))
                       .c_str(),
-                  r.worker.c_str());
+                  terminal_text(r.worker).c_str());
       if (r.status == fleet::JobStatus::kStopped)
-        std::printf("%-12s  stopped by %s: %s\n", "", r.stopped_by.c_str(), r.stop_reason.c_str());
+        std::printf("%-12s  stopped by %s: %s\n", "", terminal_text(r.stopped_by).c_str(),
+                    terminal_text(r.stop_reason).c_str());
     }
   });
 }
@@ -59,7 +61,7 @@ void print_curve(const api::TelemetryCurve& t) {
                 t.desired_revision ? std::to_string(*t.desired_revision).c_str() : "null",
                 static_cast<unsigned long long>(a.revision),
                 static_cast<unsigned long long>(a.since_step),
-                static_cast<unsigned long long>(a.last_step), a.host.c_str());
+                static_cast<unsigned long long>(a.last_step), terminal_text(a.host).c_str());
   }
   if (t.points.empty()) return;
   std::printf("  %10s %6s %10s %10s %10s %10s %5s\n", "STEP", "EPOCH", "LOSS", "VAL_LOSS",
@@ -76,16 +78,19 @@ void print_curve(const api::TelemetryCurve& t) {
 
 // `jobs show`, one function per section of the text.
 void print_job_state(const api::JobInfo& j) {
-  std::printf("%s (%s), status %s\n", j.spec.name.c_str(), j.spec.id.c_str(),
-              std::string(fleet::to_string(j.status)).c_str());
-  std::printf("  %-12s %s\n", "model", j.spec.model.c_str());
-  std::printf("  %-12s %s\n", "host", j.worker.empty() ? "-" : j.worker.c_str());
+  std::printf("%s (%s), status %s\n", terminal_text(j.spec.name).c_str(),
+              terminal_text(j.spec.id).c_str(), std::string(fleet::to_string(j.status)).c_str());
+  std::printf("  %-12s %s\n", "model", terminal_text(j.spec.model).c_str());
+  std::printf("  %-12s %s\n", "host", j.worker.empty() ? "-" : terminal_text(j.worker).c_str());
   std::printf("  %-12s %lld of %lld\n", "attempt", static_cast<long long>(j.attempt),
               static_cast<long long>(j.spec.max_attempts));
   if (j.status == fleet::JobStatus::kStopped)
-    std::printf("  stopped by %s: %s\n", j.stopped_by.c_str(), j.stop_reason.c_str());
-  if (!j.last_error.empty()) std::printf("  %-12s %s\n", "last error", j.last_error.c_str());
-  if (!j.artifact.empty()) std::printf("  %-12s %s\n", "artifact", j.artifact.c_str());
+    std::printf("  stopped by %s: %s\n", terminal_text(j.stopped_by).c_str(),
+                terminal_text(j.stop_reason).c_str());
+  if (!j.last_error.empty())
+    std::printf("  %-12s %s\n", "last error", terminal_text(j.last_error).c_str());
+  if (!j.artifact.empty())
+    std::printf("  %-12s %s\n", "artifact", terminal_text(j.artifact).c_str());
 }
 
 std::string duration_text(std::int64_t ms) {
@@ -152,8 +157,8 @@ void print_spec_lines(const json& j, const std::string& key) {
     for (std::size_t i = 0; i < j.size(); ++i)
       print_spec_lines(j[i], key + "[" + std::to_string(i) + "]");
   } else {
-    std::printf("    %s: %s\n", key.c_str(),
-                j.is_string() ? j.get<std::string>().c_str() : j.dump().c_str());
+    std::printf("    %s: %s\n", terminal_text(key).c_str(),
+                terminal_text(j.is_string() ? j.get<std::string>() : j.dump()).c_str());
   }
 }
 
@@ -178,8 +183,9 @@ void cancel_job(const JobsFlags& f) {
   OpsConnection c(f);
   const api::CancelReply r = value_of(c.operator_client().cancel(c.resolve(f.job)));
   print(f, json(r), [&] {
-    std::printf("cancelled%s\n",
-                r.was_running ? (" (host " + r.worker + " stops its trainer)").c_str() : "");
+    std::printf(
+        "cancelled%s\n",
+        r.was_running ? (" (host " + terminal_text(r.worker) + " stops its trainer)").c_str() : "");
   });
 }
 
@@ -199,8 +205,8 @@ void explain_job(const JobsFlags& f) {
   print(f, json(api::Explanation{id, hosts}), [&] {
     if (hosts.empty()) std::printf("no host is known yet\n");
     for (const auto& h : hosts) {
-      std::printf("%-20s %s%s\n", h.host.c_str(),
-                  h.reason.empty() ? "can run it" : h.reason.c_str(),
+      std::printf("%-20s %s%s\n", terminal_text(h.host).c_str(),
+                  h.reason.empty() ? "can run it" : terminal_text(h.reason).c_str(),
                   h.registered ? "" : " (never claimed: capability unknown)");
     }
   });
@@ -212,7 +218,7 @@ void list_workers(const JobsFlags& f) {
   print(f, json(api::WorkerList{workers}), [&] {
     std::printf("%-20s %5s %9s %5s %9s\n", "HOST", "CORES", "RAM_GIB", "CUDA", "VRAM_GIB");
     for (const auto& w : workers) {
-      std::printf("%-20s %5lld %9.1f %5s %9.1f\n", w.name.c_str(),
+      std::printf("%-20s %5lld %9.1f %5s %9.1f\n", terminal_text(w.name).c_str(),
                   static_cast<long long>(w.capability.cores), w.capability.ram_gib,
                   w.capability.cuda ? "yes" : "no", w.capability.vram_gib);
     }
@@ -225,7 +231,7 @@ void show_status(const JobsFlags& f) {
   const auto workers = value_of(c.client().workers());
   print(f, {{"jobs", health.jobs}, {"workers", workers.size()}}, [&] {
     for (const auto& [k, v] : health.jobs)
-      std::printf("%-10s %lld\n", k.c_str(), static_cast<long long>(v));
+      std::printf("%-10s %lld\n", terminal_text(k).c_str(), static_cast<long long>(v));
     std::printf("hosts      %zu\n", workers.size());
   });
 }

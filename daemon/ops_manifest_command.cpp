@@ -15,7 +15,7 @@ struct ReloadFlags : OpsFlags {
 std::string names(const std::vector<std::string>& list) {
   std::string s;
   for (const auto& n : list)
-    s += (s.empty() ? "" : ", ") + n;
+    s += (s.empty() ? "" : ", ") + terminal_text(n);
   return s.empty() ? std::string("none") : s;
 }
 
@@ -41,8 +41,11 @@ void add_manifest_commands(CLI::App& app) {
         for (const auto& id : j.replaces)
           old_ids.push_back(short_id(id));
         std::printf("changed: %s is now job %s, replacing %s (kept; give an id to reach it)\n",
-                    j.name.c_str(), short_id(j.id).c_str(), names(old_ids).c_str());
+                    terminal_text(j.name).c_str(), terminal_text(short_id(j.id)).c_str(),
+                    names(old_ids).c_str());
       }
+      for (const std::string& w : r.warnings)
+        std::printf("%s\n", terminal_text(w).c_str());
     });
   });
 }

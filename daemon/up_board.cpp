@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "table_number.hpp"
+#include "terminal_text.hpp"
 
 namespace tv::cli {
 
@@ -11,11 +12,12 @@ void UpBoard::on_event(const fleet::HostEvent& e) {
   using Kind = fleet::HostEvent::Kind;
   std::lock_guard lock(mu_);
   if (e.job_id.empty()) {
-    events_.push_back(e.message);
+    events_.push_back(terminal_text(e.message));
     return;
   }
   Row& r = rows_[e.job_id];
-  r.name = e.job_name;
+  // Names and messages come from the coordinator and the trainer: made safe for the terminal.
+  r.name = terminal_text(e.job_name);
   switch (e.kind) {
     case Kind::kClaimed:
       r.status = "claimed";
@@ -30,15 +32,15 @@ void UpBoard::on_event(const fleet::HostEvent& e) {
     case Kind::kPolicy:
     case Kind::kConfig:
     case Kind::kCoordinator:
-      events_.push_back(e.job_name + ": " + e.message);
+      events_.push_back(terminal_text(e.job_name + ": " + e.message));
       break;
     case Kind::kFinished:
       r.status = e.early_stopped ? "stopped" : "completed";
-      r.note = e.message;
+      r.note = terminal_text(e.message);
       break;
     case Kind::kFailed:
       r.status = "failed";
-      r.note = e.message;
+      r.note = terminal_text(e.message);
       break;
     case Kind::kCancelled:
       r.status = "cancelled";

@@ -148,6 +148,14 @@ bool PluginRegistry::load_file(const std::string& path) {
     return refuse(std::string("factory returned no plugin") +
                   (call.error[0] ? std::string(": ") + call.error : std::string()));
   }
+  return add(path, std::move(plugin));
+}
+
+bool PluginRegistry::add(const std::string& path, std::shared_ptr<Plugin> plugin) {
+  const auto refuse = [&](std::string reason) {
+    errors_.push_back({path, std::move(reason)});
+    return false;
+  };
   Descriptor d;
   try {
     d = plugin->describe();

@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
 namespace tv::fleet {
 namespace {
 
@@ -240,6 +245,26 @@ INSTANTIATE_TEST_SUITE_P(
                 "bad.toml:2:1: host 'pi' has no key 'allow' (did you mean 'allow_jobs'?)"},
         BadCase{"host_unknown_job", "[hosts.pi]\nallow_jobs = [\"mpl\"]\n",
                 "bad.toml:2:14: host 'pi': 'mpl' is neither a job nor a model"},
+        BadCase{"nan_constraint", "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nmin_ram_gib = nan\n",
+                "bad.toml:4:15: job 'a': 'min_ram_gib' must be a finite number, got nan"},
+        BadCase{"inf_constraint", "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nmin_vram_gib = -inf\n",
+                "bad.toml:4:16: job 'a': 'min_vram_gib' must be a finite number, got inf"},
+        BadCase{"nan_hyper",
+                "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[jobs.hyper]\n"
+                "training.optimizer.learning_rate = nan\n",
+                "bad.toml:5:36: job 'a': hyperparameter 'training/optimizer/learning_rate': must "
+                "be a finite number, got nan"},
+        BadCase{
+            "bad_allowed_host",
+            "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nallowed_hosts = [\"ok\", \"a\\u001b[2J\"]\n",
+            "bad.toml:4:24: job 'a': allowed_hosts: 'a\x1b[2J': invalid host name (letters, "
+            "digits, '.', '_', '-'; not starting with '.' or '-'; at most 64)"},
+        BadCase{"long_host_name",
+                "[hosts.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n",
+                "bad.toml:1:8: host "
+                "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa': "
+                "invalid host name (letters, digits, '.', '_', '-'; not starting with '.' or '-'; "
+                "at most 64)"},
         BadCase{
             "revision_is_reserved",
             "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[jobs.hyper]\n\"trainvisor/revision\" = 3\n",
@@ -266,6 +291,95 @@ TEST(Manifest, MissingFileIsNamed) {
   } catch (const ManifestError& e) {
     EXPECT_STREQ(e.what(), "/nonexistent/fleet.toml: cannot read the manifest");
   }
+}
+
+// The first diagnostic parse_manifest gives for `text`; "" when it is accepted.
+std::string first_problem(const std::string& text) {
+  try {
+    parse_manifest(text, "deep.toml", plugins());
+  } catch (const ManifestError& e) {
+    return e.diagnostics().at(0);
+  }
+  return "";
+}
+
+std::string repeated(const std::string& unit, std::size_t n, const std::string& sep = "") {
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i)
+    out += (i ? sep : "") + unit;
+  return out;
+}
+
+const std::string kDepthLimit =
+    ": nested deeper than 32 levels (dotted key segments, tables and arrays together): the "
+    "manifest's nesting limit is 32";
+
+TEST(ManifestLimits, DeepDottedKeysAreRefusedBeforeParsing) {
+  // 100k segments would overflow the stack inside toml++ (and in the hyper table's walk).
+  EXPECT_EQ(first_problem("[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n[jobs.hyper]\n" +
+                          repeated("a", 100000, ".") + " = 1\n"),
+            "deep.toml:5:65" + kDepthLimit);
+  EXPECT_EQ(first_problem("[" + repeated("t", 100000, ".") + "]\n"),
+            "deep.toml:1:64" + kDepthLimit);
+  // Quoted segments and spaces around the dots count the same.
+  EXPECT_EQ(first_problem("x = 1\n" + repeated("\"q\"", 40, " . ") + " = 2\n"),
+            "deep.toml:2:193" + kDepthLimit);
+}
+
+TEST(ManifestLimits, DeepArraysAndInlineTablesAreRefused) {
+  EXPECT_EQ(first_problem("x = " + repeated("[", 100000) + "\n"), "deep.toml:1:36" + kDepthLimit);
+  EXPECT_EQ(first_problem("x = " + repeated("{a = ", 100000) + "\n"),
+            "deep.toml:1:81" + kDepthLimit);
+  // A key's depth adds to its value's: 20 segments then 20 brackets.
+  EXPECT_EQ(first_problem(repeated("k", 20, ".") + " = " + repeated("[", 20) + "\n"),
+            "deep.toml:1:55" + kDepthLimit);
+}
+
+TEST(ManifestLimits, NestingInsideStringsAndCommentsIsNotCounted) {
+  const std::string deep = repeated("a", 200, ".") + repeated("[", 200);
+  const std::string text = "# " + deep + "\n[[jobs]]\nname = \"a\" # " + deep +
+                           "\nmodel = \"tiny\"\n[jobs.params]\n" +
+                           "\n[hosts.pi]\nallow_jobs = [\"tiny\"] # " + deep + "\n";
+  EXPECT_EQ(first_problem(text), "");
+  EXPECT_EQ(first_problem("[hosts.pi]\nallow_jobs = ['" + deep + "', \"\"\"" + deep + "\n" + deep +
+                          "\"\"\"]\n"),
+            "deep.toml:2:14: host 'pi': '" + deep + "' is neither a job nor a model");
+}
+
+TEST(ManifestLimits, AManifestOverTheSizeLimitIsRefused) {
+  const std::string big = "# " + std::string(kMaxManifestBytes, 'x') + "\n";
+  EXPECT_EQ(first_problem(big), "deep.toml: the manifest is " + std::to_string(big.size()) +
+                                    " bytes, over the limit of " +
+                                    std::to_string(kMaxManifestBytes) + " bytes");
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("tv_big_manifest_" + std::to_string(::getpid())))
+          .string();
+  std::ofstream(path) << big;
+  try {
+    load_manifest(path, plugins());
+    ADD_FAILURE() << "accepted";
+  } catch (const ManifestError& e) {
+    EXPECT_EQ(e.diagnostics().at(0), path + ": the manifest is " + std::to_string(big.size()) +
+                                         " bytes, over the limit of " +
+                                         std::to_string(kMaxManifestBytes) + " bytes");
+  }
+  std::remove(path.c_str());
+}
+
+TEST(ManifestWarnings, AnAllowedHostNoHostHasIsWarnedNotRefused) {
+  const Manifest m = parse_manifest(
+      "[hosts.pi]\n[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nallowed_hosts = [\"pi\", "
+      "\"ghost\"]\n",
+      "w.toml", plugins());
+  ASSERT_EQ(m.jobs.size(), 1u);
+  EXPECT_EQ(m.jobs[0].constraints.allowed_hosts, (std::vector<std::string>{"pi", "ghost"}));
+  const std::vector<std::string> w = manifest_warnings(m);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0],
+            "w.toml:5:24: warning: job 'a': allowed_hosts names 'ghost', which is neither a "
+            "[hosts.ghost] table nor a known worker: the job waits until a host of that name "
+            "claims");
+  EXPECT_TRUE(manifest_warnings(m, {"ghost"}).empty());  // a registered worker of that name
 }
 
 }  // namespace

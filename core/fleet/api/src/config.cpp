@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 
@@ -28,6 +29,29 @@ constexpr std::array<std::pair<StreamMessage::Type, std::string_view>, 5> kStrea
     {StreamMessage::Type::kKeepalive, "keepalive"},
 }};
 
+std::uint64_t revision_of(const json& j, const char* key = "revision") {
+  return checked_uint(j.at(key), key, 0, kMaxStored);
+}
+
+// A write's key paths and string values, bounded (checked.hpp).
+plugin::Params checked_writes(const json& writes) {
+  if (writes.size() > kMaxConfigWrites)
+    throw std::invalid_argument("writes: " + std::to_string(writes.size()) +
+                                " keys is over the limit of " + std::to_string(kMaxConfigWrites));
+  for (const auto& [path, value] : writes.items()) {
+    if (path.size() > kMaxLabelBytes)
+      throw std::invalid_argument("writes: a key path of " + std::to_string(path.size()) +
+                                  " bytes is over the limit of " + std::to_string(kMaxLabelBytes) +
+                                  " bytes");
+    if (value.is_string() && value.get_ref<const std::string&>().size() > kMaxTextBytes)
+      throw std::invalid_argument("writes." + path + ": a string of " +
+                                  std::to_string(value.get_ref<const std::string&>().size()) +
+                                  " bytes is over the limit of " + std::to_string(kMaxTextBytes) +
+                                  " bytes");
+  }
+  return params_from_json(writes);
+}
+
 }  // namespace
 
 void to_json(json& j, const ConfigWriteRequest& m) {
@@ -39,17 +63,11 @@ void to_json(json& j, const ConfigWriteRequest& m) {
 void from_json(const json& j, ConfigWriteRequest& m) {
   if (!j.contains("writes") || !j["writes"].is_object() || j["writes"].empty())
     throw std::invalid_argument("missing field 'writes' (an object of key path -> value)");
-  m.writes = params_from_json(j["writes"]);
-  m.reason = j.value("reason", std::string());
+  m.writes = checked_writes(j["writes"]);
+  m.reason = text_field(j, "", "reason", kMaxTextBytes);
   m.policy.reset();
   if (j.contains("policy")) m.policy = required_string(j, "policy");
-  m.decided_from = 0;
-  if (j.contains("decided_from")) {
-    if (!j["decided_from"].is_number_unsigned())
-      throw std::invalid_argument(
-          "field 'decided_from' must be a config revision (an integer >= 0)");
-    m.decided_from = j["decided_from"].get<std::uint64_t>();
-  }
+  m.decided_from = uint_field(j, "", "decided_from", 0);
 }
 
 void to_json(json& j, const FreezeRequest& m) {
@@ -69,6 +87,32 @@ std::optional<AppliedConfig> applied_from_json(const json& j) {
   return j.get<AppliedConfig>();
 }
 
+void to_json(json& j, const AppliedConfig& m) {
+  j = {{"revision", m.revision}, {"since_step", m.since_step}, {"last_step", m.last_step},
+       {"host", m.host},         {"time_ms", m.time_ms},       {"points", m.points},
+       {"missed", m.missed}};
+}
+
+void from_json(const json& j, AppliedConfig& m) {
+  constexpr std::string_view f = "applied";
+  m.revision = revision_of(j);
+  m.since_step = checked_uint(j.at("since_step"), "applied.since_step", 0, kMaxStored);
+  m.last_step = checked_uint(j.at("last_step"), "applied.last_step", 0, kMaxStored);
+  m.host = j.at("host");
+  m.time_ms = int_field(j, f, "time_ms", 0, 0, std::int64_t(kMaxStored));
+  m.points = uint_field(j, f, "points", 0);
+  m.missed = uint_field(j, f, "missed", 0);
+}
+
+void to_json(json& j, const ConfigWriteReply& m) {
+  j = {{"revision", m.revision}, {"actor", m.actor}};
+}
+
+void from_json(const json& j, ConfigWriteReply& m) {
+  m.revision = revision_of(j);
+  m.actor = j.at("actor");
+}
+
 void to_json(json& j, const ConfigInfo& m) {
   j = {{"job", m.job},
        {"revision", m.revision},
@@ -79,7 +123,7 @@ void to_json(json& j, const ConfigInfo& m) {
 
 void from_json(const json& j, ConfigInfo& m) {
   m.job = j.at("job");
-  m.revision = j.at("revision");
+  m.revision = revision_of(j);
   m.values = config_values_from_json(j.at("values"));
   m.frozen = j.at("frozen").get<std::vector<std::string>>();
   m.applied = applied_from_json(j.value("applied", json(nullptr)));
@@ -101,19 +145,19 @@ void to_json(json& j, const AuditRecord& e) {
 }
 
 void from_json(const json& e, AuditRecord& r) {
-  r.seq = e.at("seq");
+  r.seq = revision_of(e, "seq");
   r.kind = e.value("kind", std::string("write"));
-  r.revision = e.at("revision");
+  r.revision = revision_of(e);
   r.actor = e.at("actor");
   r.reason = e.value("reason", std::string());
   r.path = e.at("path");
   r.old_value.reset();
   if (!e.at("old").is_null()) r.old_value = param_value_from_json(e["old"], "old");
   r.new_value = param_value_from_json(e.at("new"), "new");
-  r.time_ms = e.value("time_ms", std::int64_t{0});
+  r.time_ms = int_field(e, "", "time_ms", 0, 0, std::int64_t(kMaxStored));
   r.accepted = e.at("accepted");
   r.refusal = e.value("refusal", std::string());
-  r.count = e.value("count", std::uint64_t{1});
+  r.count = uint_field(e, "", "count", 1);
 }
 
 StreamMessage StreamMessage::snapshot(std::uint64_t revision, plugin::ConfigView values,
@@ -169,14 +213,14 @@ void from_json(const json& j, StreamMessage& m) {
   const auto frozen = [&] { return j.at("frozen").get<std::vector<std::string>>(); };
   switch (*t) {
     case StreamMessage::Type::kSnapshot:
-      m = StreamMessage::snapshot(j.at("revision"), config_values_from_json(j.at("values")),
+      m = StreamMessage::snapshot(revision_of(j), config_values_from_json(j.at("values")),
                                   frozen());
       return;
     case StreamMessage::Type::kResume:
       m = StreamMessage::resume(frozen());
       return;
     case StreamMessage::Type::kDelta:
-      m = StreamMessage::delta(j.at("revision"), j.at("actor"),
+      m = StreamMessage::delta(revision_of(j), j.at("actor"),
                                config_values_from_json(j.at("writes")));
       return;
     case StreamMessage::Type::kFreeze:
@@ -185,7 +229,7 @@ void from_json(const json& j, StreamMessage& m) {
     case StreamMessage::Type::kKeepalive:
       break;
   }
-  m = StreamMessage::keepalive(j.at("revision"));
+  m = StreamMessage::keepalive(revision_of(j));
 }
 
 }  // namespace api

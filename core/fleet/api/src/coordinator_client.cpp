@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
 
 namespace tv::fleet::api {
@@ -128,8 +129,9 @@ Reply<Ok> CoordinatorClient::fail(const std::string& job, const FailRequest& req
 
 Reply<std::uint64_t> CoordinatorClient::send_telemetry(const std::string& job,
                                                        const TelemetryBatch& batch) {
-  return reply_of(impl_->post(Role::kWorker, target(kJobTelemetry, {job}), json(batch)),
-                  [](const json& j) { return j.at("stored").get<std::uint64_t>(); });
+  return reply_of(
+      impl_->post(Role::kWorker, target(kJobTelemetry, {job}), json(batch)),
+      [](const json& j) { return checked_uint(j.at("stored"), "stored", 0, kMaxStored); });
 }
 
 Reply<UploadReply> CoordinatorClient::upload(const std::string& job, const std::string& name,

@@ -1,7 +1,9 @@
 #include "trainvisor/fleet/api/jobs.hpp"
 
+#include <limits>
 #include <stdexcept>
 
+#include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 
 namespace tv::fleet {
@@ -15,11 +17,23 @@ json optional_json(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
 }
 
-template <class T>
-std::optional<T> optional_from(const json& j, const char* key) {
+using api::checked_int;
+using api::checked_uint;
+using api::kMaxStored;
+
+constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
+constexpr double kMaxDouble = std::numeric_limits<double>::max();
+
+// A time or revision that may be unknown (null), 0..kMaxStored.
+std::optional<std::int64_t> optional_int(const json& j, const char* key) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
-  return it->get<T>();
+  return checked_int(*it, key, 0, kMaxInt);
+}
+std::optional<std::uint64_t> optional_uint(const json& j, const char* key) {
+  const auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  return checked_uint(*it, key, 0, kMaxStored);
 }
 
 }  // namespace
@@ -58,19 +72,25 @@ JobSpec job_spec_from_json(const json& j) {
   const plugin::Params hyper = params_from_json(j.at("hyper"));
   s.hyper = plugin::ConfigView(hyper.begin(), hyper.end());
   s.model_params = params_from_json(j.at("model_params"));
-  s.data.max_train_samples = j.at("data").at("max_train_samples");
-  s.data.max_val_samples = j.at("data").at("max_val_samples");
+  const json& data = j.at("data");
+  s.data.max_train_samples =
+      checked_int(data.at("max_train_samples"), "data.max_train_samples", 0, kMaxInt);
+  s.data.max_val_samples =
+      checked_int(data.at("max_val_samples"), "data.max_val_samples", 0, kMaxInt);
   for (const auto& p : j.at("policies"))
     s.policies.push_back({p.at("name"), params_from_json(p.at("params"))});
   const auto& c = j.at("constraints");
   s.constraints.require_cuda = c.at("require_cuda");
   s.constraints.prefer_cuda = c.at("prefer_cuda");
-  s.constraints.min_vram_gib = c.at("min_vram_gib");
-  s.constraints.min_ram_gib = c.at("min_ram_gib");
+  s.constraints.min_vram_gib =
+      api::checked_double(c.at("min_vram_gib"), "constraints.min_vram_gib", 0, kMaxDouble);
+  s.constraints.min_ram_gib =
+      api::checked_double(c.at("min_ram_gib"), "constraints.min_ram_gib", 0, kMaxDouble);
   s.constraints.allowed_hosts = c.at("allowed_hosts").get<std::vector<std::string>>();
-  s.seed = j.at("seed");
-  s.max_attempts = j.at("max_attempts");
-  s.priority = j.at("priority");
+  s.seed = checked_uint(j.at("seed"), "seed", 0, kMaxStored);
+  s.max_attempts = checked_int(j.at("max_attempts"), "max_attempts", 1, 100);
+  s.priority =
+      checked_int(j.at("priority"), "priority", std::numeric_limits<std::int64_t>::min(), kMaxInt);
   return s;
 }
 
@@ -81,13 +101,38 @@ void from_json(const json& j, JobSpec& m) {
   m = job_spec_from_json(j);
 }
 
+void to_json(json& j, const HostCapability& c) {
+  j = {{"hostname", c.hostname},
+       {"cores", c.cores},
+       {"ram_gib", c.ram_gib},
+       {"cuda", c.cuda},
+       {"cuda_devices", c.cuda_devices},
+       {"vram_gib", c.vram_gib},
+       {"torch_version", c.torch_version},
+       {"trainvisor_version", c.trainvisor_version}};
+}
+
+void from_json(const json& j, HostCapability& c) {
+  using namespace api;
+  constexpr std::string_view p = "capability";
+  if (!j.is_object()) throw std::invalid_argument("capability: must be an object");
+  c.hostname = text_field(j, p, "hostname", kMaxLabelBytes);
+  c.cores = int_field(j, p, "cores", 0, 0, kMaxCores);
+  c.ram_gib = double_field(j, p, "ram_gib", 0, 0, kMaxMemoryGib);
+  c.cuda = bool_field(j, p, "cuda", false);
+  c.cuda_devices = int_field(j, p, "cuda_devices", 0, 0, kMaxCudaDevices);
+  c.vram_gib = double_field(j, p, "vram_gib", 0, 0, kMaxMemoryGib);
+  c.torch_version = text_field(j, p, "torch_version", kMaxLabelBytes);
+  c.trainvisor_version = text_field(j, p, "trainvisor_version", kMaxLabelBytes);
+}
+
 namespace api {
 
 std::string required_string(const json& j, const char* key) {
   if (!j.contains(key) || !j[key].is_string() || j[key].get<std::string>().empty()) {
     throw std::invalid_argument(std::string("missing field '") + key + "' (a non-empty string)");
   }
-  return j[key].get<std::string>();
+  return text_field(j, "", key, kMaxLabelBytes);
 }
 
 void to_json(json& j, const ClaimRequest& m) {
@@ -95,7 +140,7 @@ void to_json(json& j, const ClaimRequest& m) {
 }
 
 void from_json(const json& j, ClaimRequest& m) {
-  m.worker = required_string(j, "worker");
+  m.worker = name_field(j, "", "worker");
   if (!j.contains("capability") || !j["capability"].is_object())
     throw std::invalid_argument("missing field 'capability' (an object)");
   m.capability = j["capability"].get<HostCapability>();
@@ -117,10 +162,10 @@ void from_json(const json& j, ClaimReply& m) {
   m = {};
   if (j.at("job").is_null()) return;
   m.job = j["job"].get<JobSpec>();
-  m.attempt = j.at("attempt");
-  m.lease_token = j.at("lease_token");
-  m.lease_expires_ms = j.value("lease_expires_ms", std::int64_t{0});
-  m.generation = j.value("generation", std::int64_t{0});
+  m.attempt = checked_int(j.at("attempt"), "attempt", 0, kMaxInt);
+  m.lease_token = required_string(j, "lease_token");
+  m.lease_expires_ms = int_field(j, "", "lease_expires_ms", 0, 0, kMaxInt);
+  m.generation = int_field(j, "", "generation", 0, 0, kMaxInt);
 }
 
 void to_json(json& j, const LeaseRequest& m) {
@@ -138,8 +183,8 @@ void to_json(json& j, const HeartbeatReply& m) {
 }
 
 void from_json(const json& j, HeartbeatReply& m) {
-  m.cancel_requested = j.value("cancel_requested", false);
-  m.lease_expires_ms = j.value("lease_expires_ms", std::int64_t{0});
+  m.cancel_requested = bool_field(j, "", "cancel_requested", false);
+  m.lease_expires_ms = int_field(j, "", "lease_expires_ms", 0, 0, kMaxInt);
 }
 
 void to_json(json& j, const CompleteRequest& m) {
@@ -151,8 +196,9 @@ void to_json(json& j, const CompleteRequest& m) {
 void from_json(const json& j, CompleteRequest& m) {
   m.lease_token = required_string(j, "lease_token");
   m.artifact.reset();
-  if (j.contains("artifact") && j["artifact"].is_string()) m.artifact = j["artifact"];
-  m.early_stopped = j.value("early_stopped", false);
+  if (j.contains("artifact") && j["artifact"].is_string())
+    m.artifact = text_field(j, "", "artifact", kMaxLabelBytes);
+  m.early_stopped = bool_field(j, "", "early_stopped", false);
 }
 
 void to_json(json& j, const FailRequest& m) {
@@ -170,7 +216,7 @@ void from_json(const json& j, FailRequest& m) {
   }
   m.failure = *failure;
   m.lease_token = required_string(j, "lease_token");
-  m.reason = j.value("reason", std::string());
+  m.reason = text_field(j, "", "reason", kMaxTextBytes);
 }
 
 void to_json(json& j, const CancelReply& m) {
@@ -179,7 +225,7 @@ void to_json(json& j, const CancelReply& m) {
 
 void from_json(const json& j, CancelReply& m) {
   m.was_running = j.at("was_running");
-  m.worker = j.value("worker", std::string());
+  m.worker = text_field(j, "", "worker", kMaxLabelBytes);
 }
 
 void to_json(json& j, const ConfigLag& m) {
@@ -188,8 +234,8 @@ void to_json(json& j, const ConfigLag& m) {
 }
 
 void from_json(const json& j, ConfigLag& m) {
-  m.desired_revision = optional_from<std::uint64_t>(j, "desired_revision");
-  m.applied_revision = optional_from<std::uint64_t>(j, "applied_revision");
+  m.desired_revision = optional_uint(j, "desired_revision");
+  m.applied_revision = optional_uint(j, "applied_revision");
 }
 
 void to_json(json& j, const JobInfo& r) {
@@ -222,16 +268,16 @@ void from_json(const json& j, JobInfo& r) {
   const auto s = value_named(kJobStatusNames, status);
   if (!s) throw std::invalid_argument("job " + r.spec.id + ": unknown status '" + status + "'");
   r.status = *s;
-  r.attempt = j.at("attempt");
-  r.counted_failures = j.value("counted_failures", std::int64_t{0});
+  r.attempt = checked_int(j.at("attempt"), "attempt", 0, kMaxInt);
+  r.counted_failures = api::int_field(j, "", "counted_failures", 0, 0, kMaxInt);
   r.worker = j.at("worker");
-  r.cancel_requested = j.value("cancel_requested", false);
-  r.created_ms = j.value("created_ms", std::int64_t{0});
-  r.updated_ms = j.value("updated_ms", std::int64_t{0});
-  r.not_before_ms = j.value("not_before_ms", std::int64_t{0});
-  r.claimed_ms = optional_from<std::int64_t>(j, "claimed_ms");
-  r.finished_ms = optional_from<std::int64_t>(j, "finished_ms");
-  r.heartbeat_ms = optional_from<std::int64_t>(j, "heartbeat_ms");
+  r.cancel_requested = api::bool_field(j, "", "cancel_requested", false);
+  r.created_ms = api::int_field(j, "", "created_ms", 0, 0, kMaxInt);
+  r.updated_ms = api::int_field(j, "", "updated_ms", 0, 0, kMaxInt);
+  r.not_before_ms = api::int_field(j, "", "not_before_ms", 0, 0, kMaxInt);
+  r.claimed_ms = optional_int(j, "claimed_ms");
+  r.finished_ms = optional_int(j, "finished_ms");
+  r.heartbeat_ms = optional_int(j, "heartbeat_ms");
   r.last_error = j.value("last_error", std::string());
   r.artifact = j.value("artifact", std::string());
   r.config = j.value("config", json::object()).get<ConfigLag>();
@@ -252,12 +298,28 @@ void from_json(const json& j, HostVerdict& h) {
   h.reason = j.at("reason");
 }
 
+void to_json(json& j, const WorkerInfo& w) {
+  j = {{"name", w.name},
+       {"capability", w.capability},
+       {"registered_ms", w.registered_ms},
+       {"last_seen_ms", w.last_seen_ms}};
+}
+
+void from_json(const json& j, WorkerInfo& w) {
+  w.name = j.at("name");
+  w.capability = j.at("capability").get<HostCapability>();
+  w.registered_ms = checked_int(j.at("registered_ms"), "registered_ms", 0, kMaxInt);
+  w.last_seen_ms = checked_int(j.at("last_seen_ms"), "last_seen_ms", 0, kMaxInt);
+}
+
 void to_json(json& j, const Health& m) {
   j = {{"ok", true}, {"jobs", m.jobs}};
 }
 
 void from_json(const json& j, Health& m) {
-  m.jobs = j.at("jobs").get<std::map<std::string, std::int64_t>>();
+  m.jobs.clear();
+  for (const auto& [status, n] : j.at("jobs").items())
+    m.jobs[status] = checked_int(n, "jobs." + status, 0, kMaxInt);
 }
 
 }  // namespace api

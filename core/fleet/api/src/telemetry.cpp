@@ -1,7 +1,10 @@
 #include "trainvisor/fleet/api/telemetry.hpp"
 
+#include <limits>
+#include <stdexcept>
 #include <utility>
 
+#include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
 
 namespace tv::fleet {
@@ -36,16 +39,20 @@ json telemetry_point_json(const Point& p) {
 }
 
 Point telemetry_point_from_json(const json& j) {
+  using namespace api;
+  constexpr std::string_view f = "point";
+  constexpr std::uint64_t kMax32 = std::numeric_limits<std::uint32_t>::max();
+  constexpr double kMaxMetric = std::numeric_limits<double>::max();
+  if (!j.is_object()) throw std::invalid_argument("point: must be an object");
   Point p;
-  p.step = j.at("step").get<std::uint64_t>();
-  p.epoch = j.value("epoch", std::uint32_t{0});
-  p.flags = j.value("flags", std::uint32_t{0});
-  p.wall_time_ns = j.value("wall_time_ns", std::int64_t{0});
-  p.config_revision = j.value("config_revision", std::uint64_t{0});
-  for (const auto& [key, member] : kMetrics) {
-    const auto it = j.find(key);
-    p.*member = it == j.end() || it->is_null() ? plugin::kMissingMetric : it->get<double>();
-  }
+  if (!j.contains("step")) throw std::invalid_argument("point.step: missing");
+  p.step = uint_field(j, f, "step", 0);
+  p.epoch = static_cast<std::uint32_t>(uint_field(j, f, "epoch", 0, 0, kMax32));
+  p.flags = static_cast<std::uint32_t>(uint_field(j, f, "flags", 0, 0, kMax32));
+  p.wall_time_ns = static_cast<std::int64_t>(uint_field(j, f, "wall_time_ns", 0));
+  p.config_revision = uint_field(j, f, "config_revision", 0);
+  for (const auto& [key, member] : kMetrics)
+    p.*member = double_field(j, f, key, plugin::kMissingMetric, -kMaxMetric, kMaxMetric);
   return p;
 }
 
@@ -61,10 +68,36 @@ json points_json(const std::vector<plugin::TelemetryPoint>& points) {
 }
 
 std::vector<plugin::TelemetryPoint> points_from_json(const json& j) {
+  if (!j.is_array()) throw std::invalid_argument("points: must be an array");
+  if (j.size() > kMaxBatchPoints)
+    throw std::invalid_argument("points: " + std::to_string(j.size()) + " is over the limit of " +
+                                std::to_string(kMaxBatchPoints) + " points");
   std::vector<plugin::TelemetryPoint> out;
   for (const json& p : j)
     out.push_back(telemetry_point_from_json(p));
   return out;
+}
+
+}  // namespace
+
+void to_json(json& j, const AgentRefusalReport& m) {
+  j = {{"revision", m.revision}, {"reason", m.reason}};
+}
+
+void from_json(const json& j, AgentRefusalReport& m) {
+  if (!j.is_object()) throw std::invalid_argument("refusals: each must be an object");
+  m.revision = checked_uint(j.at("revision"), "refusals.revision", 0, kMaxStored);
+  m.reason = text_field(j, "refusals", "reason", kMaxTextBytes);
+}
+
+namespace {
+
+std::vector<AgentRefusalReport> refusals_from_json(const json& j) {
+  if (!j.is_array()) throw std::invalid_argument("refusals: must be an array");
+  if (j.size() > kMaxBatchRefusals)
+    throw std::invalid_argument("refusals: " + std::to_string(j.size()) + " is over the limit of " +
+                                std::to_string(kMaxBatchRefusals));
+  return j.get<std::vector<AgentRefusalReport>>();
 }
 
 }  // namespace
@@ -77,10 +110,10 @@ void to_json(json& j, const TelemetryBatch& m) {
 }
 
 void from_json(const json& j, TelemetryBatch& m) {
-  m.host = required_string(j, "host");
-  m.missed = j.value("missed", std::uint64_t{0});
+  m.host = name_field(j, "", "host");
+  m.missed = uint_field(j, "", "missed", 0);
   m.points = points_from_json(j.value("points", json::array()));
-  m.refusals = j.value("refusals", json::array()).get<std::vector<AgentRefusalReport>>();
+  m.refusals = refusals_from_json(j.value("refusals", json::array()));
 }
 
 void to_json(json& j, const TelemetryCurve& m) {
@@ -93,7 +126,8 @@ void to_json(json& j, const TelemetryCurve& m) {
 void from_json(const json& j, TelemetryCurve& m) {
   m.job = j.at("job");
   m.desired_revision.reset();
-  if (!j.at("desired_revision").is_null()) m.desired_revision = j["desired_revision"];
+  if (!j.at("desired_revision").is_null())
+    m.desired_revision = checked_uint(j["desired_revision"], "desired_revision", 0, kMaxStored);
   m.applied = applied_from_json(j.at("applied"));
   m.points = points_from_json(j.at("points"));
 }

@@ -3,6 +3,7 @@
 // job's host agent.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
+#include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 
@@ -13,6 +14,9 @@ using api::StreamMessage;
 using http::BodyStream;
 using http::Request;
 using http::Response;
+
+// The most audit entries one page of the config log holds.
+constexpr std::uint64_t kMaxAuditPage = 1000;
 
 int refusal_status(ConfigRefusal r) {
   switch (r) {
@@ -82,15 +86,15 @@ Response config_freeze(CoordinatorState& s, Request& req, bool freezing) {
 
 Response config_log(CoordinatorState& s, Request& req) {
   const std::vector<AuditEntry> out =
-      s.hub.audit(req.params[0], query_number(req, "after", 0),
-                  std::min<std::uint64_t>(query_number(req, "limit", 100), 1000));
+      s.hub.audit(req.params[0], query_number(req, "after", 0, 0, api::kMaxStored),
+                  query_number(req, "limit", 100, 0, kMaxAuditPage));
   return Response::json(200, nlohmann::json(api::AuditLog{out}));
 }
 
 // The stream's admission: the worker token, a readable `from`, a known job.
 Response stream_admission(CoordinatorState& s, Request& req) {
   if (!is_worker(s, req)) return Response::error(401, "missing or wrong X-Worker-Token");
-  query_number(req, "from", 0);
+  query_number(req, "from", 0, 0, api::kMaxStored);
   try {
     s.hub.get(req.params[0]);
   } catch (const ConfigHubError& e) {
@@ -106,7 +110,10 @@ Response stream_admission(CoordinatorState& s, Request& req) {
 class StreamSession {
  public:
   StreamSession(CoordinatorState& s, const Request& req, http::WebSocketSession& ws)
-      : s_(s), ws_(ws), job_(req.params[0]), from_(query_number(req, "from", 0)) {}
+      : s_(s),
+        ws_(ws),
+        job_(req.params[0]),
+        from_(query_number(req, "from", 0, 0, api::kMaxStored)) {}
 
   void run() {
     // Read before subscribing: a change between the two wakes the loop rather than being lost.

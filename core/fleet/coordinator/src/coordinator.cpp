@@ -96,6 +96,10 @@ struct Coordinator::Impl {
     for (const JobRow& r : queued) {
       if (!ids.count(r.spec.id)) out.removed.push_back(r.spec.name);
     }
+    std::set<std::string> workers;
+    for (const WorkerRow& w : state.queue.workers())
+      workers.insert(w.name);
+    out.warnings = manifest_warnings(m, workers);
     if (!dry_run) {
       out.report = state.queue.upsert_manifest(m.jobs);
       state.queue.upsert_hosts(m.hosts);
@@ -136,7 +140,10 @@ Coordinator::Coordinator(CoordinatorOptions options) {
   // Validated before the data directory is opened: a bad manifest leaves nothing behind.
   const std::optional<Manifest> manifest = load_validated(options);
   impl_ = std::make_unique<Impl>(std::move(options));
-  if (manifest) impl_->apply(*manifest, false);
+  if (manifest) {
+    for (const std::string& w : impl_->apply(*manifest, false).warnings)
+      impl_->state.log_error("manifest " + w);
+  }
   impl_->server = std::make_unique<http::Server>(impl_->state.options.http, impl_->routes());
   impl_->sweeper = std::thread([this] { impl_->sweep_loop(); });
 }

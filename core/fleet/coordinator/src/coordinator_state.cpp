@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "trainvisor/fleet/api/actor.hpp"
+#include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
 
 namespace tv::fleet::coordinator {
@@ -150,6 +151,11 @@ Handler for_readers(const CoordinatorState& s, Handler h) {
 
 std::string operator_actor(const Request& req) {
   const std::string name = req.header(api::header_key(api::kOperatorNameHeader));
+  if (name.size() > api::kMaxLabelBytes) {
+    throw std::invalid_argument(std::string(api::kOperatorNameHeader) + ": " +
+                                std::to_string(name.size()) + " bytes is over the limit of " +
+                                std::to_string(api::kMaxLabelBytes) + " bytes");
+  }
   return api::Actor::human(name.empty() ? std::string("operator") : name).str();
 }
 
@@ -178,16 +184,11 @@ std::string no_such_job(const std::string& job) {
   return "job " + job + ": no such job";
 }
 
-std::uint64_t query_number(const Request& req, const char* key, std::uint64_t dflt) {
+std::uint64_t query_number(const Request& req, const char* key, std::uint64_t dflt,
+                           std::uint64_t lo, std::uint64_t hi) {
   const auto it = req.query.find(key);
   if (it == req.query.end()) return dflt;
-  if (it->second.empty() || it->second.find_first_not_of("0123456789") != std::string::npos)
-    throw std::invalid_argument(std::string("query parameter '") + key + "' is not a number");
-  try {
-    return std::stoull(it->second);
-  } catch (const std::out_of_range&) {
-    throw std::invalid_argument(std::string("query parameter '") + key + "' is out of range");
-  }
+  return api::checked_param(it->second, key, lo, hi);
 }
 
 nlohmann::json body_json(const Request& r) {

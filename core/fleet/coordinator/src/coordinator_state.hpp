@@ -73,15 +73,18 @@ Handler for_operators(const CoordinatorState& s, Handler h);
 Handler for_readers(const CoordinatorState& s, Handler h);
 bool is_worker(const CoordinatorState& s, const http::Request& req);
 bool is_operator(const CoordinatorState& s, const http::Request& req);
-// "human:NAME" for an operator's request (X-Operator-Name, default "operator").
+// "human:NAME" for an operator's request (X-Operator-Name, default "operator"); a name over
+// api::kMaxLabelBytes throws std::invalid_argument (400).
 std::string operator_actor(const http::Request& req);
 
 // A queue's answer to a lease or operator call: 200, or 404/409 with why.
 http::Response queue_reply(QueueResult r, const std::string& job_id);
 // The 404 text for an unknown job.
 std::string no_such_job(const std::string& job);
-// A query parameter that must be a whole number; throws std::invalid_argument naming it.
-std::uint64_t query_number(const http::Request& req, const char* key, std::uint64_t dflt);
+// A query parameter that must be a whole number in lo..hi (`dflt` when absent); throws
+// std::invalid_argument naming it and the range (api::checked_param).
+std::uint64_t query_number(const http::Request& req, const char* key, std::uint64_t dflt,
+                           std::uint64_t lo, std::uint64_t hi);
 // The request body as a JSON object ({} when empty); throws std::invalid_argument otherwise.
 nlohmann::json body_json(const http::Request& req);
 

@@ -10,6 +10,9 @@ using http::BodyStream;
 using http::Request;
 using http::Response;
 
+// The most points one curve reply is thinned to.
+constexpr std::uint64_t kMaxCurvePoints = 100000;
+
 Response telemetry_post(CoordinatorState& s, Request& req) {
   const api::TelemetryBatch b = body_json(req).get<api::TelemetryBatch>();
   const std::string& job = req.params[0];
@@ -40,8 +43,8 @@ Response telemetry_get(CoordinatorState& s, Request& req) {
   if (!s.queue.get(job)) return Response::error(404, no_such_job(job));
   api::TelemetryCurve c;
   c.job = job;
-  c.points =
-      s.telemetry.curve(job, std::min<std::uint64_t>(query_number(req, "max_points", 500), 100000));
+  // 0: every point.
+  c.points = s.telemetry.curve(job, query_number(req, "max_points", 500, 0, kMaxCurvePoints));
   c.desired_revision = s.desired_revision(job);
   c.applied = s.applied(job);
   return Response::json(200, nlohmann::json(c));

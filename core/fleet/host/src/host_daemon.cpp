@@ -11,6 +11,7 @@
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
+#include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/config_agent.hpp"
@@ -123,7 +124,7 @@ class CoordinatorSink final : public ConfigSink {
     const auto actor = api::Actor::parse(p.actor);
     request.policy = actor ? actor->name : p.actor;
     request.writes = p.writes;
-    request.reason = p.reason;
+    request.reason = api::bounded_text(p.reason);  // merged policy reasons can grow long
     request.decided_from = p.decided_from;
     std::optional<api::Reply<api::ConfigWriteReply>> r;
     try {
@@ -290,7 +291,7 @@ struct HostDaemon::Impl {
 
   // Fails the job with `failure`; a refusal is reported, an unreachable coordinator throws.
   void fail(const RunningJob& job, FailureClass failure, const std::string& reason) {
-    const auto r = client.fail(job.spec.id, {job.lease, failure, reason});
+    const auto r = client.fail(job.spec.id, {job.lease, failure, api::bounded_text(reason)});
     if (!r)
       emit(HostEvent::Kind::kCoordinator, job,
            "the coordinator refused the failure report (" + std::to_string(r.status()) +
@@ -509,10 +510,12 @@ struct HostDaemon::Impl {
     api::TelemetryBatch batch;
     batch.host = o.name;
     batch.missed = missed - job.missed_sent;
+    // A record out of the wire's ranges (a broken trainer's) is left out: the coordinator would
+    // refuse the whole batch, again at every retry.
     for (const plugin::TelemetryPoint* p : thin(h, first, job.last_sent_revision))
-      batch.points.push_back(*p);
+      if (api::point_in_range(*p)) batch.points.push_back(*p);
     for (const auto& r : job.refusals_unsent)
-      batch.refusals.push_back({r.revision, r.reason});
+      batch.refusals.push_back({r.revision, api::bounded_text(r.reason)});
     try {
       const auto r = client.send_telemetry(job.spec.id, batch);
       if (!r) {

@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -9,6 +11,7 @@
 
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/fleet/names.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -37,9 +40,19 @@ class Checker {
   bool ok() const { return diagnostics_.empty(); }
   std::vector<std::string>& diagnostics() { return diagnostics_; }
 
+  // A host a job names (allowed_hosts), for manifest_warnings.
+  void reference_host(const toml::source_region& where, const std::string& host,
+                      const std::string& what) {
+    std::ostringstream s;
+    s << path_ << ":" << where.begin.line << ":" << where.begin.column;
+    host_references_.push_back({host, what, s.str()});
+  }
+  std::vector<HostReference>& host_references() { return host_references_; }
+
  private:
   std::string path_;
   std::vector<std::string> diagnostics_;
+  std::vector<HostReference> host_references_;
 };
 
 std::string type_of(const toml::node& n) {
@@ -149,9 +162,16 @@ std::optional<T> get(Checker& c, const toml::table& t, std::string_view key,
                      const std::string& what, const char* expected) {
   const toml::node* n = t.get(key);
   if (n == nullptr) return std::nullopt;
-  if (auto v = n->value_exact<T>()) return *v;
   if constexpr (std::is_same_v<T, double>) {
     if (auto i = n->value_exact<std::int64_t>()) return static_cast<double>(*i);
+    if (auto v = n->value_exact<double>()) {
+      if (std::isfinite(*v)) return *v;
+      c.error(n->source(), what + ": '" + std::string(key) + "' must be a finite number, got " +
+                               (std::isnan(*v) ? "nan" : "inf"));
+      return std::nullopt;
+    }
+  } else if (auto v = n->value_exact<T>()) {
+    return *v;
   }
   c.error(n->source(),
           what + ": '" + std::string(key) + "' must be " + expected + ", got " + type_of(*n));
@@ -191,20 +211,14 @@ void reject_unknown(Checker& c, const toml::table& t, const std::vector<std::str
   }
 }
 
-bool valid_name(std::string_view n) {
-  if (n.empty() || n.size() > 100) return false;
-  const auto ok = [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '-' || ch == '_' || ch == '.';
-  };
-  return std::all_of(n.begin(), n.end(), ok) && n.front() != '.' && n.front() != '-';
-}
-
 const std::vector<std::string> kJobKeys = {
     "name",          "model",        "mode",        "seed",         "max_attempts",
     "priority",      "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib",
     "allowed_hosts", "params",       "data",        "hyper",        "policies"};
 const std::vector<std::string> kHostKeys = {"allow_jobs", "deny_jobs", "priority"};
+const std::string kHostNameRule =
+    "invalid host name (letters, digits, '.', '_', '-'; not starting with '.' or '-'; at most " +
+    std::to_string(kMaxHostNameBytes) + ")";
 const std::vector<ParamSpec>& data_schema() {
   static const std::vector<ParamSpec> s = {
       {"max_train_samples", ParamType::kInt64, std::int64_t{0}, 0.0, {}, {}, "0: all"},
@@ -260,8 +274,7 @@ std::vector<HostPolicy> parse_hosts(Checker& c, const toml::table& root) {
       c.error(node.source(), what + " must be a table");
       continue;
     }
-    if (!valid_name(name))
-      c.error(k.source(), what + ": invalid host name (letters, digits, '.', '_', '-')");
+    if (!valid_host_name(name)) c.error(k.source(), what + ": " + kHostNameRule);
     reject_unknown(c, *h, kHostKeys, what);
     HostPolicy p;
     p.name = name;
@@ -294,14 +307,23 @@ JobConstraints parse_constraints(Checker& c, const toml::table& t, const std::st
   JobConstraints out;
   out.require_cuda = get<bool>(c, t, "require_cuda", what, "a bool").value_or(false);
   out.prefer_cuda = get<bool>(c, t, "prefer_cuda", what, "a bool").value_or(false);
-  out.min_vram_gib = get<double>(c, t, "min_vram_gib", what, "a number").value_or(0);
-  out.min_ram_gib = get<double>(c, t, "min_ram_gib", what, "a number").value_or(0);
-  for (const char* k : {"min_vram_gib", "min_ram_gib"}) {
-    if (const auto v = get<double>(c, t, k, what, "a number"); v && *v < 0) {
-      c.error(t.get(k)->source(), what + ": " + k + " must not be negative");
-    }
+  for (auto [k, field] : {std::pair{"min_vram_gib", &JobConstraints::min_vram_gib},
+                          std::pair{"min_ram_gib", &JobConstraints::min_ram_gib}}) {
+    out.*field = get<double>(c, t, k, what, "a number").value_or(0);
+    if (out.*field < 0) c.error(t.get(k)->source(), what + ": " + k + " must not be negative");
   }
   out.allowed_hosts = get_strings(c, t, "allowed_hosts", what);
+  if (const toml::array* hosts = t.get_as<toml::array>("allowed_hosts")) {
+    for (const toml::node& h : *hosts) {
+      const auto name = h.value_exact<std::string>();
+      if (!name) continue;  // get_strings said so
+      if (valid_host_name(*name)) {
+        c.reference_host(h.source(), *name, what);
+      } else {
+        c.error(h.source(), what + ": allowed_hosts: '" + *name + "': " + kHostNameRule);
+      }
+    }
+  }
   return out;
 }
 
@@ -401,7 +423,7 @@ std::optional<JobSpec> parse_job(Checker& c, const toml::table& t, std::size_t i
   }
   job.name = *name;
   const std::string what = "job '" + job.name + "'";
-  if (!valid_name(job.name)) {
+  if (!valid_name(job.name, kMaxJobNameBytes)) {
     c.error(t.get("name")->source(),
             what + ": invalid name (letters, digits, '.', '_', '-'; at most 100)");
   }
@@ -463,10 +485,155 @@ void check_host_lists(Checker& c, const toml::table& root, const Manifest& m,
   }
 }
 
+// A lexical scan of the TOML text ahead of toml++, which builds one nested table per segment
+// of a dotted key (a.b.c = 1, [a.b.c]) without a bound and walks and frees the tree
+// recursively: a key of 100k segments overflows the stack. Counts nesting outside strings and
+// comments: a dotted key's segments, plus one per open bracket (an array, an inline table, a
+// table header) on top of the key it belongs to.
+class NestingScan {
+ public:
+  NestingScan(std::string_view text, std::string_view path) : text_(text), path_(path) {}
+
+  // Throws ManifestError at the first place nested deeper than kMaxManifestDepth.
+  void run() {
+    for (i_ = 0; i_ < text_.size(); ++i_) {
+      const char ch = text_[i_];
+      if (ch == '\n') {
+        new_line(i_ + 1);
+        end_chain();
+        last_ = base();  // an array may span lines
+      } else if (ch == '#') {
+        const std::size_t eol = text_.find('\n', i_);
+        i_ = (eol == std::string_view::npos ? text_.size() : eol) - 1;
+      } else if (ch == '"' || ch == '\'') {
+        const std::size_t start = i_;
+        skip_string();
+        segment(start);
+      } else if (bare(ch)) {
+        const std::size_t start = i_;
+        while (i_ + 1 < text_.size() && bare(text_[i_ + 1]))
+          ++i_;
+        segment(start);
+      } else if (ch == '.') {
+        after_dot_ = segments_ > 0;
+      } else if (ch != ' ' && ch != '\t' && ch != '\r') {
+        end_chain();
+        bracket(ch);
+      }
+    }
+  }
+
+ private:
+  static bool bare(char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '-';
+  }
+
+  std::size_t base() const { return open_.empty() ? 0 : open_.back(); }
+
+  void new_line(std::size_t start) {
+    ++line_;
+    line_start_ = start;
+  }
+
+  void end_chain() {
+    segments_ = 0;
+    after_dot_ = false;
+  }
+
+  void segment(std::size_t at) {
+    segments_ = after_dot_ ? segments_ + 1 : 1;
+    after_dot_ = false;
+    last_ = base() + segments_;
+    check(last_, at);
+  }
+
+  void bracket(char ch) {
+    if (ch == '[' || ch == '{') {
+      open_.push_back(std::max(last_, base()) + 1);
+      last_ = open_.back();
+      check(last_, i_);
+    } else if ((ch == ']' || ch == '}') && !open_.empty()) {
+      open_.pop_back();
+      last_ = base();
+    }
+  }
+
+  void check(std::size_t depth, std::size_t at) const {
+    if (depth <= kMaxManifestDepth) return;
+    throw ManifestError({std::string(path_) + ":" + std::to_string(line_) + ":" +
+                         std::to_string(at - line_start_ + 1) + ": nested deeper than " +
+                         std::to_string(kMaxManifestDepth) +
+                         " levels (dotted key segments, tables and arrays together): the "
+                         "manifest's nesting limit is " +
+                         std::to_string(kMaxManifestDepth)});
+  }
+
+  // From the opening quote at i_ to the closing one (i_ left on it); a one-line string also
+  // ends before a newline.
+  void skip_string() {
+    const char q = text_[i_];
+    const bool multi = text_.compare(i_, 3, std::string(3, q)) == 0;
+    i_ += multi ? 3 : 1;
+    for (; i_ < text_.size(); ++i_) {
+      const char ch = text_[i_];
+      if (ch == '\\' && q == '"') {
+        if (i_ + 1 < text_.size() && text_[i_ + 1] == '\n') new_line(i_ + 2);
+        ++i_;
+      } else if (ch == '\n') {
+        if (!multi) {
+          --i_;
+          return;
+        }
+        new_line(i_ + 1);
+      } else if (ch == q && (!multi || text_.compare(i_, 3, std::string(3, q)) == 0)) {
+        if (!multi) return;
+        i_ += 2;
+        while (i_ + 1 < text_.size() && text_[i_ + 1] == q)
+          ++i_;  // up to two quotes may end the string's content
+        return;
+      }
+    }
+  }
+
+  std::string_view text_;
+  std::string_view path_;
+  std::size_t i_ = 0;
+  std::size_t line_ = 1;
+  std::size_t line_start_ = 0;
+  std::size_t segments_ = 0;  // of the dotted key being read
+  bool after_dot_ = false;
+  std::size_t last_ = 0;           // the depth of the last key or value read
+  std::vector<std::size_t> open_;  // the depth of each open bracket
+};
+
+void check_size(std::size_t bytes, std::string_view path) {
+  if (bytes <= kMaxManifestBytes) return;
+  throw ManifestError({std::string(path) + ": the manifest is " + std::to_string(bytes) +
+                       " bytes, over the limit of " + std::to_string(kMaxManifestBytes) +
+                       " bytes"});
+}
+
 }  // namespace
+
+std::vector<std::string> manifest_warnings(const Manifest& m,
+                                           const std::set<std::string>& known_hosts) {
+  std::vector<std::string> out;
+  for (const HostReference& r : m.host_references) {
+    const bool in_manifest = std::any_of(m.hosts.begin(), m.hosts.end(),
+                                         [&](const HostPolicy& h) { return h.name == r.host; });
+    if (in_manifest || known_hosts.count(r.host)) continue;
+    out.push_back(r.where + ": warning: " + r.job + ": allowed_hosts names '" + r.host +
+                  "', which is neither a [hosts." + r.host +
+                  "] table nor a known worker: the job waits until a host of that name claims");
+  }
+  return out;
+}
 
 Manifest parse_manifest(std::string_view text, std::string_view path,
                         const PluginRegistry& plugins) {
+  check_size(text.size(), path);
+  NestingScan(text, path).run();
   Checker c(path);
   toml::table root;
   try {
@@ -482,15 +649,22 @@ Manifest parse_manifest(std::string_view text, std::string_view path,
   m.jobs = parse_jobs(c, root, plugins);
   check_host_lists(c, root, m, plugins);
   if (!c.ok()) throw ManifestError(c.diagnostics());
+  m.host_references = std::move(c.host_references());
   return m;
 }
 
 Manifest load_manifest(const std::string& path, const PluginRegistry& plugins) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw ManifestError({path + ": cannot read the manifest"});
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_manifest(text.str(), path, plugins);
+  std::string text(kMaxManifestBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > kMaxManifestBytes) {
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(path, ec);
+    check_size(ec ? text.size() : static_cast<std::size_t>(bytes), path);
+  }
+  return parse_manifest(text, path, plugins);
 }
 
 }  // namespace tv::fleet

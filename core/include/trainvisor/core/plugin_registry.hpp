@@ -45,6 +45,9 @@ class PluginRegistry {
 
   // Adds one library; returns false and records the error when it is refused.
   bool load_file(const std::string& path);
+  // Adds a plugin built into this process (a test, a fuzz target), checked as a library's is;
+  // `path` names it in errors. Returns false and records the error when it is refused.
+  bool add(const std::string& path, std::shared_ptr<plugin::Plugin> plugin);
 
   const std::vector<LoadedPlugin>& plugins() const noexcept { return plugins_; }
   const std::vector<PluginLoadError>& errors() const noexcept { return errors_; }

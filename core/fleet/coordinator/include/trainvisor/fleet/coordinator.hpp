@@ -58,7 +58,8 @@ struct CoordinatorOptions {
     int skip_every = 0;
     int close_every = 0;
   } stream_fault;
-  // What went wrong in a background task (a failed stale sweep); default: a line on stderr.
+  // What the operator should read in the log: a background task that failed (a stale sweep),
+  // the manifest's warnings at start; default: a line on stderr.
   std::function<void(const std::string&)> on_error;
 };
 
@@ -70,6 +71,8 @@ struct ReloadSummary {
   // Added jobs whose name the queue already holds under other ids (their spec changed): both
   // stay, and a name shared by several jobs no longer resolves to one.
   std::vector<api::ReplacedJob> replaced;
+  // The manifest's warnings (manifest_warnings, with the registered workers as known hosts).
+  std::vector<std::string> warnings;
 };
 
 class Coordinator {

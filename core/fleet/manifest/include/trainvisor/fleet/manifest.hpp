@@ -25,8 +25,15 @@
 // filled in, so the id is stable across releases that change a default. Policies, priority,
 // max_attempts and the other constraints steer how a job is run, not what it trains, and are not
 // part of its identity. Golden vectors: tests/fleet/manifest_test.cpp.
+//
+// Limits, refused with a diagnostic before the TOML is parsed: at most kMaxManifestBytes, and
+// nesting (dotted key segments, tables, arrays and inline tables, together) at most
+// kMaxManifestDepth levels. Every number a manifest sets must be finite. Host names (hosts and
+// allowed_hosts) follow valid_host_name, job names valid_name (trainvisor/fleet/names.hpp).
 #pragma once
 
+#include <cstddef>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -38,10 +45,21 @@
 
 namespace tv::fleet {
 
+inline constexpr std::size_t kMaxManifestBytes = 4 << 20;
+inline constexpr std::size_t kMaxManifestDepth = 32;
+
+// A host a job's allowed_hosts names, where it is written ("path:line:column").
+struct HostReference {
+  std::string host;
+  std::string job;  // "job 'NAME'"
+  std::string where;
+};
+
 struct Manifest {
   std::string path;
   std::vector<HostPolicy> hosts;
   std::vector<JobSpec> jobs;
+  std::vector<HostReference> host_references;
 };
 
 // Every problem found, each "path:line:column: what is wrong", in file order.
@@ -58,6 +76,12 @@ class ManifestError : public std::runtime_error {
 Manifest load_manifest(const std::string& path, const PluginRegistry& plugins);
 Manifest parse_manifest(std::string_view text, std::string_view path,
                         const PluginRegistry& plugins);
+
+// What is valid but likely a mistake, "path:line:column: warning: ...": each allowed_hosts entry
+// that names neither a [hosts.NAME] of the manifest nor one of `known_hosts` (the workers a
+// coordinator has seen). Such a job waits until a host of that name claims.
+std::vector<std::string> manifest_warnings(const Manifest& m,
+                                           const std::set<std::string>& known_hosts = {});
 
 // The canonical spec of a job (see above); its id is sha256_hex of it.
 std::string canonical_spec(const JobSpec& job);

@@ -115,16 +115,16 @@ struct AuditLog {  // GET kJobConfigLog
   std::vector<AuditRecord> entries;
 };
 
-TV_API_JSON(ConfigWriteRequest);  // `writes` missing, empty or not an object: invalid_argument
+// `writes` missing, empty, not an object or over the bounds of checked.hpp: invalid_argument.
+TV_API_JSON(ConfigWriteRequest);
 TV_API_JSON(FreezeRequest);
 TV_API_JSON(ConfigInfo);
 TV_API_JSON(AuditRecord);
 TV_API_JSON(StreamMessage);  // an unknown type: std::invalid_argument
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ConfigWriteReply, revision, actor)
+TV_API_JSON(ConfigWriteReply);
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(FrozenList, frozen)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AuditLog, entries)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AppliedConfig, revision, since_step, last_step, host, time_ms,
-                                   points, missed)
+TV_API_JSON(AppliedConfig);
 // An applied revision that may be unknown: null in JSON.
 nlohmann::json applied_json(const std::optional<AppliedConfig>& a);
 std::optional<AppliedConfig> applied_from_json(const nlohmann::json& j);

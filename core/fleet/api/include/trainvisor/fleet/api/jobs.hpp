@@ -18,10 +18,9 @@ namespace tv::fleet {
 nlohmann::json job_spec_json(const JobSpec& spec);
 JobSpec job_spec_from_json(const nlohmann::json& j);
 TV_API_JSON(JobSpec);
-// A capability's absent fields decode as zero (an older host may not send them all).
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HostCapability, hostname, cores, ram_gib, cuda,
-                                                cuda_devices, vram_gib, torch_version,
-                                                trainvisor_version)
+// A capability's absent fields decode as zero (an older host may not send them all); present
+// ones are checked against the bounds in checked.hpp.
+TV_API_JSON(HostCapability);
 inline nlohmann::json capability_json(const HostCapability& c) {
   return c;
 }
@@ -33,7 +32,7 @@ namespace api {
 
 // POST kClaim (worker). The reply's `job` is nullopt when nothing may run on this host now.
 struct ClaimRequest {
-  std::string worker;
+  std::string worker;  // a host name (valid_host_name)
   HostCapability capability;
 };
 struct ClaimReply {
@@ -66,7 +65,7 @@ struct CompleteRequest {
 struct FailRequest {
   std::string lease_token;
   FailureClass failure = FailureClass::kTrainerFailure;
-  std::string reason;
+  std::string reason;  // at most kMaxTextBytes (checked.hpp)
 };
 
 // POST kJobRequeue (operator). An empty body starts over from step 0.
@@ -153,7 +152,7 @@ TV_API_JSON(HostVerdict);
 TV_API_JSON(Health);
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(JobList, jobs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Explanation, job, hosts)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(WorkerInfo, name, capability, registered_ms, last_seen_ms)
+TV_API_JSON(WorkerInfo);
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(WorkerList, workers)
 
 }  // namespace api

@@ -25,6 +25,9 @@ struct ReloadReply {
   std::vector<std::string> removed;   // in the queue, no longer in the manifest (kept)
   std::int64_t written = 0;           // rows written (0 for a dry run)
   std::vector<ReplacedJob> replaced;  // absent in JSON: none
+  // "path:line:column: warning: ..." for what is valid but likely a mistake (an allowed_hosts
+  // name no host has). Absent in JSON: none.
+  std::vector<std::string> warnings;
 };
 
 // {"error": reason, "status": code} and, for an invalid manifest, "diagnostics": one line each.
@@ -35,8 +38,7 @@ struct ErrorReply {
 };
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ReplacedJob, name, id, replaces)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ReloadReply, dry_run, added, unchanged, removed,
-                                                written, replaced)
+TV_API_JSON(ReloadReply);
 TV_API_JSON(ErrorReply);  // "diagnostics" only when there are some
 // Never throws: a body that is not an error object gives `fallback_text` as the error.
 ErrorReply error_reply_from_json(const nlohmann::json& j, int status,

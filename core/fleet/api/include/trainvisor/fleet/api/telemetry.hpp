@@ -21,7 +21,8 @@ struct AgentRefusalReport {
   std::string reason;
 };
 
-// POST kJobTelemetry (worker, from the job's holder).
+// POST kJobTelemetry (worker, from the job's holder). Bounds (points per batch, each field's
+// range, reason lengths) are in checked.hpp.
 struct TelemetryBatch {
   std::string host;
   std::uint64_t missed = 0;  // records the host's reader lost since the last batch
@@ -37,7 +38,7 @@ struct TelemetryCurve {
   std::vector<plugin::TelemetryPoint> points;
 };
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AgentRefusalReport, revision, reason)
+TV_API_JSON(AgentRefusalReport);
 TV_API_JSON(TelemetryBatch);
 TV_API_JSON(TelemetryCurve);
 
