@@ -607,13 +607,14 @@ TEST_F(HostDaemonTest, ClaimSpawnHeartbeatCompleteWithUpload) {
     EXPECT_EQ(r.headers.count("x-worker-token"), 0u);  // the worker token only enrols
   }
   EXPECT_EQ(coordinator_.received("telemetry").at(0).json_body().at("host"), "host-t");
-  // Claimed, marked running, heartbeated; then asked whether the store has the bundle, sent it
-  // and completed.
+  // Enrolled, claimed, marked running, heartbeated; then asked whether the store has the bundle,
+  // sent it and completed.
   std::vector<std::string> order = coordinator_.order();
   const auto at = [&](const std::string& r) {
     return std::find(order.begin(), order.end(), r) - order.begin();
   };
-  EXPECT_EQ(order.front(), "claim");
+  EXPECT_EQ(order.at(0), "enrol");
+  EXPECT_EQ(order.at(1), "claim");
   EXPECT_LT(at("running"), at("heartbeat"));
   EXPECT_LT(at("heartbeat"), at("stat"));
   EXPECT_LT(at("stat"), at("upload"));
