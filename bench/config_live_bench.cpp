@@ -77,17 +77,28 @@ void BM_WriteToVisible(benchmark::State& state) {
   fleet::api::CoordinatorClientOptions co;
   co.http = http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)};
   co.operator_token = "op";
+  co.worker_token = "wk";
   fleet::api::CoordinatorClient client(co);
-  const auto jobs = client.jobs();
-  if (!jobs || jobs->empty()) {
-    state.SkipWithError("the coordinator has no job");
+  // The agent's stream admits the job's holder: a host enrols and claims the job.
+  const auto enrolled = client.enrol_self("bench-host");
+  if (!enrolled) {
+    state.SkipWithError(("enrolment refused: " + enrolled.error().error).c_str());
     return;
   }
-  const std::string id = jobs->front().spec.id;
+  client.set_host_credential(enrolled->credential);
+  fleet::HostCapability cap;
+  cap.cores = 1;
+  cap.ram_gib = 1.0;
+  const auto claim = client.claim({"bench-host", cap});
+  if (!claim || !claim->job) {
+    state.SkipWithError("the coordinator's job could not be claimed");
+    return;
+  }
+  const std::string id = claim->job->id;
 
   fleet::ConfigAgentOptions ao;
   ao.coordinator = http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)};
-  ao.worker_token = "wk";
+  ao.host_credential = enrolled->credential;
   ao.job_id = id;
   fleet::ConfigAgent agent(ao);
   const auto reader = shm::ConfigBlockReader::attach(agent.block_name());

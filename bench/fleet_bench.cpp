@@ -164,13 +164,18 @@ void BM_Claim_RawSqlite(benchmark::State& state) {
 }
 BENCHMARK(BM_Claim_RawSqlite)->Iterations(1)->Unit(benchmark::kMillisecond);
 
-// A worker's client of the coordinator at `url` (the bench's worker token is "wk").
-fleet::api::CoordinatorClientOptions worker_client(const std::string& url,
-                                                   std::chrono::milliseconds timeout) {
+// Host `name`'s client of the coordinator at `url`, enrolled with the bench's worker token ("wk");
+// throws when the enrolment is refused.
+fleet::api::CoordinatorClient host_client(const std::string& url, std::chrono::milliseconds timeout,
+                                          const std::string& name) {
   fleet::api::CoordinatorClientOptions o;
   o.http = http::ClientOptions{url, {}, timeout};
   o.worker_token = "wk";
-  return o;
+  fleet::api::CoordinatorClient client(o);
+  const auto e = client.enrol_self(name);
+  if (!e) throw std::runtime_error("enrolment of " + name + " refused: " + e.error().error);
+  client.set_host_credential(e->credential);
+  return client;
 }
 
 fleet::HostCapability bench_capability() {
@@ -186,12 +191,16 @@ void BM_Claim_Http32(benchmark::State& state) {
   settle_filesystem();
   std::mutex mu;
   std::multiset<std::string> ids;
+  // Enrolled before the clock starts: a host enrols once in its life, not per claim.
+  std::vector<fleet::api::CoordinatorClient> hosts;
+  for (int k = 0; k < 32; ++k)
+    hosts.push_back(host_client(c->url(), std::chrono::seconds(60), "bench-" + std::to_string(k)));
   for (auto _ : state) {
     const auto t0 = Clock::now();
     std::vector<std::thread> clients;
     for (int k = 0; k < 32; ++k) {
       clients.emplace_back([&, k] {
-        fleet::api::CoordinatorClient client(worker_client(c->url(), std::chrono::seconds(60)));
+        fleet::api::CoordinatorClient& client = hosts[static_cast<std::size_t>(k)];
         const fleet::api::ClaimRequest claim{"bench-" + std::to_string(k), bench_capability()};
         while (true) {
           const auto r = client.claim(claim);
@@ -397,7 +406,7 @@ BENCHMARK(BM_Upload_ShaCopy)->Iterations(1)->Unit(benchmark::kMillisecond)->UseR
 void BM_Upload_Http(benchmark::State& state) {
   make_blob();
   auto c = coordinator("upload", 1);
-  fleet::api::CoordinatorClient client(worker_client(c->url(), std::chrono::seconds(120)));
+  fleet::api::CoordinatorClient client = host_client(c->url(), std::chrono::seconds(120), "w");
   const auto claim = client.claim({"w", bench_capability()});
   if (!claim || !claim->job) {
     state.SkipWithError("the upload job could not be claimed");

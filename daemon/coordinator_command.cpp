@@ -1,25 +1,17 @@
 #include "coordinator_command.hpp"
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <memory>
 
+#include "secret_flags.hpp"
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/manifest.hpp"
 
 namespace tv::cli {
-namespace {
-
-std::string from_env(const std::string& flag_value, const char* env) {
-  if (!flag_value.empty()) return flag_value;
-  const char* v = std::getenv(env);
-  return v ? v : "";
-}
-
-}  // namespace
-
 void add_coordinator_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("coordinator", "Run the fleet's coordinator: queue, artifacts, HTTP API");
@@ -32,12 +24,17 @@ void add_coordinator_command(CLI::App& app) {
   cmd->add_option("--bind", o->http.bind,
                   "Address to listen on (default 127.0.0.1: loopback only)");
   cmd->add_option("--port", o->http.port, "Port (0: any free one, printed at start)");
-  cmd->add_option("--operator-token", o->operator_token,
-                  "Operator token (or $TRAINVISOR_OPERATOR_TOKEN)");
-  cmd->add_option("--worker-token", o->worker_token, "Worker token (or $TRAINVISOR_WORKER_TOKEN)");
-  cmd->add_option("--read-token", o->read_token,
-                  "Read token: jobs, configs, audit log, telemetry and artifacts, nothing else "
-                  "(or $TRAINVISOR_READ_TOKEN); the operator and worker tokens read too");
+  auto operator_token =
+      std::make_shared<SecretFlag>("--operator-token", "TRAINVISOR_OPERATOR_TOKEN");
+  auto worker_token = std::make_shared<SecretFlag>("--worker-token", "TRAINVISOR_WORKER_TOKEN");
+  auto read_token = std::make_shared<SecretFlag>("--read-token", "TRAINVISOR_READ_TOKEN");
+  add_secret_flags(*cmd, *operator_token, "Operator token");
+  add_secret_flags(
+      *cmd, *worker_token,
+      "Worker token: enrols a host name that has no credential yet (each host then uses its own)");
+  add_secret_flags(*cmd, *read_token,
+                   "Read token: jobs, configs, audit log, telemetry and artifacts, nothing else; "
+                   "the operator and worker tokens read too");
   cmd->add_flag_function(
       "--public-reads,!--no-public-reads", [o](std::int64_t n) { o->public_reads = n > 0; },
       "Reads without a token (--no-public-reads: a token always). Default: public when --bind "
@@ -65,7 +62,7 @@ void add_coordinator_command(CLI::App& app) {
                   "Test hook: lose every Nth config delta (skip:N) and drop each config stream "
                   "after M messages (close:M), e.g. skip:3,close:10")
       ->group("");  // hidden: for fault-injection tests only
-  cmd->callback([o, stale_s, sweep_s, fault] {
+  cmd->callback([o, stale_s, sweep_s, fault, operator_token, worker_token, read_token] {
     for (std::size_t pos = 0; pos < fault->size();) {
       const auto comma = fault->find(',', pos);
       const std::string part = fault->substr(pos, comma == std::string::npos ? comma : comma - pos);
@@ -82,14 +79,17 @@ void add_coordinator_command(CLI::App& app) {
       (part.compare(0, colon, "skip") == 0 ? o->stream_fault.skip_every
                                            : o->stream_fault.close_every) = n;
     }
-    o->operator_token = from_env(o->operator_token, "TRAINVISOR_OPERATOR_TOKEN");
-    o->worker_token = from_env(o->worker_token, "TRAINVISOR_WORKER_TOKEN");
-    o->read_token = from_env(o->read_token, "TRAINVISOR_READ_TOKEN");
+    o->operator_token = secret_of(*operator_token, true);
+    o->worker_token = secret_of(*worker_token, true);
+    o->read_token = secret_of(*read_token, true);
     if (o->operator_token.empty() || o->worker_token.empty()) {
       throw std::invalid_argument(
-          "the coordinator needs --operator-token and --worker-token (or their "
-          "TRAINVISOR_*_TOKEN variables): without them nobody could use it");
+          "the coordinator needs the operator and worker tokens (--operator-token-file and "
+          "--worker-token-file, or their TRAINVISOR_*_TOKEN variables): without them nobody "
+          "could use it");
     }
+    // Everything the coordinator creates (its database, artifacts, logs) is its owner's alone.
+    ::umask(077);
     o->queue.stale_after = std::chrono::milliseconds(static_cast<std::int64_t>(*stale_s * 1000));
     o->sweep_every = std::chrono::milliseconds(static_cast<std::int64_t>(*sweep_s * 1000));
     SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests

@@ -7,10 +7,12 @@
 #include <signal.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <exception>
 #include <thread>
 
 #include "plugins_command.hpp"
+#include "secret_flags.hpp"
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/capability.hpp"
@@ -47,11 +49,6 @@ const char* kind_word(fleet::HostEvent::Kind k) {
 }
 
 int run_daemon(fleet::HostDaemonOptions o) {
-  if (o.worker_token.empty()) {
-    if (const char* t = std::getenv("TRAINVISOR_WORKER_TOKEN")) o.worker_token = t;
-  }
-  if (o.worker_token.empty())
-    throw std::invalid_argument("the host needs --worker-token (or $TRAINVISOR_WORKER_TOKEN)");
   o.on_event = [](const fleet::HostEvent& e) {
     if (e.kind == fleet::HostEvent::Kind::kProgress) return;  // the coordinator has the curves
     std::fprintf(stderr, "host: %s %s (%s) %s\n", kind_word(e.kind), e.job_name.c_str(),
@@ -99,7 +96,13 @@ void add_host_command(CLI::App& app) {
       ->check(CLI::IsMember({"text", "json"}));
   cmd->add_option("--coordinator", d->coordinator_url,
                   "Coordinator URL, e.g. http://127.0.0.1:8700");
-  cmd->add_option("--worker-token", d->worker_token, "Worker token (or $TRAINVISOR_WORKER_TOKEN)");
+  auto worker_token = std::make_shared<SecretFlag>("--worker-token", "TRAINVISOR_WORKER_TOKEN");
+  add_secret_flags(*cmd, *worker_token,
+                   "Worker token: enrols this host on its first start, when it has no credential");
+  cmd->add_option("--credential-file", d->credential_file,
+                  "This host's credential (NAME:SECRET, mode 0600): read when it exists, else "
+                  "written by the first start's enrolment (default: WORK_DIR/host-credential); "
+                  "or $TRAINVISOR_HOST_CREDENTIAL");
   cmd->add_option("--ca-file", d->ca_file, "CA certificate to verify an https coordinator");
   cmd->add_option("--name", d->name, "Worker name (default: the hostname)");
   cmd->add_option("--slots", d->slots, "Jobs to run at once")->check(CLI::Range(1, 256));
@@ -117,8 +120,12 @@ void add_host_command(CLI::App& app) {
                   "checkpoints and stops (a daemon restarted sooner adopts it)")
       ->check(CLI::PositiveNumber);
   add_plugin_dir_option(*cmd, d->plugin_dirs);
-  cmd->callback([print, output, d, heartbeat_s, poll_s, exit_idle, orphan_s] {
+  cmd->callback([print, output, d, heartbeat_s, poll_s, exit_idle, orphan_s, worker_token] {
     if (!*print) {
+      d->worker_token = secret_of(*worker_token, true);
+      if (const char* c = std::getenv("TRAINVISOR_HOST_CREDENTIAL");
+          c && d->credential_file.empty())
+        d->host_credential = c;
       if (d->coordinator_url.empty()) {
         if (const char* url = std::getenv("TRAINVISOR_COORDINATOR")) d->coordinator_url = url;
       }

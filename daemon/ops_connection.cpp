@@ -18,8 +18,8 @@ fleet::api::CoordinatorClientOptions options_of(const OpsFlags& f) {
   fleet::api::CoordinatorClientOptions o;
   o.http = http::ClientOptions{env_or(f.url, "TRAINVISOR_COORDINATOR", "http://127.0.0.1:8700"),
                                env_or(f.ca_file, "TRAINVISOR_CA_FILE"), std::chrono::seconds(30)};
-  o.operator_token = env_or(f.token, "TRAINVISOR_OPERATOR_TOKEN");
-  o.read_token = env_or(f.read_token, "TRAINVISOR_READ_TOKEN");
+  o.operator_token = secret_of(f.token, false);
+  o.read_token = secret_of(f.read_token, false);
   o.operator_name = env_or("", "TRAINVISOR_OPERATOR_NAME", env_or("", "USER", "operator"));
   return o;
 }
@@ -38,10 +38,8 @@ bool coordinator_configured(const OpsFlags& f) {
 void add_coordinator_flags(CLI::App& cmd, OpsFlags& f) {
   cmd.add_option("--coordinator", f.url,
                  "Coordinator URL (or TRAINVISOR_COORDINATOR; default http://127.0.0.1:8700)");
-  cmd.add_option("--operator-token", f.token, "Operator token (or TRAINVISOR_OPERATOR_TOKEN)");
-  cmd.add_option("--read-token", f.read_token,
-                 "Read token, for reads only (or TRAINVISOR_READ_TOKEN); the operator token reads "
-                 "too");
+  add_secret_flags(cmd, f.token, "Operator token");
+  add_secret_flags(cmd, f.read_token, "Read token, for reads only; the operator token reads too");
   cmd.add_option("--ca-file", f.ca_file,
                  "CA certificate of an https coordinator (or TRAINVISOR_CA_FILE)");
 }

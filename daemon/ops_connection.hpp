@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "secret_flags.hpp"
 #include "terminal_text.hpp"
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 
@@ -24,8 +25,8 @@ namespace tv::cli {
 
 struct OpsFlags {
   std::string url;
-  std::string token;
-  std::string read_token;
+  SecretFlag token{"--operator-token", "TRAINVISOR_OPERATOR_TOKEN"};
+  SecretFlag read_token{"--read-token", "TRAINVISOR_READ_TOKEN"};
   std::string ca_file;
   std::string output = "text";
   std::string job;  // JOB: id, unique id prefix or name
@@ -79,5 +80,6 @@ void add_job_commands(CLI::App& app);
 void add_config_commands(CLI::App& app);
 void add_artifact_commands(CLI::App& app);
 void add_manifest_commands(CLI::App& app);
+void add_host_commands(CLI::App& app);
 
 }  // namespace tv::cli

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +15,8 @@
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
+#include "trainvisor/fleet/names.hpp"
+#include "trainvisor/fleet/private_file.hpp"
 #include "up_board.hpp"
 
 namespace tv::cli {
@@ -42,8 +45,30 @@ std::string random_token() {
   return s;
 }
 
+// This machine's host name, as the host daemon would take it, or "local" when the hostname
+// cannot name a host.
+std::string local_host_name() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return fleet::valid_host_name(host) ? std::string(host) : std::string("local");
+}
+
+// The in-process host's credential: `up` holds the operator token, so it enrols the host itself
+// (a new credential each run) rather than trusting a first enrolment with the worker token.
+std::string enrol_local_host(const fleet::Coordinator& coordinator,
+                             const fleet::CoordinatorOptions& c, const std::string& name) {
+  fleet::api::CoordinatorClientOptions co;
+  co.http = http::ClientOptions{coordinator.url(), {}, std::chrono::seconds(10)};
+  co.operator_token = c.operator_token;
+  fleet::api::CoordinatorClient client(co);
+  const auto r = client.enrol(name);
+  if (!r) throw std::runtime_error("cannot enrol the local host " + name + ": " + r.error().error);
+  return r->credential;
+}
+
 int run_up(const UpOptions& u) {
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // a closed terminal stops the fleet cleanly too
+  ::umask(077);  // the state, the tokens and the trainers' files are this user's alone
   fleet::CoordinatorOptions c;
   c.data_dir = u.data_dir;
   c.manifest_path = u.manifest;
@@ -56,18 +81,17 @@ int run_up(const UpOptions& u) {
   fleet::Coordinator coordinator(c);
   // Operators on this machine can use the CLI against it for the run's duration.
   const fs::path env = fs::path(u.data_dir) / "coordinator.env";
-  {
-    std::ofstream(env) << "TRAINVISOR_COORDINATOR=" << coordinator.url() << "\n"
-                       << "TRAINVISOR_OPERATOR_TOKEN=" << c.operator_token << "\n";
-    fs::permissions(env, fs::perms::owner_read | fs::perms::owner_write);
-  }
+  fleet::write_private_file(env.string(), "TRAINVISOR_COORDINATOR=" + coordinator.url() +
+                                              "\nTRAINVISOR_OPERATOR_TOKEN=" + c.operator_token +
+                                              "\n");
   std::fprintf(stderr, "up: coordinator on %s (operator token in %s)\n", coordinator.url().c_str(),
                env.c_str());
 
   UpBoard board;
   fleet::HostDaemonOptions h;
   h.coordinator_url = coordinator.url();
-  h.worker_token = c.worker_token;
+  h.name = local_host_name();
+  h.host_credential = enrol_local_host(coordinator, c, h.name);
   h.slots = u.slots > 0 ? u.slots
                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
   h.work_dir = (fs::path(u.data_dir) / "work").string();

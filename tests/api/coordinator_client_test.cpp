@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "temp_dir.hpp"
 #include "test_coordinator.hpp"
@@ -21,7 +22,9 @@ class CoordinatorClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
     coordinator_ = std::make_unique<Coordinator>(
-        test::coordinator_options(dir_.path(), "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n"));
+        test::coordinator_options(dir_.path(),
+                                  "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\n"
+                                  "[[jobs.policies]]\nname = \"plateau\"\n"));
   }
   void TearDown() override { coordinator_.reset(); }
   CoordinatorClient client(std::string worker = "wk", std::string op = "op") {
@@ -32,6 +35,24 @@ class CoordinatorClientTest : public ::testing::Test {
     o.operator_name = "ana";
     return CoordinatorClient(o);
   }
+  // A client of host `name`, enrolled with the worker token the first time.
+  CoordinatorClient host(const std::string& name = "h") {
+    auto c = client();
+    auto& credential = credentials_[name];
+    if (credential.empty()) {
+      const auto e = c.enrol_self(name);
+      EXPECT_TRUE(e) << e.error().error;
+      if (e) credential = e->credential;
+    }
+    c.set_host_credential(credential);
+    return c;
+  }
+  // The job, claimed by host h (its policy writes come from its holder).
+  std::string claimed(CoordinatorClient& c) {
+    const auto claim = c.claim({"h", cap()});
+    EXPECT_TRUE(claim && claim->job);
+    return claim->job->id;
+  }
   HostCapability cap() {
     HostCapability c;
     c.hostname = "h";
@@ -41,10 +62,11 @@ class CoordinatorClientTest : public ::testing::Test {
   }
   test::TempDir dir_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::map<std::string, std::string> credentials_;
 };
 
 TEST_F(CoordinatorClientTest, ALeaseFromClaimToCompletion) {
-  auto c = client();
+  auto c = host();
   const auto claim = c.claim({"h", cap()});
   ASSERT_TRUE(claim) << claim.error().error;
   ASSERT_TRUE(claim->job);
@@ -62,7 +84,7 @@ TEST_F(CoordinatorClientTest, ALeaseFromClaimToCompletion) {
 }
 
 TEST_F(CoordinatorClientTest, RefusalsAreValuesWithStatusAndReason) {
-  auto c = client();
+  auto c = host();
   const auto claim = c.claim({"h", cap()});
   ASSERT_TRUE(claim && claim->job);
   const auto stale = c.heartbeat(claim->job->id, "not-the-lease");
@@ -75,15 +97,24 @@ TEST_F(CoordinatorClientTest, RefusalsAreValuesWithStatusAndReason) {
   EXPECT_EQ(unknown.error().error, "job nope: no such job");
 
   auto intruder = client("wrong", "wrong");
+  EXPECT_EQ(intruder.enrol_self("h2").status(), 401);
+  intruder.set_host_credential("h:wrong");
   const auto refused = intruder.claim({"h", cap()});
   EXPECT_EQ(refused.status(), 401);
-  EXPECT_EQ(refused.error().error, "missing or wrong X-Worker-Token");
+  EXPECT_NE(refused.error().error.find("X-Host-Credential"), std::string::npos);
   EXPECT_EQ(intruder.cancel(claim->job->id).status(), 401);
+  // Another enrolled host: the lease is not its own (403), and it cannot take h's name.
+  auto other = host("h2");
+  const auto not_its_own = other.heartbeat(claim->job->id, claim->lease_token);
+  EXPECT_EQ(not_its_own.status(), 403);
+  EXPECT_TRUE(not_its_own.lease_lost());
+  EXPECT_EQ(not_its_own.error().error, "job " + claim->job->id + " is held by h, not h2");
+  EXPECT_EQ(other.enrol_self("h").status(), 409);
 }
 
 TEST_F(CoordinatorClientTest, AHumanWriteIsNamedAndAPolicyWriteUnderAFreezeIsRefused) {
-  auto c = client();
-  const std::string id = c.jobs()->at(0).spec.id;
+  auto c = host();
+  const std::string id = claimed(c);
   ConfigWriteRequest human;
   human.writes = {{"training/optimizer/learning_rate", 0.2}};
   human.reason = "manual";
@@ -104,8 +135,8 @@ TEST_F(CoordinatorClientTest, AHumanWriteIsNamedAndAPolicyWriteUnderAFreezeIsRef
 }
 
 TEST_F(CoordinatorClientTest, APolicyWriteDecidedBeforeAHumanWriteIsRefusedWith412) {
-  auto c = client();
-  const std::string id = c.jobs()->at(0).spec.id;
+  auto c = host();
+  const std::string id = claimed(c);
   const std::uint64_t before = c.config(id)->revision;
   ConfigWriteRequest human;
   human.writes = {{"training/optimizer/learning_rate", 0.08}};
@@ -124,10 +155,10 @@ TEST_F(CoordinatorClientTest, APolicyWriteDecidedBeforeAHumanWriteIsRefusedWith4
 }
 
 TEST_F(CoordinatorClientTest, TheConfigStreamStartsWithASnapshot) {
-  auto c = client();
-  const std::string id = c.jobs()->at(0).spec.id;
+  auto c = host();
+  const std::string id = claimed(c);
   ConfigStreamReader stream(http::ClientOptions{coordinator_->url(), {}, std::chrono::seconds(10)},
-                            "wk", id, 0);
+                            credentials_["h"], id, 0);
   const StreamMessage m = stream.next(std::chrono::seconds(10));
   EXPECT_EQ(m.type, StreamMessage::Type::kSnapshot);
   EXPECT_EQ(m.revision, c.config(id)->revision);

@@ -6,7 +6,8 @@
 #    bundle); `jobs requeue --from-checkpoint` resumes the checkpoint instead;
 #  - a reload that changes a job's hyperparameter reports the replaced job by name and ids, and the
 #    now ambiguous name is an error listing the ids with their statuses (jobs show, config set);
-#  - a host with a wrong worker token stops at once, non-zero, naming the coordinator.
+#  - a host with a wrong worker token (it cannot enrol) stops at once, non-zero, naming the
+#    coordinator.
 set -euo pipefail
 : "${TRAINVISOR:?}"
 . "$(dirname "$0")/process_test_lib.sh"
@@ -130,7 +131,7 @@ timeout 20 env TRAINVISOR_WORKER_TOKEN=wrong "$TRAINVISOR" host --name h2 --work
 rc=$?
 set -e
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "a host with a refused token exited $rc: $(cat "$dir/h2.log")"
-grep -q "worker token refused by the coordinator at $TRAINVISOR_COORDINATOR" "$dir/h2.log" \
+grep -q "the coordinator at $TRAINVISOR_COORDINATOR refused to enrol host h2 (HTTP 401" "$dir/h2.log" \
   || fail "the host did not say why: $(cat "$dir/h2.log")"
 [ "$(grep -c "claim refused\|failed  ()" "$dir/h2.log")" = 0 ] || fail "the host retried: $(cat "$dir/h2.log")"
 echo PASS

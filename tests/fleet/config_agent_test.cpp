@@ -48,8 +48,8 @@ class ScriptedServer {
     std::vector<http::Route> routes;
     routes.push_back({"GET", "/v1/job/{id}/config/stream",
                       [this](http::Request& req, http::BodyStream*) {
-                        if (req.header("x-worker-token") != "wk")
-                          return http::Response::error(401, "missing or wrong X-Worker-Token");
+                        if (req.header("x-host-credential") != "h:secret")
+                          return http::Response::error(401, "missing or wrong X-Host-Credential");
                         http::Response r;
                         r.status = 101;
                         return r;
@@ -125,7 +125,7 @@ class ConfigAgentTest : public ::testing::Test {
   std::unique_ptr<ConfigAgent> agent(const std::string& url) {
     ConfigAgentOptions o;
     o.coordinator = http::ClientOptions{url, {}, 5s};
-    o.worker_token = "wk";
+    o.host_credential = "h:secret";
     o.job_id = job_;
     o.initial = {{"training/optimizer/learning_rate", 0.1}};
     o.backoff_min = 10ms;
@@ -148,15 +148,15 @@ TEST(WebSocketTest, RefusedUpgradesAndPlainRequestsGetHttpReplies) {
   ScriptedServer server;
   try {
     http::WebSocketClient ws(http::ClientOptions{server.url(), {}, 5s}, "/v1/job/x/config/stream",
-                             {{"X-Worker-Token", "wrong"}});
+                             {{"X-Host-Credential", "h:wrong"}});
     FAIL() << "upgrade accepted with a wrong token";
   } catch (const http::WebSocketRefused& e) {
     EXPECT_EQ(e.status, 401);
-    EXPECT_NE(e.body.find("X-Worker-Token"), std::string::npos);
+    EXPECT_NE(e.body.find("X-Host-Credential"), std::string::npos);
   }
   http::Client plain(http::ClientOptions{server.url(), {}, 5s});
-  const auto r =
-      plain.request("GET", "/v1/job/x/config/stream?from=0", "", {{"X-Worker-Token", "wk"}});
+  const auto r = plain.request("GET", "/v1/job/x/config/stream?from=0", "",
+                               {{"X-Host-Credential", "h:secret"}});
   EXPECT_EQ(r.status, 426);
   const tv::test::RefusingPort closed;
   EXPECT_THAT(
@@ -170,7 +170,7 @@ TEST(WebSocketTest, RefusedUpgradesAndPlainRequestsGetHttpReplies) {
 TEST(WebSocketTest, ReceivesInOrderTimesOutWhenIdleAndCanBeInterrupted) {
   ScriptedServer server;
   http::WebSocketClient ws(http::ClientOptions{server.url(), {}, 5s},
-                           "/v1/job/x/config/stream?from=0", {{"X-Worker-Token", "wk"}});
+                           "/v1/job/x/config/stream?from=0", {{"X-Host-Credential", "h:secret"}});
   for (int i = 0; i < 100; ++i)
     server.send({{"n", i}});
   for (int i = 0; i < 100; ++i)
@@ -179,7 +179,7 @@ TEST(WebSocketTest, ReceivesInOrderTimesOutWhenIdleAndCanBeInterrupted) {
               ThrowsMessage<std::runtime_error>(HasSubstr("timed out after 100 ms")));
 
   http::WebSocketClient ws2(http::ClientOptions{server.url(), {}, 5s},
-                            "/v1/job/x/config/stream?from=0", {{"X-Worker-Token", "wk"}});
+                            "/v1/job/x/config/stream?from=0", {{"X-Host-Credential", "h:secret"}});
   // interrupt() ends a receive that would otherwise wait its whole 30 s: the message says which.
   std::thread stopper([&] { ws2.interrupt(); });
   EXPECT_THAT([&] { ws2.receive(30s); },
@@ -289,6 +289,19 @@ TEST_F(ConfigAgentTest, ReconnectsAfterADropAndARestartedAgentAdoptsItsBlock) {
 
 // A coordinator's options over a fresh directory whose manifest has one tiny job. The seed makes
 // the job's id, and so its block's name, differ between tests that ctest runs side by side.
+// Host h's credential, once h holds the coordinator's one job: the stream admits its holder.
+std::string holder_credential(http::Client& client) {
+  const auto e = client.request("POST", "/v1/hosts/h/enrol", "{}", {{"X-Worker-Token", "wk"}});
+  EXPECT_EQ(e.status, 200) << e.body;
+  const std::string credential = e.json_body().value("credential", "");
+  const json claim = {{"worker", "h"}, {"capability", {{"cores", 2}, {"ram_gib", 8.0}}}};
+  const auto c =
+      client.request("POST", "/v1/job/claim", claim.dump(), {{"X-Host-Credential", credential}});
+  EXPECT_EQ(c.status, 200) << c.body;
+  EXPECT_FALSE(c.json_body()["job"].is_null()) << c.body;
+  return credential;
+}
+
 CoordinatorOptions one_job_coordinator(const fs::path& dir, int seed) {
   fs::remove_all(dir);
   return test::coordinator_options(dir, "[[jobs]]\nname = \"j\"\nmodel = \"tiny\"\nseed = " +
@@ -309,7 +322,7 @@ TEST(ConfigStreamTest, AnAgentConvergesOnACoordinatorThatLosesDeltasAndDropsStre
     shm::ConfigBlockWriter::remove(shm::block_name_for_job(id));
     ConfigAgentOptions ao;
     ao.coordinator = http::ClientOptions{c.url(), {}, 5s};
-    ao.worker_token = "wk";
+    ao.host_credential = holder_credential(client);
     ao.job_id = id;
     ao.backoff_min = 5ms;
     ao.backoff_max = 50ms;
@@ -354,7 +367,7 @@ TEST(ConfigStreamTest, RunsOverTlsWithAVerifiedCertificate) {
     shm::ConfigBlockWriter::remove(shm::block_name_for_job(id));
     ConfigAgentOptions ao;
     ao.coordinator = http::ClientOptions{url, cert, 5s};
-    ao.worker_token = "wk";
+    ao.host_credential = holder_credential(client);
     ao.job_id = id;
     ConfigAgent agent(ao);
     const auto r =

@@ -1,5 +1,6 @@
 // The coordinator over real HTTP on 127.0.0.1 with a real SQLite file and artifact directory:
-// tokens, claims, fenced leases after a stale sweep, streamed uploads, operator calls, reloads.
+// tokens, host credentials, claims, fenced leases after a stale sweep, streamed uploads,
+// operator calls, reloads.
 #include "trainvisor/fleet/coordinator.hpp"
 
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "trainvisor/fleet/manifest.hpp"
@@ -26,6 +28,8 @@ name = "tiny-b"
 model = "tiny"
 seed = 2
 priority = 5
+[[jobs.policies]]
+name = "plateau"
 )";
 
 class CoordinatorTest : public ::testing::Test {
@@ -56,12 +60,25 @@ class CoordinatorTest : public ::testing::Test {
     coordinator_.reset();
     fs::remove_all(dir_);
   }
-  http::Response post(const std::string& target, const json& body,
-                      const std::string& token = "worker-secret",
-                      const std::string& header = "X-Worker-Token") {
+  // `host`'s credential, enrolled with the worker token on first use.
+  std::string credential(const std::string& host) {
+    auto& c = credentials_[host];
+    if (c.empty()) {
+      const auto r = client_->request("POST", "/v1/hosts/" + host + "/enrol", "{}",
+                                      {{"X-Worker-Token", "worker-secret"}});
+      EXPECT_EQ(r.status, 200) << r.body;
+      c = r.json_body().at("credential");
+    }
+    return c;
+  }
+  // A host call as host_ (the host of the last claim), or with the given token and header.
+  http::Response post(const std::string& target, const json& body, std::string token = {},
+                      const std::string& header = "X-Host-Credential") {
+    if (token.empty() && header == "X-Host-Credential") token = credential(host_);
     return client_->request("POST", target, body.dump(), {{header, token}});
   }
   json claim(const std::string& worker) {
+    host_ = worker;
     const auto r = post("/v1/job/claim",
                         {{"worker", worker}, {"capability", {{"cores", 2}, {"ram_gib", 8.0}}}});
     EXPECT_EQ(r.status, 200) << r.body;
@@ -70,7 +87,7 @@ class CoordinatorTest : public ::testing::Test {
   http::Response upload(const std::string& job, const std::string& name, const std::string& lease,
                         const std::string& path, const std::string& digest) {
     return client_->send_file("PUT", "/v1/job/" + job + "/artifact/" + name, path,
-                              {{"X-Worker-Token", "worker-secret"},
+                              {{"X-Host-Credential", credential(host_)},
                                {"X-Lease-Token", lease},
                                {"X-Content-SHA256", digest}});
   }
@@ -83,23 +100,32 @@ class CoordinatorTest : public ::testing::Test {
   std::string manifest_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<http::Client> client_;
+  std::map<std::string, std::string> credentials_;
+  std::string host_ = "h";
 };
 
-TEST_F(CoordinatorTest, WorkerEndpointsNeedTheWorkerToken) {
-  for (const std::string token : {"", "wrong", "op-secret"}) {
-    EXPECT_EQ(
-        post("/v1/job/claim", {{"worker", "h"}, {"capability", json::object()}}, token).status,
-        401);
+TEST_F(CoordinatorTest, HostEndpointsNeedAHostCredential) {
+  const json claim_body = {{"worker", "h"}, {"capability", json::object()}};
+  // The worker token only enrols; a wrong, revoked or absent credential is no host.
+  for (const auto& [header, token] :
+       {std::pair{"X-Worker-Token", "worker-secret"}, std::pair{"X-Worker-Token", "op-secret"},
+        std::pair{"X-Host-Credential", "h:wrong"}, std::pair{"X-Host-Credential", "h"},
+        std::pair{"X-Operator-Token", "op-secret"}}) {
+    EXPECT_EQ(post("/v1/job/claim", claim_body, token, header).status, 401) << header << token;
   }
   for (const std::string path :
        {"/v1/job/x/heartbeat", "/v1/job/x/complete", "/v1/job/x/fail", "/v1/job/x/running"}) {
-    EXPECT_EQ(post(path, {{"lease_token", "t"}}, "nope").status, 401) << path;
+    EXPECT_EQ(post(path, {{"lease_token", "t"}}, "worker-secret", "X-Worker-Token").status, 401)
+        << path;
   }
   for (const std::string path : {"/v1/job/x/cancel", "/v1/job/x/requeue", "/v1/manifest/reload"}) {
     EXPECT_EQ(post(path, json::object(), "worker-secret", "X-Operator-Token").status, 401) << path;
     EXPECT_EQ(post(path, json::object()).status, 401)
-        << path;  // a worker token is not an operator's
+        << path;  // a host's credential is not an operator's
   }
+  // A credential claims only as its own host.
+  const auto as_other = post("/v1/job/claim", {{"worker", "h2"}, {"capability", json::object()}});
+  EXPECT_EQ(as_other.status, 403) << as_other.body;
   EXPECT_EQ(client_->request("GET", "/v1/jobs").json_body()["jobs"].size(), 2u);  // nothing changed
   const auto all = client_->request("GET", "/v1/jobs").json_body();
   for (const auto& j : all["jobs"])
@@ -211,14 +237,21 @@ TEST_F(CoordinatorTest, ClaimRunUploadCompleteDownload) {
   const std::string big(2 << 20, 'b');
   EXPECT_EQ(upload(id, "big.tvb", lease, write_file("big", big), sha256_hex(big)).status, 413);
   EXPECT_EQ(upload(id, "x.tvb", "wrong-lease", path, digest).status, 409);
-  // Without the worker token nothing is stored, whatever the lease.
+  // Without the holder's credential nothing is stored, whatever the lease.
   EXPECT_EQ(client_
                 ->send_file("PUT", "/v1/job/" + id + "/artifact/y.tvb", path,
-                            {{"X-Worker-Token", "op-secret"},
+                            {{"X-Worker-Token", "worker-secret"},
                              {"X-Lease-Token", lease},
                              {"X-Content-SHA256", digest}})
                 .status,
             401);
+  EXPECT_EQ(client_
+                ->send_file("PUT", "/v1/job/" + id + "/artifact/y.tvb", path,
+                            {{"X-Host-Credential", credential("host-2")},
+                             {"X-Lease-Token", lease},
+                             {"X-Content-SHA256", digest}})
+                .status,
+            403);
   const auto arts =
       client_->request("GET", "/v1/job/" + id + "/artifacts").json_body()["artifacts"];
   ASSERT_EQ(arts.size(), 1u);
@@ -298,7 +331,7 @@ TEST_F(CoordinatorTest, OperatorCancelRequeueAndBadRequests) {
   EXPECT_EQ(client_->request("GET", "/v1/job/nope").status, 404);
   EXPECT_EQ(client_->request("GET", "/v1/jobs?status=bogus").status, 400);
   EXPECT_EQ(
-      client_->request("POST", "/v1/job/claim", "{oops", {{"X-Worker-Token", "worker-secret"}})
+      client_->request("POST", "/v1/job/claim", "{oops", {{"X-Host-Credential", credential("h")}})
           .status,
       400);
   r = post("/v1/job/claim", {{"capability", json::object()}});
@@ -335,16 +368,16 @@ TEST_F(CoordinatorTest, ReloadIsIdempotentAndDryRunWritesNothing) {
 }
 
 TEST_F(CoordinatorTest, ConfigHubOverHttp) {
-  const std::string id = client_->request("GET", "/v1/jobs").json_body()["jobs"][0]["id"];
+  const std::string id = claim("h")["job"]["id"];  // tiny-b, which runs the plateau policy
   auto tree = client_->request("GET", "/v1/job/" + id + "/config").json_body();
   EXPECT_EQ(tree["revision"], 1);
   const auto human = [&](const json& body) {
     return client_->request("POST", "/v1/job/" + id + "/config", body.dump(),
                             {{"X-Operator-Token", "op-secret"}, {"X-Operator-Name", "ana"}});
   };
-  const auto policy = [&](const json& body) {
+  const auto policy = [&](const json& body, const std::string& host = "h") {
     return client_->request("POST", "/v1/job/" + id + "/config", body.dump(),
-                            {{"X-Worker-Token", "worker-secret"}});
+                            {{"X-Host-Credential", credential(host)}});
   };
   auto r = human({{"writes", {{"training/optimizer/learning_rate", 0.02}}}, {"reason", "slower"}});
   ASSERT_EQ(r.status, 200) << r.body;
@@ -370,7 +403,21 @@ TEST_F(CoordinatorTest, ConfigHubOverHttp) {
   EXPECT_EQ(r.status, 409);
   EXPECT_EQ(human({{"writes", {{"training/optimizer/learning_rate", 0.03}}}}).status, 200);
   EXPECT_EQ(op("unfreeze", {{"prefix", "training/optimizer"}}).status, 200);
-  r = policy({{"policy", "plateau"}, {"writes", {{"training/optimizer/learning_rate", 0.01}}}});
+  // Only the holder writes, and only as one of the job's policies; nothing is recorded otherwise.
+  const json write = {{"policy", "plateau"},
+                      {"writes", {{"training/optimizer/learning_rate", 0.01}}}};
+  EXPECT_EQ(policy(write, "h2").status, 403);
+  json other = write;
+  other["policy"] = "divergence";
+  r = policy(other);
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("runs no policy 'divergence'"), std::string::npos) << r.body;
+  EXPECT_EQ(client_
+                ->request("POST", "/v1/job/" + id + "/config", write.dump(),
+                          {{"X-Worker-Token", "worker-secret"}})
+                .status,
+            401);
+  r = policy(write);
   EXPECT_EQ(r.status, 200) << r.body;
   tree = client_->request("GET", "/v1/job/" + id + "/config").json_body();
   EXPECT_EQ(tree["revision"], 4);
@@ -468,6 +515,67 @@ TEST_F(CoordinatorTest, ReloadNamesReplacedJobsAndAnAmbiguousNameIsAConflict) {
   // A reload that changes nothing replaces nothing.
   r = post("/v1/manifest/reload", json::object(), "op-secret", "X-Operator-Token");
   EXPECT_TRUE(r.json_body()["replaced"].empty()) << r.body;
+}
+
+TEST_F(CoordinatorTest, EnrolmentIsTrustOnFirstUseAndAnOperatorRevokes) {
+  const auto enrol = [&](const std::string& name, const std::string& token,
+                         const std::string& header) {
+    return client_->request("POST", "/v1/hosts/" + name + "/enrol", "{}", {{header, token}});
+  };
+  const std::string first = credential("h");
+  // The worker token cannot take an enrolled name, nor enrol a name that cannot name a host.
+  auto r = enrol("h", "worker-secret", "X-Worker-Token");
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("host h is already enrolled; an operator can revoke it"), std::string::npos)
+      << r.body;
+  EXPECT_EQ(enrol("h", "wrong", "X-Worker-Token").status, 401);
+  EXPECT_EQ(enrol("a:b", "worker-secret", "X-Worker-Token").status, 400);
+  EXPECT_EQ(claim("h")["job"]["name"], "tiny-b");
+  // Revoked: refused, and the worker token cannot enrol the name again; an operator can.
+  ASSERT_EQ(post("/v1/hosts/h/revoke", json::object(), "op-secret", "X-Operator-Token").status,
+            200);
+  EXPECT_EQ(post("/v1/hosts/nobody/revoke", json::object(), "op-secret", "X-Operator-Token").status,
+            404);
+  EXPECT_EQ(post("/v1/hosts/h/revoke", json::object()).status, 401);
+  EXPECT_EQ(post("/v1/job/claim", {{"worker", "h"}, {"capability", json::object()}}).status, 401);
+  EXPECT_EQ(enrol("h", "worker-secret", "X-Worker-Token").status, 409);
+  r = enrol("h", "op-secret", "X-Operator-Token");
+  ASSERT_EQ(r.status, 200) << r.body;
+  credentials_["h"] = r.json_body().at("credential");
+  EXPECT_NE(credentials_["h"], first);
+  EXPECT_EQ(claim("h")["job"]["name"], "tiny-a");
+}
+
+TEST_F(CoordinatorTest, TheDataDirectoryAndTheDatabaseAreOwnerOnly) {
+  client_.reset();
+  coordinator_.reset();
+  const fs::path data = dir_ / "data";
+  fs::permissions(data, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
+  for (const char* f : {"coordinator.sqlite", "coordinator.sqlite-wal", "coordinator.sqlite-shm"}) {
+    if (fs::exists(data / f))
+      fs::permissions(data / f,
+                      fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  }
+  std::vector<std::string> notes;
+  CoordinatorOptions o;
+  o.data_dir = data.string();
+  o.operator_token = "op-secret";
+  o.worker_token = "worker-secret";
+  o.on_error = [&](const std::string& m) { notes.push_back(m); };
+  coordinator_ = std::make_unique<Coordinator>(o);
+  EXPECT_EQ(fs::status(data).permissions() & fs::perms::all, fs::perms::owner_all);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("was mode 0755; made it 0700"), std::string::npos) << notes[0];
+  int files = 0;
+  for (const char* f : {"coordinator.sqlite", "coordinator.sqlite-wal", "coordinator.sqlite-shm"}) {
+    if (!fs::exists(data / f)) continue;
+    ++files;
+    EXPECT_EQ(fs::status(data / f).permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write)
+        << f;
+  }
+  EXPECT_GE(files, 1);
 }
 
 }  // namespace

@@ -297,6 +297,7 @@ class ScriptedCoordinator {
                          streamed};
     };
     std::vector<http::Route> routes = {
+        route("POST", "/v1/hosts/{name}/enrol", "enrol"),
         route("POST", "/v1/job/claim", "claim"),
         route("POST", "/v1/job/{id}/running", "running"),
         route("POST", "/v1/job/{id}/heartbeat", "heartbeat"),
@@ -355,6 +356,9 @@ class ScriptedCoordinator {
   // The default answers: those of a coordinator for which everything goes right. Called with
   // mu_ held.
   http::Response reply(const std::string& name, const http::Request& req, const std::string& body) {
+    if (name == "enrol")
+      return http::Response::json(
+          200, {{"host", req.params[0]}, {"credential", req.params[0] + ":secret"}});
     if (name == "claim") {
       if (offers_.empty()) return http::Response::json(200, {{"job", nullptr}});
       const Offer o = offers_.front();
@@ -599,16 +603,18 @@ TEST_F(HostDaemonTest, ClaimSpawnHeartbeatCompleteWithUpload) {
   for (const Received& r : coordinator_.received("heartbeat")) {
     EXPECT_EQ(r.path, "/v1/job/" + j.id + "/heartbeat");
     EXPECT_EQ(r.json_body().at("lease_token"), "lease-1");
-    EXPECT_EQ(r.headers.at("x-worker-token"), "wk");
+    EXPECT_EQ(r.headers.at("x-host-credential"), "host-t:secret");
+    EXPECT_EQ(r.headers.count("x-worker-token"), 0u);  // the worker token only enrols
   }
   EXPECT_EQ(coordinator_.received("telemetry").at(0).json_body().at("host"), "host-t");
-  // Claimed, marked running, heartbeated; then asked whether the store has the bundle, sent it
-  // and completed.
+  // Enrolled, claimed, marked running, heartbeated; then asked whether the store has the bundle,
+  // sent it and completed.
   std::vector<std::string> order = coordinator_.order();
   const auto at = [&](const std::string& r) {
     return std::find(order.begin(), order.end(), r) - order.begin();
   };
-  EXPECT_EQ(order.front(), "claim");
+  EXPECT_EQ(order.at(0), "enrol");
+  EXPECT_EQ(order.at(1), "claim");
   EXPECT_LT(at("running"), at("heartbeat"));
   EXPECT_LT(at("heartbeat"), at("stat"));
   EXPECT_LT(at("stat"), at("upload"));
@@ -625,7 +631,7 @@ TEST_F(HostDaemonTest, ClaimSpawnHeartbeatCompleteWithUpload) {
   EXPECT_EQ(up[0].body, "bundle of " + j.id + "\n");
   EXPECT_EQ(up[0].headers.at("x-content-sha256"), digest);
   EXPECT_EQ(up[0].headers.at("x-lease-token"), "lease-1");
-  EXPECT_EQ(up[0].headers.at("x-worker-token"), "wk");
+  EXPECT_EQ(up[0].headers.at("x-host-credential"), "host-t:secret");
   const auto done = coordinator_.received("complete");
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].json_body(), (json{{"lease_token", "lease-1"}, {"artifact", digest}}));
@@ -727,19 +733,68 @@ TEST_F(HostDaemonTest, AClaimOfTheSameGenerationResumesItsCheckpoint) {
       << read_file(out(j) / "argv");
 }
 
-TEST_F(HostDaemonTest, ARefusedWorkerTokenEndsRunNamingTheCoordinator) {
-  coordinator_.answer("claim", 401,
-                      {{"error", "missing or wrong X-Worker-Token"}, {"status", 401}});
+TEST_F(HostDaemonTest, ARefusedCredentialEndsRunNamingTheCoordinator) {
+  coordinator_.answer(
+      "claim", 401, {{"error", "missing, unknown or revoked X-Host-Credential"}, {"status", 401}});
   HostDaemon daemon(options());
   try {
     daemon.run();
-    ADD_FAILURE() << "run() went on with a refused token: " << all_events();
+    ADD_FAILURE() << "run() went on with a refused credential: " << all_events();
   } catch (const WorkerTokenRefused& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("worker token refused"), std::string::npos) << what;
+    EXPECT_NE(what.find("host-t's credential refused"), std::string::npos) << what;
     EXPECT_NE(what.find(coordinator_.url()), std::string::npos) << what;
+    EXPECT_NE(what.find("trainvisor hosts enrol host-t"), std::string::npos) << what;
   }
   EXPECT_EQ(coordinator_.count("claim"), 1u);  // once: no retry can succeed
+}
+
+TEST_F(HostDaemonTest, EnrolsOnceAndKeepsItsCredentialOwnerOnly) {
+  { HostDaemon(options()).run(); }
+  ASSERT_EQ(coordinator_.count("enrol"), 1u);
+  const Received e = coordinator_.received("enrol").at(0);
+  EXPECT_EQ(e.path, "/v1/hosts/host-t/enrol");
+  EXPECT_EQ(e.headers.at("x-worker-token"), "wk");
+  const fs::path file = dir_ / "work" / "host-credential";
+  EXPECT_EQ(fs::status(file).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(dir_ / "work").permissions() & fs::perms::all, fs::perms::owner_all);
+  std::ifstream in(file);
+  std::string kept;
+  std::getline(in, kept);
+  EXPECT_EQ(kept, "host-t:secret");
+  // A later start uses the file: no second enrolment, and no worker token needed.
+  HostDaemonOptions o = options();
+  o.worker_token.clear();
+  { HostDaemon(o).run(); }
+  EXPECT_EQ(coordinator_.count("enrol"), 1u);
+  EXPECT_EQ(coordinator_.received("claim").back().headers.at("x-host-credential"), "host-t:secret");
+  // Another host's credential file is refused before any call.
+  o.name = "host-u";
+  o.credential_file = file.string();
+  try {
+    HostDaemon(o).run();
+    ADD_FAILURE() << "ran with host-t's credential as host-u";
+  } catch (const WorkerTokenRefused& e) {
+    EXPECT_NE(std::string(e.what()).find("is host 'host-t''s"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(HostDaemonTest, ARefusedEnrolmentEndsRun) {
+  coordinator_.answer(
+      "enrol", 409,
+      {{"error", "host host-t is already enrolled; an operator can revoke it"}, {"status", 409}});
+  try {
+    HostDaemon(options()).run();
+    ADD_FAILURE() << "run() went on without a credential: " << all_events();
+  } catch (const WorkerTokenRefused& e) {
+    EXPECT_NE(std::string(e.what()).find("refused to enrol host host-t (HTTP 409: host host-t is "
+                                         "already enrolled"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(coordinator_.count("claim"), 0u);
+  EXPECT_FALSE(fs::exists(dir_ / "work" / "host-credential"));
 }
 
 TEST_F(HostDaemonTest, KnownDigestIsNotUploadedAgain) {
@@ -920,7 +975,7 @@ TEST_F(HostDaemonTest, PolicyWritesGoToTheCoordinator) {
   ASSERT_EQ(wait_done(), 1) << all_events();
   const Received w = coordinator_.received("config").at(0);
   EXPECT_EQ(w.path, "/v1/job/" + j.id + "/config");
-  EXPECT_EQ(w.headers.at("x-worker-token"), "wk");
+  EXPECT_EQ(w.headers.at("x-host-credential"), "host-t:secret");
   const json b = w.json_body();
   EXPECT_EQ(b.at("policy"), "plateau");
   ASSERT_EQ(b.at("writes").size(), 1u) << b.dump();

@@ -1,5 +1,5 @@
-// A host stand-in for the race test: claims over HTTP until nothing is left, completing each job
-// at once, and prints the id of every job it got.
+// A host stand-in for the race test: enrols its name with the worker token, then claims over HTTP
+// until nothing is left, completing each job at once, and prints the id of every job it got.
 #include <cstdio>
 #include <string>
 
@@ -12,10 +12,18 @@ int main(int argc, char** argv) {
   }
   // A short timeout: a stuck exchange fails this host loudly instead of stalling the race.
   tv::http::Client client(tv::http::ClientOptions{argv[1], {}, std::chrono::seconds(20)});
-  const std::vector<std::pair<std::string, std::string>> auth = {{"X-Worker-Token", argv[2]}};
+  const std::string name = argv[3];
+  std::vector<std::pair<std::string, std::string>> auth;
   const nlohmann::json claim = {{"worker", argv[3]},
                                 {"capability", {{"cores", 1}, {"ram_gib", 1.0}}}};
   try {
+    const auto e =
+        client.request("POST", "/v1/hosts/" + name + "/enrol", "{}", {{"X-Worker-Token", argv[2]}});
+    if (e.status != 200) {
+      std::fprintf(stderr, "enrolment failed: %d %s\n", e.status, e.body.c_str());
+      return 1;
+    }
+    auth = {{"X-Host-Credential", e.json_body().at("credential").get<std::string>()}};
     while (true) {
       const auto r = client.request("POST", "/v1/job/claim", claim.dump(), auth);
       if (r.status != 200) {

@@ -2,6 +2,8 @@
 
 `coordinator` starts `trainvisor coordinator` (from $TRAINVISOR) on a fresh data directory with a
 small manifest and yields a Coordinator: its URL, host, port, tokens and helpers for requests.
+Host calls carry a host's credential (X-Host-Credential), enrolled with the worker token the
+first time a test acts as that host (Coordinator.enrol, .as_host, .worker).
 Every process a test starts through `spawn` is killed when the test ends.
 """
 import http.client
@@ -76,6 +78,8 @@ class Coordinator:
         self.env = env
         self.operator_token = env["TRAINVISOR_OPERATOR_TOKEN"]
         self.worker_token = env["TRAINVISOR_WORKER_TOKEN"]
+        self.credentials = {}  # host name -> "NAME:SECRET", enrolled by enrol()
+        self.last_host = "hostile-host"
 
     def log(self):
         with open(self.log_path, errors="replace") as f:
@@ -109,10 +113,28 @@ class Coordinator:
     def operator(self, method, path, body=None):
         return self.request(method, path, body, {"X-Operator-Token": self.operator_token})
 
-    def worker(self, method, path, body=None, headers=None):
-        h = {"X-Worker-Token": self.worker_token}
+    def enrol(self, name):
+        """Host `name`'s credential, enrolled with the worker token on first use."""
+        if name not in self.credentials:
+            status, reply = self.request("POST", f"/v1/hosts/{name}/enrol", {},
+                                         {"X-Worker-Token": self.worker_token})
+            assert status == 200, f"enrolment of {name}: {status} {reply}"
+            self.credentials[name] = reply["credential"]
+        return self.credentials[name]
+
+    def as_host(self, name, method, path, body=None, headers=None):
+        """A host call with `name`'s credential (enrolled on first use)."""
+        h = {"X-Host-Credential": self.enrol(name)}
         h.update(headers or {})
         return self.request(method, path, body, h)
+
+    def worker(self, method, path, body=None, headers=None, host=None):
+        """A host call as `host`; by default the host the body names ("worker" of a claim,
+        "host" of a telemetry batch), else the host of the previous call."""
+        if host is None and isinstance(body, dict):
+            host = body.get("worker") or body.get("host")
+        self.last_host = host or self.last_host
+        return self.as_host(self.last_host, method, path, body, headers)
 
     def cli(self, *args, check=True):
         """Runs the trainvisor CLI against this coordinator."""

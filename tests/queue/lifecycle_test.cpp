@@ -193,16 +193,46 @@ TEST_F(Lifecycle, HostLostReturnsAtOnceAndCountsOnlyTowardTheLostCap) {
   EXPECT_NE(r.last_error.find("lost 2 times"), std::string::npos) << r.last_error;
 }
 
-TEST_F(Lifecycle, HolderCancelDoesNotCount) {
+TEST_F(Lifecycle, OnlyAnOperatorsCancelEndsAJobCancelled) {
   auto q = open({make_job("a")});
   Claim c = claim(q);
-  ASSERT_EQ(q.fail("id-a", c.lease_token, FailureClass::kCancelled, "stopped on the host"), kOk);
+  try {
+    q.fail("id-a", c.lease_token, FailureClass::kCancelled, "stopped on the host");
+    ADD_FAILURE() << "a holder ended a job cancelled that no operator cancelled";
+  } catch (const QueueError& e) {
+    EXPECT_NE(std::string(e.what()).find("operator's cancel"), std::string::npos) << e.what();
+  }
   JobRow r = row(q, "id-a");
+  EXPECT_EQ(r.status, JobStatus::kClaimed);  // nothing written
+  EXPECT_FALSE(r.last_failure);
+  // After the operator's cancel, the holder's report is its acknowledgement and does not count.
+  ASSERT_EQ(q.cancel("id-a").result, kOk);
+  ASSERT_EQ(q.fail("id-a", c.lease_token, FailureClass::kCancelled, "stopped on the host"), kOk);
+  r = row(q, "id-a");
   EXPECT_EQ(r.status, JobStatus::kCancelled);
   EXPECT_EQ(r.counted_failures, 0);
   EXPECT_EQ(r.lost_count, 0);
   EXPECT_EQ(r.last_failure, FailureClass::kCancelled);
   EXPECT_FALSE(q.claim_next("w1", test::cpu_host(), clock.now()));
+}
+
+TEST_F(Lifecycle, ALeaseIsBoundToTheHostThatClaimedIt) {
+  auto q = open({make_job("a")});
+  Claim c = claim(q, "w1");
+  // The right token from another host: refused, nothing written.
+  const std::int64_t before = q.total_changes();
+  EXPECT_EQ(q.heartbeat("id-a", c.lease_token, "w2").result, QueueResult::kNotHolder);
+  EXPECT_EQ(q.mark_running("id-a", c.lease_token, "w2"), QueueResult::kNotHolder);
+  EXPECT_EQ(q.complete("id-a", c.lease_token, kDigest, std::nullopt, "w2"),
+            QueueResult::kNotHolder);
+  EXPECT_EQ(q.fail("id-a", c.lease_token, FailureClass::kTrainerFailure, "x", "w2"),
+            QueueResult::kNotHolder);
+  EXPECT_EQ(q.total_changes(), before);
+  EXPECT_EQ(row(q, "id-a").status, JobStatus::kClaimed);
+  // A wrong token is stale whoever sends it; the holder with its token goes through.
+  EXPECT_EQ(q.heartbeat("id-a", std::string(32, '0'), "w1").result, kStale);
+  EXPECT_EQ(q.heartbeat("id-a", c.lease_token, "w1").result, kOk);
+  EXPECT_EQ(q.complete("id-a", c.lease_token, kDigest, std::nullopt, "w1"), kOk);
 }
 
 TEST_F(Lifecycle, StaleSweepReturnsTheJobAndFencesTheOldHolder) {

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "test_support.hpp"
+#include "trainvisor/fleet/sha256.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -316,6 +317,48 @@ TEST_F(Manifest, AVersion1DatabaseMigratesKeepingItsJobs) {
   ASSERT_EQ(q.complete(c->spec.id, c->lease_token, std::nullopt, StopCause{"human:ana", "enough"}),
             QueueResult::kOk);
   EXPECT_EQ(q.get("id-b")->status, JobStatus::kStopped);
+}
+
+// The lease token column as stored: its digest, never the token a claim returned.
+std::string stored_token(const std::string& path, const std::string& id) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "SELECT lease_token FROM jobs WHERE id=?", -1, &st, nullptr),
+            SQLITE_OK);
+  sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+  std::string out;
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST_F(Manifest, LeaseTokensAreStoredHashedAndAVersion2DatabaseKeepsItsLeases) {
+  std::string token;
+  {
+    auto q = open();
+    q.upsert_manifest(std::vector<JobSpec>{make_job("a")});
+    auto c = q.claim_next("w1", test::cpu_host());
+    ASSERT_TRUE(c);
+    token = c->lease_token;
+  }
+  EXPECT_EQ(stored_token(path(), "id-a"), sha256_hex(token));
+  // A version 2 file held the token itself: opening it hashes it, and the holder keeps its lease.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2(path().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    const std::string sql =
+        "UPDATE jobs SET lease_token='" + token + "' WHERE id='id-a'; PRAGMA user_version=2";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto q = open();
+  EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
+  EXPECT_EQ(stored_token(path(), "id-a"), sha256_hex(token));
+  EXPECT_EQ(q.heartbeat("id-a", token, "w1").result, QueueResult::kOk);
 }
 
 TEST_F(Manifest, RefusesASchemaNewerThanThisBuild) {

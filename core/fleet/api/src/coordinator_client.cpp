@@ -11,7 +11,9 @@ namespace {
 using nlohmann::json;
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
-enum class Role { kAnyone, kWorker, kOperator };
+// Who a request comes from: a reader, the worker token (enrolment only), an enrolled host (its
+// credential) or an operator.
+enum class Role { kAnyone, kWorker, kHost, kOperator };
 
 // The refusal in a non-2xx reply; a body that is not JSON is quoted as text.
 ErrorReply refusal_of(const http::Response& r) {
@@ -64,6 +66,8 @@ struct CoordinatorClient::Impl {
     switch (role) {
       case Role::kWorker:
         return {{std::string(kWorkerTokenHeader), o.worker_token}};
+      case Role::kHost:
+        return {{std::string(kHostCredentialHeader), o.host_credential}};
       case Role::kOperator:
         return {{std::string(kOperatorTokenHeader), o.operator_token},
                 {std::string(kOperatorNameHeader), o.operator_name}};
@@ -77,7 +81,8 @@ struct CoordinatorClient::Impl {
     Headers h;
     for (const auto& [name, token] : {std::pair{kReadTokenHeader, &o.read_token},
                                       std::pair{kOperatorTokenHeader, &o.operator_token},
-                                      std::pair{kWorkerTokenHeader, &o.worker_token}}) {
+                                      std::pair{kWorkerTokenHeader, &o.worker_token},
+                                      std::pair{kHostCredentialHeader, &o.host_credential}}) {
       if (!token->empty()) h.emplace_back(std::string(name), *token);
     }
     return h;
@@ -101,43 +106,45 @@ const CoordinatorClientOptions& CoordinatorClient::options() const {
   return impl_->o;
 }
 
+void CoordinatorClient::set_host_credential(std::string credential) {
+  impl_->o.host_credential = std::move(credential);
+}
+
 Reply<ClaimReply> CoordinatorClient::claim(const ClaimRequest& request) {
-  return reply_of(impl_->post(Role::kWorker, target(kClaim, {}), json(request)),
-                  decoded<ClaimReply>);
+  return reply_of(impl_->post(Role::kHost, target(kClaim, {}), json(request)), decoded<ClaimReply>);
 }
 
 Reply<HeartbeatReply> CoordinatorClient::heartbeat(const std::string& job,
                                                    const std::string& lease_token) {
   return reply_of(
-      impl_->post(Role::kWorker, target(kJobHeartbeat, {job}), json(LeaseRequest{lease_token})),
+      impl_->post(Role::kHost, target(kJobHeartbeat, {job}), json(LeaseRequest{lease_token})),
       decoded<HeartbeatReply>);
 }
 
 Reply<Ok> CoordinatorClient::mark_running(const std::string& job, const std::string& lease_token) {
   return reply_of(
-      impl_->post(Role::kWorker, target(kJobRunning, {job}), json(LeaseRequest{lease_token})),
-      ok_of);
+      impl_->post(Role::kHost, target(kJobRunning, {job}), json(LeaseRequest{lease_token})), ok_of);
 }
 
 Reply<Ok> CoordinatorClient::complete(const std::string& job, const CompleteRequest& request) {
-  return reply_of(impl_->post(Role::kWorker, target(kJobComplete, {job}), json(request)), ok_of);
+  return reply_of(impl_->post(Role::kHost, target(kJobComplete, {job}), json(request)), ok_of);
 }
 
 Reply<Ok> CoordinatorClient::fail(const std::string& job, const FailRequest& request) {
-  return reply_of(impl_->post(Role::kWorker, target(kJobFail, {job}), json(request)), ok_of);
+  return reply_of(impl_->post(Role::kHost, target(kJobFail, {job}), json(request)), ok_of);
 }
 
 Reply<std::uint64_t> CoordinatorClient::send_telemetry(const std::string& job,
                                                        const TelemetryBatch& batch) {
   return reply_of(
-      impl_->post(Role::kWorker, target(kJobTelemetry, {job}), json(batch)),
+      impl_->post(Role::kHost, target(kJobTelemetry, {job}), json(batch)),
       [](const json& j) { return checked_uint(j.at("stored"), "stored", 0, kMaxStored); });
 }
 
 Reply<UploadReply> CoordinatorClient::upload(const std::string& job, const std::string& name,
                                              const std::string& path, const std::string& sha256,
                                              const std::string& lease_token) {
-  Headers h = impl_->headers(Role::kWorker);
+  Headers h = impl_->headers(Role::kHost);
   h.emplace_back(std::string(kLeaseTokenHeader), lease_token);
   h.emplace_back(std::string(kContentSha256Header), sha256);
   return reply_of(impl_->http.send_file("PUT", target(kJobArtifactUpload, {job, name}), path, h),
@@ -146,9 +153,24 @@ Reply<UploadReply> CoordinatorClient::upload(const std::string& job, const std::
 
 Reply<ConfigWriteReply> CoordinatorClient::write_config(const std::string& job,
                                                         const ConfigWriteRequest& request) {
-  const Role role = request.policy ? Role::kWorker : Role::kOperator;
+  const Role role = request.policy ? Role::kHost : Role::kOperator;
   return reply_of(impl_->post(role, target(kJobConfig, {job}), json(request)),
                   decoded<ConfigWriteReply>);
+}
+
+Reply<EnrolReply> CoordinatorClient::enrol_self(const std::string& host) {
+  return reply_of(impl_->post(Role::kWorker, target(kHostEnrol, {host}), json::object()),
+                  decoded<EnrolReply>);
+}
+
+Reply<EnrolReply> CoordinatorClient::enrol(const std::string& host) {
+  return reply_of(impl_->post(Role::kOperator, target(kHostEnrol, {host}), json::object()),
+                  decoded<EnrolReply>);
+}
+
+Reply<RevokeReply> CoordinatorClient::revoke(const std::string& host) {
+  return reply_of(impl_->post(Role::kOperator, target(kHostRevoke, {host}), json::object()),
+                  decoded<RevokeReply>);
 }
 
 Reply<CancelReply> CoordinatorClient::cancel(const std::string& job) {
@@ -243,11 +265,11 @@ Reply<TelemetryCurve> CoordinatorClient::telemetry(const std::string& job,
 }
 
 ConfigStreamReader::ConfigStreamReader(const http::ClientOptions& coordinator,
-                                       const std::string& worker_token, const std::string& job,
+                                       const std::string& host_credential, const std::string& job,
                                        std::uint64_t from_revision)
     : ws_(std::make_unique<http::WebSocketClient>(
           coordinator, target(kJobConfigStream, {job}, {{"from", std::to_string(from_revision)}}),
-          Headers{{std::string(kWorkerTokenHeader), worker_token}})) {}
+          Headers{{std::string(kHostCredentialHeader), host_credential}})) {}
 
 ConfigStreamReader::~ConfigStreamReader() = default;
 

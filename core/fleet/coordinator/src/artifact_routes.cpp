@@ -50,12 +50,12 @@ std::size_t read_full(BodyStream& body, std::span<std::byte> buf) {
   return filled;
 }
 
-Response upload(CoordinatorState& s, Request& req, BodyStream* body) {
+Response upload(CoordinatorState& s, Request& req, BodyStream* body, const std::string& host) {
   const std::string& job = req.params[0];
-  // Fenced like every other worker call: only the lease holder may upload.
+  // Fenced like every other lease call: only the holder host, with its lease token, may upload.
   const HeartbeatReply h =
-      s.queue.heartbeat(job, req.header(api::header_key(api::kLeaseTokenHeader)));
-  if (h.result != QueueResult::kOk) return queue_reply(h.result, job);
+      s.queue.heartbeat(job, req.header(api::header_key(api::kLeaseTokenHeader)), host);
+  if (h.result != QueueResult::kOk) return lease_reply(s, h.result, job, host);
   if (h.cancel_requested) return Response::error(409, "job " + job + ": cancelled by an operator");
   std::optional<std::uint64_t> size;
   if (auto n = body->content_length()) size = *n;
@@ -76,10 +76,10 @@ Response upload(CoordinatorState& s, Request& req, BodyStream* body) {
 }  // namespace
 
 void add_artifact_routes(CoordinatorState& s, std::vector<http::Route>& r) {
-  r.push_back(
-      {"PUT", std::string(api::kJobArtifactUpload),
-       for_workers(s, [&s](Request& req, BodyStream* body) { return upload(s, req, body); }),
-       true});
+  r.push_back({"PUT", std::string(api::kJobArtifactUpload),
+               for_hosts(s, [&s](Request& req, BodyStream* body,
+                                 const std::string& host) { return upload(s, req, body, host); }),
+               true});
   r.push_back(
       {"GET", std::string(api::kArtifactStat), for_readers(s, [&s](Request& req, BodyStream*) {
          const auto info = s.artifacts->stat(req.params[0]);

@@ -1,6 +1,6 @@
-// The config hub's routes: reads for readers; a write from a human (operator token) or a policy
-// (worker token) while the job may still run; freezes for operators; the config stream for the
-// job's host agent.
+// The config hub's routes: reads for readers; a write from a human (operator token) or one of
+// the job's policies (its holder's host credential) while the job may still run; freezes for
+// operators; the config stream for the job's holder's agent.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
 #include "trainvisor/fleet/api/checked.hpp"
@@ -43,17 +43,41 @@ Response config_get(CoordinatorState& s, const std::string& job) {
   }
 }
 
+// Who may write as `policy`: the host holding the job (its credential, not the body, names it),
+// for a policy the job's spec runs. nullopt: allowed; otherwise the refusal.
+std::optional<Response> policy_refusal(CoordinatorState& s, const std::string& job,
+                                       const std::string& policy, const std::string& host) {
+  const auto row = s.queue.get(job);
+  if (!row) return Response::error(404, no_such_job(job));
+  // A pending job has no holder, whoever held it last.
+  if (row->worker != host || row->status == JobStatus::kPending)
+    return not_the_holder(job, row->status == JobStatus::kPending ? "" : row->worker, host);
+  for (const PolicySpec& p : row->spec.policies) {
+    if (p.name == policy) return std::nullopt;
+  }
+  std::string has;
+  for (const PolicySpec& p : row->spec.policies)
+    has += (has.empty() ? "" : ", ") + p.name;
+  return Response::error(403, "job " + job + " runs no policy '" + policy +
+                                  "' (its policies: " + (has.empty() ? std::string("none") : has) +
+                                  "); a host writes only as one of them");
+}
+
 Response config_write(CoordinatorState& s, Request& req) {
   const bool human = is_operator(s, req);
-  if (!human && !is_worker(s, req)) {
-    return Response::error(401,
-                           "missing or wrong X-Operator-Token (or X-Worker-Token for a policy)");
+  const std::optional<std::string> host = human ? std::nullopt : credited_host(s, req);
+  if (!human && !host) {
+    return Response::error(
+        401, "missing or wrong X-Operator-Token (or, for a policy, X-Host-Credential)");
   }
   const nlohmann::json body = body_json(req);
   // A policy names itself; a human is named by the request's header.
-  const std::string actor =
-      human ? operator_actor(req) : api::Actor::policy(api::required_string(body, "policy")).str();
+  const std::string policy = human ? std::string() : api::required_string(body, "policy");
+  const std::string actor = human ? operator_actor(req) : api::Actor::policy(policy).str();
   const api::ConfigWriteRequest w = body.get<api::ConfigWriteRequest>();
+  if (host) {
+    if (auto refused = policy_refusal(s, req.params[0], policy, *host)) return *refused;
+  }
   std::vector<ConfigWrite> writes;
   for (const auto& [k, v] : w.writes)
     writes.push_back({k, v});
@@ -91,10 +115,14 @@ Response config_log(CoordinatorState& s, Request& req) {
   return Response::json(200, nlohmann::json(api::AuditLog{out}));
 }
 
-// The stream's admission: the worker token, a readable `from`, a known job.
+// The stream's admission: the credential of the host that holds (or last held) the job, a
+// readable `from`, a known job.
 Response stream_admission(CoordinatorState& s, Request& req) {
-  if (!is_worker(s, req)) return Response::error(401, "missing or wrong X-Worker-Token");
+  const std::optional<std::string> host = credited_host(s, req);
+  if (!host) return no_host_credential();
   query_number(req, "from", 0, 0, api::kMaxStored);
+  if (const auto row = s.queue.get(req.params[0]); row && row->worker != *host)
+    return not_the_holder(req.params[0], row->worker, *host);
   try {
     s.hub.get(req.params[0]);
   } catch (const ConfigHubError& e) {

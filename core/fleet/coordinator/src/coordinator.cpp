@@ -118,6 +118,7 @@ struct Coordinator::Impl {
     coordinator::add_config_routes(state, r);
     coordinator::add_telemetry_routes(state, r);
     coordinator::add_manifest_routes(state, r);
+    coordinator::add_host_routes(state, r);
     return answering_disk_full(std::move(r), state);
   }
 

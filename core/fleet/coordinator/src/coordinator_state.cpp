@@ -15,13 +15,35 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The data directory, owner-only (0700): its database says who runs what and its artifacts are
+// the fleet's models. One left readable by others (an older build, a wide umask) is narrowed,
+// and the operator is told.
 CoordinatorOptions prepared(CoordinatorOptions o) {
   if (o.data_dir.empty()) throw std::invalid_argument("the coordinator needs a data directory");
   std::error_code ec;
-  fs::create_directories(o.data_dir, ec);
+  const bool created = fs::create_directories(o.data_dir, ec);
   if (ec)
     throw std::runtime_error("cannot create the data directory " + o.data_dir + ": " +
                              ec.message());
+  const fs::perms mode = fs::status(o.data_dir, ec).permissions() & fs::perms::all;
+  if (ec)
+    throw std::runtime_error("cannot read the data directory " + o.data_dir + ": " + ec.message());
+  if (mode != fs::perms::owner_all) {
+    fs::permissions(o.data_dir, fs::perms::owner_all, ec);
+    if (ec)
+      throw std::runtime_error("cannot make the data directory " + o.data_dir +
+                               " owner-only (0700): " + ec.message());
+    if (created) return o;  // made under this process's umask just now: nothing to tell
+    char was[8];
+    std::snprintf(was, sizeof was, "%04o", static_cast<unsigned>(mode));
+    const std::string note =
+        "data directory " + o.data_dir + " was mode " + was + "; made it 0700 (owner only)";
+    if (o.on_error) {
+      o.on_error(note);
+    } else {
+      std::fprintf(stderr, "coordinator: %s\n", note.c_str());
+    }
+  }
   return o;
 }
 
@@ -48,6 +70,7 @@ CoordinatorState::CoordinatorState(CoordinatorOptions o,
       queue(store.queue()),
       hub(store.config()),
       telemetry(store.telemetry()),
+      hosts(store.hosts()),
       artifacts(open_artifacts(options)),
       reload(std::move(reload_manifest)) {}
 
@@ -105,6 +128,13 @@ api::JobInfo CoordinatorState::job_info(const JobRow& r) {
           r.stopped ? r.stopped->reason : std::string()};
 }
 
+std::int64_t CoordinatorState::now_ms() const {
+  if (options.queue.clock) return options.queue.clock();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 void CoordinatorState::log_error(const std::string& what) const {
   if (options.on_error) {
     options.on_error(what);
@@ -123,10 +153,31 @@ bool is_operator(const CoordinatorState& s, const Request& req) {
                             s.options.operator_token);
 }
 
-Handler for_workers(const CoordinatorState& s, Handler h) {
+std::optional<std::string> credited_host(const CoordinatorState& s, const Request& req) {
+  const std::string credential = req.header(api::header_key(api::kHostCredentialHeader));
+  if (credential.empty()) return std::nullopt;
+  return s.hosts.verify(credential);
+}
+
+Response no_host_credential() {
+  return Response::error(
+      401,
+      "missing, unknown or revoked X-Host-Credential: a host enrols its name with the "
+      "worker token (POST /v1/hosts/NAME/enrol) and sends the credential it got");
+}
+
+Response not_the_holder(const std::string& job, const std::string& holder,
+                        const std::string& host) {
+  return Response::error(403, "job " + job + " is held by " +
+                                  (holder.empty() ? std::string("no host") : holder) + ", not " +
+                                  host);
+}
+
+Handler for_hosts(const CoordinatorState& s, HostHandler h) {
   return [&s, h = std::move(h)](Request& req, http::BodyStream* body) {
-    if (!is_worker(s, req)) return Response::error(401, "missing or wrong X-Worker-Token");
-    return h(req, body);
+    const std::optional<std::string> host = credited_host(s, req);
+    if (!host) return no_host_credential();
+    return h(req, body, *host);
   };
 }
 
@@ -141,9 +192,11 @@ Handler for_readers(const CoordinatorState& s, Handler h) {
   return [&s, h = std::move(h)](Request& req, http::BodyStream* body) {
     if (!s.reads_public && !is_operator(s, req) && !is_worker(s, req) &&
         !http::tokens_equal(req.header(api::header_key(api::kReadTokenHeader)),
-                            s.options.read_token)) {
-      return Response::error(
-          401, "reads need a token here: X-Read-Token, X-Operator-Token or X-Worker-Token");
+                            s.options.read_token) &&
+        !credited_host(s, req)) {
+      return Response::error(401,
+                             "reads need a token here: X-Read-Token, X-Operator-Token, "
+                             "X-Worker-Token or X-Host-Credential");
     }
     return h(req, body);
   };
@@ -174,10 +227,21 @@ Response queue_reply(QueueResult r, const std::string& job_id) {
     case QueueResult::kWrongState:
       why += "the job's status does not allow this";
       break;
+    case QueueResult::kNotHolder:
+      why += "held by another host";
+      status = 403;
+      break;
     case QueueResult::kOk:
       break;
   }
   return Response::error(status, why);
+}
+
+Response lease_reply(CoordinatorState& s, QueueResult r, const std::string& job_id,
+                     const std::string& host) {
+  if (r != QueueResult::kNotHolder) return queue_reply(r, job_id);
+  const auto row = s.queue.get(job_id);
+  return not_the_holder(job_id, row ? row->worker : std::string(), host);
 }
 
 std::string no_such_job(const std::string& job) {

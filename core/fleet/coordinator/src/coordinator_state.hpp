@@ -45,6 +45,7 @@ struct CoordinatorState {
   JobQueue& queue;
   ConfigHub& hub;
   TelemetryStore& telemetry;
+  HostCredentials& hosts;
   std::optional<ArtifactStore> artifacts;
   std::function<ReloadSummary(bool dry_run)> reload;
 
@@ -58,6 +59,9 @@ struct CoordinatorState {
   std::optional<api::AppliedConfig> applied(const std::string& job);
   api::JobInfo job_info(const JobRow& row);
 
+  // Now in Unix milliseconds: the queue's clock (tests move it), else the system's.
+  std::int64_t now_ms() const;
+
   // What went wrong in a background task (the sweeper), for the operator's log.
   void log_error(const std::string& what) const;
 
@@ -66,19 +70,35 @@ struct CoordinatorState {
   std::map<std::string, std::pair<nlohmann::json, std::chrono::steady_clock::time_point>> seen_;
 };
 
-// Authorisation, one wrapper per role: the handler runs only with the role's token. A reader
-// holds the read, operator or worker token, or nothing when reads are public.
-Handler for_workers(const CoordinatorState& s, Handler h);
+// A host's call: the handler gets the host that the request's credential proves.
+using HostHandler =
+    std::function<http::Response(http::Request&, http::BodyStream*, const std::string& host)>;
+
+// Authorisation, one wrapper per role: the handler runs only with the role's token or, for a
+// host, a valid X-Host-Credential (401 otherwise). A reader holds the read, operator or worker
+// token or a host credential, or nothing when reads are public.
+Handler for_hosts(const CoordinatorState& s, HostHandler h);
 Handler for_operators(const CoordinatorState& s, Handler h);
 Handler for_readers(const CoordinatorState& s, Handler h);
 bool is_worker(const CoordinatorState& s, const http::Request& req);
 bool is_operator(const CoordinatorState& s, const http::Request& req);
+// The host the request's X-Host-Credential proves, or nullopt (none, unknown, revoked, wrong).
+std::optional<std::string> credited_host(const CoordinatorState& s, const http::Request& req);
+// The 401 for a host call without a valid credential.
+http::Response no_host_credential();
+// The 403 for a host acting on a job another host holds.
+http::Response not_the_holder(const std::string& job, const std::string& holder,
+                              const std::string& host);
 // "human:NAME" for an operator's request (X-Operator-Name, default "operator"); a name over
 // api::kMaxLabelBytes throws std::invalid_argument (400).
 std::string operator_actor(const http::Request& req);
 
 // A queue's answer to a lease or operator call: 200, or 404/409 with why.
 http::Response queue_reply(QueueResult r, const std::string& job_id);
+// A queue's answer to `host`'s lease call: queue_reply, with a 403 naming the job's holder for
+// kNotHolder.
+http::Response lease_reply(CoordinatorState& s, QueueResult r, const std::string& job_id,
+                           const std::string& host);
 // The 404 text for an unknown job.
 std::string no_such_job(const std::string& job);
 // A query parameter that must be a whole number in lo..hi (`dflt` when absent); throws
@@ -94,5 +114,6 @@ void add_artifact_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_config_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_telemetry_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_manifest_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_host_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 
 }  // namespace tv::fleet::coordinator

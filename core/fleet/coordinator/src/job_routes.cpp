@@ -12,13 +12,6 @@ using http::Request;
 using http::Response;
 using nlohmann::json;
 
-std::int64_t now_ms(const CoordinatorState& s) {
-  if (s.options.queue.clock) return s.options.queue.clock();
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // The job `ref` names: its full id; else the jobs named `ref`; else those whose id starts with
 // it (4 characters at least). Several matches are 409, listing each id with its status: after a
 // reload that changed a job's spec, its name names the old job and its replacement.
@@ -104,7 +97,7 @@ void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
       {"GET", std::string(api::kJobExplain), for_readers(s, [&s](Request& req, BodyStream*) {
          std::vector<api::HostVerdict> hosts;
          try {
-           for (const Explanation& e : s.queue.explain(req.params[0], now_ms(s)))
+           for (const Explanation& e : s.queue.explain(req.params[0], s.now_ms()))
              hosts.push_back({e.host, e.registered, e.reason});
          } catch (const QueueError& e) {
            return Response::error(404, e.what());
@@ -119,46 +112,65 @@ void add_read_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                })});
 }
 
+// A host's failure report: the trainer's own failure or a lost host. Only an operator's cancel
+// ends a job cancelled; the queue refuses a host's "cancelled" on a job no operator cancelled.
+Response fail_job(CoordinatorState& s, Request& req, const std::string& host) {
+  const auto f = body_json(req).get<api::FailRequest>();
+  try {
+    return lease_reply(s, s.queue.fail(req.params[0], f.lease_token, f.failure, f.reason, host),
+                       req.params[0], host);
+  } catch (const QueueError& e) {
+    return Response::error(400, e.what());
+  }
+}
+
 void add_lease_routes(CoordinatorState& s, std::vector<http::Route>& r) {
-  r.push_back({"POST", std::string(api::kClaim), for_workers(s, [&s](Request& req, BodyStream*) {
+  r.push_back({"POST", std::string(api::kClaim),
+               for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
                  const api::ClaimRequest c = body_json(req).get<api::ClaimRequest>();
-                 s.note_worker(c.worker, c.capability);
+                 if (c.worker != host) {
+                   return Response::error(403, "this credential is host " + host +
+                                                   "'s; it cannot claim as " + c.worker);
+                 }
+                 s.note_worker(host, c.capability);
                  api::ClaimReply reply;
-                 if (auto claim = s.queue.claim_next(c.worker, c.capability)) {
+                 if (auto claim = s.queue.claim_next(host, c.capability)) {
                    reply = {std::move(claim->spec), claim->attempt, claim->lease_token,
                             claim->lease_expires_ms, claim->generation};
                  }
                  return Response::json(200, nlohmann::json(reply));
                })});
-  r.push_back(
-      {"POST", std::string(api::kJobHeartbeat), for_workers(s, [&s](Request& req, BodyStream*) {
-         const auto lease = body_json(req).get<api::LeaseRequest>();
-         const HeartbeatReply h = s.queue.heartbeat(req.params[0], lease.lease_token);
-         if (h.result != QueueResult::kOk) return queue_reply(h.result, req.params[0]);
-         return Response::json(
-             200, nlohmann::json(api::HeartbeatReply{h.cancel_requested, h.lease_expires_ms}));
-       })});
-  r.push_back(
-      {"POST", std::string(api::kJobRunning), for_workers(s, [&s](Request& req, BodyStream*) {
-         const auto lease = body_json(req).get<api::LeaseRequest>();
-         return queue_reply(s.queue.mark_running(req.params[0], lease.lease_token), req.params[0]);
-       })});
-  r.push_back(
-      {"POST", std::string(api::kJobComplete), for_workers(s, [&s](Request& req, BodyStream*) {
-         const auto c = body_json(req).get<api::CompleteRequest>();
-         if (c.artifact && !s.artifacts->contains(*c.artifact)) {
-           return Response::error(
-               400, "job " + req.params[0] + ": artifact " + *c.artifact + " was never uploaded");
-         }
-         std::optional<StopCause> stopped;
-         if (c.early_stopped) stopped = stop_cause(s, req.params[0]);
-         return queue_reply(s.queue.complete(req.params[0], c.lease_token, c.artifact, stopped),
-                            req.params[0]);
-       })});
-  r.push_back({"POST", std::string(api::kJobFail), for_workers(s, [&s](Request& req, BodyStream*) {
-                 const auto f = body_json(req).get<api::FailRequest>();
-                 return queue_reply(s.queue.fail(req.params[0], f.lease_token, f.failure, f.reason),
-                                    req.params[0]);
+  r.push_back({"POST", std::string(api::kJobHeartbeat),
+               for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
+                 const auto lease = body_json(req).get<api::LeaseRequest>();
+                 const HeartbeatReply h = s.queue.heartbeat(req.params[0], lease.lease_token, host);
+                 if (h.result != QueueResult::kOk)
+                   return lease_reply(s, h.result, req.params[0], host);
+                 return Response::json(200, nlohmann::json(api::HeartbeatReply{
+                                                h.cancel_requested, h.lease_expires_ms}));
+               })});
+  r.push_back({"POST", std::string(api::kJobRunning),
+               for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
+                 const auto lease = body_json(req).get<api::LeaseRequest>();
+                 return lease_reply(s, s.queue.mark_running(req.params[0], lease.lease_token, host),
+                                    req.params[0], host);
+               })});
+  r.push_back({"POST", std::string(api::kJobComplete),
+               for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
+                 const auto c = body_json(req).get<api::CompleteRequest>();
+                 if (c.artifact && !s.artifacts->contains(*c.artifact)) {
+                   return Response::error(400, "job " + req.params[0] + ": artifact " +
+                                                   *c.artifact + " was never uploaded");
+                 }
+                 std::optional<StopCause> stopped;
+                 if (c.early_stopped) stopped = stop_cause(s, req.params[0]);
+                 return lease_reply(
+                     s, s.queue.complete(req.params[0], c.lease_token, c.artifact, stopped, host),
+                     req.params[0], host);
+               })});
+  r.push_back({"POST", std::string(api::kJobFail),
+               for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
+                 return fail_job(s, req, host);
                })});
 }
 

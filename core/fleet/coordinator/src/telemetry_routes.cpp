@@ -1,4 +1,5 @@
-// The telemetry routes: batches from the job's holder (worker token) and the curve for readers.
+// The telemetry routes: batches from the job's holder (its host credential) and the curve for
+// readers.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
 #include "trainvisor/fleet/api/telemetry.hpp"
@@ -13,24 +14,30 @@ using http::Response;
 // The most points one curve reply is thinned to.
 constexpr std::uint64_t kMaxCurvePoints = 100000;
 
-Response telemetry_post(CoordinatorState& s, Request& req) {
+// A batch from `host`, the one its credential proves: the body's host, a label, must agree.
+Response telemetry_post(CoordinatorState& s, Request& req, const std::string& host) {
   const api::TelemetryBatch b = body_json(req).get<api::TelemetryBatch>();
   const std::string& job = req.params[0];
+  if (b.host != host) {
+    return Response::error(403,
+                           "this credential is host " + host + "'s; it cannot report as " + b.host);
+  }
   const auto row = s.queue.get(job);
   if (!row) return Response::error(404, no_such_job(job));
+  if (row->worker != host) return not_the_holder(job, row->worker, host);
   // A cancelled job's holder keeps reporting until its trainer has stopped.
-  if (row->worker != b.host ||
-      (row->status != JobStatus::kClaimed && row->status != JobStatus::kRunning &&
-       row->status != JobStatus::kCancelled)) {
-    return Response::error(409, "job " + job + ": not held by " + b.host);
+  if (row->status != JobStatus::kClaimed && row->status != JobStatus::kRunning &&
+      row->status != JobStatus::kCancelled) {
+    return Response::error(409, "job " + job + ": not held by " + host + " (it is " +
+                                    std::string(to_string(row->status)) + ")");
   }
-  s.telemetry.append(job, b.points, b.host, b.missed,
+  s.telemetry.append(job, b.points, host, b.missed,
                      std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count());
   for (const api::AgentRefusalReport& f : b.refusals) {
     try {
-      s.hub.record_agent_refusal(job, f.revision, "host " + b.host + ": " + f.reason);
+      s.hub.record_agent_refusal(job, f.revision, "host " + host + ": " + f.reason);
     } catch (const ConfigHubError& e) {
       return Response::error(400, e.what());
     }
@@ -54,7 +61,9 @@ Response telemetry_get(CoordinatorState& s, Request& req) {
 
 void add_telemetry_routes(CoordinatorState& s, std::vector<http::Route>& r) {
   r.push_back({"POST", std::string(api::kJobTelemetry),
-               for_workers(s, [&s](Request& req, BodyStream*) { return telemetry_post(s, req); })});
+               for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
+                 return telemetry_post(s, req, host);
+               })});
   r.push_back({"GET", std::string(api::kJobTelemetry),
                for_readers(s, [&s](Request& req, BodyStream*) { return telemetry_get(s, req); })});
 }

@@ -170,7 +170,7 @@ struct ConfigAgent::Impl {
       sink->heartbeat();
       bool subscribed = false, resync = false;
       try {
-        api::ConfigStreamReader ws(o.coordinator, o.worker_token, o.job_id, sink->revision());
+        api::ConfigStreamReader ws(o.coordinator, o.host_credential, o.job_id, sink->revision());
         {
           std::lock_guard lock(mu);
           client = &ws;

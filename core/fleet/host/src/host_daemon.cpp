@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "host_credential.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
@@ -15,6 +16,7 @@
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/config_agent.hpp"
+#include "trainvisor/fleet/names.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/sha256.hpp"
 #include "trainvisor/fleet/trainer_process.hpp"
@@ -259,9 +261,15 @@ struct HostDaemon::Impl {
     capability = o.capability ? *o.capability : detect_capability();
     if (o.name.empty()) o.name = capability.hostname;
     if (o.trainer_exe.empty()) o.trainer_exe = fs::read_symlink("/proc/self/exe").string();
+    if (const std::string why = host_name_problem(o.name); !why.empty())
+      throw std::invalid_argument(why + " (give --name)");
     if (o.work_dir.empty())
       o.work_dir = (fs::temp_directory_path() / ("trainvisor-host-" + o.name)).string();
     fs::create_directories(o.work_dir);
+    // The credential and the jobs' lease tokens live here.
+    fs::permissions(o.work_dir, fs::perms::owner_all);
+    if (o.credential_file.empty())
+      o.credential_file = (fs::path(o.work_dir) / "host-credential").string();
     std::vector<std::string> dirs = o.plugin_dirs;
     for (auto& d : default_plugin_dirs())
       dirs.push_back(std::move(d));
@@ -302,9 +310,12 @@ struct HostDaemon::Impl {
     const auto r = client.claim({o.name, capability});
     if (r.status() == 401 || r.status() == 403) {
       // No later poll can succeed: say so once and stop, rather than retry forever.
-      throw WorkerTokenRefused("worker token refused by the coordinator at " + o.coordinator_url +
-                               " (HTTP " + std::to_string(r.status()) + ": " + r.error().error +
-                               "); check --worker-token or TRAINVISOR_WORKER_TOKEN");
+      throw WorkerTokenRefused("host " + o.name + "'s credential refused by the coordinator at " +
+                               o.coordinator_url + " (HTTP " + std::to_string(r.status()) + ": " +
+                               r.error().error +
+                               "); an operator can enrol it again (trainvisor "
+                               "hosts enrol " +
+                               o.name + ") and give it with --credential-file");
     }
     if (!r) {
       throw std::runtime_error("claim refused (" + std::to_string(r.status()) +
@@ -333,7 +344,7 @@ struct HostDaemon::Impl {
   void supervise(RunningJob& job) {
     ConfigAgentOptions ao;
     ao.coordinator = http::ClientOptions{o.coordinator_url, o.ca_file, o.coordinator_timeout};
-    ao.worker_token = o.worker_token;
+    ao.host_credential = client.options().host_credential;
     ao.job_id = job.spec.id;
     ao.initial = job.spec.hyper;
     ao.lease_attempt = static_cast<std::uint64_t>(job.attempt);
@@ -678,8 +689,32 @@ struct HostDaemon::Impl {
       o.on_event({HostEvent::Kind::kConfig, l.job_id, l.job_name, l.message});
   }
 
+  // The credential every call carries (see host_daemon.hpp), enrolling once if need be; an
+  // unreachable coordinator is retried every poll. False when stopped first.
+  bool obtain_credential() {
+    if (!o.host_credential.empty()) {
+      client.set_host_credential(o.host_credential);
+      return true;
+    }
+    while (!stopping.load()) {
+      try {
+        client.set_host_credential(load_or_enrol_credential(o.name, o.credential_file, client));
+        return true;
+      } catch (const WorkerTokenRefused&) {
+        throw;
+      } catch (const std::exception& e) {
+        if (o.on_event)
+          o.on_event(
+              {HostEvent::Kind::kCoordinator, "", "", std::string("enrolment: ") + e.what()});
+        std::this_thread::sleep_for(o.poll_every);
+      }
+    }
+    return false;
+  }
+
   int run() {
     auto next_poll = Clock::now();
+    if (!obtain_credential()) return completed;
     adopt_orphans();
     while (true) {
       drain_agent_log();

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "spec_codec.hpp"
+#include "trainvisor/fleet/sha256.hpp"
 #include "trainvisor/fleet/store/connection.hpp"
 #include "trainvisor/fleet/store/transaction.hpp"
 
@@ -21,11 +22,12 @@ using store::Connection;
 using store::Statement;
 using store::Transaction;
 
-constexpr std::array<std::pair<QueueResult, std::string_view>, 4> kResultNames{{
+constexpr std::array<std::pair<QueueResult, std::string_view>, 5> kResultNames{{
     {QueueResult::kOk, "ok"},
     {QueueResult::kStaleLease, "stale_lease"},
     {QueueResult::kNotFound, "not_found"},
     {QueueResult::kWrongState, "wrong_state"},
+    {QueueResult::kNotHolder, "not_holder"},
 }};
 
 // Schema migrations: entry i takes user_version i to i + 1. Append only; never edit a shipped
@@ -144,6 +146,9 @@ ALTER TABLE jobs_v2 RENAME TO jobs;
 CREATE INDEX jobs_by_claim_order ON jobs (status, priority DESC, seq);
 CREATE INDEX jobs_by_lease ON jobs (status, lease_expires_ms);
 )sql",
+    // 3: lease_token holds the token's SHA-256. SQLite has no hash function: the stored tokens
+    // are hashed by JobQueue::Impl::hash_lease_tokens right after this (empty) step.
+    "-- 3: lease tokens hashed",
 }};
 
 // The spec columns, in the order SpecColumns and the job SELECTs use.
@@ -414,10 +419,12 @@ std::int64_t backoff_for(std::int64_t counted_failures, std::chrono::millisecond
   return std::llround(static_cast<double>(nominal) * jitter_factor());
 }
 
-bool tokens_equal(const std::string& stored, const std::string& given) {
-  // Constant time, like every secret the coordinator compares.
-  return !stored.empty() && stored.size() == given.size() &&
-         CRYPTO_memcmp(stored.data(), given.data(), stored.size()) == 0;
+// Whether `given` is the lease token whose digest is `stored`. Constant time, like every secret
+// the coordinator compares; an ended lease (no digest) matches nothing.
+bool lease_matches(const std::string& stored, const std::string& given) {
+  const std::string digest = sha256_hex(given);
+  return !stored.empty() && stored.size() == digest.size() &&
+         CRYPTO_memcmp(stored.data(), digest.data(), digest.size()) == 0;
 }
 
 bool is_sha256_hex(const std::string& s) {
@@ -443,6 +450,14 @@ struct LeaseState {
   std::int64_t max_attempts = 1;
   std::string artifact_digest;
 };
+
+// The check every lease call makes first, in its transaction: kOk when `token` is the job's
+// lease and `holder` (unless empty) the host that holds it.
+QueueResult lease_check(const LeaseState& s, const std::string& token, std::string_view holder) {
+  if (!lease_matches(s.token, token)) return QueueResult::kStaleLease;
+  if (!holder.empty() && holder != s.worker) return QueueResult::kNotHolder;
+  return QueueResult::kOk;
+}
 
 }  // namespace
 
@@ -487,10 +502,26 @@ struct JobQueue::Impl {
                        "; use a newer trainvisor");
     }
     if (version == kQueueSchemaVersion) return;  // the transaction rolls back: nothing written
-    for (auto v = version; v < kQueueSchemaVersion; ++v)
+    for (auto v = version; v < kQueueSchemaVersion; ++v) {
       db.exec(kMigrations[v]);
+      if (v + 1 == 3) hash_lease_tokens();
+    }
     db.exec("PRAGMA user_version=" + std::to_string(kQueueSchemaVersion));
     tx.commit();
+  }
+
+  // Schema 3: every stored lease token becomes its SHA-256, so a holder's token still matches.
+  void hash_lease_tokens() {
+    std::vector<std::pair<std::string, std::string>> tokens;
+    {
+      Statement st = db.prepare("SELECT id, lease_token FROM jobs WHERE lease_token IS NOT NULL");
+      while (st.step())
+        tokens.emplace_back(st.column_text(0), st.column_text(1));
+    }
+    for (const auto& [id, token] : tokens) {
+      Statement st = db.prepare("UPDATE jobs SET lease_token=? WHERE id=?");
+      st.bind_all(sha256_hex(token), id).run();
+    }
   }
 
   std::optional<HostPolicy> host_policy(const std::string& name) {
@@ -824,7 +855,7 @@ std::optional<Claim> JobQueue::claim_next(const std::string& worker,
         "cancel_requested=0, artifact_digest=NULL, updated_ms=? "
         "WHERE id=? AND status='pending'");
     st.bind_text(1, worker)
-        .bind_text(2, claim.lease_token)
+        .bind_text(2, sha256_hex(claim.lease_token))
         .bind_int(3, claim.lease_expires_ms)
         .bind_int(4, now)
         .bind_int(5, now)
@@ -853,14 +884,15 @@ std::optional<Claim> JobQueue::claim_next(const std::string& worker,
   return claim;
 }
 
-HeartbeatReply JobQueue::heartbeat(const std::string& job_id, const std::string& token) {
+HeartbeatReply JobQueue::heartbeat(const std::string& job_id, const std::string& token,
+                                   std::string_view holder) {
   std::lock_guard lock(impl_->mutex);
   auto& db = impl_->db;
   const UnixMillis now = impl_->now();
   Transaction tx(db);
   const auto s = impl_->lease_state(job_id);
   if (!s) return {QueueResult::kNotFound};
-  if (!tokens_equal(s->token, token)) return {QueueResult::kStaleLease};
+  if (const QueueResult r = lease_check(*s, token, holder); r != QueueResult::kOk) return {r};
   const bool held = s->status == JobStatus::kClaimed || s->status == JobStatus::kRunning;
   const bool cancelling = s->status == JobStatus::kCancelled && s->cancel_requested;
   if (!held && !cancelling) return {QueueResult::kWrongState};
@@ -874,14 +906,15 @@ HeartbeatReply JobQueue::heartbeat(const std::string& job_id, const std::string&
   return {QueueResult::kOk, cancelling, expires};
 }
 
-QueueResult JobQueue::mark_running(const std::string& job_id, const std::string& token) {
+QueueResult JobQueue::mark_running(const std::string& job_id, const std::string& token,
+                                   std::string_view holder) {
   std::lock_guard lock(impl_->mutex);
   auto& db = impl_->db;
   const UnixMillis now = impl_->now();
   Transaction tx(db);
   const auto s = impl_->lease_state(job_id);
   if (!s) return QueueResult::kNotFound;
-  if (!tokens_equal(s->token, token)) return QueueResult::kStaleLease;
+  if (const QueueResult r = lease_check(*s, token, holder); r != QueueResult::kOk) return r;
   if (s->status != JobStatus::kClaimed && s->status != JobStatus::kRunning) {
     return QueueResult::kWrongState;
   }
@@ -901,7 +934,7 @@ QueueResult JobQueue::mark_running(const std::string& job_id, const std::string&
 
 QueueResult JobQueue::complete(const std::string& job_id, const std::string& token,
                                std::optional<std::string> artifact_digest,
-                               std::optional<StopCause> stopped) {
+                               std::optional<StopCause> stopped, std::string_view holder) {
   if (artifact_digest && !is_sha256_hex(*artifact_digest)) {
     throw QueueError("complete job " + job_id + ": artifact digest " + in_quotes(*artifact_digest) +
                      " is not 64 lowercase hex digits (a sha256)");
@@ -912,7 +945,7 @@ QueueResult JobQueue::complete(const std::string& job_id, const std::string& tok
   Transaction tx(db);
   const auto s = impl_->lease_state(job_id);
   if (!s) return QueueResult::kNotFound;
-  if (!tokens_equal(s->token, token)) return QueueResult::kStaleLease;
+  if (const QueueResult r = lease_check(*s, token, holder); r != QueueResult::kOk) return r;
   const JobStatus ending = stopped ? JobStatus::kStopped : JobStatus::kCompleted;
   if (s->status == ending) {
     // A holder whose first reply was lost retries: the same completion is not an error.
@@ -943,14 +976,14 @@ QueueResult JobQueue::complete(const std::string& job_id, const std::string& tok
 }
 
 QueueResult JobQueue::fail(const std::string& job_id, const std::string& token,
-                           FailureClass failure, std::string_view reason) {
+                           FailureClass failure, std::string_view reason, std::string_view holder) {
   std::lock_guard lock(impl_->mutex);
   auto& db = impl_->db;
   const UnixMillis now = impl_->now();
   Transaction tx(db);
   const auto s = impl_->lease_state(job_id);
   if (!s) return QueueResult::kNotFound;
-  if (!tokens_equal(s->token, token)) return QueueResult::kStaleLease;
+  if (const QueueResult r = lease_check(*s, token, holder); r != QueueResult::kOk) return r;
   const std::string why =
       std::string(to_string(failure)) + " on " + s->worker + ": " + std::string(reason);
   if (s->status == JobStatus::kCancelled && s->cancel_requested) {
@@ -974,8 +1007,10 @@ QueueResult JobQueue::fail(const std::string& job_id, const std::string& token,
   } else if (failure == FailureClass::kHostLost) {
     impl_->lose(job_id, *s, now, why);
   } else {
-    impl_->finish(job_id, JobStatus::kCancelled, now, s->counted_failures, s->lost_count, failure,
-                  why);
+    throw QueueError("job " + job_id + ": '" + std::string(to_string(failure)) +
+                     "' ends a job only after an operator's cancel; a holder reports '" +
+                     std::string(to_string(FailureClass::kTrainerFailure)) + "' or '" +
+                     std::string(to_string(FailureClass::kHostLost)) + "'");
   }
   impl_->touch(s->worker, now);
   tx.commit();

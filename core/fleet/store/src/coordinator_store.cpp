@@ -1,6 +1,12 @@
 #include "trainvisor/fleet/coordinator_store.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
@@ -31,6 +37,23 @@ void refuse_old_layout(const fs::path& dir) {
       "older trainvisor on this directory");
 }
 
+// The database and its -wal and -shm owner-only: created 0600 before SQLite opens it (SQLite
+// gives the -wal and -shm the database file's mode), and made 0600 when an older build or a
+// wide umask left them readable by others.
+void make_owner_only(const std::string& db) {
+  const int fd = ::open(db.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    throw store::StoreError("coordinator store " + db + ": cannot open: " + std::strerror(errno));
+  ::close(fd);
+  for (const std::string& path : {db, db + "-wal", db + "-shm"}) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if ((st.st_mode & 0777) != 0600 && ::chmod(path.c_str(), 0600) != 0)
+      throw store::StoreError("coordinator store " + path +
+                              ": cannot make it owner-only: " + std::strerror(errno));
+  }
+}
+
 }  // namespace
 
 struct CoordinatorStore::Stores {
@@ -38,6 +61,7 @@ struct CoordinatorStore::Stores {
   JobQueue queue;
   ConfigHub config;
   TelemetryStore telemetry;
+  HostCredentials hosts;
 };
 
 CoordinatorStore::CoordinatorStore(std::unique_ptr<Stores> stores) : stores_(std::move(stores)) {}
@@ -49,11 +73,12 @@ CoordinatorStore CoordinatorStore::open(const std::string& data_dir, QueueOption
                                         TelemetryOptions telemetry_options) {
   refuse_old_layout(data_dir);
   const std::string path = (fs::path(data_dir) / kCoordinatorDatabase).string();
+  make_owner_only(path);
   try {
     // The queue first: it switches the new file to WAL and writes its schema version.
     return CoordinatorStore(std::make_unique<Stores>(
         Stores{path, JobQueue::open(path, queue_options), ConfigHub::open(path),
-               TelemetryStore::open(path, telemetry_options)}));
+               TelemetryStore::open(path, telemetry_options), HostCredentials::open(path)}));
   } catch (const store::StoreError&) {
     throw;
   } catch (const std::runtime_error& e) {
@@ -70,6 +95,9 @@ ConfigHub& CoordinatorStore::config() {
 }
 TelemetryStore& CoordinatorStore::telemetry() {
   return stores_->telemetry;
+}
+HostCredentials& CoordinatorStore::hosts() {
+  return stores_->hosts;
 }
 const std::string& CoordinatorStore::path() const {
   return stores_->path;

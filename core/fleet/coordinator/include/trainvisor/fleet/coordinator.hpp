@@ -4,9 +4,20 @@
 //
 // Tokens travel in X-Worker-Token / X-Operator-Token / X-Read-Token and are compared in constant
 // time; an unset token refuses every request that needs it. Reads (jobs, workers, configs, audit
-// log, telemetry, artifacts) take any of the three tokens unless reads are public; health is
-// always open (a liveness probe). A call from a holder whose lease was swept (or whose
-// job was requeued) gets 409: only the current holder can heartbeat, complete, fail or upload.
+// log, telemetry, artifacts) take any of the three tokens or a host credential unless reads are
+// public; health is always open (a liveness probe).
+//
+// Hosts: the worker token only enrols a host name (POST /v1/hosts/NAME/enrol, trust on first
+// use); every host call then carries the credential it got (X-Host-Credential: NAME:SECRET, kept
+// hashed in the database), and the coordinator takes the host from it, never from a body. A
+// lease is bound to the host that claimed it: heartbeat, running, complete, fail, upload,
+// telemetry, the config stream and policy writes from another host get 403 naming the holder;
+// a call from a holder whose lease was swept (or whose job was requeued) gets 409. A host writes
+// config only as one of the job's policies, and reports only trainer_failure or host_lost (or
+// acknowledges an operator's cancel): only an operator's cancel ends a job cancelled.
+//
+// Files: the data directory is made owner-only (0700) at start, with a line to on_error (or
+// stderr) when it was not, and the database files are 0600.
 // A write that meets a full disk (store::StorageFull, an artifact's ENOSPC) gets 507 "disk full:
 // WHAT writing METHOD PATH (FILE)" from every route; nothing of it is stored, reads go on, and
 // writes succeed again once space is freed, without a restart.
@@ -59,7 +70,8 @@ struct CoordinatorOptions {
     int close_every = 0;
   } stream_fault;
   // What the operator should read in the log: a background task that failed (a stale sweep),
-  // the manifest's warnings at start; default: a line on stderr.
+  // the manifest's warnings at start, a data directory whose mode was narrowed at start;
+  // default: a line on stderr.
   std::function<void(const std::string&)> on_error;
 };
 

@@ -42,7 +42,7 @@ namespace tv::fleet {
 
 struct ConfigAgentOptions {
   http::ClientOptions coordinator;
-  std::string worker_token;
+  std::string host_credential;  // "NAME:SECRET": the stream admits only the job's holder
   std::string job_id;
   plugin::ConfigView initial;  // the manifest's hyper: a new block's revision 1
   // The claim the block is for (shm::BlockLease): its attempt and the digest of its lease token

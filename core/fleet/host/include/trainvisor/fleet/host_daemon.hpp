@@ -23,8 +23,12 @@
 //   orphan_after, by when the coordinator has given the job to another host.
 // - A claim of a job requeued to start over (a new generation, ClaimReply::generation) empties
 //   the job's folder first: the trainer resumes only checkpoints of the claim's generation.
-// - A worker token the coordinator refuses (401/403) ends run() with WorkerTokenRefused: no
-//   later poll could succeed.
+// - Identity: every call carries this host's credential (X-Host-Credential). run() takes it from
+//   the options, else from credential_file, else enrols the host's name with the worker token
+//   (retrying while the coordinator cannot be reached) and keeps what it got in credential_file
+//   (0600). The work directory is made owner-only (0700): it holds the credential and leases.
+// - A worker token or credential the coordinator refuses (a claim's 401/403, a refused
+//   enrolment) ends run() with WorkerTokenRefused: no later poll could succeed.
 // - stop(): no more claims, every trainer gets SIGTERM (a checkpoint), jobs are handed back as
 //   host_lost, then run() returns.
 //
@@ -76,7 +80,9 @@ struct HostEvent {
 
 struct HostDaemonOptions {
   std::string coordinator_url;
-  std::string worker_token;
+  std::string worker_token;     // enrols this host when it has no credential yet
+  std::string host_credential;  // "NAME:SECRET"; empty: credential_file's, or enrol
+  std::string credential_file;  // default: work_dir/host-credential
   std::string ca_file;
   std::string name;         // the worker name (default: the hostname)
   int slots = 1;            // jobs run at once
@@ -99,7 +105,8 @@ struct HostDaemonOptions {
   bool exit_when_idle = false;  // return once no job is running and none can be claimed
 };
 
-// The coordinator refused the worker token; the message names the coordinator's URL.
+// The coordinator refused the worker token or this host's credential, or the credential file is
+// unusable; the message says which and what to do.
 class WorkerTokenRefused : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

@@ -13,12 +13,16 @@
 // claimers wins a job. The options' clock is called from the calling threads, so it must be
 // safe to call concurrently. A moved-from JobQueue may only be destroyed or assigned to.
 //
-// Leases: a claim returns a random lease token. heartbeat, mark_running, complete and fail must
-// present it; once the job has gone back to pending (stale sweep, a failure that retries,
+// Leases: a claim returns a random lease token; the queue stores only its SHA-256 (the holder
+// keeps the secret) and compares digests in constant time. heartbeat, mark_running, complete and
+// fail must present it; once the job has gone back to pending (stale sweep, a failure that retries,
 // requeue) the token is cleared and the old holder gets kStaleLease (HTTP 409). A lease lives until
 // the sweep runs, not until its expiry time: a late heartbeat before the sweep still extends it.
 // The token stays on a job that ends (completed, stopped, failed, cancelled) so that a retried
 // call from its holder is recognised (kOk for the same completion, kWrongState otherwise).
+// Each lease is bound to the worker that claimed it: a lease call that names its caller's host
+// (`holder`) is kNotHolder when another host holds the job, even with the right token. An empty
+// holder is not checked: an in-process caller that holds the lease itself.
 //
 // Generations: a requeue that starts over advances the job's generation, which every claim
 // carries; a host resumes a checkpoint only when it was written in the claim's generation, so a
@@ -57,7 +61,9 @@ namespace tv::fleet {
 using UnixMillis = std::int64_t;
 
 // The on-disk schema this build creates and understands (PRAGMA user_version).
-inline constexpr std::int64_t kQueueSchemaVersion = 2;
+// 3: lease tokens are stored as their SHA-256; opening a version 2 file hashes its tokens, so
+// in-flight leases survive the upgrade.
+inline constexpr std::int64_t kQueueSchemaVersion = 3;
 
 // JobStatus and FailureClass, with their names, are in job_status.hpp.
 // Throws QueueError naming `name` and the valid statuses when it is none of them.
@@ -69,6 +75,7 @@ enum class QueueResult {
   kStaleLease,  // the token is not the job's current one: the caller no longer holds the job
   kNotFound,    // no job (or worker) with that id
   kWrongState,  // the job exists and the token matches, but its status forbids the call
+  kNotHolder,   // the token matches, but the caller is not the host that holds the job
 };
 std::string_view to_string(QueueResult result);
 
@@ -117,7 +124,7 @@ struct Claim {
   JobSpec spec;
   std::int64_t attempt = 0;  // 1 for the first claim, counting every claim since the last requeue
   std::int64_t generation = 0;  // checkpoints of another generation must not be resumed
-  std::string lease_token;      // 32 hex digits (128 random bits)
+  std::string lease_token;      // 32 hex digits (128 random bits); stored only as its SHA-256
   UnixMillis lease_expires_ms = 0;
 };
 
@@ -218,20 +225,24 @@ class JobQueue {
                                   UnixMillis now);
 
   // Extends the lease (claimed, running, or cancelled-but-unanswered jobs).
-  HeartbeatReply heartbeat(const std::string& job_id, const std::string& token);
+  HeartbeatReply heartbeat(const std::string& job_id, const std::string& token,
+                           std::string_view holder = {});
   // claimed -> running (running -> running is kOk, so a retry is harmless).
-  QueueResult mark_running(const std::string& job_id, const std::string& token);
+  QueueResult mark_running(const std::string& job_id, const std::string& token,
+                           std::string_view holder = {});
   // claimed/running -> completed, or stopped when `stopped` says who ended it early.
   // `artifact_digest` must be 64 lowercase hex digits (QueueError otherwise). Repeating the same
   // completion is kOk.
   QueueResult complete(const std::string& job_id, const std::string& token,
                        std::optional<std::string> artifact_digest = std::nullopt,
-                       std::optional<StopCause> stopped = std::nullopt);
-  // claimed/running -> pending (with backoff), failed or cancelled by `failure` (see the top of
-  // this file). On a job the operator cancelled, any failure is the holder's acknowledgement:
-  // the job stays cancelled and cancel_requested clears.
+                       std::optional<StopCause> stopped = std::nullopt,
+                       std::string_view holder = {});
+  // claimed/running -> pending (with backoff) or failed by `failure` (see the top of this file).
+  // On a job the operator cancelled, any failure is the holder's acknowledgement: the job stays
+  // cancelled and cancel_requested clears. Only an operator's cancel ends a job cancelled:
+  // kCancelled on a job no operator cancelled throws QueueError, writing nothing.
   QueueResult fail(const std::string& job_id, const std::string& token, FailureClass failure,
-                   std::string_view reason);
+                   std::string_view reason, std::string_view holder = {});
 
   // Returns every claimed/running job whose lease expired at or before `now` to pending (or to
   // failed once lost 2 * max_attempts times), clearing its token. Returns their ids.

@@ -26,15 +26,20 @@
 //   subscribe, curve) is consistent against this process's writers (the mutex) only.
 //
 // Durability per table, on power loss (a crash of the process loses nothing committed):
-// - jobs, workers, hosts (the queue) and config_jobs, config_values, config_frozen,
+// - jobs, workers, hosts (the queue), host_credentials and config_jobs, config_values,
+// config_frozen,
 //   config_audit (the hub): synchronous=FULL: a commit is fsynced before the call returns, so
 //   an acknowledged claim, completion, config write or freeze survives.
 // - telemetry, telemetry_applied: synchronous=NORMAL: fsynced at checkpoints only, so the last
 //   batches may be lost (a gap at the end of a curve). The file stays consistent; the next
 //   FULL commit of another table makes earlier telemetry durable too (they share one WAL).
 //
-// Schema: PRAGMA user_version is the queue's schema version (kQueueSchemaVersion); the config
-// and telemetry tables are created when missing.
+// Schema: PRAGMA user_version is the queue's schema version (kQueueSchemaVersion); the host
+// credentials, config and telemetry tables are created when missing.
+//
+// Secrets: the file holds no secret a client could present: lease tokens and host credentials
+// are stored as their SHA-256. The file and its -wal/-shm are created owner-only (0600) and an
+// existing one is made so at open, since its contents still say who runs what.
 //
 // Old layout: a data directory that holds queue.sqlite, config.sqlite or telemetry.sqlite (the
 // layout before one file) and no coordinator.sqlite is refused, naming the files and what to
@@ -49,6 +54,7 @@
 #include <string>
 
 #include "trainvisor/fleet/config_hub.hpp"
+#include "trainvisor/fleet/host_credentials.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
 #include "trainvisor/fleet/store/store_error.hpp"
 #include "trainvisor/fleet/telemetry_store.hpp"
@@ -71,6 +77,7 @@ class CoordinatorStore {
   JobQueue& queue();
   ConfigHub& config();
   TelemetryStore& telemetry();
+  HostCredentials& hosts();
   const std::string& path() const;  // the database file
 
  private:

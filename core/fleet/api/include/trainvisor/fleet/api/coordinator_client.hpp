@@ -32,7 +32,8 @@ namespace tv::fleet::api {
 
 struct CoordinatorClientOptions {
   http::ClientOptions http;                // url, CA file, deadline per call
-  std::string worker_token;                // for worker calls
+  std::string worker_token;                // for a host's enrolment (enrol_self)
+  std::string host_credential;             // "NAME:SECRET": for a host's calls
   std::string operator_token;              // for operator calls
   std::string read_token;                  // for reads; any of the three tokens reads
   std::string operator_name = "operator";  // the human:NAME of an operator's config writes
@@ -50,8 +51,9 @@ class Reply {
   const T* operator->() const { return &*value_; }
   int status() const { return status_; }
   const ErrorReply& error() const { return error_; }
-  // The coordinator no longer counts the caller as the job's holder (swept, requeued, unknown).
-  bool lease_lost() const { return status_ == 409 || status_ == 404; }
+  // The coordinator does not count the caller as the job's holder (swept, requeued, unknown,
+  // another host's).
+  bool lease_lost() const { return status_ == 409 || status_ == 404 || status_ == 403; }
 
  private:
   Reply(int status, T value) : status_(status), value_(std::move(value)) {}
@@ -70,8 +72,13 @@ class CoordinatorClient {
   CoordinatorClient(CoordinatorClient&&) noexcept;
 
   const CoordinatorClientOptions& options() const;
+  // The credential host calls carry from now on: a host learns it at enrolment.
+  void set_host_credential(std::string credential);
 
-  // Worker calls (worker token).
+  // A credential for `host`, which has none yet (worker token; 409 once it has one).
+  Reply<EnrolReply> enrol_self(const std::string& host);
+
+  // Host calls (host credential; the coordinator takes the host from it).
   Reply<ClaimReply> claim(const ClaimRequest& request);
   Reply<HeartbeatReply> heartbeat(const std::string& job, const std::string& lease_token);
   Reply<Ok> mark_running(const std::string& job, const std::string& lease_token);
@@ -83,7 +90,8 @@ class CoordinatorClient {
                             const std::string& path, const std::string& sha256,
                             const std::string& lease_token);
 
-  // A config write: a policy's (request.policy set: worker token) or a human's (operator token).
+  // A config write: a policy's (request.policy set: host credential) or a human's (operator
+  // token).
   Reply<ConfigWriteReply> write_config(const std::string& job, const ConfigWriteRequest& request);
 
   // Operator calls (operator token).
@@ -93,6 +101,9 @@ class CoordinatorClient {
   Reply<std::vector<std::string>> freeze(const std::string& job, const std::string& prefix);
   Reply<std::vector<std::string>> unfreeze(const std::string& job, const std::string& prefix);
   Reply<ReloadReply> reload_manifest(bool dry_run);
+  // A new credential for `host`, replacing any earlier one; revoke makes it worthless.
+  Reply<EnrolReply> enrol(const std::string& host);
+  Reply<RevokeReply> revoke(const std::string& host);
 
   // Reads (no token).
   Reply<Health> health();
@@ -123,7 +134,7 @@ class ConfigStreamReader {
  public:
   // Connects and completes the upgrade. A refusal throws http::WebSocketRefused; an unreachable
   // coordinator std::runtime_error.
-  ConfigStreamReader(const http::ClientOptions& coordinator, const std::string& worker_token,
+  ConfigStreamReader(const http::ClientOptions& coordinator, const std::string& host_credential,
                      const std::string& job, std::uint64_t from_revision);
   ~ConfigStreamReader();
 

@@ -68,6 +68,21 @@ struct FailRequest {
   std::string reason;  // at most kMaxTextBytes (checked.hpp)
 };
 
+// POST kHostEnrol (the worker token for a new name, or an operator): the host's credential
+// "NAME:SECRET", shown this once (the coordinator keeps only its digest).
+struct EnrolReply {
+  std::string host;
+  std::string credential;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(EnrolReply, host, credential)
+
+// POST kHostRevoke (operator).
+struct RevokeReply {
+  std::string host;
+  bool revoked = true;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RevokeReply, host, revoked)
+
 // POST kJobRequeue (operator). An empty body starts over from step 0.
 struct RequeueRequest {
   bool from_checkpoint = false;  // resume from the checkpoint the next host finds

@@ -5,11 +5,15 @@
 // Who may call what (the coordinator enforces it, see coordinator.hpp):
 //   anyone:   health
 //   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
-//             config, config log, telemetry (read): the read, operator or worker token, or none
-//             where reads are public
-//   worker:   claim; heartbeat, running, complete, fail, upload (with the lease token); telemetry
-//             (from the job's holder); config stream; a config write as policy:NAME
-//   operator: cancel, requeue, freeze, unfreeze, manifest reload; a config write as human:NAME
+//             config, config log, telemetry (read): the read, operator or worker token, a host
+//             credential, or none where reads are public
+//   worker token: enrol a host name that has no credential yet (trust on first use)
+//   host (X-Host-Credential, the host named by it, never by a body): claim (as itself);
+//             heartbeat, running, complete, fail, upload (the job's holder, with the lease
+//             token); telemetry and config stream (the job's holder); a config write as
+//             policy:NAME (the job's holder, NAME one of the job's policies)
+//   operator: cancel, requeue, freeze, unfreeze, manifest reload, enrol (a new credential
+//             whatever the name's state), revoke; a config write as human:NAME
 #pragma once
 
 #include <initializer_list>
@@ -47,6 +51,8 @@ inline constexpr std::string_view kJobConfigUnfreeze = "/v1/job/{id}/config/unfr
 inline constexpr std::string_view kJobConfigLog = "/v1/job/{id}/config/log";  // ?after=&limit=
 inline constexpr std::string_view kJobTelemetry = "/v1/job/{id}/telemetry";   // ?max_points=N
 inline constexpr std::string_view kManifestReload = "/v1/manifest/reload";    // ?dry_run=1
+inline constexpr std::string_view kHostEnrol = "/v1/hosts/{name}/enrol";
+inline constexpr std::string_view kHostRevoke = "/v1/hosts/{name}/revoke";
 
 // Request headers, as clients send them (the server matches them case-insensitively).
 inline constexpr std::string_view kWorkerTokenHeader = "X-Worker-Token";
@@ -54,6 +60,8 @@ inline constexpr std::string_view kOperatorTokenHeader = "X-Operator-Token";
 inline constexpr std::string_view kReadTokenHeader = "X-Read-Token";
 inline constexpr std::string_view kOperatorNameHeader = "X-Operator-Name";
 inline constexpr std::string_view kLeaseTokenHeader = "X-Lease-Token";
+// A host's credential, "NAME:SECRET" as its enrolment returned it.
+inline constexpr std::string_view kHostCredentialHeader = "X-Host-Credential";
 inline constexpr std::string_view kContentSha256Header = "X-Content-SHA256";
 
 using Query = std::vector<std::pair<std::string, std::string>>;
