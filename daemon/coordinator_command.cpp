@@ -56,7 +56,18 @@ void add_coordinator_command(CLI::App& app) {
   cmd->add_option("--telemetry-keep", o->telemetry.keep_per_job,
                   "Telemetry points kept per job, the newest (default 100000, some 10 MB a job; "
                   "0 keeps every point): a longer curve loses its oldest points, and a read "
-                  "still thins it to the points asked for");
+                  "still thins it to the points asked for")
+      ->check(CLI::Validator(
+          [](const std::string& v) {
+            // Up to 18 digits: every such count fits the store's signed 64-bit integers.
+            return !v.empty() && v.size() <= 18 &&
+                           v.find_first_not_of("0123456789") == std::string::npos
+                       ? std::string()
+                       : "'" + v +
+                             "' is not a whole number of points under 10^18 (0 keeps every "
+                             "point)";
+          },
+          "N"));
   auto fault = std::make_shared<std::string>();
   cmd->add_option("--test-stream-fault", *fault,
                   "Test hook: lose every Nth config delta (skip:N) and drop each config stream "
