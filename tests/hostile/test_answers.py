@@ -2,7 +2,6 @@
 JSON body, get a 4xx reply whose body is valid UTF-8 JSON naming the problem, and the connection
 then serves the next request or is closed cleanly."""
 import json
-import socket
 
 import pytest
 
