@@ -68,12 +68,29 @@ void add_coordinator_command(CLI::App& app) {
                              "point)";
           },
           "N"));
+  auto head_s = std::make_shared<double>(10);
+  auto transfer_s = std::make_shared<double>(10);
+  cmd->add_option("--http-head-timeout", *head_s,
+                  "Seconds a request head (or a TLS handshake) may take from its first byte "
+                  "(default 10); a slower client is disconnected")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--http-transfer-timeout", *transfer_s,
+                  "Seconds a request body, a response or a config stream message may wait on "
+                  "the client (default 10); beyond it a transfer must average 1 KiB/s")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--http-max-connections", o->http.max_connections,
+                  "Connections open at once, in all (default 1024; more get 503)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--http-max-connections-per-peer", o->http.max_connections_per_peer,
+                  "Connections open at once from one IP address, loopback included (default 64)")
+      ->check(CLI::PositiveNumber);
   auto fault = std::make_shared<std::string>();
   cmd->add_option("--test-stream-fault", *fault,
                   "Test hook: lose every Nth config delta (skip:N) and drop each config stream "
                   "after M messages (close:M), e.g. skip:3,close:10")
       ->group("");  // hidden: for fault-injection tests only
-  cmd->callback([o, stale_s, sweep_s, fault, operator_token, worker_token, read_token] {
+  cmd->callback([o, stale_s, sweep_s, fault, operator_token, worker_token, read_token, head_s,
+                 transfer_s] {
     for (std::size_t pos = 0; pos < fault->size();) {
       const auto comma = fault->find(',', pos);
       const std::string part = fault->substr(pos, comma == std::string::npos ? comma : comma - pos);
@@ -103,6 +120,9 @@ void add_coordinator_command(CLI::App& app) {
     ::umask(077);
     o->queue.stale_after = std::chrono::milliseconds(static_cast<std::int64_t>(*stale_s * 1000));
     o->sweep_every = std::chrono::milliseconds(static_cast<std::int64_t>(*sweep_s * 1000));
+    o->http.head_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(*head_s * 1000));
+    o->http.transfer_timeout =
+        std::chrono::milliseconds(static_cast<std::int64_t>(*transfer_s * 1000));
     SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
     fleet::Coordinator coordinator(*o);
     std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),

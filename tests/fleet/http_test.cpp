@@ -12,6 +12,8 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -35,6 +37,18 @@ ClientOptions at(std::string url, std::string ca = {},
   o.ca_file = std::move(ca);
   o.timeout = timeout;
   return o;
+}
+
+// Reads until the server closes the connection.
+std::string read_all(boost::asio::ip::tcp::socket& s) {
+  std::string out;
+  boost::system::error_code ec;
+  char buf[4096];
+  while (std::size_t n = s.read_some(boost::asio::buffer(buf), ec)) {
+    out.append(buf, n);
+    if (ec) break;
+  }
+  return out;
 }
 
 std::vector<Route> routes(std::atomic<int>& hits) {
@@ -86,6 +100,13 @@ std::vector<Route> routes(std::atomic<int>& hits) {
        [](Request&, BodyStream*) -> Response {
          throw std::invalid_argument("job id 'x' is unknown");
        }},
+      {"GET", "/v1/bad-reply",
+       [](Request&, BodyStream*) {
+         Response r = Response::json(200, {{"ok", true}});
+         r.headers.emplace_back("X-Split", "a\r\nSet-Cookie: evil");
+         return r;
+       }},
+      {"GET", "/v1/throws-anything", [](Request&, BodyStream*) -> Response { throw 42; }},
   };
 }
 
@@ -104,12 +125,18 @@ class HttpTest : public ::testing::Test {
     boost::asio::ip::tcp::socket s(io);
     s.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
     boost::asio::write(s, boost::asio::buffer(bytes));
-    std::string out;
-    boost::system::error_code ec;
-    char buf[4096];
-    while (std::size_t n = s.read_some(boost::asio::buffer(buf), ec)) {
-      out.append(buf, n);
-      if (ec) break;
+    return read_all(s);
+  }
+  // The status codes of the responses in `raw` (each a head, then its Content-Length body).
+  static std::vector<int> statuses(std::string raw) {
+    std::vector<int> out;
+    while (!raw.empty()) {
+      const auto end = raw.find("\r\n\r\n");
+      if (end == std::string::npos) break;
+      out.push_back(std::stoi(raw.substr(9, 3)));
+      const auto cl = raw.find("Content-Length: ");
+      const std::size_t n = cl < end ? std::stoul(raw.substr(cl + 16)) : 0;
+      raw.erase(0, end + 4 + n);
     }
     return out;
   }
@@ -158,6 +185,70 @@ TEST_F(HttpTest, BadRequestsGetJsonErrors) {
   EXPECT_NE(garbage.find("malformed request"), std::string::npos) << garbage;
   // The server is still fine.
   EXPECT_EQ(Client(at(url_)).request("GET", "/v1/health").status, 200);
+}
+
+TEST_F(HttpTest, AmbiguousFramingGetsOneReplyAndTheBodyIsNeverARequest) {
+  const std::string inner =
+      "POST /v1/echo/in/x/ner HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+  const std::string chunked_inner = "0\r\n\r\n" + inner;
+  const std::string head = "POST /v1/echo/a/x/b HTTP/1.1\r\nHost: x\r\n";
+  const std::string n = std::to_string(chunked_inner.size());
+  const std::vector<std::pair<std::string, int>> cases = {
+      {head + "Transfer-Encoding: gzip\r\n\r\n" + inner, 501},
+      {head + "Transfer-Encoding: chunked, identity\r\n\r\n" + inner, 400},
+      {head + "Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked_inner, 501},
+      {head + "Transfer-Encoding : chunked\r\n\r\n" + chunked_inner, 400},
+      {head + "Transfer-Encoding: chunked\r\nContent-Length: " + n + "\r\n\r\n" + chunked_inner,
+       400},
+      {head + "Content-Length: " + n + "\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_inner,
+       400},
+      {head + "Content-Length: 0\r\nContent-Length: 0\r\n\r\n" + inner, 400},
+      {"POST /v1/echo/a/x/b HTTP/1.1\r\nContent-Length: 0\r\n\r\n" + inner, 400},
+      {"POST /v1/echo/a/x/b HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_inner, 400},
+      {"POST /v1/echo/a/x/b HTTP/1.1\nHost: x\nContent-Length: 0\n\n" + inner, 400},
+      {"POST /v1/echo/a/x/b HTTP/3.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n" + inner, 400},
+  };
+  for (const auto& [request, status] : cases) {
+    const std::string reply = raw(request);  // returns once the server closed the connection
+    EXPECT_EQ(statuses(reply), std::vector<int>{status}) << request << "\n---\n" << reply;
+  }
+  EXPECT_EQ(hits_.load(), 0);  // neither the outer nor the hidden request reached the handler
+  // A well-framed chunked body is fine.
+  const std::string good = raw(head + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+                               "2\r\n{}\r\n0\r\n\r\n");
+  EXPECT_EQ(statuses(good), std::vector<int>{200}) << good;
+}
+
+TEST_F(HttpTest, EveryRequestGetsAValidJsonAnswer) {
+  const std::string bad_path =
+      raw("GET /v1/\xff\xfe%C3%28 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(statuses(bad_path), std::vector<int>{404}) << bad_path;
+  const auto body = nlohmann::json::parse(bad_path.substr(bad_path.find("\r\n\r\n") + 4));
+  EXPECT_EQ(body["error"], "no such endpoint: GET /v1/\\xff\\xfe\\xc3(");
+  const std::string bad_json =
+      raw("POST /v1/echo/a/x/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+          "Content-Length: 11\r\n\r\n{\"k\": \"\xff\xfe\"}");
+  ASSERT_EQ(statuses(bad_json), std::vector<int>{400}) << bad_json;
+  EXPECT_THAT(bad_json, HasSubstr("malformed JSON"));
+  EXPECT_NO_THROW(nlohmann::json::parse(bad_json.substr(bad_json.find("\r\n\r\n") + 4)).dump());
+  Client c(at(url_));
+  Response r = c.request("GET", "/v1/bad-reply");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.json_body()["error"], "the reply could not be sent: header 'X-Split'");
+  r = c.request("GET", "/v1/throws-anything");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.json_body()["error"], "the handler failed");
+}
+
+TEST(HttpResponse, TextThatIsNotUtf8NeverThrows) {
+  const std::string bytes = "a\xff\xc3\x28\xed\xa0\x80\xf4\x90\x80\x80 ok \xe2\x82\xac";
+  Response e;
+  ASSERT_NO_THROW(e = Response::error(400, bytes));
+  EXPECT_EQ(e.json_body()["error"],
+            "a\\xff\\xc3(\\xed\\xa0\\x80\\xf4\\x90\\x80\\x80 ok \xe2\x82\xac");
+  Response j;
+  ASSERT_NO_THROW(j = Response::json(200, {{"v", bytes}}));
+  EXPECT_NO_THROW(j.json_body().dump());
 }
 
 TEST_F(HttpTest, StreamsBodiesBothWays) {
@@ -212,13 +303,7 @@ TEST_F(HttpTest, ASizedBodyIsReadWholeOrReportedCutShort) {
                                             "Content-Length: 100000\r\n\r\n" +
                                             body));
   s.shutdown(boost::asio::ip::tcp::socket::shutdown_send);
-  std::string reply;
-  boost::system::error_code ec;
-  char buf[4096];
-  while (std::size_t n = s.read_some(boost::asio::buffer(buf), ec)) {
-    reply.append(buf, n);
-    if (ec) break;
-  }
+  const std::string reply = read_all(s);
   EXPECT_THAT(reply, HasSubstr("HTTP/1.1 500"));
   EXPECT_THAT(reply, HasSubstr("reading the request body: partial message"));
 }
@@ -325,6 +410,152 @@ TEST(HttpServer, AnIdleConnectionIsClosedAfterTheIdleTimeout) {
   EXPECT_EQ(ec, boost::asio::error::eof);
   Client client(at("http://127.0.0.1:" + std::to_string(server.port())));
   EXPECT_EQ(client.request("GET", "/v1/health").status, 200);  // a busy client is unaffected
+}
+
+// Milliseconds until the server closes `s` (it becomes readable with nothing more to read); -1
+// when it stays open for `limit_ms`.
+long long ms_until_closed(boost::asio::ip::tcp::socket& s, int limit_ms) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto spent = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 t0)
+        .count();
+  };
+  char buf[4096];
+  while (true) {
+    pollfd p{s.native_handle(), POLLIN, 0};
+    if (spent() >= limit_ms || ::poll(&p, 1, static_cast<int>(limit_ms - spent())) != 1) return -1;
+    boost::system::error_code ec;
+    s.read_some(boost::asio::buffer(buf), ec);
+    if (ec) return spent();
+  }
+}
+
+TEST(HttpServer, SlowHeadsAndBodiesAreCutOffByTheirDeadlines) {
+  std::atomic<int> hits{0};
+  ServerOptions o;
+  o.head_timeout = std::chrono::milliseconds(300);
+  o.transfer_timeout = std::chrono::milliseconds(300);
+  Server server(o, routes(hits));
+  boost::asio::io_context io;
+  const boost::asio::ip::tcp::endpoint ep{boost::asio::ip::make_address("127.0.0.1"),
+                                          server.port()};
+  boost::asio::ip::tcp::socket head(io), body(io);
+  head.connect(ep);
+  body.connect(ep);
+  boost::asio::write(head, boost::asio::buffer(std::string("GET /v1/hea")));
+  boost::asio::write(body,
+                     boost::asio::buffer(std::string("POST /v1/echo/a/x/b HTTP/1.1\r\nHost: x\r\n"
+                                                     "Content-Length: 100\r\n\r\n{")));
+  EXPECT_GE(ms_until_closed(head, 20000), 0) << "a head that never ends kept its connection";
+  EXPECT_GE(ms_until_closed(body, 20000), 0) << "a body that never ends kept its connection";
+  EXPECT_EQ(hits.load(), 0);
+  // A streamed body that stalls fails its handler's read.
+  boost::asio::ip::tcp::socket upload(io);
+  upload.connect(ep);
+  boost::asio::write(upload, boost::asio::buffer(std::string("PUT /v1/blob HTTP/1.1\r\nHost: x\r\n"
+                                                             "Content-Length: 100\r\n\r\nabc")));
+  const std::string reply = read_all(upload);
+  EXPECT_THAT(reply, HasSubstr("HTTP/1.1 500"));
+  EXPECT_THAT(reply, HasSubstr("reading the request body: it arrived more slowly than"));
+  Client client(at("http://127.0.0.1:" + std::to_string(server.port())));
+  EXPECT_EQ(client.request("GET", "/v1/health").status, 200);
+}
+
+TEST(HttpServer, OnePeerGetsNoMoreThanItsShareOfConnections) {
+  std::atomic<int> hits{0};
+  ServerOptions o;
+  o.max_connections_per_peer = 3;
+  Server server(o, routes(hits));
+  boost::asio::io_context io;
+  const boost::asio::ip::tcp::endpoint ep{boost::asio::ip::make_address("127.0.0.1"),
+                                          server.port()};
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::socket>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_unique<boost::asio::ip::tcp::socket>(io));
+    held.back()->connect(ep);
+  }
+  boost::asio::ip::tcp::socket extra(io);
+  extra.connect(ep);
+  const std::string reply = read_all(extra);
+  EXPECT_THAT(reply, HasSubstr("HTTP/1.1 503"));
+  EXPECT_THAT(reply, HasSubstr("too many connections from 127.0.0.1 (3)"));
+  held.pop_back();  // a place comes free
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int status = 0;
+  while (status != 200 && std::chrono::steady_clock::now() < deadline) {
+    status = Client(at("http://127.0.0.1:" + std::to_string(server.port())))
+                 .request("GET", "/v1/health")
+                 .status;
+  }
+  EXPECT_EQ(status, 200);
+}
+
+TEST(HttpServer, AWebSocketSessionAnswersPingsAndCutsOffAClientThatDoesNotRead) {
+  std::atomic<int> sessions_ended{0};
+  std::vector<Route> r{{"GET", "/v1/stream",
+                        [](Request&, BodyStream*) {
+                          Response ok;
+                          ok.status = 101;
+                          return ok;
+                        },
+                        false,
+                        [&](const Request& req, WebSocketSession& ws) {
+                          const bool big = req.query.count("big") > 0;
+                          const std::string message(big ? 16 * 1024 : 8, 'm');
+                          try {
+                            while (ws.open()) {
+                              ws.send(message);
+                              std::this_thread::sleep_for(std::chrono::milliseconds(big ? 1 : 20));
+                            }
+                          } catch (const std::runtime_error&) {
+                          }
+                          ++sessions_ended;
+                        }}};
+  ServerOptions o;
+  o.transfer_timeout = std::chrono::milliseconds(500);
+  o.max_websocket_queue_bytes = 256 * 1024;
+  Server server(o, r);
+  namespace bws = boost::beast::websocket;
+  boost::asio::io_context io;
+  const boost::asio::ip::tcp::endpoint ep{boost::asio::ip::make_address("127.0.0.1"),
+                                          server.port()};
+  bws::stream<boost::asio::ip::tcp::socket> ws(io);
+  ws.next_layer().connect(ep);
+  ws.handshake("127.0.0.1", "/v1/stream");
+  bool ponged = false;
+  ws.control_callback([&](bws::frame_type kind, boost::beast::string_view payload) {
+    if (kind == bws::frame_type::pong && payload == "hi") ponged = true;
+  });
+  boost::beast::flat_buffer b;
+  ws.read(b);
+  ws.ping("hi");
+  for (int i = 0; i < 10; ++i) {  // messages keep coming after the ping
+    b.clear();
+    ws.read(b);
+  }
+  EXPECT_TRUE(ponged);
+  ws.pong("unasked");
+  for (int i = 0; i < 5; ++i) {
+    b.clear();
+    ws.read(b);
+  }
+  // A client that never reads, with a small receive buffer.
+  boost::asio::ip::tcp::socket raw_socket(io);
+  raw_socket.open(boost::asio::ip::tcp::v4());
+  raw_socket.set_option(boost::asio::socket_base::receive_buffer_size(4096));
+  bws::stream<boost::asio::ip::tcp::socket> stuck(std::move(raw_socket));
+  stuck.next_layer().connect(ep);
+  stuck.handshake("127.0.0.1", "/v1/stream?big=1");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (sessions_ended.load() < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(sessions_ended.load(), 1) << "the client that does not read was not cut off";
+  for (int i = 0; i < 5; ++i) {  // the reading client was not held back
+    b.clear();
+    ws.read(b);
+  }
+  ws.close(bws::close_code::normal);
 }
 
 TEST(HttpServer, StopReturnsWhileKeptAliveClientsAreMidRequest) {

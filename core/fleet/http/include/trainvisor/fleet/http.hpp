@@ -1,19 +1,38 @@
 // A small HTTP/1.1 server and client on Boost.Beast, for the coordinator's API and the programs
 // that talk to it (host daemons, the operator CLI).
 //
-// Server: one acceptor thread and one thread per connection (bounded), synchronous Beast I/O,
-// keep-alive, optional TLS (Asio SSL). Routes match "METHOD /path/{param}/..." patterns. A request
-// body is read whole up to max_body_bytes (413 beyond), except for routes declared streamed, whose
-// handler pulls the body through a BodyStream so an upload never sits in memory. A header block
-// over max_header_bytes gets 431, a malformed request 400, an unknown path 404, a known path with
-// another method 405: each a JSON error {"error": reason, "status": code}.
+// Server: asynchronous Beast I/O on one io_context run by a few threads (io_threads), so an idle
+// or slow connection costs a socket and a little memory, never a thread. Every wait has a
+// deadline: a request head must arrive whole within head_timeout of its first byte (and a TLS
+// handshake within head_timeout), a body and a response move at least min_transfer_rate bytes/s
+// after a grace of transfer_timeout (and no single wait lasts longer), and a kept-alive connection
+// waits idle_timeout for its next request. Connections are capped in all (max_connections) and
+// per remote address (max_connections_per_peer, loopback included); a refused connection gets a
+// 503 saying why (plain HTTP) or is closed at once (TLS).
+//
+// Handlers are synchronous and may block (SQLite): they run on a fixed pool of handler_threads,
+// never on an I/O thread. A request body is read whole before its handler runs, up to
+// max_body_bytes (413 beyond), except for routes declared streamed, whose handler pulls the body
+// through a BodyStream so an upload never sits in memory; each read blocks the handler's thread
+// under the same deadlines. Routes match "METHOD /path/{param}/..." patterns.
+//
+// Framing is strict (RFC 9112): a Transfer-Encoding other than "chunked" (501), Transfer-Encoding
+// with Content-Length, repeated Content-Length, HTTP/1.1 without Host, and what Beast refuses
+// (400); after any such reply the connection is closed, so a body is never read as a request. A
+// header block over max_header_bytes gets 431, an unknown path 404, a known path with another
+// method 405. Every request gets an answer: errors are JSON {"error": reason, "status": code},
+// valid UTF-8 whatever the client sent (other bytes show as \xNN), and a handler whose reply
+// cannot be sent is answered 500.
 //
 // WebSocket routes (Route::session set) take a GET with an upgrade: the route's handler runs
 // first as the admission check (any status but 101 refuses the upgrade with that reply), then the
-// session runs on the connection's thread until it returns. The protocol is server-push: the
-// server sends text messages; a client sends only its close.
+// session function runs on a thread of its own (at most max_websocket_sessions at once, 503
+// beyond) until it returns. The protocol is server-push: the server sends text messages, queued
+// and written by the I/O threads under write deadlines; pings from the client are answered and
+// its pongs ignored; a data frame from it ends the session; a client that does not read (more
+// than max_websocket_queue_bytes waiting, or a write stalled past transfer_timeout) is cut off.
 //
-// Thread-safety: handlers run concurrently on connection threads; they must be thread-safe. A
+// Thread-safety: handlers run concurrently on the handler pool; they must be thread-safe. A
 // Client is one connection and belongs to one thread.
 #pragma once
 
@@ -63,14 +82,16 @@ class BodyStream {
   virtual std::optional<std::uint64_t> content_length() const = 0;
 };
 
-// The server's end of an accepted WebSocket, owned by the session's thread.
+// The server's end of an accepted WebSocket, used by the session's thread.
 class WebSocketSession {
  public:
   virtual ~WebSocketSession() = default;
-  // Sends one text message. Throws std::runtime_error when the connection broke.
+  // Queues one text message for the I/O threads to send; does not wait for the client. Throws
+  // std::runtime_error when the connection is closed or broke, or the client reads so slowly that
+  // the queue would exceed max_websocket_queue_bytes (the connection is then cut off).
   virtual void send(const std::string& text) = 0;
-  // False once the client closed the connection (or sent anything, which it must not) or the
-  // server is stopping; the session should return then.
+  // False once the client closed the connection (or sent a data frame, which it must not), it
+  // was cut off, or the server is stopping; the session should return then.
   virtual bool open() = 0;
 };
 
@@ -87,18 +108,29 @@ struct ServerOptions {
   std::uint16_t port = 0;  // 0: any free port (see Server::port)
   std::size_t max_body_bytes = 1 << 20;
   std::uint32_t max_header_bytes = 16 * 1024;
-  std::size_t max_connections = 512;
+  std::size_t max_connections = 1024;         // in all; the process's open-file limit is raised
+  std::size_t max_connections_per_peer = 64;  // from one remote IP address (loopback included)
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};  // between requests
-  std::string tls_cert_file;                                         // both set: HTTPS
+  std::chrono::milliseconds head_timeout{std::chrono::seconds(10)};  // from a head's first byte
+  // Bodies and responses: no wait for the peer lasts longer than transfer_timeout, and beyond
+  // that grace the transfer averages at least min_transfer_rate bytes per second.
+  std::chrono::milliseconds transfer_timeout{std::chrono::seconds(10)};
+  std::uint64_t min_transfer_rate = 1024;
+  std::size_t io_threads = 2;
+  std::size_t handler_threads = 16;
+  std::size_t max_websocket_sessions = 128;
+  std::size_t max_websocket_queue_bytes = 4 << 20;
+  std::string tls_cert_file;  // both set: HTTPS
   std::string tls_key_file;
 };
 
 class Server {
  public:
-  // Binds and starts serving. Throws std::runtime_error naming the address when it cannot bind
-  // or the TLS files cannot be used.
+  // Binds and starts serving (raising the process's soft open-file limit to its hard limit).
+  // Throws std::runtime_error naming the address when it cannot bind or the TLS files cannot be
+  // used.
   Server(ServerOptions options, std::vector<Route> routes);
-  ~Server();  // stops and joins every connection thread
+  ~Server();  // stops: closes every connection and joins every thread
   std::uint16_t port() const noexcept;
   void stop();
 

@@ -1,0 +1,192 @@
+// The server's end of an accepted WebSocket (server-push): messages from the session's thread are
+// queued and written by the stream's executor, one at a time, each under a write deadline; the
+// client's frames are read all along, so its pings are answered and its pongs ignored by the
+// stream itself, while a data frame or a close ends the session. A client that reads too slowly
+// (the queue over its bound, or a write stalled past its deadline) is cut off: its socket closed.
+// Private to tv_http; the fuzz target drives it over an in-memory stream.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "beast.hpp"
+#include "trainvisor/fleet/http.hpp"
+
+namespace tv::http {
+
+struct WsLimits {
+  std::size_t max_queue_bytes = 4 << 20;
+  std::chrono::milliseconds write_timeout{10000};
+  std::size_t max_message_bytes = 64 * 1024;  // a client's frame (it should send none)
+};
+
+template <class WsStream>
+class WsSession final : public WebSocketSession,
+                        public std::enable_shared_from_this<WsSession<WsStream>> {
+ public:
+  // `owner` keeps `ws` alive while an operation of the session may still run.
+  WsSession(WsStream& ws, std::shared_ptr<void> owner, WsLimits limits,
+            const std::atomic<bool>& stopping)
+      : ws_(ws),
+        owner_(std::move(owner)),
+        limits_(limits),
+        stopping_(stopping),
+        write_timer_(ws.get_executor()),
+        close_timer_(ws.get_executor()) {}
+
+  // On the stream's executor: starts reading the client's frames.
+  void start() {
+    ws_.read_message_max(limits_.max_message_bytes);
+    read();
+  }
+
+  void send(const std::string& text) override {
+    {
+      std::lock_guard lock(mu_);
+      if (closed_ || stopping_.load()) throw std::runtime_error("websocket: closed" + why());
+      if (queued_bytes_ + text.size() > limits_.max_queue_bytes) {
+        end_locked("the client does not read: " + std::to_string(queued_bytes_) +
+                   " bytes wait to be sent");
+        post([self = this->shared_from_this()] { self->cut(); });
+        throw std::runtime_error("websocket: closed" + why());
+      }
+      queue_.push_back(text);
+      queued_bytes_ += text.size();
+      if (writing_) return;
+      writing_ = true;
+    }
+    post([self = this->shared_from_this()] { self->write_next(); });
+  }
+
+  bool open() override {
+    std::lock_guard lock(mu_);
+    return !closed_ && !stopping_.load();
+  }
+
+  // Once the session's function has returned: sends what is queued, then the close handshake
+  // (under the write deadline), unless the connection is already over.
+  void finish() {
+    post([self = this->shared_from_this()] {
+      std::unique_lock lock(self->mu_);
+      self->finishing_ = true;
+      if (self->closed_ || self->writing_) return;  // the last write closes
+      lock.unlock();
+      self->close(ws::close_code::normal);
+    });
+  }
+
+  // Why the session ended, empty while it is open.
+  std::string reason() const {
+    std::lock_guard lock(mu_);
+    return reason_;
+  }
+
+ private:
+  template <class F>
+  void post(F f) {
+    asio::post(ws_.get_executor(), std::move(f));
+  }
+
+  std::string why() const { return reason_.empty() ? "" : ": " + reason_; }
+
+  void end_locked(const std::string& reason) {
+    if (!closed_) reason_ = reason;
+    closed_ = true;
+  }
+  void end(const std::string& reason) {
+    std::lock_guard lock(mu_);
+    end_locked(reason);
+  }
+
+  void read() {
+    ws_.async_read(in_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->in_.clear();
+      if (ec)
+        return self->end(ec == ws::error::closed ? "the client closed the connection"
+                                                 : ec.message());
+      // The protocol is server-push: a client's message is a client that does not speak it.
+      self->end("the client sent a data frame");
+      self->close(ws::close_code::policy_error);
+    });
+  }
+
+  void write_next() {
+    enum { kIdle, kWrite, kClose } next = kIdle;
+    {
+      std::lock_guard lock(mu_);
+      if (!closed_ && !queue_.empty()) {
+        current_ = std::move(queue_.front());
+        queue_.pop_front();
+        next = kWrite;
+      } else {
+        writing_ = false;
+        if (!closed_ && finishing_) next = kClose;
+      }
+    }
+    if (next == kClose) return close(ws::close_code::normal);
+    if (next == kIdle) return;
+    arm(write_timer_, "a message was not taken within ");
+    ws_.text(true);
+    ws_.async_write(asio::buffer(current_),
+                    [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->write_timer_.cancel();
+                      {
+                        std::lock_guard lock(self->mu_);
+                        self->queued_bytes_ -= self->current_.size();
+                        self->current_.clear();
+                        if (ec) self->end_locked("sending: " + ec.message());
+                      }
+                      self->write_next();
+                    });
+  }
+
+  void close(ws::close_code code) {
+    end("the session ended");
+    arm(close_timer_, "the close was not answered within ");
+    ws_.async_close(code, [self = this->shared_from_this()](beast::error_code) {
+      self->close_timer_.cancel();
+    });
+  }
+
+  // The deadline of the write or close now starting: past it, the client is cut off.
+  void arm(asio::steady_timer& timer, const char* what) {
+    timer.expires_after(limits_.write_timeout);
+    timer.async_wait([self = this->shared_from_this(), what](beast::error_code ec) {
+      if (ec) return;  // cancelled: the operation ended in time
+      self->end(what + std::to_string(self->limits_.write_timeout.count()) + " ms");
+      self->cut();
+    });
+  }
+
+  // An abortive close (a reset) where the stream is a socket: the bytes the client never took
+  // are dropped now rather than kept by the kernel for a reader that will not come.
+  void cut() {
+    auto& lowest = beast::get_lowest_layer(ws_);
+    if constexpr (requires { lowest.socket(); }) {
+      beast::error_code ec;
+      lowest.socket().set_option(asio::socket_base::linger(true, 0), ec);
+    }
+    lowest.close();
+  }
+
+  WsStream& ws_;
+  std::shared_ptr<void> owner_;
+  const WsLimits limits_;
+  const std::atomic<bool>& stopping_;
+  asio::steady_timer write_timer_;
+  asio::steady_timer close_timer_;
+  beast::flat_buffer in_;
+  mutable std::mutex mu_;  // guards what follows (send() runs on the session's thread)
+  std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;
+  std::string current_;
+  bool writing_ = false;
+  bool finishing_ = false;
+  bool closed_ = false;
+  std::string reason_;
+};
+
+}  // namespace tv::http
