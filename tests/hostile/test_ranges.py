@@ -33,7 +33,7 @@ def jobs(c):
 def claim(c, worker="h1", capability='{"cores":2,"ram_gib":4.0}'):
     return c.worker("POST", "/v1/job/claim",
                     '{"worker":%s,"capability":%s}' % (json.dumps(worker), capability),
-                    {"Content-Type": "application/json"})
+                    {"Content-Type": "application/json"}, host=worker)
 
 
 def test_out_of_range_capabilities_are_refused_and_nothing_is_claimed(coordinator):

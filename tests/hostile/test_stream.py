@@ -81,15 +81,20 @@ class WebSocket:
         self.sock.close()
 
 
-def job_id(c, name):
-    status, body = c.request("GET", f"/v1/jobs/{name}")
-    assert status == 200, body
-    return body["spec"]["id"]
+HOST = "stream-host"
+
+
+def claimed_job(c):
+    """A job the test's host holds: only a job's holder may open its stream."""
+    status, body = c.worker("POST", "/v1/job/claim",
+                            {"worker": HOST, "capability": {"cores": 64, "ram_gib": 64.0}})
+    assert status == 200 and body["job"] is not None, body
+    return body["job"]["id"]
 
 
 def open_stream(c, job, rcvbuf=None):
     return WebSocket(c, f"/v1/job/{job}/config/stream?from=0",
-                     {"X-Worker-Token": c.worker_token}, rcvbuf)
+                     {"X-Host-Credential": c.enrol(HOST)}, rcvbuf)
 
 
 def write_config(c, job, value, writes=None):
@@ -109,7 +114,7 @@ def is_delta(revision):
 
 
 def test_a_ping_or_a_pong_does_not_freeze_the_stream(coordinator):
-    job = job_id(coordinator, "alpha")
+    job = claimed_job(coordinator)
     ws = open_stream(coordinator, job)
     try:
         op, payload = ws.frame()
@@ -147,8 +152,9 @@ TCP_CLOSE = 7
 
 
 def test_a_client_that_never_reads_is_cut_off_and_holds_back_no_other(procs, tmp):
-    c = start_coordinator(procs, tmp, extra_args=("--http-transfer-timeout", "2"))
-    job = job_id(c, "alpha")
+    c = start_coordinator(procs, tmp,
+                          extra_args=("--http-transfer-timeout", "2", "--stale-after", "600"))
+    job = claimed_job(c)
     stuck = open_stream(c, job, rcvbuf=4096)  # reads nothing after the upgrade
     good = open_stream(c, job)
     received = []

@@ -2,6 +2,7 @@
 or refused; free text (reasons) is bounded, refused beyond with nothing stored; and whatever
 stored text the CLI prints reaches the terminal with its control characters escaped."""
 import json
+import urllib.parse
 
 EVIL = "evil\n\x1b[2J\x1b]0;owned\x07\r\x9b31m"
 
@@ -36,7 +37,15 @@ def assert_clean(output, rows=None):
 
 def test_hostile_worker_names_are_refused(coordinator):
     for name in (EVIL, "a b", "-rf", ".hidden", "x" * 65, "x" * 500_000, ""):
-        status, body = claim(coordinator, name)
+        # Neither enrolled under that name ...
+        status, body = coordinator.request(
+            "POST", "/v1/hosts/%s/enrol" % urllib.parse.quote(name, safe=""), {},
+            {"X-Worker-Token": coordinator.worker_token})
+        assert status in (400, 404, 413, 431), (name[:80], status, body)
+        # ... nor named in a claim by an enrolled host.
+        status, body = coordinator.worker("POST", "/v1/job/claim",
+                                          {"worker": name, "capability": {"cores": 2}},
+                                          host="probe")
         assert status in (400, 413), (name[:80], status, body)
         assert status == 413 or "worker" in error_of(body), body
     assert workers(coordinator) == []
