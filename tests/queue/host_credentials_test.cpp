@@ -79,7 +79,7 @@ TEST_F(HostCredentialsTest, SurvivesAReopenAndTheFileHoldsNoSecret) {
 TEST_F(HostCredentialsTest, RefusesNamesThatCannotNameAHost) {
   auto h = HostCredentials::open(path());
   for (const std::string& bad : std::vector<std::string>{"", "a:b", "a/b", "line\nbreak",
-                                                        "\x1b[31mred", std::string(129, 'a')}) {
+                                                         "\x1b[31mred", std::string(129, 'a')}) {
     EXPECT_THROW(h.enrol_new(bad, 1), std::invalid_argument) << bad;
     EXPECT_THROW(h.reissue(bad, 1), std::invalid_argument) << bad;
   }
