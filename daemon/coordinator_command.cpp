@@ -12,6 +12,56 @@
 #include "trainvisor/fleet/manifest.hpp"
 
 namespace tv::cli {
+namespace {
+
+// --test-stream-fault's "skip:N,close:M" into the options' stream fault.
+void parse_stream_fault(const std::string& fault, fleet::CoordinatorOptions& o) {
+  for (std::size_t pos = 0; pos < fault.size();) {
+    const auto comma = fault.find(',', pos);
+    const std::string part = fault.substr(pos, comma == std::string::npos ? comma : comma - pos);
+    pos = comma == std::string::npos ? fault.size() : comma + 1;
+    const auto colon = part.find(':');
+    int n = 0;
+    try {
+      n = colon == std::string::npos ? 0 : std::stoi(part.substr(colon + 1));
+    } catch (const std::exception&) {
+    }
+    if (n <= 0 || (part.compare(0, colon, "skip") != 0 && part.compare(0, colon, "close") != 0))
+      throw std::invalid_argument("--test-stream-fault '" + part +
+                                  "': expected skip:N or close:N with N >= 1");
+    (part.compare(0, colon, "skip") == 0 ? o.stream_fault.skip_every : o.stream_fault.close_every) =
+        n;
+  }
+}
+
+// Runs the coordinator until SIGTERM or SIGINT; SIGHUP reloads the manifest.
+void serve(const fleet::CoordinatorOptions& o) {
+  SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
+  fleet::Coordinator coordinator(o);
+  std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),
+               o.data_dir.c_str());
+  std::printf("%s\n", coordinator.url().c_str());
+  std::fflush(stdout);
+  while (true) {
+    if (watch.wait() != SIGHUP) break;
+    try {
+      const auto s = coordinator.reload(false);
+      std::fprintf(stderr,
+                   "coordinator: manifest reloaded: %zu added, %zu unchanged, %zu no longer "
+                   "listed\n",
+                   s.added.size(), s.unchanged.size(), s.removed.size());
+      for (const std::string& w : s.warnings)
+        std::fprintf(stderr, "coordinator: manifest %s\n", w.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "coordinator: manifest reload refused, nothing changed:\n%s\n",
+                   e.what());
+    }
+  }
+  std::fprintf(stderr, "coordinator: stopping\n");
+}
+
+}  // namespace
+
 void add_coordinator_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("coordinator", "Run the fleet's coordinator: queue, artifacts, HTTP API");
@@ -91,22 +141,7 @@ void add_coordinator_command(CLI::App& app) {
       ->group("");  // hidden: for fault-injection tests only
   cmd->callback([o, stale_s, sweep_s, fault, operator_token, worker_token, read_token, head_s,
                  transfer_s] {
-    for (std::size_t pos = 0; pos < fault->size();) {
-      const auto comma = fault->find(',', pos);
-      const std::string part = fault->substr(pos, comma == std::string::npos ? comma : comma - pos);
-      pos = comma == std::string::npos ? fault->size() : comma + 1;
-      const auto colon = part.find(':');
-      int n = 0;
-      try {
-        n = colon == std::string::npos ? 0 : std::stoi(part.substr(colon + 1));
-      } catch (const std::exception&) {
-      }
-      if (n <= 0 || (part.compare(0, colon, "skip") != 0 && part.compare(0, colon, "close") != 0))
-        throw std::invalid_argument("--test-stream-fault '" + part +
-                                    "': expected skip:N or close:N with N >= 1");
-      (part.compare(0, colon, "skip") == 0 ? o->stream_fault.skip_every
-                                           : o->stream_fault.close_every) = n;
-    }
+    parse_stream_fault(*fault, *o);
     o->operator_token = secret_of(*operator_token, true);
     o->worker_token = secret_of(*worker_token, true);
     o->read_token = secret_of(*read_token, true);
@@ -123,28 +158,7 @@ void add_coordinator_command(CLI::App& app) {
     o->http.head_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(*head_s * 1000));
     o->http.transfer_timeout =
         std::chrono::milliseconds(static_cast<std::int64_t>(*transfer_s * 1000));
-    SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
-    fleet::Coordinator coordinator(*o);
-    std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),
-                 o->data_dir.c_str());
-    std::printf("%s\n", coordinator.url().c_str());
-    std::fflush(stdout);
-    while (true) {
-      if (watch.wait() != SIGHUP) break;
-      try {
-        const auto s = coordinator.reload(false);
-        std::fprintf(
-            stderr,
-            "coordinator: manifest reloaded: %zu added, %zu unchanged, %zu no longer listed\n",
-            s.added.size(), s.unchanged.size(), s.removed.size());
-        for (const std::string& w : s.warnings)
-          std::fprintf(stderr, "coordinator: manifest %s\n", w.c_str());
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "coordinator: manifest reload refused, nothing changed:\n%s\n",
-                     e.what());
-      }
-    }
-    std::fprintf(stderr, "coordinator: stopping\n");
+    serve(*o);
   });
 }
 
