@@ -39,6 +39,6 @@ for t in "${targets[@]}"; do
   fi
   "$bin" -merge=1 "$corpus" "build-fuzz/grown/$t" >> "$log" 2>&1
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | head -1)
-  secs=$(sed -n 's/^stat::.*total_time\|^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | head -1)
+  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | head -1)
   echo "fuzz $t: ${execs:-?} executions in ${secs:-?} s, no crash; corpus $(ls "$corpus" | wc -l) files"
 done
