@@ -89,7 +89,11 @@ Params resolve_params(const std::vector<ParamSpec>& schema, const Params& given,
   std::vector<std::string> keys;
   for (const ParamSpec& p : schema)
     keys.push_back(p.key);
-  for (const auto& [key, value] : given) {
+  for (const auto& entry : given) {
+    // Named, not a structured binding: a lambda captures a binding only from C++20 compilers
+    // newer than clang 14, which builds the fuzz targets.
+    const std::string& key = entry.first;
+    const auto& value = entry.second;
     const auto spec = std::find_if(schema.begin(), schema.end(),
                                    [&](const ParamSpec& p) { return p.key == key; });
     if (spec == schema.end()) {
