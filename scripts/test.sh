@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on the default build, then the tests of the concurrent code, and the fleet as
-# real processes, again under ThreadSanitizer and AddressSanitizer (build-tsan/, build-asan/),
-# then a short run of every fuzz target (build-fuzz/).
+# real processes, again under ThreadSanitizer and AddressSanitizer (build-tsan/, build-asan/).
+# The fuzz targets' committed corpora replay in the default preset (fuzz_corpus_*); the libFuzzer
+# builds (the fuzz preset) run in scripts/fuzz.sh.
 # Expects scripts/setup.sh to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +30,4 @@ for preset in tsan asan; do
   ctest --preset "$preset" --parallel "$jobs"
 done
 
-# Every fuzz target as a libFuzzer binary (clang, ASan + UBSan), each run briefly from its
-# committed corpus: a smoke test. Long campaigns are scripts/fuzz.sh's.
-echo "test: fuzz targets (smoke run)"
-cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz --parallel "$jobs"
-ctest --preset fuzz --parallel "$jobs"
 echo "test: all passed"
