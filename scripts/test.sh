@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test on the default build, then the tests of the concurrent code, and the fleet as
 # real processes, again under ThreadSanitizer and AddressSanitizer (build-tsan/, build-asan/).
-# The fuzz targets' committed corpora replay in the default preset (fuzz_corpus_*); the libFuzzer
-# builds (the fuzz preset) run in scripts/fuzz.sh.
+# The fuzz targets' committed corpora replay in the default preset (fuzz_corpus_*), and each
+# libFuzzer build (the fuzz preset) runs for a short smoke test; long campaigns are
+# scripts/fuzz.sh.
 # Expects scripts/setup.sh to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +30,10 @@ for preset in tsan asan; do
   cmake --build --preset "$preset" --parallel "$jobs" --target "${sanitized[@]}"
   ctest --preset "$preset" --parallel "$jobs"
 done
+
+echo "test: fuzz smoke run of every libFuzzer target"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz --parallel "$jobs"
+ctest --preset fuzz --parallel "$jobs"
 
 echo "test: all passed"

@@ -39,7 +39,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::atomic<bool> stopping{false};
   tv::http::WsLimits limits;
   limits.max_queue_bytes = 64 * 1024;
-  limits.write_timeout = std::chrono::milliseconds(1000);
+  // Short, so that an input reaching a deadline (a close racing a bad frame: the session cuts
+  // the connection and cancels its operations) ends in milliseconds, as it must end at all.
+  limits.write_timeout = std::chrono::milliseconds(20);
   limits.max_message_bytes = 4096;
   const auto req = upgrade_request();
   std::shared_ptr<tv::http::WsSession<Ws>> session;

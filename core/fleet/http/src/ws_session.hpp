@@ -12,6 +12,8 @@
 #include <mutex>
 #include <string>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+
 #include "beast.hpp"
 #include "trainvisor/fleet/http.hpp"
 
@@ -102,15 +104,19 @@ class WsSession final : public WebSocketSession,
   }
 
   void read() {
-    ws_.async_read(in_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-      self->in_.clear();
-      if (ec)
-        return self->end(ec == ws::error::closed ? "the client closed the connection"
-                                                 : ec.message());
-      // The protocol is server-push: a client's message is a client that does not speak it.
-      self->end("the client sent a data frame");
-      self->close(ws::close_code::policy_error);
-    });
+    ws_.async_read(in_, asio::bind_cancellation_slot(
+                            read_cancel_.slot(),
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->in_.clear();
+                              if (ec)
+                                return self->end(ec == ws::error::closed
+                                                     ? "the client closed the connection"
+                                                     : ec.message());
+                              // The protocol is server-push: a client's message is a client
+                              // that does not speak it.
+                              self->end("the client sent a data frame");
+                              self->close(ws::close_code::policy_error);
+                            }));
   }
 
   void write_next() {
@@ -130,25 +136,36 @@ class WsSession final : public WebSocketSession,
     if (next == kIdle) return;
     arm(write_timer_, "a message was not taken within ");
     ws_.text(true);
-    ws_.async_write(asio::buffer(current_),
-                    [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                      self->write_timer_.cancel();
-                      {
-                        std::lock_guard lock(self->mu_);
-                        self->queued_bytes_ -= self->current_.size();
-                        self->current_.clear();
-                        if (ec) self->end_locked("sending: " + ec.message());
-                      }
-                      self->write_next();
-                    });
+    ws_.async_write(
+        asio::buffer(current_),
+        asio::bind_cancellation_slot(write_cancel_.slot(), [self = this->shared_from_this()](
+                                                               beast::error_code ec, std::size_t) {
+          self->write_timer_.cancel();
+          {
+            std::lock_guard lock(self->mu_);
+            self->queued_bytes_ -= self->current_.size();
+            self->current_.clear();
+            if (ec) self->end_locked("sending: " + ec.message());
+          }
+          self->write_next();
+        }));
   }
 
+  // Starts the close handshake once: Beast allows one close per stream, and a client's data
+  // frame may arrive while the session's own close is under way.
   void close(ws::close_code code) {
-    end("the session ended");
+    {
+      std::lock_guard lock(mu_);
+      end_locked("the session ended");
+      if (close_started_) return;
+      close_started_ = true;
+    }
     arm(close_timer_, "the close was not answered within ");
-    ws_.async_close(code, [self = this->shared_from_this()](beast::error_code) {
-      self->close_timer_.cancel();
-    });
+    ws_.async_close(
+        code, asio::bind_cancellation_slot(close_cancel_.slot(),
+                                           [self = this->shared_from_this()](beast::error_code) {
+                                             self->close_timer_.cancel();
+                                           }));
   }
 
   // The deadline of the write or close now starting: past it, the client is cut off.
@@ -162,7 +179,11 @@ class WsSession final : public WebSocketSession,
   }
 
   // An abortive close (a reset) where the stream is a socket: the bytes the client never took
-  // are dropped now rather than kept by the kernel for a reader that will not come.
+  // are dropped now rather than kept by the kernel for a reader that will not come. Closing the
+  // socket ends only the operations waiting on it: a read that met a bad frame while a close
+  // was being sent waits for the write lock the close holds, and the close for the read lock
+  // (Beast 1.81 suspends both with nothing pending on the socket), so every operation of the
+  // session is also cancelled, which completes a suspended one too.
   void cut() {
     auto& lowest = beast::get_lowest_layer(ws_);
     if constexpr (requires { lowest.socket(); }) {
@@ -170,6 +191,8 @@ class WsSession final : public WebSocketSession,
       lowest.socket().set_option(asio::socket_base::linger(true, 0), ec);
     }
     lowest.close();
+    for (auto* signal : {&read_cancel_, &write_cancel_, &close_cancel_})
+      signal->emit(asio::cancellation_type::terminal);
   }
 
   WsStream& ws_;
@@ -178,6 +201,7 @@ class WsSession final : public WebSocketSession,
   const std::atomic<bool>& stopping_;
   asio::steady_timer write_timer_;
   asio::steady_timer close_timer_;
+  asio::cancellation_signal read_cancel_, write_cancel_, close_cancel_;
   beast::flat_buffer in_;
   mutable std::mutex mu_;  // guards what follows (send() runs on the session's thread)
   std::deque<std::string> queue_;
@@ -186,6 +210,7 @@ class WsSession final : public WebSocketSession,
   bool writing_ = false;
   bool finishing_ = false;
   bool closed_ = false;
+  bool close_started_ = false;
   std::string reason_;
 };
 
