@@ -18,7 +18,10 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread       # the trainer and model plugins (libtorch on OpenBLAS,
                                           # 13x faster than the reference BLAS)
   dataset-fashion-mnist                   # the real data set of the mlp and cnn models
+  libthrust-dev libblas-dev               # drift statistics: Thrust (OpenMP backend) and CBLAS,
+                                          # which libopenblas0-pthread serves at run time
   libgtest-dev libbenchmark-dev           # tests and bench/
+  python3-numpy                           # bench/: the drift benchmark's numpy baselines
   valgrind                                # memcheck shows the token comparison is constant-time
   clang-14 libclang-rt-14-dev             # libFuzzer: the fuzz preset's targets (tests/fuzz)
   python3 python3-pytest                  # the Python client's tests

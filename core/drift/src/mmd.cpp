@@ -1,0 +1,252 @@
+#include "trainvisor/drift/mmd.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cpu_kernels.hpp"
+
+namespace tv::drift {
+namespace {
+
+// SplitMix64 (Steele, Lea and Flood 2014): a small generator whose output is the same on every
+// platform, unlike the standard distributions'.
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, bound) without modulo bias (Lemire 2019).
+  std::uint64_t below(std::uint64_t bound) {
+    for (;;) {
+      const unsigned __int128 m = static_cast<unsigned __int128>(next()) * bound;
+      const auto low = static_cast<std::uint64_t>(m);
+      if (low >= bound || low >= (0 - bound) % bound) return static_cast<std::uint64_t>(m >> 64);
+    }
+  }
+};
+
+void check_options(const MmdOptions& o) {
+  if (o.bandwidth_rows < 2) {
+    throw std::invalid_argument("bandwidth_rows: must be at least 2, got " +
+                                std::to_string(o.bandwidth_rows));
+  }
+  if (!std::isfinite(o.sigma) || o.sigma < 0) {
+    throw std::invalid_argument("sigma: must be a finite number >= 0 (0: the median heuristic)");
+  }
+}
+
+void check_rows(const Window& w, const char* name) {
+  check_window(w, name);
+  if (w.rows < 2) {
+    throw std::invalid_argument(std::string(name) +
+                                ": at least 2 rows are needed (the unbiased statistic "
+                                "averages over pairs of distinct rows), got 1");
+  }
+}
+
+// The lower median of the squared distances between distinct rows of an evenly spaced sample
+// of at most `limit` rows, read off the Gram matrix. A median of 0 (most sampled rows equal)
+// falls back to the median of the positive distances; all of them 0 is an error.
+double median_squared_distance(const std::vector<float>& gram, const std::vector<float>& norms,
+                               std::size_t n, std::size_t limit) {
+  const std::size_t s = std::min(n, limit);
+  std::vector<std::size_t> rows(s);
+  for (std::size_t k = 0; k < s; ++k)
+    rows[k] = k * n / s;
+  std::vector<float> d;
+  d.reserve(s * (s - 1) / 2);
+  for (std::size_t a = 0; a < s; ++a) {
+    for (std::size_t b = a + 1; b < s; ++b) {
+      const std::size_t i = rows[a], j = rows[b];
+      d.push_back(std::max(0.0f, norms[i] + norms[j] - 2.0f * gram[i * n + j]));
+    }
+  }
+  auto lower_median = [](std::vector<float>& v) {
+    auto mid = v.begin() + static_cast<std::ptrdiff_t>((v.size() + 1) / 2 - 1);
+    std::nth_element(v.begin(), mid, v.end());
+    return static_cast<double>(*mid);
+  };
+  double median = lower_median(d);
+  if (median > 0) return median;
+  std::erase(d, 0.0f);
+  if (d.empty()) {
+    throw std::invalid_argument(
+        "reference: all its rows are equal, so the median heuristic has no bandwidth to take "
+        "(give sigma)");
+  }
+  return lower_median(d);
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> permutation_membership(std::size_t pooled, std::size_t first,
+                                                 std::size_t permutations, std::uint64_t seed) {
+  std::vector<std::uint8_t> out(permutations * pooled, 0);
+  std::vector<std::size_t> order(pooled);
+  SplitMix64 rng{seed};
+  for (std::size_t b = 0; b < permutations; ++b) {
+    for (std::size_t i = 0; i < pooled; ++i)
+      order[i] = i;
+    // A partial Fisher-Yates shuffle: the first `first` positions are a uniform subset.
+    for (std::size_t i = 0; i < first; ++i) {
+      const std::size_t j = i + static_cast<std::size_t>(rng.below(pooled - i));
+      std::swap(order[i], order[j]);
+      out[b * pooled + order[i]] = 1;
+    }
+  }
+  return out;
+}
+
+struct MmdReference::State {
+  std::size_t n = 0, dims = 0;
+  std::vector<float> x, norms, kxx;  // the rows, |x|^2, the kernel block (zero diagonal)
+  std::vector<double> kxx_rows;      // its row sums
+  double kxx_total = 0;
+  double sigma = 0;
+  float inv_2sigma2 = 0;
+  // The reference's share of the permutation sums, for the last permutation set used.
+  struct PermutationCache {
+    std::size_t m = 0, permutations = 0;
+    std::uint64_t seed = 0;
+    bool valid = false;
+    std::vector<float> a, c;   // membership of reference rows (n x B) and current rows (m x B)
+    std::vector<double> q_xx;  // a_b' Kxx a_b
+  };
+  mutable PermutationCache cache;
+
+  const PermutationCache& permutations_for(std::size_t m, std::size_t count,
+                                           std::uint64_t seed) const;
+};
+
+MmdReference::MmdReference(const Window& reference, const MmdOptions& options)
+    : state_(std::make_unique<State>()) {
+  check_rows(reference, "reference");
+  check_options(options);
+  State& s = *state_;
+  s.n = reference.rows;
+  s.dims = reference.dims;
+  s.x.assign(reference.values.begin(), reference.values.end());
+  s.norms.resize(s.n);
+  cpu::row_norms(s.x.data(), s.n, s.dims, s.norms.data());
+  s.kxx.resize(s.n * s.n);
+  cpu::gram_self(s.x.data(), s.n, s.dims, s.kxx.data());
+  const double sigma2 =
+      options.sigma > 0
+          ? options.sigma * options.sigma
+          : median_squared_distance(s.kxx, s.norms, s.n, options.bandwidth_rows) / 2.0;
+  s.sigma = std::sqrt(sigma2);
+  s.inv_2sigma2 = static_cast<float>(1.0 / (2.0 * sigma2));
+  cpu::rbf_in_place(s.kxx.data(), s.norms.data(), s.n, s.norms.data(), s.n, s.inv_2sigma2, true);
+  s.kxx_rows = cpu::row_sums(s.kxx.data(), s.n, s.n);
+  s.kxx_total = cpu::total(s.kxx_rows);
+}
+
+MmdReference::~MmdReference() = default;
+MmdReference::MmdReference(MmdReference&&) noexcept = default;
+MmdReference& MmdReference::operator=(MmdReference&&) noexcept = default;
+
+std::size_t MmdReference::rows() const {
+  return state_->n;
+}
+std::size_t MmdReference::dims() const {
+  return state_->dims;
+}
+double MmdReference::sigma() const {
+  return state_->sigma;
+}
+
+const MmdReference::State::PermutationCache& MmdReference::State::permutations_for(
+    std::size_t m, std::size_t count, std::uint64_t seed) const {
+  if (cache.valid && cache.m == m && cache.permutations == count && cache.seed == seed)
+    return cache;
+  const std::size_t pooled = n + m;
+  const std::vector<std::uint8_t> member = permutation_membership(pooled, n, count, seed);
+  cache.a.assign(n * count, 0.0f);
+  cache.c.assign(m * count, 0.0f);
+  for (std::size_t b = 0; b < count; ++b) {
+    for (std::size_t i = 0; i < pooled; ++i) {
+      if (!member[b * pooled + i]) continue;
+      if (i < n)
+        cache.a[i * count + b] = 1.0f;
+      else
+        cache.c[(i - n) * count + b] = 1.0f;
+    }
+  }
+  std::vector<float> product(n * count);
+  cpu::multiply(kxx.data(), n, n, cache.a.data(), count, product.data());
+  cache.q_xx = cpu::column_dots(cache.a.data(), product.data(), n, count);
+  cache.m = m;
+  cache.permutations = count;
+  cache.seed = seed;
+  cache.valid = true;
+  return cache;
+}
+
+MmdResult MmdReference::test(const Window& current, const MmdOptions& options) const {
+  check_rows(current, "current");
+  check_same_dims(state_->dims, current);
+  if (options.permutations == 0)
+    throw std::invalid_argument("permutations: must be at least 1, got 0");
+  const State& s = *state_;
+  const std::size_t n = s.n, m = current.rows, d = s.dims, B = options.permutations;
+
+  // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m).
+  std::vector<float> y_norms(m), kxy(n * m), kyy(m * m);
+  cpu::row_norms(current.values.data(), m, d, y_norms.data());
+  cpu::gram_cross(s.x.data(), n, current.values.data(), m, d, kxy.data());
+  cpu::rbf_in_place(kxy.data(), s.norms.data(), n, y_norms.data(), m, s.inv_2sigma2, false);
+  cpu::gram_self(current.values.data(), m, d, kyy.data());
+  cpu::rbf_in_place(kyy.data(), y_norms.data(), m, y_norms.data(), m, s.inv_2sigma2, true);
+
+  // Pooled row sums r = K 1 and the total T = 1' K 1.
+  std::vector<double> r_x = cpu::row_sums(kxy.data(), n, m);
+  std::vector<double> r_y = cpu::column_sums(kxy.data(), n, m);
+  const double t_xy = cpu::total(r_x);
+  const std::vector<double> kyy_rows = cpu::row_sums(kyy.data(), m, m);
+  const double t_yy = cpu::total(kyy_rows);
+  for (std::size_t i = 0; i < n; ++i)
+    r_x[i] += s.kxx_rows[i];
+  for (std::size_t j = 0; j < m; ++j)
+    r_y[j] += kyy_rows[j];
+  const double t = s.kxx_total + 2 * t_xy + t_yy;
+
+  const double c_xx = 1.0 / (double(n) * double(n - 1)), c_yy = 1.0 / (double(m) * double(m - 1)),
+               c_xy = 2.0 / (double(n) * double(m));
+  MmdResult result;
+  result.mmd2 = c_xx * s.kxx_total + c_yy * t_yy - c_xy * t_xy;
+  result.sigma = s.sigma;
+  result.permutations = B;
+
+  // Every permutation at once. With u_b the 0/1 membership of the reference-sized side
+  // (a_b over reference rows, c_b over current rows), q_b = u_b' K u_b and p_b = u_b' r:
+  //   S_xx = q_b, S_xy = p_b - q_b, S_yy = T - 2 p_b + q_b,
+  // and q_b = a' Kxx a + 2 a' Kxy c + c' Kyy c: three products with the B columns together.
+  const State::PermutationCache& perm = s.permutations_for(m, B, options.seed);
+  std::vector<float> kxy_c(n * B), kyy_c(m * B);
+  cpu::multiply(kxy.data(), n, m, perm.c.data(), B, kxy_c.data());
+  cpu::multiply(kyy.data(), m, m, perm.c.data(), B, kyy_c.data());
+  const std::vector<double> q_xy = cpu::column_dots(perm.a.data(), kxy_c.data(), n, B);
+  const std::vector<double> q_yy = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
+  const std::vector<double> p_x = cpu::weighted_column_sums(perm.a.data(), r_x, n, B);
+  const std::vector<double> p_y = cpu::weighted_column_sums(perm.c.data(), r_y, m, B);
+  result.permuted.resize(B);
+  for (std::size_t b = 0; b < B; ++b) {
+    const double q = perm.q_xx[b] + 2 * q_xy[b] + q_yy[b], p = p_x[b] + p_y[b];
+    const double stat = c_xx * q + c_yy * (t - 2 * p + q) - c_xy * (p - q);
+    result.permuted[b] = stat;
+    if (stat >= result.mmd2) ++result.exceeding;
+  }
+  result.p_value = double(result.exceeding + 1) / double(B + 1);
+  return result;
+}
+
+MmdResult mmd_test(const Window& reference, const Window& current, const MmdOptions& options) {
+  return MmdReference(reference, options).test(current, options);
+}
+
+}  // namespace tv::drift
