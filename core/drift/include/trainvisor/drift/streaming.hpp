@@ -27,7 +27,7 @@ namespace tv::drift {
 // per update: O(1) amortised to insert and merge, O(M log |W|) on a clock tick.
 struct AdwinOptions {
   double delta = 0.002;               // confidence of a cut, in (0, 1)
-  std::size_t max_buckets = 5;        // M, buckets per row before the two oldest merge, >= 1
+  std::size_t max_buckets = 5;        // M, most buckets a row keeps (then two merge), >= 1
   std::size_t clock = 32;             // observations between cut tests, >= 1
   std::size_t min_window_length = 5;  // least observations on each side of a cut, >= 1
   std::size_t grace_period = 10;      // least window width before any cut test
