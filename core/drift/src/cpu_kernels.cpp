@@ -21,19 +21,37 @@ void for_each_index(std::size_t n, F f) {
   thrust::for_each(thrust::omp::par, Index(0), Index(n), f);
 }
 
-// One row of the kernel matrix; cloned for AVX2 + FMA so that a baseline x86-64 build still
-// runs the row at full vector width where the CPU has it.
-[[gnu::target_clones("arch=haswell", "default")]] void rbf_row(float* g, float norm_a,
-                                                               const float* norms_b,
-                                                               std::size_t cols, float scale) {
+// One row of the kernel matrix; cloned for x86-64-v3 (AVX2 + FMA) so that a baseline x86-64
+// build still runs the row at full vector width where the CPU has it. The clone is named by the
+// ISA level, not by a CPU: "arch=haswell" dispatches on the CPU model, so it is never taken on
+// AMD or on later Intel models. `flatten`: GCC does not inline a default-target function into
+// a clone of another target on its own, and a call per element keeps the loop scalar. The loop
+// vectorizes only with this file's -fno-trapping-math (floorf) and dynamic vector cost model (a
+// loop of unknown length needs an epilogue), set in CMakeLists.txt.
+[[gnu::target_clones("arch=x86-64-v3", "default"), gnu::flatten]] void rbf_row(
+    float* __restrict g, float norm_a, const float* __restrict norms_b, std::size_t cols,
+    float scale) {
   for (std::size_t j = 0; j < cols; ++j)
     g[j] = rbf::rbf_from_gram(norm_a, norms_b[j], g[j], scale);
 }
 
-[[gnu::target_clones("arch=haswell", "default")]] double dot_sum(const float* row, std::size_t n) {
+// The sum in double, in vector-wide partial sums (`omp simd` allows the reordering).
+[[gnu::target_clones("arch=x86-64-v3", "default")]] double dot_sum(const float* row,
+                                                                   std::size_t n) {
   double s = 0;
+#pragma omp simd reduction(+ : s)
   for (std::size_t j = 0; j < n; ++j)
     s += row[j];
+  return s;
+}
+
+// |row|^2 in float, in vector-wide partial sums like dot_sum.
+[[gnu::target_clones("arch=x86-64-v3", "default")]] float sum_of_squares(const float* row,
+                                                                         std::size_t n) {
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (std::size_t j = 0; j < n; ++j)
+    s += row[j] * row[j];
   return s;
 }
 
@@ -77,12 +95,7 @@ void multiply(const float* k, std::size_t rows, std::size_t inner, const float* 
 }
 
 void row_norms(const float* z, std::size_t rows, std::size_t dims, float* out) {
-  for_each_index(rows, [=](std::size_t i) {
-    float s = 0;
-    for (std::size_t j = 0; j < dims; ++j)
-      s += z[i * dims + j] * z[i * dims + j];
-    out[i] = s;
-  });
+  for_each_index(rows, [=](std::size_t i) { out[i] = sum_of_squares(z + i * dims, dims); });
 }
 
 void rbf_in_place(float* g, const float* norms_a, std::size_t rows, const float* norms_b,
