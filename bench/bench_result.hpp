@@ -42,6 +42,11 @@ class Verdicts {
                 int decimals = 2) {
     judge(name, value, unit, ">= " + number(limit, decimals) + unit, value >= limit, decimals);
   }
+  // Strictly greater: "faster" when the value is a ratio of times.
+  void more_than(const std::string& name, double value, const char* unit, double limit,
+                 int decimals = 2) {
+    judge(name, value, unit, "> " + number(limit, decimals) + unit, value > limit, decimals);
+  }
   void equal(const std::string& name, double value, const char* unit, double expected,
              int decimals = 0) {
     judge(name, value, unit, "= " + number(expected, decimals) + unit, value == expected, decimals);
