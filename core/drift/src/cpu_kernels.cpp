@@ -55,29 +55,23 @@ void for_each_index(std::size_t n, F f) {
   return s;
 }
 
-// Copies the upper triangle of a square matrix into its lower one, in tiles so that the
-// strided side stays in cache.
-void mirror_upper(float* m, std::size_t n) {
-  constexpr std::size_t kTile = 64;
-  const std::size_t tiles = (n + kTile - 1) / kTile;
-  for_each_index(tiles, [=](std::size_t ti) {
-    for (std::size_t tj = ti; tj < tiles; ++tj) {
-      for (std::size_t i = ti * kTile; i < std::min(n, (ti + 1) * kTile); ++i) {
-        for (std::size_t j = std::max(i + 1, tj * kTile); j < std::min(n, (tj + 1) * kTile); ++j)
-          m[j * n + i] = m[i * n + j];
-      }
-    }
+// Runs row(i) for every row of an n x n triangle, pairing row p with row n-1-p so that each
+// task does about the same work whatever the threads' share of the rows.
+template <class F>
+void for_each_triangle_row(std::size_t n, F row) {
+  for_each_index((n + 1) / 2, [=](std::size_t p) {
+    row(p);
+    if (n - 1 - p != p) row(n - 1 - p);
   });
 }
 
 }  // namespace
 
-void gram_self(const float* a, std::size_t rows, std::size_t dims, float* out) {
+void gram_upper(const float* a, std::size_t rows, std::size_t dims, float* out) {
   // SYRK computes one triangle: half the multiply-adds of A A^T as a GEMM.
   cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, static_cast<int>(rows),
               static_cast<int>(dims), 1.0f, a, static_cast<int>(dims), 0.0f, out,
               static_cast<int>(rows));
-  mirror_upper(out, rows);
 }
 
 void gram_cross(const float* a, std::size_t rows_a, const float* b, std::size_t rows_b,
@@ -99,11 +93,41 @@ void row_norms(const float* z, std::size_t rows, std::size_t dims, float* out) {
 }
 
 void rbf_in_place(float* g, const float* norms_a, std::size_t rows, const float* norms_b,
-                  std::size_t cols, float inv_2sigma2, bool zero_diagonal) {
-  for_each_index(rows, [=](std::size_t i) {
-    rbf_row(g + i * cols, norms_a[i], norms_b, cols, inv_2sigma2);
-    if (zero_diagonal && i < cols) g[i * cols + i] = 0.0f;
+                  std::size_t cols, float inv_2sigma2) {
+  for_each_index(
+      rows, [=](std::size_t i) { rbf_row(g + i * cols, norms_a[i], norms_b, cols, inv_2sigma2); });
+}
+
+void rbf_upper_in_place(float* g, const float* norms, std::size_t n, float inv_2sigma2) {
+  for_each_triangle_row(n, [=](std::size_t i) {
+    rbf_row(g + i * n + i + 1, norms[i], norms + i + 1, n - i - 1, inv_2sigma2);
+    g[i * n + i] = 0.0f;
   });
+}
+
+std::vector<double> symmetric_row_sums(const float* k, std::size_t n) {
+  // Row i of the whole matrix: its part right of the diagonal (row i of the triangle) plus its
+  // part left of it (column i of the triangle, summed in blocks of columns as in column_sums).
+  constexpr std::size_t kBlock = 256;
+  std::vector<double> out(n, 0.0);
+  double* o = out.data();
+  for_each_index((n + kBlock - 1) / kBlock, [=](std::size_t b) {
+    const std::size_t begin = b * kBlock, end = std::min(n, begin + kBlock);
+    for (std::size_t i = 0; i + 1 < end; ++i) {
+      const float* row = k + i * n;
+      for (std::size_t j = std::max(begin, i + 1); j < end; ++j)
+        o[j] += row[j];
+    }
+  });
+  for_each_triangle_row(n, [=](std::size_t i) { o[i] += dot_sum(k + i * n + i + 1, n - i - 1); });
+  return out;
+}
+
+void upper_times(const float* k, std::size_t n, const float* u, std::size_t cols, float* out) {
+  // TRMM reads one triangle: half the multiply-adds of the GEMM with the whole matrix.
+  std::copy(u, u + n * cols, out);
+  cblas_strmm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, static_cast<int>(n),
+              static_cast<int>(cols), 1.0f, k, static_cast<int>(n), out, static_cast<int>(cols));
 }
 
 std::vector<double> row_sums(const float* k, std::size_t rows, std::size_t cols) {

@@ -10,8 +10,9 @@
 
 namespace tv::drift::cpu {
 
-// out (rows x rows) = A A^T, both triangles.
-void gram_self(const float* a, std::size_t rows, std::size_t dims, float* out);
+// The upper triangle (diagonal included) of out (rows x rows) = A A^T; the strict lower triangle
+// is not written. The kernel block of a window with itself is kept as this triangle only.
+void gram_upper(const float* a, std::size_t rows, std::size_t dims, float* out);
 // out (rows_a x rows_b) = A B^T.
 void gram_cross(const float* a, std::size_t rows_a, const float* b, std::size_t rows_b,
                 std::size_t dims, float* out);
@@ -21,10 +22,18 @@ void multiply(const float* k, std::size_t rows, std::size_t inner, const float* 
 
 // out[i] = |row i|^2.
 void row_norms(const float* z, std::size_t rows, std::size_t dims, float* out);
-// In place: g[i][j] (a dot product) becomes exp(-|a_i - b_j|^2 * inv_2sigma2); the diagonal
-// becomes 0 when `zero_diagonal` (the unbiased statistic leaves out pairs of a row with itself).
+// In place: g[i][j] (a dot product) becomes exp(-|a_i - b_j|^2 * inv_2sigma2).
 void rbf_in_place(float* g, const float* norms_a, std::size_t rows, const float* norms_b,
-                  std::size_t cols, float inv_2sigma2, bool zero_diagonal);
+                  std::size_t cols, float inv_2sigma2);
+// The same on the strict upper triangle of a gram_upper result (n x n); the diagonal becomes 0
+// (the unbiased statistic leaves out pairs of a row with itself).
+void rbf_upper_in_place(float* g, const float* norms, std::size_t n, float inv_2sigma2);
+// Row sums, in double, of the symmetric matrix whose strict upper triangle `k` (n x n) holds,
+// its diagonal 0.
+std::vector<double> symmetric_row_sums(const float* k, std::size_t n);
+// out (n x cols) = T U, T the upper triangle of `k` (n x n, diagonal included). For a symmetric
+// K with a zero diagonal held as its upper triangle, u' K u = 2 u' T u: half the multiply-adds.
+void upper_times(const float* k, std::size_t n, const float* u, std::size_t cols, float* out);
 // Row sums and column sums in double.
 std::vector<double> row_sums(const float* k, std::size_t rows, std::size_t cols);
 std::vector<double> column_sums(const float* k, std::size_t rows, std::size_t cols);

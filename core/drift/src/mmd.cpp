@@ -50,8 +50,8 @@ void check_rows(const Window& w, const char* name) {
 }
 
 // The lower median of the squared distances between distinct rows of an evenly spaced sample
-// of at most `limit` rows, read off the Gram matrix. A median of 0 (most sampled rows equal)
-// falls back to the median of the positive distances; all of them 0 is an error.
+// of at most `limit` rows, read off the Gram matrix's upper triangle. A median of 0 (most sampled
+// rows equal) falls back to the median of the positive distances; all of them 0 is an error.
 double median_squared_distance(const std::vector<float>& gram, const std::vector<float>& norms,
                                std::size_t n, std::size_t limit) {
   const std::size_t s = std::min(n, limit);
@@ -104,8 +104,9 @@ std::vector<std::uint8_t> permutation_membership(std::size_t pooled, std::size_t
 
 struct MmdReference::State {
   std::size_t n = 0, dims = 0;
-  std::vector<float> x, norms, kxx;  // the rows, |x|^2, the kernel block (zero diagonal)
-  std::vector<double> kxx_rows;      // its row sums
+  // The rows, |x|^2, and the kernel block as its upper triangle (cpu::gram_upper; zero diagonal).
+  std::vector<float> x, norms, kxx;
+  std::vector<double> kxx_rows;  // its row sums
   double kxx_total = 0;
   double sigma = 0;
   float inv_2sigma2 = 0;
@@ -134,15 +135,15 @@ MmdReference::MmdReference(const Window& reference, const MmdOptions& options)
   s.norms.resize(s.n);
   cpu::row_norms(s.x.data(), s.n, s.dims, s.norms.data());
   s.kxx.resize(s.n * s.n);
-  cpu::gram_self(s.x.data(), s.n, s.dims, s.kxx.data());
+  cpu::gram_upper(s.x.data(), s.n, s.dims, s.kxx.data());
   const double sigma2 =
       options.sigma > 0
           ? options.sigma * options.sigma
           : median_squared_distance(s.kxx, s.norms, s.n, options.bandwidth_rows) / 2.0;
   s.sigma = std::sqrt(sigma2);
   s.inv_2sigma2 = static_cast<float>(1.0 / (2.0 * sigma2));
-  cpu::rbf_in_place(s.kxx.data(), s.norms.data(), s.n, s.norms.data(), s.n, s.inv_2sigma2, true);
-  s.kxx_rows = cpu::row_sums(s.kxx.data(), s.n, s.n);
+  cpu::rbf_upper_in_place(s.kxx.data(), s.norms.data(), s.n, s.inv_2sigma2);
+  s.kxx_rows = cpu::symmetric_row_sums(s.kxx.data(), s.n);
   s.kxx_total = cpu::total(s.kxx_rows);
 }
 
@@ -178,8 +179,10 @@ const MmdReference::State::PermutationCache& MmdReference::State::permutations_f
     }
   }
   std::vector<float> product(n * count);
-  cpu::multiply(kxx.data(), n, n, cache.a.data(), count, product.data());
+  cpu::upper_times(kxx.data(), n, cache.a.data(), count, product.data());
   cache.q_xx = cpu::column_dots(cache.a.data(), product.data(), n, count);
+  for (double& q : cache.q_xx)
+    q *= 2;
   cache.m = m;
   cache.permutations = count;
   cache.seed = seed;
@@ -195,19 +198,19 @@ MmdResult MmdReference::test(const Window& current, const MmdOptions& options) c
   const State& s = *state_;
   const std::size_t n = s.n, m = current.rows, d = s.dims, B = options.permutations;
 
-  // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m).
+  // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m, its upper triangle).
   std::vector<float> y_norms(m), kxy(n * m), kyy(m * m);
   cpu::row_norms(current.values.data(), m, d, y_norms.data());
   cpu::gram_cross(s.x.data(), n, current.values.data(), m, d, kxy.data());
-  cpu::rbf_in_place(kxy.data(), s.norms.data(), n, y_norms.data(), m, s.inv_2sigma2, false);
-  cpu::gram_self(current.values.data(), m, d, kyy.data());
-  cpu::rbf_in_place(kyy.data(), y_norms.data(), m, y_norms.data(), m, s.inv_2sigma2, true);
+  cpu::rbf_in_place(kxy.data(), s.norms.data(), n, y_norms.data(), m, s.inv_2sigma2);
+  cpu::gram_upper(current.values.data(), m, d, kyy.data());
+  cpu::rbf_upper_in_place(kyy.data(), y_norms.data(), m, s.inv_2sigma2);
 
   // Pooled row sums r = K 1 and the total T = 1' K 1.
   std::vector<double> r_x = cpu::row_sums(kxy.data(), n, m);
   std::vector<double> r_y = cpu::column_sums(kxy.data(), n, m);
   const double t_xy = cpu::total(r_x);
-  const std::vector<double> kyy_rows = cpu::row_sums(kyy.data(), m, m);
+  const std::vector<double> kyy_rows = cpu::symmetric_row_sums(kyy.data(), m);
   const double t_yy = cpu::total(kyy_rows);
   for (std::size_t i = 0; i < n; ++i)
     r_x[i] += s.kxx_rows[i];
@@ -225,18 +228,20 @@ MmdResult MmdReference::test(const Window& current, const MmdOptions& options) c
   // Every permutation at once. With u_b the 0/1 membership of the reference-sized side
   // (a_b over reference rows, c_b over current rows), q_b = u_b' K u_b and p_b = u_b' r:
   //   S_xx = q_b, S_xy = p_b - q_b, S_yy = T - 2 p_b + q_b,
-  // and q_b = a' Kxx a + 2 a' Kxy c + c' Kyy c: three products with the B columns together.
+  // and q_b = a' Kxx a + 2 a' Kxy c + c' Kyy c: three products with the B columns together. The
+  // symmetric blocks, zero on their diagonals, are held as upper triangles T: a' Kxx a = 2 a' T a,
+  // a triangular product at half the multiply-adds.
   const State::PermutationCache& perm = s.permutations_for(m, B, options.seed);
   std::vector<float> kxy_c(n * B), kyy_c(m * B);
   cpu::multiply(kxy.data(), n, m, perm.c.data(), B, kxy_c.data());
-  cpu::multiply(kyy.data(), m, m, perm.c.data(), B, kyy_c.data());
+  cpu::upper_times(kyy.data(), m, perm.c.data(), B, kyy_c.data());
   const std::vector<double> q_xy = cpu::column_dots(perm.a.data(), kxy_c.data(), n, B);
-  const std::vector<double> q_yy = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
+  const std::vector<double> q_yy_half = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
   const std::vector<double> p_x = cpu::weighted_column_sums(perm.a.data(), r_x, n, B);
   const std::vector<double> p_y = cpu::weighted_column_sums(perm.c.data(), r_y, m, B);
   result.permuted.resize(B);
   for (std::size_t b = 0; b < B; ++b) {
-    const double q = perm.q_xx[b] + 2 * q_xy[b] + q_yy[b], p = p_x[b] + p_y[b];
+    const double q = perm.q_xx[b] + 2 * q_xy[b] + 2 * q_yy_half[b], p = p_x[b] + p_y[b];
     const double stat = c_xx * q + c_yy * (t - 2 * p + q) - c_xy * (p - q);
     result.permuted[b] = stat;
     if (stat >= result.mmd2) ++result.exceeding;
