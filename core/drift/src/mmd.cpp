@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -199,18 +200,21 @@ MmdResult MmdReference::test(const Window& current, const MmdOptions& options) c
   const std::size_t n = s.n, m = current.rows, d = s.dims, B = options.permutations;
 
   // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m, its upper triangle).
-  std::vector<float> y_norms(m), kxy(n * m), kyy(m * m);
+  // Not zero-filled: every element the test reads is written first (Kyy's upper triangle).
+  std::vector<float> y_norms(m);
+  const auto kxy = std::make_unique_for_overwrite<float[]>(n * m);
+  const auto kyy = std::make_unique_for_overwrite<float[]>(m * m);
   cpu::row_norms(current.values.data(), m, d, y_norms.data());
-  cpu::gram_cross(s.x.data(), n, current.values.data(), m, d, kxy.data());
-  cpu::rbf_in_place(kxy.data(), s.norms.data(), n, y_norms.data(), m, s.inv_2sigma2);
-  cpu::gram_upper(current.values.data(), m, d, kyy.data());
-  cpu::rbf_upper_in_place(kyy.data(), y_norms.data(), m, s.inv_2sigma2);
+  cpu::gram_cross(s.x.data(), n, current.values.data(), m, d, kxy.get());
+  cpu::rbf_in_place(kxy.get(), s.norms.data(), n, y_norms.data(), m, s.inv_2sigma2);
+  cpu::gram_upper(current.values.data(), m, d, kyy.get());
+  cpu::rbf_upper_in_place(kyy.get(), y_norms.data(), m, s.inv_2sigma2);
 
   // Pooled row sums r = K 1 and the total T = 1' K 1.
-  std::vector<double> r_x = cpu::row_sums(kxy.data(), n, m);
-  std::vector<double> r_y = cpu::column_sums(kxy.data(), n, m);
+  std::vector<double> r_x = cpu::row_sums(kxy.get(), n, m);
+  std::vector<double> r_y = cpu::column_sums(kxy.get(), n, m);
   const double t_xy = cpu::total(r_x);
-  const std::vector<double> kyy_rows = cpu::symmetric_row_sums(kyy.data(), m);
+  const std::vector<double> kyy_rows = cpu::symmetric_row_sums(kyy.get(), m);
   const double t_yy = cpu::total(kyy_rows);
   for (std::size_t i = 0; i < n; ++i)
     r_x[i] += s.kxx_rows[i];
@@ -233,8 +237,8 @@ MmdResult MmdReference::test(const Window& current, const MmdOptions& options) c
   // a triangular product at half the multiply-adds.
   const State::PermutationCache& perm = s.permutations_for(m, B, options.seed);
   std::vector<float> kxy_c(n * B), kyy_c(m * B);
-  cpu::multiply(kxy.data(), n, m, perm.c.data(), B, kxy_c.data());
-  cpu::upper_times(kyy.data(), m, perm.c.data(), B, kyy_c.data());
+  cpu::multiply(kxy.get(), n, m, perm.c.data(), B, kxy_c.data());
+  cpu::upper_times(kyy.get(), m, perm.c.data(), B, kyy_c.data());
   const std::vector<double> q_xy = cpu::column_dots(perm.a.data(), kxy_c.data(), n, B);
   const std::vector<double> q_yy_half = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
   const std::vector<double> p_x = cpu::weighted_column_sums(perm.a.data(), r_x, n, B);
