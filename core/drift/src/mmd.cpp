@@ -53,8 +53,8 @@ void check_rows(const Window& w, const char* name) {
 // The lower median of the squared distances between distinct rows of an evenly spaced sample
 // of at most `limit` rows, read off the Gram matrix's upper triangle. A median of 0 (most sampled
 // rows equal) falls back to the median of the positive distances; all of them 0 is an error.
-double median_squared_distance(const std::vector<float>& gram, const std::vector<float>& norms,
-                               std::size_t n, std::size_t limit) {
+double median_squared_distance(const float* gram, const std::vector<float>& norms, std::size_t n,
+                               std::size_t limit) {
   const std::size_t s = std::min(n, limit);
   std::vector<std::size_t> rows(s);
   for (std::size_t k = 0; k < s; ++k)
@@ -105,8 +105,11 @@ std::vector<std::uint8_t> permutation_membership(std::size_t pooled, std::size_t
 
 struct MmdReference::State {
   std::size_t n = 0, dims = 0;
-  // The rows, |x|^2, and the kernel block as its upper triangle (cpu::gram_upper; zero diagonal).
-  std::vector<float> x, norms, kxx;
+  // The rows, |x|^2, and the kernel block as its upper triangle (cpu::gram_upper; zero
+  // diagonal). The block is not zero-filled: the pages of its strict lower triangle are never
+  // touched, so at large n about half of it is never resident.
+  std::vector<float> x, norms;
+  std::unique_ptr<float[]> kxx;
   std::vector<double> kxx_rows;  // its row sums
   double kxx_total = 0;
   double sigma = 0;
@@ -135,16 +138,16 @@ MmdReference::MmdReference(const Window& reference, const MmdOptions& options)
   s.x.assign(reference.values.begin(), reference.values.end());
   s.norms.resize(s.n);
   cpu::row_norms(s.x.data(), s.n, s.dims, s.norms.data());
-  s.kxx.resize(s.n * s.n);
-  cpu::gram_upper(s.x.data(), s.n, s.dims, s.kxx.data());
+  s.kxx = std::make_unique_for_overwrite<float[]>(s.n * s.n);
+  cpu::gram_upper(s.x.data(), s.n, s.dims, s.kxx.get());
   const double sigma2 =
       options.sigma > 0
           ? options.sigma * options.sigma
-          : median_squared_distance(s.kxx, s.norms, s.n, options.bandwidth_rows) / 2.0;
+          : median_squared_distance(s.kxx.get(), s.norms, s.n, options.bandwidth_rows) / 2.0;
   s.sigma = std::sqrt(sigma2);
   s.inv_2sigma2 = static_cast<float>(1.0 / (2.0 * sigma2));
-  cpu::rbf_upper_in_place(s.kxx.data(), s.norms.data(), s.n, s.inv_2sigma2);
-  s.kxx_rows = cpu::symmetric_row_sums(s.kxx.data(), s.n);
+  cpu::rbf_upper_in_place(s.kxx.get(), s.norms.data(), s.n, s.inv_2sigma2);
+  s.kxx_rows = cpu::symmetric_row_sums(s.kxx.get(), s.n);
   s.kxx_total = cpu::total(s.kxx_rows);
 }
 
@@ -180,7 +183,7 @@ const MmdReference::State::PermutationCache& MmdReference::State::permutations_f
     }
   }
   std::vector<float> product(n * count);
-  cpu::upper_times(kxx.data(), n, cache.a.data(), count, product.data());
+  cpu::upper_times(kxx.get(), n, cache.a.data(), count, product.data());
   cache.q_xx = cpu::column_dots(cache.a.data(), product.data(), n, count);
   for (double& q : cache.q_xx)
     q *= 2;
