@@ -5,7 +5,7 @@
 # is missed in any run, or when a benchmark fails or reports nothing (a result that was not
 # measured is missed).
 #
-#   scripts/bench.sh            every benchmark once (about two minutes on 2 cores)
+#   scripts/bench.sh            every benchmark once (about three minutes on 2 cores)
 #   TV_BENCH_RUNS=N             every benchmark N times; the table gives each result's range
 #                               over the runs and in how many runs its target was missed
 #   TV_BENCH_LOGS=DIR           keep each benchmark's full output in DIR (default: a temp dir,
@@ -59,7 +59,7 @@ for ((run = 1; run <= runs; run++)); do
   done
 done
 
-echo "Benchmarks on $model, $(nproc) cores; $started; $runs run(s);" \
+echo "Benchmarks on $model, $(getconf _NPROCESSORS_ONLN) cores; $started; $runs run(s);" \
   "1-minute load average at the start of each: ${loads[*]}"
 echo
 echo "| benchmark | measure | measured | target | verdict |"
