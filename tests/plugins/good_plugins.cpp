@@ -54,8 +54,14 @@ TRAINVISOR_PLUGIN(TestPolicyPlugin)
 class EveryN final : public Trigger {
  public:
   explicit EveryN(std::uint64_t n) : n_(n) {}
-  bool observe(const DataEvent& e) override { return (seen_ += e.count) >= n_; }
-  void reset() override { seen_ = 0; }
+  bool observe(const SampleBatch& batch, TriggerDecision& decision, std::string&) override {
+    for (std::size_t row = 0; row < batch.rows; ++row) {
+      if (++seen_ < n_) continue;
+      seen_ = 0;
+      decision.evaluations.push_back({row, batch.time_ns[row], true, "count reached", {}});
+    }
+    return true;
+  }
 
  private:
   std::uint64_t n_, seen_ = 0;
@@ -70,7 +76,8 @@ class TestTriggerPlugin final : public TriggerPlugin {
             "fires every N samples",
             {{"samples", ParamType::kInt64, std::int64_t{100}, 1.0, {}, {}, "samples per firing"}}};
   }
-  std::unique_ptr<Trigger> create(const Params& params, std::string&) override {
+  std::unique_ptr<Trigger> create(const Params& params, const TriggerServices&,
+                                  std::string&) override {
     return std::make_unique<EveryN>(
         static_cast<std::uint64_t>(std::get<std::int64_t>(params.at("samples"))));
   }
