@@ -117,6 +117,29 @@ TEST(EnsembleTrigger, AnEnsembleCanBeAMember) {
   EXPECT_EQ(stream_firings(*trigger, 13, {4}, kSecond), (Positions{2, 5, 8, 11}));
 }
 
+// test_trigger (tests/plugins) refuses a batch of more than max_rows rows and counts like
+// data_count otherwise.
+TEST(EnsembleTrigger, AFirstMemberRefusingLeavesTheEnsembleAsItWas) {
+  auto trigger = make_trigger(
+      "ensemble",
+      {{"members", "test_trigger(samples=2, max_rows=3); data_count(every=3)"}, {"mode", "all"}});
+  EXPECT_EQ(refusal(*trigger, evenly_spaced(4, kStreamStart, kSecond)),
+            "member 'test_trigger': rows: 4 in a batch, at most 3");
+  // As if the refused batch had never come: both vote by the third sample.
+  EXPECT_EQ(stream_firings(*trigger, 6, {3}, kSecond), (Positions{2, 5}));
+}
+
+TEST(EnsembleTrigger, ALaterMemberRefusingStopsTheEnsemble) {
+  auto trigger = make_trigger(
+      "ensemble", {{"members", "data_count(every=3); test_trigger(samples=2, max_rows=3)"}});
+  const std::string expected =
+      "member 'test_trigger': rows: 4 in a batch, at most 3 (after the members before it had "
+      "observed the batch: they no longer see the same stream, so this ensemble refuses every "
+      "further batch)";
+  EXPECT_EQ(refusal(*trigger, evenly_spaced(4, kStreamStart, kSecond)), expected);
+  EXPECT_EQ(refusal(*trigger, evenly_spaced(1, kStreamStart + 5 * kSecond, kSecond)), expected);
+}
+
 TEST(EnsembleTrigger, MalformedMembersAreRefusedWithThePositionAndTheProblem) {
   const auto refused = [](const std::string& members) {
     return creation_error("ensemble", {{"members", members}});
