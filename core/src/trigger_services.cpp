@@ -53,9 +53,12 @@ std::unique_ptr<Trigger> HostTriggerServices::create_trigger(
   }
   const std::vector<ParamSpec>& schema = loaded->descriptor.params;
   Params typed;
-  for (const auto& [key, text] : params) {
+  for (const auto& entry : params) {
+    // Named, not a structured binding: clang 14 (the fuzz build) captures none in a lambda.
+    const std::string& key = entry.first;
+    const std::string& text = entry.second;
     const auto spec = std::find_if(schema.begin(), schema.end(),
-                                   [&key = key](const ParamSpec& p) { return p.key == key; });
+                                   [&](const ParamSpec& p) { return p.key == key; });
     if (spec == schema.end()) {
       typed[key] = text;  // resolve_params names the unknown key, with a did-you-mean
       continue;
