@@ -133,9 +133,8 @@ TEST(EnsembleTrigger, ALaterMemberRefusingStopsTheEnsemble) {
   auto trigger = make_trigger(
       "ensemble", {{"members", "data_count(every=3); test_trigger(samples=2, max_rows=3)"}});
   const std::string expected =
-      "member 'test_trigger': rows: 4 in a batch, at most 3 (after the members before it had "
-      "observed the batch: they no longer see the same stream, so this ensemble refuses every "
-      "further batch)";
+      "member 'test_trigger': rows: 4 in a batch, at most 3 (the members no longer see the same "
+      "stream, so this ensemble refuses every further batch)";
   EXPECT_EQ(refusal(*trigger, evenly_spaced(4, kStreamStart, kSecond)), expected);
   EXPECT_EQ(refusal(*trigger, evenly_spaced(1, kStreamStart + 5 * kSecond, kSecond)), expected);
 }

@@ -134,7 +134,8 @@ class EnsembleTrigger final : public plugin::Trigger {
     std::vector<plugin::TriggerDecision> seen(members_.size());
     for (std::size_t i = 0; i < members_.size(); ++i) {
       std::string member_error;
-      bool ok = members_[i].trigger->observe(batch, seen[i], member_error);
+      const bool accepted = members_[i].trigger->observe(batch, seen[i], member_error);
+      bool ok = accepted;
       for (const plugin::TriggerEvaluation& e : seen[i].evaluations) {
         if (e.row >= batch.rows) {
           ok = false;
@@ -144,11 +145,12 @@ class EnsembleTrigger final : public plugin::Trigger {
       }
       if (ok) continue;
       error = "member '" + members_[i].label + "': " + member_error;
-      // The first member's refusal left every member as it was; a later one's did not.
-      if (i > 0) {
+      // A refusal by the first member left every member as it was; a later one's, or a member
+      // that took the batch but answered nonsense, did not.
+      if (i > 0 || accepted) {
         broken_ = error +
-                  " (after the members before it had observed the batch: they no longer "
-                  "see the same stream, so this ensemble refuses every further batch)";
+                  " (the members no longer see the same stream, so this ensemble refuses every "
+                  "further batch)";
         error = *broken_;
       }
       return false;
