@@ -13,6 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "refusing_drift_statistics.hpp"
+#include "trainvisor/core/trigger_services.hpp"
+
 namespace tv {
 namespace {
 
@@ -88,10 +91,18 @@ TEST_F(PluginRegistryTest, GoodPluginsLoadDespiteBrokenNeighbours) {
   const Decision d = policy->observe({h, 0, {}, {}});
   ASSERT_EQ(d.writes.size(), 1u);
   EXPECT_EQ(std::get<double>(d.writes[0].value), 0.001);
-  auto trigger = r.trigger("test_trigger").create({{"samples", std::int64_t{3}}}, error);
-  ASSERT_NE(trigger, nullptr);
-  EXPECT_FALSE(trigger->observe({0, 2, {}}));
-  EXPECT_TRUE(trigger->observe({0, 2, {}}));
+  const test::RefusingDriftStatistics drift;
+  const HostTriggerServices services(r, drift);
+  auto trigger = services.create_trigger("test_trigger", {{"samples", "3"}}, error);
+  ASSERT_NE(trigger, nullptr) << error;
+  const std::vector<float> features(4, 0.5f);
+  const std::vector<std::int64_t> times = {10, 20};
+  TriggerDecision decision;
+  ASSERT_TRUE(trigger->observe({features, 2, 2, times, {}}, decision, error));
+  EXPECT_FALSE(decision.fired());
+  ASSERT_TRUE(trigger->observe({features, 2, 2, times, {}}, decision, error));
+  ASSERT_EQ(decision.evaluations.size(), 1u);
+  EXPECT_EQ(decision.evaluations[0].row, 0u);
 }
 
 TEST_F(PluginRegistryTest, EachBrokenPluginIsRefusedWithItsReason) {

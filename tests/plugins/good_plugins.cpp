@@ -1,6 +1,7 @@
 // Well-formed test plugins: a policy (built twice, the second time under the same name, to test
 // duplicate refusal) and a trigger.
 #include <cmath>
+#include <string>
 
 #include "trainvisor/plugin.hpp"
 
@@ -51,14 +52,27 @@ TRAINVISOR_PLUGIN(TestPolicyPlugin)
 #endif
 
 #ifdef TV_GOOD_TRIGGER
+// Counts rows; refuses, unchanged, a batch of more than `max_rows` rows (0: no limit), so that
+// a test can make one member of an ensemble refuse what the others accept.
 class EveryN final : public Trigger {
  public:
-  explicit EveryN(std::uint64_t n) : n_(n) {}
-  bool observe(const DataEvent& e) override { return (seen_ += e.count) >= n_; }
-  void reset() override { seen_ = 0; }
+  EveryN(std::uint64_t n, std::uint64_t max_rows) : n_(n), max_rows_(max_rows) {}
+  bool observe(const SampleBatch& batch, TriggerDecision& decision, std::string& error) override {
+    if (max_rows_ != 0 && batch.rows > max_rows_) {
+      error = "rows: " + std::to_string(batch.rows) + " in a batch, at most " +
+              std::to_string(max_rows_);
+      return false;
+    }
+    for (std::size_t row = 0; row < batch.rows; ++row) {
+      if (++seen_ < n_) continue;
+      seen_ = 0;
+      decision.evaluations.push_back({row, batch.time_ns[row], true, "count reached", {}});
+    }
+    return true;
+  }
 
  private:
-  std::uint64_t n_, seen_ = 0;
+  std::uint64_t n_, max_rows_, seen_ = 0;
 };
 
 class TestTriggerPlugin final : public TriggerPlugin {
@@ -68,11 +82,14 @@ class TestTriggerPlugin final : public TriggerPlugin {
             "test_trigger",
             "0.1.0",
             "fires every N samples",
-            {{"samples", ParamType::kInt64, std::int64_t{100}, 1.0, {}, {}, "samples per firing"}}};
+            {{"samples", ParamType::kInt64, std::int64_t{100}, 1.0, {}, {}, "samples per firing"},
+             {"max_rows", ParamType::kInt64, std::int64_t{0}, 0.0, {}, {}, "rows per batch"}}};
   }
-  std::unique_ptr<Trigger> create(const Params& params, std::string&) override {
+  std::unique_ptr<Trigger> create(const Params& params, const TriggerServices&,
+                                  std::string&) override {
     return std::make_unique<EveryN>(
-        static_cast<std::uint64_t>(std::get<std::int64_t>(params.at("samples"))));
+        static_cast<std::uint64_t>(std::get<std::int64_t>(params.at("samples"))),
+        static_cast<std::uint64_t>(std::get<std::int64_t>(params.at("max_rows"))));
   }
 };
 TRAINVISOR_PLUGIN(TestTriggerPlugin)

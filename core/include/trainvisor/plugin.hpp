@@ -48,7 +48,9 @@ namespace tv::plugin {
 
 // Bumped whenever anything below changes in a way a built plugin would notice.
 // 2: Policy::observe takes an Observation (live config, human holds); Policy::outcome.
-inline constexpr std::uint32_t kAbiVersion = 2;
+// 3: Trigger observes SampleBatches and returns its evaluations; TriggerServices (drift
+//    statistics, ensemble members).
+inline constexpr std::uint32_t kAbiVersion = 3;
 
 enum class Kind : std::uint32_t { kModel = 1, kPolicy = 2, kTrigger = 3 };
 
@@ -305,25 +307,123 @@ class TV_PLUGIN_API PolicyPlugin : public Plugin {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Triggers decide when a continual-training pipeline retrains.
+// Triggers decide when a continual-training pipeline retrains. A trigger sees the pipeline's
+// stream as batches of samples, in stream order, and says at which samples a training starts;
+// every evaluation it makes (a drift test, a count check) comes back with its statistics, so
+// that a report can show why it fired or why it did not. A firing means: train on the data up
+// to and including that sample.
 
-struct DataEvent {
-  std::int64_t time_ns = 0;         // the sample's timestamp
-  std::uint64_t count = 0;          // samples in this event
-  std::span<const float> features;  // optional summary features of the samples, for drift
+// A batch of the stream: `rows` samples of `dims` features each, row-major, one timestamp per
+// row (stream time, Unix ns, non-decreasing across batches), and labels when the stream has
+// them. The spans are valid during the call only.
+struct SampleBatch {
+  std::span<const float> features;  // rows * dims values
+  std::size_t rows = 0;
+  std::size_t dims = 0;
+  std::span<const std::int64_t> time_ns;  // rows values
+  std::span<const std::int64_t> labels;   // empty, or rows values
 };
 
+// One number behind an evaluation, named for reports ("p_value", "mmd2", "threshold").
+struct TriggerStat {
+  std::string name;
+  double value = 0;
+};
+
+// One evaluation a trigger made while observing a batch.
+struct TriggerEvaluation {
+  std::size_t row = 0;       // the batch row it was made after
+  std::int64_t time_ns = 0;  // that row's timestamp
+  bool fired = false;        // a training starts on the data up to this row
+  std::string reason;        // e.g. "mmd p=0.003 < 0.05 (1000 reference, 1000 current)"
+  std::vector<TriggerStat> stats;
+};
+
+// What observe() returns: every evaluation of the batch in row order (none when the trigger
+// had nothing to evaluate); the ones with `fired` are the firings.
+struct TriggerDecision {
+  std::vector<TriggerEvaluation> evaluations;
+  bool fired() const {
+    for (const TriggerEvaluation& e : evaluations) {
+      if (e.fired) return true;
+    }
+    return false;
+  }
+};
+
+// Drift statistics, computed by the host (tv_drift: Thrust on CPU threads, or on a GPU when the
+// host was built with CUDA and has one), so that trigger plugins link nothing of ours.
+struct FeatureWindow {
+  std::span<const float> values;  // rows * dims, row-major
+  std::size_t rows = 0;
+  std::size_t dims = 0;
+};
+
+struct DriftTestOptions {
+  std::string metric = "mmd";             // "mmd" (kernel two-sample test) or "ks" (per feature)
+  std::int64_t permutations = 100;        // mmd: permutations of the test (>= 1)
+  std::uint64_t seed = 0;                 // mmd: the permutations' seed
+  std::string correction = "bonferroni";  // ks: "bonferroni" or "fdr" over the features
+};
+
+struct DriftTestResult {
+  double distance = 0;             // mmd: the unbiased MMD^2; ks: the largest per-feature statistic
+  double p_value = 1;              // mmd: (k + 1) / (B + 1); ks: the corrected smallest p-value
+  std::vector<TriggerStat> stats;  // what else a report shows (bandwidth, features drifted)
+};
+
+// A reference window prepared for repeated tests (its kernel block, row sums and bandwidth are
+// computed once). Made by DriftStatistics::prepare; immutable; usable from one thread at a time.
+class TV_PLUGIN_API DriftReference {
+ public:
+  virtual ~DriftReference() = default;
+  virtual std::size_t rows() const = 0;
+  virtual std::size_t dims() const = 0;
+};
+
+class TV_PLUGIN_API DriftStatistics {
+ public:
+  virtual ~DriftStatistics() = default;
+  // Null with `error` naming the parameter on bad input (an empty window, a NaN, a bad option).
+  virtual std::unique_ptr<DriftReference> prepare(const FeatureWindow& reference,
+                                                  const DriftTestOptions& options,
+                                                  std::string& error) const = 0;
+  // Tests `current` against a prepared reference with the options it was prepared with (the
+  // permutation count and seed may differ). False with `error` on bad input (dimensions that
+  // differ from the reference's, a NaN, an empty window).
+  virtual bool test(const DriftReference& reference, const FeatureWindow& current,
+                    const DriftTestOptions& options, DriftTestResult& out,
+                    std::string& error) const = 0;
+};
+
+// Called by one thread at a time; a trigger needs no locking.
 class TV_PLUGIN_API Trigger {
  public:
   virtual ~Trigger() = default;
-  // True when training should start after this event.
-  virtual bool observe(const DataEvent& event) = 0;
-  virtual void reset() = 0;  // called after each training starts
+  // Observes the next batch of the stream. A batch it cannot use (dimensions that changed,
+  // a NaN, timestamps going back) is refused: false with `error` naming the problem, and the
+  // trigger's state is as before the call.
+  virtual bool observe(const SampleBatch& batch, TriggerDecision& decision, std::string& error) = 0;
+};
+
+// What the host offers a trigger when it creates one.
+class TV_PLUGIN_API TriggerServices {
+ public:
+  virtual ~TriggerServices() = default;
+  virtual const DriftStatistics& drift() const = 0;
+  // Another loaded trigger plugin's trigger (an ensemble's members): `params` are text values
+  // ("500", "0.05", "true", "mmd") converted and validated against that plugin's schema and
+  // completed with its defaults. Null with `error` naming the plugin and the parameter.
+  virtual std::unique_ptr<Trigger> create_trigger(const std::string& plugin,
+                                                  const std::map<std::string, std::string>& params,
+                                                  std::string& error) const = 0;
 };
 
 class TV_PLUGIN_API TriggerPlugin : public Plugin {
  public:
-  virtual std::unique_ptr<Trigger> create(const Params& params, std::string& error) = 0;
+  // The services outlive the trigger.
+  virtual std::unique_ptr<Trigger> create(const Params& params, const TriggerServices& services,
+                                          std::string& error) = 0;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@
 // exception leaves the plugin.
 #pragma once
 
-#include <exception>
 #include <memory>
 #include <string>
 #include <utility>
@@ -22,14 +21,9 @@ inline constexpr const char* kPolicyVersion = "1.0.0";
 // Every policy's descriptor: kind, version and the shared dry_run flag added to its own params.
 inline plugin::Descriptor policy_descriptor(std::string name, std::string summary,
                                             std::vector<plugin::ParamSpec> params) {
-  plugin::Descriptor descriptor;
-  descriptor.kind = plugin::Kind::kPolicy;
-  descriptor.name = std::move(name);
-  descriptor.version = kPolicyVersion;
-  descriptor.summary = std::move(summary);
-  descriptor.params = std::move(params);
-  descriptor.params.push_back(dry_run_param());
-  return descriptor;
+  params.push_back(dry_run_param());
+  return plugin_params::plugin_descriptor(plugin::Kind::kPolicy, std::move(name), kPolicyVersion,
+                                          std::move(summary), std::move(params));
 }
 
 template <class P>
@@ -39,20 +33,12 @@ class PolicyPluginFor final : public plugin::PolicyPlugin {
 
   std::unique_ptr<plugin::Policy> create(const plugin::Params& params,
                                          std::string& error) override {
-    try {
-      ParamReader in(params);
-      const auto settings = P::read_settings(in);
-      if (!in.ok()) {
-        error = in.error();
-        return nullptr;
-      }
-      return std::make_unique<P>(settings);
-    } catch (const std::exception& e) {
-      error = e.what();
-    } catch (...) {
-      error = "creating the policy threw a non-standard exception";
-    }
-    return nullptr;
+    return plugin_params::create_from_params(
+        params, error, [](ParamReader& in) -> std::unique_ptr<plugin::Policy> {
+          const auto settings = P::read_settings(in);
+          if (!in.ok()) return nullptr;
+          return std::make_unique<P>(settings);
+        });
   }
 };
 
