@@ -1,6 +1,7 @@
 // Test side of the trigger plugins: the real plugin libraries loaded through the PluginRegistry
 // (the files named in TV_TRIGGER_PLUGIN_FILES, ':'-separated), triggers created through the
-// host's TriggerServices, and batches built from plain vectors.
+// host's TriggerServices (with the host's real drift statistics), and batches built from plain
+// vectors.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -15,9 +16,9 @@
 #include <string_view>
 #include <vector>
 
-#include "refusing_drift_statistics.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/trigger_services.hpp"
+#include "trainvisor/drift/drift_statistics.hpp"
 #include "trainvisor/plugin.hpp"
 
 namespace tv::triggers::test {
@@ -45,8 +46,7 @@ inline const PluginRegistry& trigger_registry() {
 }
 
 inline const HostTriggerServices& trigger_services() {
-  static const tv::test::RefusingDriftStatistics drift;  // these triggers never ask for it
-  static const HostTriggerServices services(trigger_registry(), drift);
+  static const HostTriggerServices services(trigger_registry(), drift::drift_statistics());
   return services;
 }
 

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "refusing_drift_statistics.hpp"
 #include "trigger_harness.hpp"
 
 namespace tv::triggers::test {
