@@ -77,12 +77,7 @@ void multiply(const float* k, std::size_t rows, std::size_t inner, const float* 
 }
 
 void row_norms(const float* z, std::size_t rows, std::size_t dims, float* out) {
-  for_each_index(rows, [=](std::size_t i) {
-    float s = 0;
-    for (std::size_t j = 0; j < dims; ++j)
-      s += z[i * dims + j] * z[i * dims + j];
-    out[i] = s;
-  });
+  for_each_index(rows, [=](std::size_t i) { out[i] = rbf::squared_norm(z + i * dims, dims); });
 }
 
 void rbf_in_place(float* g, const float* norms_a, std::size_t rows, const float* norms_b,

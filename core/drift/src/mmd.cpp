@@ -6,6 +6,8 @@
 #include <string>
 
 #include "cpu_kernels.hpp"
+#include "device_path.hpp"
+#include "trainvisor/drift/backend.hpp"
 
 namespace tv::drift {
 namespace {
@@ -109,6 +111,9 @@ struct MmdReference::State {
   double kxx_total = 0;
   double sigma = 0;
   float inv_2sigma2 = 0;
+  // The reference side on the GPU when backend() chose it; x, norms, kxx and kxx_rows are then
+  // left empty (the device holds them).
+  device::ReferenceHandle device;
   // The reference's share of the permutation sums, for the last permutation set used.
   struct PermutationCache {
     std::size_t m = 0, permutations = 0;
@@ -119,31 +124,60 @@ struct MmdReference::State {
   };
   mutable PermutationCache cache;
 
+  void set_bandwidth(const MmdOptions& options, const std::vector<float>& gram,
+                     const std::vector<float>& gram_norms, std::size_t gram_rows,
+                     std::size_t limit);
+  void prepare_on_cpu(const Window& reference, const MmdOptions& options);
+  void prepare_on_device(const Window& reference, const MmdOptions& options);
   const PermutationCache& permutations_for(std::size_t m, std::size_t count,
                                            std::uint64_t seed) const;
+  PooledSums current_sums_on_cpu(const Window& current, const PermutationCache& perm) const;
 };
+
+// sigma from options.sigma, or by the median heuristic from the Gram matrix of `gram_rows` rows.
+void MmdReference::State::set_bandwidth(const MmdOptions& options, const std::vector<float>& gram,
+                                        const std::vector<float>& gram_norms, std::size_t gram_rows,
+                                        std::size_t limit) {
+  const double sigma2 = options.sigma > 0
+                            ? options.sigma * options.sigma
+                            : median_squared_distance(gram, gram_norms, gram_rows, limit) / 2.0;
+  sigma = std::sqrt(sigma2);
+  inv_2sigma2 = static_cast<float>(1.0 / (2.0 * sigma2));
+}
+
+void MmdReference::State::prepare_on_cpu(const Window& reference, const MmdOptions& options) {
+  x.assign(reference.values.begin(), reference.values.end());
+  norms.resize(n);
+  cpu::row_norms(x.data(), n, dims, norms.data());
+  kxx.resize(n * n);
+  cpu::gram_self(x.data(), n, dims, kxx.data());
+  set_bandwidth(options, kxx, norms, n, options.bandwidth_rows);
+  cpu::rbf_in_place(kxx.data(), norms.data(), n, norms.data(), n, inv_2sigma2, true);
+  kxx_rows = cpu::row_sums(kxx.data(), n, n);
+  kxx_total = cpu::total(kxx_rows);
+}
+
+// The same steps as prepare_on_cpu on the device; the median heuristic reads the sampled rows'
+// block of the Gram matrix (the rows k n / s it would pick from the whole one), on the host.
+void MmdReference::State::prepare_on_device(const Window& reference, const MmdOptions& options) {
+  device = device::upload_reference(reference.values.data(), n, dims);
+  const std::size_t sampled = std::min(n, options.bandwidth_rows);
+  std::vector<float> gram, gram_norms;
+  if (options.sigma <= 0) device::sampled_gram(*device, sampled, gram, gram_norms);
+  set_bandwidth(options, gram, gram_norms, sampled, sampled);
+  kxx_total = device::finish_reference(*device, inv_2sigma2);
+}
 
 MmdReference::MmdReference(const Window& reference, const MmdOptions& options)
     : state_(std::make_unique<State>()) {
   check_rows(reference, "reference");
   check_options(options);
-  State& s = *state_;
-  s.n = reference.rows;
-  s.dims = reference.dims;
-  s.x.assign(reference.values.begin(), reference.values.end());
-  s.norms.resize(s.n);
-  cpu::row_norms(s.x.data(), s.n, s.dims, s.norms.data());
-  s.kxx.resize(s.n * s.n);
-  cpu::gram_self(s.x.data(), s.n, s.dims, s.kxx.data());
-  const double sigma2 =
-      options.sigma > 0
-          ? options.sigma * options.sigma
-          : median_squared_distance(s.kxx, s.norms, s.n, options.bandwidth_rows) / 2.0;
-  s.sigma = std::sqrt(sigma2);
-  s.inv_2sigma2 = static_cast<float>(1.0 / (2.0 * sigma2));
-  cpu::rbf_in_place(s.kxx.data(), s.norms.data(), s.n, s.norms.data(), s.n, s.inv_2sigma2, true);
-  s.kxx_rows = cpu::row_sums(s.kxx.data(), s.n, s.n);
-  s.kxx_total = cpu::total(s.kxx_rows);
+  state_->n = reference.rows;
+  state_->dims = reference.dims;
+  if (backend().device == Device::kCuda)
+    state_->prepare_on_device(reference, options);
+  else
+    state_->prepare_on_cpu(reference, options);
 }
 
 MmdReference::~MmdReference() = default;
@@ -164,6 +198,7 @@ const MmdReference::State::PermutationCache& MmdReference::State::permutations_f
     std::size_t m, std::size_t count, std::uint64_t seed) const {
   if (cache.valid && cache.m == m && cache.permutations == count && cache.seed == seed)
     return cache;
+  cache.valid = false;  // until the new set is complete: a throw below leaves no stale key
   const std::size_t pooled = n + m;
   const std::vector<std::uint8_t> member = permutation_membership(pooled, n, count, seed);
   cache.a.assign(n * count, 0.0f);
@@ -177,14 +212,56 @@ const MmdReference::State::PermutationCache& MmdReference::State::permutations_f
         cache.c[(i - n) * count + b] = 1.0f;
     }
   }
-  std::vector<float> product(n * count);
-  cpu::multiply(kxx.data(), n, n, cache.a.data(), count, product.data());
-  cache.q_xx = cpu::column_dots(cache.a.data(), product.data(), n, count);
+  if (device) {
+    cache.q_xx = device::set_permutations(*device, cache.a, cache.c, m, count);
+  } else {
+    std::vector<float> product(n * count);
+    cpu::multiply(kxx.data(), n, n, cache.a.data(), count, product.data());
+    cache.q_xx = cpu::column_dots(cache.a.data(), product.data(), n, count);
+  }
   cache.m = m;
   cache.permutations = count;
   cache.seed = seed;
   cache.valid = true;
   return cache;
+}
+
+// Every permutation at once. With u_b the 0/1 membership of the reference-sized side (a_b over
+// reference rows, c_b over current rows), q_b = u_b' K u_b and p_b = u_b' r, r = K 1 the pooled
+// row sums: q_b = a' Kxx a + 2 a' Kxy c + c' Kyy c, three products with the B columns together.
+PooledSums MmdReference::State::current_sums_on_cpu(const Window& current,
+                                                    const PermutationCache& perm) const {
+  const std::size_t m = current.rows, d = dims, B = perm.permutations;
+  const float* y = current.values.data();
+
+  // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m).
+  std::vector<float> y_norms(m), kxy(n * m), kyy(m * m);
+  cpu::row_norms(y, m, d, y_norms.data());
+  cpu::gram_cross(x.data(), n, y, m, d, kxy.data());
+  cpu::rbf_in_place(kxy.data(), norms.data(), n, y_norms.data(), m, inv_2sigma2, false);
+  cpu::gram_self(y, m, d, kyy.data());
+  cpu::rbf_in_place(kyy.data(), y_norms.data(), m, y_norms.data(), m, inv_2sigma2, true);
+
+  // Pooled row sums r = K 1 and the totals.
+  PooledSums sums;
+  std::vector<double> r_x = cpu::row_sums(kxy.data(), n, m);
+  std::vector<double> r_y = cpu::column_sums(kxy.data(), n, m);
+  sums.t_xy = cpu::total(r_x);
+  const std::vector<double> kyy_rows = cpu::row_sums(kyy.data(), m, m);
+  sums.t_yy = cpu::total(kyy_rows);
+  for (std::size_t i = 0; i < n; ++i)
+    r_x[i] += kxx_rows[i];
+  for (std::size_t j = 0; j < m; ++j)
+    r_y[j] += kyy_rows[j];
+
+  std::vector<float> kxy_c(n * B), kyy_c(m * B);
+  cpu::multiply(kxy.data(), n, m, perm.c.data(), B, kxy_c.data());
+  cpu::multiply(kyy.data(), m, m, perm.c.data(), B, kyy_c.data());
+  sums.q_xy = cpu::column_dots(perm.a.data(), kxy_c.data(), n, B);
+  sums.q_yy = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
+  sums.p_x = cpu::weighted_column_sums(perm.a.data(), r_x, n, B);
+  sums.p_y = cpu::weighted_column_sums(perm.c.data(), r_y, m, B);
+  return sums;
 }
 
 MmdResult MmdReference::test(const Window& current, const MmdOptions& options) const {
@@ -193,50 +270,23 @@ MmdResult MmdReference::test(const Window& current, const MmdOptions& options) c
   if (options.permutations == 0)
     throw std::invalid_argument("permutations: must be at least 1, got 0");
   const State& s = *state_;
-  const std::size_t n = s.n, m = current.rows, d = s.dims, B = options.permutations;
+  const std::size_t n = s.n, m = current.rows, B = options.permutations;
+  const State::PermutationCache& perm = s.permutations_for(m, B, options.seed);
+  const PooledSums sums = s.device ? device::pooled_sums(*s.device, current.values.data(), m)
+                                   : s.current_sums_on_cpu(current, perm);
 
-  // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m).
-  std::vector<float> y_norms(m), kxy(n * m), kyy(m * m);
-  cpu::row_norms(current.values.data(), m, d, y_norms.data());
-  cpu::gram_cross(s.x.data(), n, current.values.data(), m, d, kxy.data());
-  cpu::rbf_in_place(kxy.data(), s.norms.data(), n, y_norms.data(), m, s.inv_2sigma2, false);
-  cpu::gram_self(current.values.data(), m, d, kyy.data());
-  cpu::rbf_in_place(kyy.data(), y_norms.data(), m, y_norms.data(), m, s.inv_2sigma2, true);
-
-  // Pooled row sums r = K 1 and the total T = 1' K 1.
-  std::vector<double> r_x = cpu::row_sums(kxy.data(), n, m);
-  std::vector<double> r_y = cpu::column_sums(kxy.data(), n, m);
-  const double t_xy = cpu::total(r_x);
-  const std::vector<double> kyy_rows = cpu::row_sums(kyy.data(), m, m);
-  const double t_yy = cpu::total(kyy_rows);
-  for (std::size_t i = 0; i < n; ++i)
-    r_x[i] += s.kxx_rows[i];
-  for (std::size_t j = 0; j < m; ++j)
-    r_y[j] += kyy_rows[j];
-  const double t = s.kxx_total + 2 * t_xy + t_yy;
-
+  // With T = 1' K 1 the pooled total, each split's sums are S_xx = q_b, S_xy = p_b - q_b and
+  // S_yy = T - 2 p_b + q_b (the observed split: a = 1, c = 0).
+  const double t = s.kxx_total + 2 * sums.t_xy + sums.t_yy;
   const double c_xx = 1.0 / (double(n) * double(n - 1)), c_yy = 1.0 / (double(m) * double(m - 1)),
                c_xy = 2.0 / (double(n) * double(m));
   MmdResult result;
-  result.mmd2 = c_xx * s.kxx_total + c_yy * t_yy - c_xy * t_xy;
+  result.mmd2 = c_xx * s.kxx_total + c_yy * sums.t_yy - c_xy * sums.t_xy;
   result.sigma = s.sigma;
   result.permutations = B;
-
-  // Every permutation at once. With u_b the 0/1 membership of the reference-sized side
-  // (a_b over reference rows, c_b over current rows), q_b = u_b' K u_b and p_b = u_b' r:
-  //   S_xx = q_b, S_xy = p_b - q_b, S_yy = T - 2 p_b + q_b,
-  // and q_b = a' Kxx a + 2 a' Kxy c + c' Kyy c: three products with the B columns together.
-  const State::PermutationCache& perm = s.permutations_for(m, B, options.seed);
-  std::vector<float> kxy_c(n * B), kyy_c(m * B);
-  cpu::multiply(kxy.data(), n, m, perm.c.data(), B, kxy_c.data());
-  cpu::multiply(kyy.data(), m, m, perm.c.data(), B, kyy_c.data());
-  const std::vector<double> q_xy = cpu::column_dots(perm.a.data(), kxy_c.data(), n, B);
-  const std::vector<double> q_yy = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
-  const std::vector<double> p_x = cpu::weighted_column_sums(perm.a.data(), r_x, n, B);
-  const std::vector<double> p_y = cpu::weighted_column_sums(perm.c.data(), r_y, m, B);
   result.permuted.resize(B);
   for (std::size_t b = 0; b < B; ++b) {
-    const double q = perm.q_xx[b] + 2 * q_xy[b] + q_yy[b], p = p_x[b] + p_y[b];
+    const double q = perm.q_xx[b] + 2 * sums.q_xy[b] + sums.q_yy[b], p = sums.p_x[b] + sums.p_y[b];
     const double stat = c_xx * q + c_yy * (t - 2 * p + q) - c_xy * (p - q);
     result.permuted[b] = stat;
     if (stat >= result.mmd2) ++result.exceeding;
