@@ -45,19 +45,20 @@ std::vector<T> to_host(const thrust::device_vector<T>& v) {
   return out;
 }
 
-// The common reasons first, in words; the runtime's own name and text otherwise.
+// The runtime's name for the error, then in words: ours for the common reasons, its own else.
 std::string words(cudaError_t e) {
+  const std::string name = cudaGetErrorName(e);
   switch (e) {
     case cudaErrorInsufficientDriver:
-      return "no CUDA driver, or one older than this build's CUDA runtime "
-             "(cudaErrorInsufficientDriver)";
+      return name + ": no CUDA driver, or one older than this build's CUDA runtime";
     case cudaErrorNoDevice:
-      return "the CUDA driver sees no device (cudaErrorNoDevice; check CUDA_VISIBLE_DEVICES)";
+      return name + ": the CUDA driver sees no device (see CUDA_VISIBLE_DEVICES)";
     case cudaErrorNoKernelImageForDevice:
-      return "the device's architecture is not among this build's CMAKE_CUDA_ARCHITECTURES "
-             "(cudaErrorNoKernelImageForDevice)";
+      return name +
+             ": the device's architecture is not among this build's "
+             "CMAKE_CUDA_ARCHITECTURES";
     default:
-      return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+      return name + ": " + cudaGetErrorString(e);
   }
 }
 
