@@ -7,6 +7,8 @@
 #include <string>
 
 #include "cpu_kernels.hpp"
+#include "device_path.hpp"
+#include "trainvisor/drift/backend.hpp"
 
 namespace tv::drift {
 namespace {
@@ -114,6 +116,9 @@ struct MmdReference::State {
   double kxx_total = 0;
   double sigma = 0;
   float inv_2sigma2 = 0;
+  // The reference side on the GPU when backend() chose it; x, norms, kxx and kxx_rows are then
+  // left empty (the device holds them).
+  device::ReferenceHandle device;
   // The reference's share of the permutation sums, for the last permutation set used.
   struct PermutationCache {
     std::size_t m = 0, permutations = 0;
@@ -124,31 +129,60 @@ struct MmdReference::State {
   };
   mutable PermutationCache cache;
 
+  void set_bandwidth(const MmdOptions& options, const float* gram,
+                     const std::vector<float>& gram_norms, std::size_t gram_rows,
+                     std::size_t limit);
+  void prepare_on_cpu(const Window& reference, const MmdOptions& options);
+  void prepare_on_device(const Window& reference, const MmdOptions& options);
   const PermutationCache& permutations_for(std::size_t m, std::size_t count,
                                            std::uint64_t seed) const;
+  PooledSums current_sums_on_cpu(const Window& current, const PermutationCache& perm) const;
 };
+
+// sigma from options.sigma, or by the median heuristic from the Gram matrix of `gram_rows` rows.
+void MmdReference::State::set_bandwidth(const MmdOptions& options, const float* gram,
+                                        const std::vector<float>& gram_norms, std::size_t gram_rows,
+                                        std::size_t limit) {
+  const double sigma2 = options.sigma > 0
+                            ? options.sigma * options.sigma
+                            : median_squared_distance(gram, gram_norms, gram_rows, limit) / 2.0;
+  sigma = std::sqrt(sigma2);
+  inv_2sigma2 = static_cast<float>(1.0 / (2.0 * sigma2));
+}
+
+void MmdReference::State::prepare_on_cpu(const Window& reference, const MmdOptions& options) {
+  x.assign(reference.values.begin(), reference.values.end());
+  norms.resize(n);
+  cpu::row_norms(x.data(), n, dims, norms.data());
+  kxx = std::make_unique_for_overwrite<float[]>(n * n);
+  cpu::gram_upper(x.data(), n, dims, kxx.get());
+  set_bandwidth(options, kxx.get(), norms, n, options.bandwidth_rows);
+  cpu::rbf_upper_in_place(kxx.get(), norms.data(), n, inv_2sigma2);
+  kxx_rows = cpu::symmetric_row_sums(kxx.get(), n);
+  kxx_total = cpu::total(kxx_rows);
+}
+
+// The same steps as prepare_on_cpu on the device; the median heuristic reads the sampled rows'
+// block of the Gram matrix (the rows k n / s it would pick from the whole one), on the host.
+void MmdReference::State::prepare_on_device(const Window& reference, const MmdOptions& options) {
+  device = device::upload_reference(reference.values.data(), n, dims);
+  const std::size_t sampled = std::min(n, options.bandwidth_rows);
+  std::vector<float> gram, gram_norms;
+  if (options.sigma <= 0) device::sampled_gram(*device, sampled, gram, gram_norms);
+  set_bandwidth(options, gram.data(), gram_norms, sampled, sampled);
+  kxx_total = device::finish_reference(*device, inv_2sigma2);
+}
 
 MmdReference::MmdReference(const Window& reference, const MmdOptions& options)
     : state_(std::make_unique<State>()) {
   check_rows(reference, "reference");
   check_options(options);
-  State& s = *state_;
-  s.n = reference.rows;
-  s.dims = reference.dims;
-  s.x.assign(reference.values.begin(), reference.values.end());
-  s.norms.resize(s.n);
-  cpu::row_norms(s.x.data(), s.n, s.dims, s.norms.data());
-  s.kxx = std::make_unique_for_overwrite<float[]>(s.n * s.n);
-  cpu::gram_upper(s.x.data(), s.n, s.dims, s.kxx.get());
-  const double sigma2 =
-      options.sigma > 0
-          ? options.sigma * options.sigma
-          : median_squared_distance(s.kxx.get(), s.norms, s.n, options.bandwidth_rows) / 2.0;
-  s.sigma = std::sqrt(sigma2);
-  s.inv_2sigma2 = static_cast<float>(1.0 / (2.0 * sigma2));
-  cpu::rbf_upper_in_place(s.kxx.get(), s.norms.data(), s.n, s.inv_2sigma2);
-  s.kxx_rows = cpu::symmetric_row_sums(s.kxx.get(), s.n);
-  s.kxx_total = cpu::total(s.kxx_rows);
+  state_->n = reference.rows;
+  state_->dims = reference.dims;
+  if (backend().device == Device::kCuda)
+    state_->prepare_on_device(reference, options);
+  else
+    state_->prepare_on_cpu(reference, options);
 }
 
 MmdReference::~MmdReference() = default;
@@ -169,6 +203,7 @@ const MmdReference::State::PermutationCache& MmdReference::State::permutations_f
     std::size_t m, std::size_t count, std::uint64_t seed) const {
   if (cache.valid && cache.m == m && cache.permutations == count && cache.seed == seed)
     return cache;
+  cache.valid = false;  // until the new set is complete: a throw below leaves no stale key
   const std::size_t pooled = n + m;
   const std::vector<std::uint8_t> member = permutation_membership(pooled, n, count, seed);
   cache.a.assign(n * count, 0.0f);
@@ -182,16 +217,66 @@ const MmdReference::State::PermutationCache& MmdReference::State::permutations_f
         cache.c[(i - n) * count + b] = 1.0f;
     }
   }
-  std::vector<float> product(n * count);
-  cpu::upper_times(kxx.get(), n, cache.a.data(), count, product.data());
-  cache.q_xx = cpu::column_dots(cache.a.data(), product.data(), n, count);
-  for (double& q : cache.q_xx)
-    q *= 2;
+  if (device) {
+    cache.q_xx = device::set_permutations(*device, cache.a, cache.c, m, count);
+  } else {
+    // Kxx is held as its upper triangle T (zero diagonal): a' Kxx a = 2 a' T a.
+    std::vector<float> product(n * count);
+    cpu::upper_times(kxx.get(), n, cache.a.data(), count, product.data());
+    cache.q_xx = cpu::column_dots(cache.a.data(), product.data(), n, count);
+    for (double& q : cache.q_xx)
+      q *= 2;
+  }
   cache.m = m;
   cache.permutations = count;
   cache.seed = seed;
   cache.valid = true;
   return cache;
+}
+
+// Every permutation at once. With u_b the 0/1 membership of the reference-sized side (a_b over
+// reference rows, c_b over current rows), q_b = u_b' K u_b and p_b = u_b' r, r = K 1 the pooled
+// row sums: q_b = a' Kxx a + 2 a' Kxy c + c' Kyy c, three products with the B columns together.
+PooledSums MmdReference::State::current_sums_on_cpu(const Window& current,
+                                                    const PermutationCache& perm) const {
+  const std::size_t m = current.rows, d = dims, B = perm.permutations;
+  const float* y = current.values.data();
+
+  // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m, its upper triangle).
+  // Not zero-filled: every element the test reads is written first (Kyy's upper triangle).
+  std::vector<float> y_norms(m);
+  const auto kxy = std::make_unique_for_overwrite<float[]>(n * m);
+  const auto kyy = std::make_unique_for_overwrite<float[]>(m * m);
+  cpu::row_norms(y, m, d, y_norms.data());
+  cpu::gram_cross(x.data(), n, y, m, d, kxy.get());
+  cpu::rbf_in_place(kxy.get(), norms.data(), n, y_norms.data(), m, inv_2sigma2);
+  cpu::gram_upper(y, m, d, kyy.get());
+  cpu::rbf_upper_in_place(kyy.get(), y_norms.data(), m, inv_2sigma2);
+
+  // Pooled row sums r = K 1 and the totals.
+  PooledSums sums;
+  std::vector<double> r_x = cpu::row_sums(kxy.get(), n, m);
+  std::vector<double> r_y = cpu::column_sums(kxy.get(), n, m);
+  sums.t_xy = cpu::total(r_x);
+  const std::vector<double> kyy_rows = cpu::symmetric_row_sums(kyy.get(), m);
+  sums.t_yy = cpu::total(kyy_rows);
+  for (std::size_t i = 0; i < n; ++i)
+    r_x[i] += kxx_rows[i];
+  for (std::size_t j = 0; j < m; ++j)
+    r_y[j] += kyy_rows[j];
+
+  // Kyy is held as its upper triangle T (zero diagonal): c' Kyy c = 2 c' T c, a triangular
+  // product at half the multiply-adds.
+  std::vector<float> kxy_c(n * B), kyy_c(m * B);
+  cpu::multiply(kxy.get(), n, m, perm.c.data(), B, kxy_c.data());
+  cpu::upper_times(kyy.get(), m, perm.c.data(), B, kyy_c.data());
+  sums.q_xy = cpu::column_dots(perm.a.data(), kxy_c.data(), n, B);
+  sums.q_yy = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
+  for (double& q : sums.q_yy)
+    q *= 2;
+  sums.p_x = cpu::weighted_column_sums(perm.a.data(), r_x, n, B);
+  sums.p_y = cpu::weighted_column_sums(perm.c.data(), r_y, m, B);
+  return sums;
 }
 
 MmdResult MmdReference::test(const Window& current, const MmdOptions& options) const {
@@ -200,55 +285,23 @@ MmdResult MmdReference::test(const Window& current, const MmdOptions& options) c
   if (options.permutations == 0)
     throw std::invalid_argument("permutations: must be at least 1, got 0");
   const State& s = *state_;
-  const std::size_t n = s.n, m = current.rows, d = s.dims, B = options.permutations;
+  const std::size_t n = s.n, m = current.rows, B = options.permutations;
+  const State::PermutationCache& perm = s.permutations_for(m, B, options.seed);
+  const PooledSums sums = s.device ? device::pooled_sums(*s.device, current.values.data(), m)
+                                   : s.current_sums_on_cpu(current, perm);
 
-  // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m, its upper triangle).
-  // Not zero-filled: every element the test reads is written first (Kyy's upper triangle).
-  std::vector<float> y_norms(m);
-  const auto kxy = std::make_unique_for_overwrite<float[]>(n * m);
-  const auto kyy = std::make_unique_for_overwrite<float[]>(m * m);
-  cpu::row_norms(current.values.data(), m, d, y_norms.data());
-  cpu::gram_cross(s.x.data(), n, current.values.data(), m, d, kxy.get());
-  cpu::rbf_in_place(kxy.get(), s.norms.data(), n, y_norms.data(), m, s.inv_2sigma2);
-  cpu::gram_upper(current.values.data(), m, d, kyy.get());
-  cpu::rbf_upper_in_place(kyy.get(), y_norms.data(), m, s.inv_2sigma2);
-
-  // Pooled row sums r = K 1 and the total T = 1' K 1.
-  std::vector<double> r_x = cpu::row_sums(kxy.get(), n, m);
-  std::vector<double> r_y = cpu::column_sums(kxy.get(), n, m);
-  const double t_xy = cpu::total(r_x);
-  const std::vector<double> kyy_rows = cpu::symmetric_row_sums(kyy.get(), m);
-  const double t_yy = cpu::total(kyy_rows);
-  for (std::size_t i = 0; i < n; ++i)
-    r_x[i] += s.kxx_rows[i];
-  for (std::size_t j = 0; j < m; ++j)
-    r_y[j] += kyy_rows[j];
-  const double t = s.kxx_total + 2 * t_xy + t_yy;
-
+  // With T = 1' K 1 the pooled total, each split's sums are S_xx = q_b, S_xy = p_b - q_b and
+  // S_yy = T - 2 p_b + q_b (the observed split: a = 1, c = 0).
+  const double t = s.kxx_total + 2 * sums.t_xy + sums.t_yy;
   const double c_xx = 1.0 / (double(n) * double(n - 1)), c_yy = 1.0 / (double(m) * double(m - 1)),
                c_xy = 2.0 / (double(n) * double(m));
   MmdResult result;
-  result.mmd2 = c_xx * s.kxx_total + c_yy * t_yy - c_xy * t_xy;
+  result.mmd2 = c_xx * s.kxx_total + c_yy * sums.t_yy - c_xy * sums.t_xy;
   result.sigma = s.sigma;
   result.permutations = B;
-
-  // Every permutation at once. With u_b the 0/1 membership of the reference-sized side
-  // (a_b over reference rows, c_b over current rows), q_b = u_b' K u_b and p_b = u_b' r:
-  //   S_xx = q_b, S_xy = p_b - q_b, S_yy = T - 2 p_b + q_b,
-  // and q_b = a' Kxx a + 2 a' Kxy c + c' Kyy c: three products with the B columns together. The
-  // symmetric blocks, zero on their diagonals, are held as upper triangles T: a' Kxx a = 2 a' T a,
-  // a triangular product at half the multiply-adds.
-  const State::PermutationCache& perm = s.permutations_for(m, B, options.seed);
-  std::vector<float> kxy_c(n * B), kyy_c(m * B);
-  cpu::multiply(kxy.get(), n, m, perm.c.data(), B, kxy_c.data());
-  cpu::upper_times(kyy.get(), m, perm.c.data(), B, kyy_c.data());
-  const std::vector<double> q_xy = cpu::column_dots(perm.a.data(), kxy_c.data(), n, B);
-  const std::vector<double> q_yy_half = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
-  const std::vector<double> p_x = cpu::weighted_column_sums(perm.a.data(), r_x, n, B);
-  const std::vector<double> p_y = cpu::weighted_column_sums(perm.c.data(), r_y, m, B);
   result.permuted.resize(B);
   for (std::size_t b = 0; b < B; ++b) {
-    const double q = perm.q_xx[b] + 2 * q_xy[b] + 2 * q_yy_half[b], p = p_x[b] + p_y[b];
+    const double q = perm.q_xx[b] + 2 * sums.q_xy[b] + sums.q_yy[b], p = sums.p_x[b] + sums.p_y[b];
     const double stat = c_xx * q + c_yy * (t - 2 * p + q) - c_xy * (p - q);
     result.permuted[b] = stat;
     if (stat >= result.mmd2) ++result.exceeding;

@@ -2,6 +2,7 @@
 // compiler vectorizes in a loop (CPU) or runs per thread (GPU). Private to tv_drift.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -36,6 +37,14 @@ TV_DRIFT_HD inline float exp_nonpositive(float x) {
   std::memcpy(&scale, &bits, sizeof scale);
 #endif
   return p * scale;
+}
+
+// |z|^2 of one row of `dims` floats, summed in float in order (both paths sum it the same way).
+TV_DRIFT_HD inline float squared_norm(const float* z, std::size_t dims) {
+  float s = 0;
+  for (std::size_t j = 0; j < dims; ++j)
+    s += z[j] * z[j];
+  return s;
 }
 
 // The kernel value from a squared distance written as |a|^2 + |b|^2 - 2 a.b (rounding can make
