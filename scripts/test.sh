@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on the default build, then the tests of the concurrent code, and the fleet as
-# real processes, again under ThreadSanitizer and AddressSanitizer (build-tsan/, build-asan/).
+# real processes, again under ThreadSanitizer and AddressSanitizer (build-tsan/, build-asan/), the
+# drift statistics' CUDA build (build-cuda/) through its CPU fallback, and a fuzz smoke run.
 # The fuzz targets' committed corpora replay in the default preset (fuzz_corpus_*), and each
 # libFuzzer build (the fuzz preset) runs for a short smoke test; long campaigns are
 # scripts/fuzz.sh.
@@ -24,12 +25,29 @@ sanitized=(tv_shm_tests tv_shm_test_writer tv_store_tests tv_queue_tests tv_queu
            tv_http_claimer model_tiny tv_config_hub_tests tv_config_agent_tests
            tv_host_daemon_tests tv_trainer_process_tests tv_supervisor_tests policy_plateau
            trainvisor)
+# The drift statistics and the triggers run their OpenMP threads under AddressSanitizer only:
+# libgomp is not built with ThreadSanitizer, whose reports on its barriers would be noise.
+asan_only=(tv_drift_tests tv_drift_streaming_tests tv_drift_backend_tests tv_trigger_tests)
 for preset in tsan asan; do
   echo "test: concurrent code under $preset"
+  targets=("${sanitized[@]}")
+  [ "$preset" = asan ] && targets+=("${asan_only[@]}")
   cmake --preset "$preset" >/dev/null
-  cmake --build --preset "$preset" --parallel "$jobs" --target "${sanitized[@]}"
+  cmake --build --preset "$preset" --parallel "$jobs" --target "${targets[@]}"
   ctest --preset "$preset" --parallel "$jobs"
 done
+
+# The drift statistics built with CUDA (nvcc and its own Thrust): on a machine without a GPU the
+# tests pass through the CPU fallback; on one with a GPU, scripts/cuda_check.sh requires the GPU.
+# The toolkit is no Debian package: a machine without it skips this stage, saying so.
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "test: the CUDA build of the drift statistics"
+  cmake --preset cuda >/dev/null
+  cmake --build --preset cuda --parallel "$jobs"
+  ctest --preset cuda --parallel "$jobs"
+else
+  echo "test: skipped the CUDA build of the drift statistics (no /usr/local/cuda/bin/nvcc)"
+fi
 
 echo "test: fuzz smoke run of every libFuzzer target"
 cmake --preset fuzz >/dev/null

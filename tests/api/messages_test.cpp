@@ -200,13 +200,15 @@ TEST(Messages, ArtifactAndManifestRepliesRoundTrip) {
   const auto list = wire(json(ArtifactList{{{"b", "d", 1, 2}}})).get<ArtifactList>().artifacts;
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].uploaded_at, 2);
-  const ReloadReply r = wire(json(ReloadReply{true, {"a"}, {}, {"z"}, 0, {{"a", "id2", {"id1"}}}}))
-                            .get<ReloadReply>();
+  const ReloadReply r =
+      wire(json(ReloadReply{true, {"a"}, {}, {"z"}, 0, {{"a", "id2", {"id1"}}}, {"w"}}))
+          .get<ReloadReply>();
   EXPECT_TRUE(r.dry_run);
   EXPECT_EQ(r.removed, std::vector<std::string>{"z"});
   ASSERT_EQ(r.replaced.size(), 1u);
   EXPECT_EQ(r.replaced[0].id, "id2");
   EXPECT_EQ(r.replaced[0].replaces, std::vector<std::string>{"id1"});
+  EXPECT_EQ(r.warnings, std::vector<std::string>{"w"});
   // From a coordinator that predates `replaced`: none.
   EXPECT_TRUE(json({{"dry_run", false},
                     {"added", json::array()},

@@ -26,9 +26,22 @@ echo "$out" | grep -qE '^mode +string +"any" +any\|all\|at_least +how many raise
 echo "$out" | grep -qE "^n +int64 +2 +\[1, 1024\] +votes needed with mode=at_least" ||
   fail "ensemble n row: $out"
 
+out=$(show data_drift)
+echo "$out" | grep -qE "^data_drift 1\.0\.0 \(trigger plugin\)$" || fail "data_drift heading: $out"
+echo "$out" | grep -qE '^metric +string +"mmd" +mmd\|ks +two-sample test' || fail "metric row: $out"
+echo "$out" | grep -qE "^permutations +int64 +100 +\[1, 1e\+05\] +mmd: permutations" ||
+  fail "data_drift permutations row: $out"
+echo "$out" | grep -qE "^p_value +float64 +0\.05 +\[1e-09, 1\] +decision p_value" ||
+  fail "data_drift p_value row: $out"
+for key in windowing reference_size current_size reference_s current_s reference overlap \
+           evaluate_every decision threshold dynamic_window quantile deviation \
+           deviation_absolute warmup_evaluations warmup_every seed correction; do
+  echo "$out" | grep -qE "^$key " || fail "data_drift lists no $key: $out"
+done
+
 # Every parameter of every trigger plugin has a default of its type, a help text and, for a
 # number, both bounds; a choice lists its values.
-for name in time data_count ensemble; do
+for name in time data_count ensemble data_drift; do
   show "$name" -o json | "$PY" -c '
 import json, sys
 j = json.load(sys.stdin)
