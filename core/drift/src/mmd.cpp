@@ -128,6 +128,20 @@ struct MmdReference::State {
     std::vector<double> q_xx;  // a_b' Kxx a_b
   };
   mutable PermutationCache cache;
+  // The current side's kernel blocks, kept between tests up to kKeptWorkspaceFloats: a repeated
+  // test then writes into pages it already has instead of faulting in (and the kernel zeroing)
+  // fresh ones for every block, which cost a tenth of a 1000 x 1000 test. Larger blocks are
+  // allocated per test, where that cost is small beside the products.
+  static constexpr std::size_t kKeptWorkspaceFloats = std::size_t{16} << 20;  // 64 MiB
+  struct Workspace {
+    std::unique_ptr<float[]> kxy, kyy;
+    std::size_t kxy_size = 0, kyy_size = 0;
+  };
+  mutable Workspace workspace;
+  // Blocks of at least the sizes asked for: the kept ones when they fit, else fresh ones (kept
+  // when small enough).
+  std::pair<float*, float*> current_blocks(std::size_t kxy_size, std::size_t kyy_size,
+                                           Workspace& fresh) const;
 
   void set_bandwidth(const MmdOptions& options, const float* gram,
                      const std::vector<float>& gram_norms, std::size_t gram_rows,
@@ -234,6 +248,21 @@ const MmdReference::State::PermutationCache& MmdReference::State::permutations_f
   return cache;
 }
 
+std::pair<float*, float*> MmdReference::State::current_blocks(std::size_t kxy_size,
+                                                              std::size_t kyy_size,
+                                                              Workspace& fresh) const {
+  Workspace& w = kxy_size + kyy_size <= kKeptWorkspaceFloats ? workspace : fresh;
+  if (w.kxy_size < kxy_size) {
+    w.kxy = std::make_unique_for_overwrite<float[]>(kxy_size);
+    w.kxy_size = kxy_size;
+  }
+  if (w.kyy_size < kyy_size) {
+    w.kyy = std::make_unique_for_overwrite<float[]>(kyy_size);
+    w.kyy_size = kyy_size;
+  }
+  return {w.kxy.get(), w.kyy.get()};
+}
+
 // Every permutation at once. With u_b the 0/1 membership of the reference-sized side (a_b over
 // reference rows, c_b over current rows), q_b = u_b' K u_b and p_b = u_b' r, r = K 1 the pooled
 // row sums: q_b = a' Kxx a + 2 a' Kxy c + c' Kyy c, three products with the B columns together.
@@ -245,20 +274,20 @@ PooledSums MmdReference::State::current_sums_on_cpu(const Window& current,
   // The current side of the pooled kernel matrix: Kxy (n x m) and Kyy (m x m, its upper triangle).
   // Not zero-filled: every element the test reads is written first (Kyy's upper triangle).
   std::vector<float> y_norms(m);
-  const auto kxy = std::make_unique_for_overwrite<float[]>(n * m);
-  const auto kyy = std::make_unique_for_overwrite<float[]>(m * m);
+  Workspace fresh;
+  const auto [kxy, kyy] = current_blocks(n * m, m * m, fresh);
   cpu::row_norms(y, m, d, y_norms.data());
-  cpu::gram_cross(x.data(), n, y, m, d, kxy.get());
-  cpu::rbf_in_place(kxy.get(), norms.data(), n, y_norms.data(), m, inv_2sigma2);
-  cpu::gram_upper(y, m, d, kyy.get());
-  cpu::rbf_upper_in_place(kyy.get(), y_norms.data(), m, inv_2sigma2);
+  cpu::gram_cross(x.data(), n, y, m, d, kxy);
+  cpu::rbf_in_place(kxy, norms.data(), n, y_norms.data(), m, inv_2sigma2);
+  cpu::gram_upper(y, m, d, kyy);
+  cpu::rbf_upper_in_place(kyy, y_norms.data(), m, inv_2sigma2);
 
   // Pooled row sums r = K 1 and the totals.
   PooledSums sums;
-  std::vector<double> r_x = cpu::row_sums(kxy.get(), n, m);
-  std::vector<double> r_y = cpu::column_sums(kxy.get(), n, m);
+  std::vector<double> r_x = cpu::row_sums(kxy, n, m);
+  std::vector<double> r_y = cpu::column_sums(kxy, n, m);
   sums.t_xy = cpu::total(r_x);
-  const std::vector<double> kyy_rows = cpu::symmetric_row_sums(kyy.get(), m);
+  const std::vector<double> kyy_rows = cpu::symmetric_row_sums(kyy, m);
   sums.t_yy = cpu::total(kyy_rows);
   for (std::size_t i = 0; i < n; ++i)
     r_x[i] += kxx_rows[i];
@@ -268,8 +297,8 @@ PooledSums MmdReference::State::current_sums_on_cpu(const Window& current,
   // Kyy is held as its upper triangle T (zero diagonal): c' Kyy c = 2 c' T c, a triangular
   // product at half the multiply-adds.
   std::vector<float> kxy_c(n * B), kyy_c(m * B);
-  cpu::multiply(kxy.get(), n, m, perm.c.data(), B, kxy_c.data());
-  cpu::upper_times(kyy.get(), m, perm.c.data(), B, kyy_c.data());
+  cpu::multiply(kxy, n, m, perm.c.data(), B, kxy_c.data());
+  cpu::upper_times(kyy, m, perm.c.data(), B, kyy_c.data());
   sums.q_xy = cpu::column_dots(perm.a.data(), kxy_c.data(), n, B);
   sums.q_yy = cpu::column_dots(perm.c.data(), kyy_c.data(), m, B);
   for (double& q : sums.q_yy)
