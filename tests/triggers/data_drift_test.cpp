@@ -191,9 +191,8 @@ TEST(DataDrift, BatchBoundariesDoNotChangeTheEvaluations) {
   const auto one = observe(*whole, gaussian_stream(0, 300, 200, 2.0, 3));
   std::vector<std::size_t> rows;
   std::size_t first = 0;
+  const Batch full = gaussian_stream(0, 300, 200, 2.0, 3);  // the same stream, cut differently
   for (std::size_t size : {7u, 93u, 1u, 120u, 79u}) {
-    // The same stream, cut differently: regenerate it whole and slice.
-    const Batch full = gaussian_stream(0, 300, 200, 2.0, 3);
     Batch part;
     part.rows = size;
     part.dims = 4;
