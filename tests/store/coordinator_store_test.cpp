@@ -33,12 +33,7 @@ std::set<std::string> tables(const std::string& path) {
   return out;
 }
 
-std::set<std::string> files_in(const fs::path& dir) {
-  std::set<std::string> out;
-  for (const auto& entry : fs::directory_iterator(dir))
-    out.insert(entry.path().filename().string());
-  return out;
-}
+using test::files_in;
 
 void fill(CoordinatorStore& store) {
   store.queue().upsert_hosts(std::vector<HostPolicy>{HostPolicy{"pi", {}, {}, 0}});

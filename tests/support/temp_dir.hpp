@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <set>
 #include <stdexcept>
 #include <string>
 
@@ -30,5 +31,13 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The names of the entries directly in `dir`, to compare what a store left on disk.
+inline std::set<std::string> files_in(const std::filesystem::path& dir) {
+  std::set<std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    out.insert(entry.path().filename().string());
+  return out;
+}
 
 }  // namespace tv::fleet::test
