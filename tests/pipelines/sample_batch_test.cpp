@@ -173,6 +173,7 @@ TEST(SampleBatchTest, EveryTruncationIsRefused) {
   EXPECT_TRUE(refused(full.substr(0, full.size() - 1), "timestamps: truncated"));
   EXPECT_TRUE(refused("", "features: missing"));
   EXPECT_TRUE(refused(kX + kY, "timestamps: missing"));
+  EXPECT_TRUE(refused(kX + kY + "\x93NUM", "timestamps: truncated in the .npy magic"));
 }
 
 TEST(SampleBatchTest, TrailingBytesAreRefused) {
@@ -281,7 +282,8 @@ TEST(SampleBatchTest, ValuesAreChecked) {
   EXPECT_EQ(refusal(body(kX, yneg, kT)), "labels: row 1 (-1) is not in [0, 2^31)");
   const std::string ybig =
       npy(dict("<u8", "(3,)"), raw(std::vector<std::uint64_t>{0, 1, 1ull << 63}));
-  EXPECT_TRUE(refused(body(kX, ybig, kT), "labels: row 2"));
+  EXPECT_TRUE(
+      refused(body(kX, ybig, kT), "labels: row 2 (9223372036854775808) is not in [0, 2^31)"));
   const std::string y31 = npy(dict("<i8", "(3,)"), raw(std::vector<std::int64_t>{0, 1, 1ll << 31}));
   EXPECT_TRUE(refused(body(kX, y31, kT), "labels: row 2 (2147483648) is not in [0, 2^31)"));
   const std::string back =

@@ -159,6 +159,8 @@ std::uint32_t little_endian(std::string_view bytes) {
 Header read_header(std::string_view& in, std::string_view array) {
   const std::string name(array);
   if (in.empty()) throw BatchError(name + ": missing; the body ends before this array");
+  if (in.size() < kMagic.size() + 2 && kMagic.substr(0, in.size()) == in.substr(0, kMagic.size()))
+    throw BatchError(name + ": truncated in the .npy magic and version");
   if (in.size() < kMagic.size() + 2 || in.substr(0, kMagic.size()) != kMagic)
     throw BatchError(name + ": not a .npy array (no \\x93NUMPY magic); write it with np.save");
   const auto major = static_cast<unsigned char>(in[kMagic.size()]);

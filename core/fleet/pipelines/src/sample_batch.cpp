@@ -16,16 +16,6 @@ static_assert(std::endian::native == std::endian::little, "the .npy arrays are l
 
 constexpr std::int64_t kLabelLimit = std::int64_t{1} << 31;
 
-struct LabelType {
-  std::string_view descr;
-  std::size_t size;
-  bool is_signed;
-};
-constexpr LabelType kLabelTypes[] = {
-    {"<i8", 8, true},  {"<i4", 4, true},  {"<i2", 2, true},  {"|i1", 1, true},
-    {"<u8", 8, false}, {"<u4", 4, false}, {"<u2", 2, false}, {"|u1", 1, false},
-};
-
 [[noreturn]] void fail(std::string_view array, const std::string& why) {
   throw BatchError(std::string(array) + ": " + why);
 }
@@ -122,38 +112,34 @@ void check_rows(std::string_view array, const npy::Header& h, std::size_t rows) 
   }
 }
 
-template <class T>
-std::int64_t item_as_i64(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  if constexpr (std::is_unsigned_v<T>) {
-    // Saturated: anything this large is refused as out of range anyway.
-    return v > static_cast<std::uint64_t>(kLabelLimit) ? kLabelLimit : static_cast<std::int64_t>(v);
-  } else {
-    return static_cast<std::int64_t>(v);
-  }
+std::string label_range_error(std::size_t row, const std::string& value) {
+  return "row " + std::to_string(row) + " (" + value + ") is not in [0, 2^31)";
 }
 
-std::int64_t label_at(const LabelType& t, const char* p) {
-  switch (t.size * 2 + (t.is_signed ? 1 : 0)) {
-    case 2 * 8 + 1:
-      return item_as_i64<std::int64_t>(p);
-    case 2 * 4 + 1:
-      return item_as_i64<std::int32_t>(p);
-    case 2 * 2 + 1:
-      return item_as_i64<std::int16_t>(p);
-    case 2 * 1 + 1:
-      return item_as_i64<std::int8_t>(p);
-    case 2 * 8:
-      return item_as_i64<std::uint64_t>(p);
-    case 2 * 4:
-      return item_as_i64<std::uint32_t>(p);
-    case 2 * 2:
-      return item_as_i64<std::uint16_t>(p);
-    default:
-      return item_as_i64<std::uint8_t>(p);
+// One label of type T at `p`, as int64. Only uint64 can hold a value int64 cannot: refused here,
+// with its own value in the message; the rest is range-checked with every batch.
+template <class T>
+std::int64_t label_as_i64(const char* p, std::size_t row) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  if constexpr (std::is_same_v<T, std::uint64_t>) {
+    if (v >= static_cast<std::uint64_t>(kLabelLimit))
+      fail("labels", label_range_error(row, std::to_string(v)));
   }
+  return static_cast<std::int64_t>(v);
 }
+
+struct LabelType {
+  std::string_view descr;
+  std::size_t size;
+  std::int64_t (*read)(const char*, std::size_t row);
+};
+constexpr LabelType kLabelTypes[] = {
+    {"<i8", 8, label_as_i64<std::int64_t>},  {"<i4", 4, label_as_i64<std::int32_t>},
+    {"<i2", 2, label_as_i64<std::int16_t>},  {"|i1", 1, label_as_i64<std::int8_t>},
+    {"<u8", 8, label_as_i64<std::uint64_t>}, {"<u4", 4, label_as_i64<std::uint32_t>},
+    {"<u2", 2, label_as_i64<std::uint16_t>}, {"|u1", 1, label_as_i64<std::uint8_t>},
+};
 
 void read_labels(std::string_view& in, SampleBatchData& b) {
   constexpr std::string_view kArray = "labels";
@@ -173,7 +159,7 @@ void read_labels(std::string_view& in, SampleBatchData& b) {
   const std::string_view data = take_data(in, kArray, b.rows, type->size, h);
   b.labels.resize(b.rows);
   for (std::size_t i = 0; i < b.rows; ++i)
-    b.labels[i] = label_at(*type, data.data() + i * type->size);
+    b.labels[i] = type->read(data.data() + i * type->size, i);
 }
 
 void read_timestamps(std::string_view& in, SampleBatchData& b) {
@@ -209,8 +195,7 @@ void check_values(const SampleBatchData& b) {
   }
   for (std::size_t i = 0; i < b.labels.size(); ++i) {
     if (b.labels[i] < 0 || b.labels[i] >= kLabelLimit) {
-      fail("labels", "row " + std::to_string(i) + " (" + std::to_string(b.labels[i]) +
-                         ") is not in [0, 2^31)");
+      fail("labels", label_range_error(i, std::to_string(b.labels[i])));
     }
   }
   for (std::size_t i = 0; i < b.time_ns.size(); ++i) {
