@@ -1,10 +1,9 @@
 #include "trainvisor/trainer/recorded_run.hpp"
 
-#include <charconv>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "bundle_file.hpp"
 #include "trainvisor/core/job_folder.hpp"
 #include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
@@ -18,47 +17,6 @@ using nlohmann::json;
 
 BadInput bad_bundle(const fs::path& bundle, const std::string& reason) {
   return BadInput("--replay-config " + bundle.string() + ": " + reason);
-}
-
-// The bundle's JSON header (checkpoint.hpp writes "TVBUNDLE1\n<length>\n<json>" then the
-// tensors), after checking that the tensors it lists fill the rest of the file exactly.
-json read_header(const fs::path& bundle) {
-  std::error_code ec;
-  const std::uintmax_t size = fs::file_size(bundle, ec);
-  if (ec) throw bad_bundle(bundle, "cannot read it: " + ec.message());
-  std::ifstream in(bundle, std::ios::binary);
-  std::string magic, length_line;
-  if (!std::getline(in, magic) || magic != "TVBUNDLE1") {
-    throw bad_bundle(bundle, "not a bundle (it does not start with TVBUNDLE1)");
-  }
-  std::uint64_t length = 0;
-  std::getline(in, length_line);
-  const auto [end, err] =
-      std::from_chars(length_line.data(), length_line.data() + length_line.size(), length);
-  if (err != std::errc() || end != length_line.data() + length_line.size()) {
-    throw bad_bundle(bundle, "corrupt: no valid header length after TVBUNDLE1");
-  }
-  if (length > size) throw bad_bundle(bundle, "corrupt: its header is cut short");
-  std::string text(length, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(length));
-  if (static_cast<std::uint64_t>(in.gcount()) != length) {
-    throw bad_bundle(bundle, "corrupt: its header is cut short");
-  }
-  json header;
-  try {
-    header = json::parse(text);
-    std::uint64_t listed = 0;
-    for (const json& t : header.at("tensors"))
-      listed += t.at("bytes").get<std::uint64_t>();
-    const std::uint64_t present = size - static_cast<std::uint64_t>(in.tellg());
-    if (listed != present) {
-      throw bad_bundle(bundle, "corrupt: its header lists " + std::to_string(listed) +
-                                   " bytes of tensors, the file holds " + std::to_string(present));
-    }
-  } catch (const json::exception& e) {
-    throw bad_bundle(bundle, std::string("corrupt header: ") + e.what());
-  }
-  return header;
 }
 
 // One entry of the config history, every knob of the schema present, of its type and in range.
@@ -133,7 +91,7 @@ bool same_value(const plugin::ParamValue& a, const plugin::ParamValue& b) {
 }  // namespace
 
 RecordedRun read_recorded_run(const fs::path& bundle) {
-  const json header = read_header(bundle);
+  const json header = read_bundle_file(bundle, "--replay-config").header;
   RecordedRun run;
   try {
     if (header.value("format", "") != "trainvisor-bundle-1")
