@@ -5,11 +5,16 @@
 
 #include <cerrno>
 #include <fstream>
+#include <functional>
+#include <iterator>
+#include <map>
 #include <stdexcept>
 #include <system_error>
 #include <vector>
 
+#include "bundle_file.hpp"
 #include "live_config.hpp"
+#include "stream_window.hpp"
 #include "trainvisor/trainer/trainer.hpp"
 
 namespace tv::trainer {
@@ -41,6 +46,73 @@ void replace_checkpoint(const fs::path& tmp, const fs::path& dir) {
   // A file system without the exchange: the previous checkpoint goes first.
   fs::remove_all(dir);
   fs::rename(tmp, dir);
+}
+
+json params_json(const plugin::Params& params) {
+  json out = json::object();
+  for (const auto& [k, v] : params)
+    out[k] = value_json(v);
+  return out;
+}
+
+// Why a bundle's header is not of `expected`'s model and parameters; empty when it is.
+std::string model_mismatch(const json& header, const BundleHeader& expected) {
+  const std::string model = header.at("model").get<std::string>();
+  if (model != expected.model)
+    return "it is a bundle of model '" + model + "', not '" + expected.model + "'";
+  const json& given = header.at("model_params");
+  const json wanted = params_json(expected.model_params);
+  for (const auto& [key, value] : wanted.items()) {
+    if (!given.contains(key)) return "it records no model parameter '" + key + "'";
+    if (given[key] != value) {
+      return "its model parameter " + key + " is " + given[key].dump() + ", this run's is " +
+             value.dump();
+    }
+  }
+  for (const auto& [key, value] : given.items()) {
+    if (!wanted.contains(key))
+      return "its model parameter '" + key + "' is not one of model '" + model + "'";
+  }
+  return {};
+}
+
+// The tensors of a bundle by name, checked against the module's, as (target, source) pairs.
+// The sources point into `blob`, the bundle's bytes after its header.
+std::vector<std::pair<torch::Tensor, torch::Tensor>> matched_tensors(
+    const json& header, torch::nn::Module& module, std::string& blob,
+    const std::function<BadInput(const std::string&)>& bad) {
+  std::map<std::string, json> listed;
+  for (const json& t : header.at("tensors"))
+    listed[t.at("name").get<std::string>()] = t;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> out;
+  const auto match = [&](const std::string& name, const torch::Tensor& target) {
+    const auto it = listed.find(name);
+    if (it == listed.end()) throw bad("it has no tensor " + name);
+    const json& t = it->second;
+    const auto shape = t.at("shape").get<std::vector<std::int64_t>>();
+    if (shape != target.sizes().vec()) {
+      throw bad("its tensor " + name + " has shape " + shape_text(shape) + ", the model's " +
+                shape_text(target.sizes().vec()));
+    }
+    const std::string dtype = t.at("dtype").get<std::string>();
+    const std::string wanted(target.dtype().name());
+    if (dtype != wanted)
+      throw bad("its tensor " + name + " is " + dtype + ", the model's " + wanted);
+    const auto offset = t.at("offset").get<std::uint64_t>();
+    const auto bytes = t.at("bytes").get<std::uint64_t>();
+    if (bytes != static_cast<std::uint64_t>(target.numel() * target.element_size()) ||
+        offset > blob.size() || bytes > blob.size() - offset) {
+      throw bad("corrupt: its tensor " + name + " does not fit its place in the file");
+    }
+    out.emplace_back(target, torch::from_blob(blob.data() + offset, shape, target.dtype()));
+    listed.erase(it);
+  };
+  for (const auto& p : module.named_parameters())
+    match(p.key(), p.value());
+  for (const auto& b : module.named_buffers())
+    match("buffer:" + b.key(), b.value());
+  if (!listed.empty()) throw bad("it has a tensor the model lacks: " + listed.begin()->first);
+  return out;
 }
 
 }  // namespace
@@ -151,6 +223,28 @@ fs::path write_bundle(const JobFolder& folder, const BundleHeader& h, torch::nn:
   }
   fs::rename(tmp, path);
   return path;
+}
+
+void load_bundle_weights(const fs::path& bundle, const std::string& flag,
+                         const BundleHeader& expected, torch::nn::Module& module) {
+  const BundleFile file = read_bundle_file(bundle, flag);
+  const auto bad = [&](const std::string& why) {
+    return BadInput(flag + " " + bundle.string() + ": " + why);
+  };
+  std::ifstream in(bundle, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(file.tensors_offset));
+  std::string blob((std::istreambuf_iterator<char>(in)), {});
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs;
+  try {
+    if (const std::string why = model_mismatch(file.header, expected); !why.empty()) throw bad(why);
+    pairs = matched_tensors(file.header, module, blob, bad);
+  } catch (const json::exception& e) {
+    throw bad(std::string("corrupt header: ") + e.what());
+  }
+  // Every tensor checked before the first copy: a refused bundle leaves the module as it was.
+  torch::NoGradGuard no_grad;
+  for (auto& [target, source] : pairs)
+    target.copy_(source);
 }
 
 }  // namespace tv::trainer

@@ -7,9 +7,9 @@
 //   raw tensors in a fixed order, byte-identical for identical inputs and seed. Its JSON records
 //   what --replay-config needs to run it again (recorded_run.hpp reads it).
 //
-// Private to tv_trainer, for its libtorch translation units. Single-threaded. A checkpoint that
-// cannot be read back throws BadInput; one that cannot be written throws std::runtime_error
-// (or std::system_error, std::filesystem::filesystem_error).
+// Private to tv_trainer, for its libtorch translation units. Single-threaded. A checkpoint or
+// bundle that cannot be read back throws BadInput; one that cannot be written throws
+// std::runtime_error (or std::system_error, std::filesystem::filesystem_error).
 #pragma once
 
 // The parts of libtorch a checkpoint needs, not torch/torch.h: this TU compiles in about half the
@@ -68,5 +68,12 @@ struct BundleHeader {
 // Writes folder.bundle() (through a staging file renamed over it) and returns its path.
 std::filesystem::path write_bundle(const JobFolder& folder, const BundleHeader& header,
                                    torch::nn::Module& module);
+
+// Copies the weights of `bundle` into `module`. The bundle must be of `expected`'s model and
+// parameters and hold exactly the module's parameters and buffers, each with its shape and dtype;
+// anything else is a BadInput that starts with `flag` and the path, and `module` is left as it
+// was.
+void load_bundle_weights(const std::filesystem::path& bundle, const std::string& flag,
+                         const BundleHeader& expected, torch::nn::Module& module);
 
 }  // namespace tv::trainer

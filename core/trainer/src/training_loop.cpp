@@ -14,6 +14,7 @@
 
 #include "checkpoint.hpp"
 #include "live_config.hpp"
+#include "stream_window.hpp"
 #include "trainvisor/core/idx_reader.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
@@ -37,7 +38,55 @@ std::int64_t unix_ns() {
 struct Evaluation {
   double loss = NAN;
   double accuracy = NAN;
+  std::int64_t classes = 0;             // the model's class scores
+  std::vector<std::int64_t> confusion;  // [truth * classes + predicted]
 };
+
+// `model` scored on (xs, ys) in eval mode, in batches of 1000; at least one sample.
+Evaluation evaluate_model(plugin::Model& model, torch::nn::Module& module, const torch::Tensor& xs,
+                          const torch::Tensor& ys) {
+  torch::NoGradGuard no_grad;
+  module.eval();
+  const std::int64_t n = xs.size(0);
+  double loss_sum = 0;
+  std::int64_t correct = 0;
+  Evaluation out;
+  torch::Tensor confusion;
+  for (std::int64_t b = 0; b < n; b += 1000) {
+    const auto x = xs.slice(0, b, std::min(b + 1000, n));
+    const auto y = ys.slice(0, b, std::min(b + 1000, n));
+    const auto logits = model.forward(x);
+    loss_sum +=
+        torch::nn::functional::cross_entropy(
+            logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            .item<double>();
+    const auto predicted = logits.argmax(1);
+    correct += predicted.eq(y).sum().item<std::int64_t>();
+    out.classes = logits.size(1);
+    const auto counts = torch::bincount(y * out.classes + predicted, {}, out.classes * out.classes);
+    confusion = confusion.defined() ? confusion + counts : counts;
+  }
+  module.train();
+  out.loss = loss_sum / static_cast<double>(n);
+  out.accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  const auto c = confusion.to(torch::kInt64).contiguous();
+  out.confusion.assign(c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel());
+  return out;
+}
+
+// The knobs a run starts from: the given ones, with a stream's epochs as max_epochs.
+std::map<std::string, plugin::ParamValue> base_knobs(const TrainerOptions& o) {
+  std::map<std::string, plugin::ParamValue> out = o.knobs;
+  if (!o.stream || o.stream->epochs == 0) return out;
+  const plugin::ParamValue epochs = o.stream->epochs;
+  const auto [it, fresh] = out.emplace(knobs::kMaxEpochs, epochs);
+  if (!fresh && it->second != epochs) {
+    throw BadInput("--stream-epochs " + std::to_string(o.stream->epochs) + " and the knob " +
+                   knobs::kMaxEpochs + "=" + param_value_text(it->second) +
+                   " disagree: give one of them");
+  }
+  return out;
+}
 
 class Session final : public TrainingSession {
  public:
@@ -51,7 +100,7 @@ class Session final : public TrainingSession {
     torch::manual_seed(o.seed);
     load_model();
     if (o.replay.empty()) {
-      config_.emplace(Knobs::resolve(o.knobs), o.job_id, lease_of(o));
+      config_.emplace(Knobs::resolve(base_knobs(o)), o.job_id, lease_of(o));
     } else if (!o.job_id.empty() || o.resume) {
       throw BadInput("a replay of a config history reads no block and starts at step 0");
     } else {
@@ -99,6 +148,8 @@ class Session final : public TrainingSession {
     log("model " + options_.model + ", " + dataset_->describe() + ", optimizer " + optimizer_name_ +
         ", BLAS: " + blas_description());
     try {
+      if (options_.stream && options_.stream->epochs == 0)
+        return finish(TrainerExitCode::kCompleted, "no training (0 epochs)");
       while (true) {
         if (stop_requested.load()) {
           checkpoint();
@@ -235,9 +286,20 @@ class Session final : public TrainingSession {
     } catch (const std::invalid_argument& e) {
       throw BadInput(e.what());
     }
+    if (options_.stream && !options_.stream->baseline.empty()) {
+      baseline_ = build_model(*mp);
+      load_bundle_weights(options_.stream->baseline, "--baseline", expected_bundle(),
+                          *baseline_->module());
+      // The baseline's init drew from the seeded generator: the new model starts from the seed
+      // as it does without a baseline.
+      torch::manual_seed(options_.seed);
+    }
+    model_ = build_model(*mp);
+    if (options_.stream) {
+      load_stream();
+      return;
+    }
     std::string error;
-    model_ = mp->build(model_params_, error);
-    if (!model_) throw BadInput("model '" + name + "' could not be built: " + error);
     plugin::DataOptions data = options_.data;
     data.seed = options_.seed;
     dataset_ = mp->load_data(model_params_, data, host_, error);
@@ -245,6 +307,79 @@ class Session final : public TrainingSession {
     if (dataset_->train_inputs().size(0) == 0)
       throw BadInput("model '" + name + "': empty training set");
   }
+
+  std::unique_ptr<plugin::Model> build_model(plugin::ModelPlugin& mp) const {
+    std::string error;
+    auto model = mp.build(model_params_, error);
+    if (!model) throw BadInput("model '" + options_.model + "' could not be built: " + error);
+    return model;
+  }
+
+  // What a bundle this run loads must record: its model and parameters.
+  BundleHeader expected_bundle() const {
+    BundleHeader h;
+    h.model = options_.model;
+    h.model_params = model_params_;
+    return h;
+  }
+
+  // The stream window as the data set, checked against the model; the starting weights.
+  void load_stream() {
+    const StreamData& s = *options_.stream;
+    if (options_.out_dir.empty())
+      throw BadInput("--segment: a pipeline training writes its evaluation.json and needs --out");
+    const StreamWindow window = read_stream_window(s);
+    stream_counts_ = {window.train.rows(), window.holdout_samples, window.set_samples};
+    dataset_ = make_stream_dataset(window);
+    check_model_takes(dataset_->val_inputs().slice(0, 0, 1), s);
+    if (!s.initial_weights.empty()) {
+      load_bundle_weights(s.initial_weights, "--initial-weights", expected_bundle(),
+                          *model_->module());
+    }
+  }
+
+  // A shape the model cannot take would otherwise fail the first step, as the trainer's own
+  // failure rather than bad input.
+  void check_model_takes(const torch::Tensor& sample, const StreamData& s) {
+    const std::string which = "model '" + options_.model + "'";
+    torch::Tensor logits;
+    {
+      torch::NoGradGuard no_grad;
+      model_->module()->eval();
+      try {
+        logits = model_->forward(sample);
+      } catch (const c10::Error& e) {
+        throw BadInput(which + " does not take samples of --sample-shape " +
+                       shape_text(s.sample_shape) + ": " + e.what_without_backtrace());
+      }
+      model_->module()->train();
+    }
+    if (logits.dim() != 2 || logits.size(1) < s.num_classes) {
+      throw BadInput(which + " gives " + shape_text(logits.sizes().vec()) +
+                     " class scores for one sample, not one row of at least --classes " +
+                     std::to_string(s.num_classes));
+    }
+  }
+
+  // The evaluation data's scores of the new model and of the baseline, in evaluation.json.
+  void write_stream_evaluation() {
+    const StreamData& s = *options_.stream;
+    EvaluationReport r;
+    r.window_begin = s.window_begin;
+    r.window_end = s.window_end;
+    r.train_samples = stream_counts_.train;
+    r.holdout_samples = stream_counts_.holdout;
+    r.set_samples = stream_counts_.set;
+    r.epochs = epoch_;
+    r.trained = scores_of(last_eval_);
+    if (baseline_) {
+      r.deployed = scores_of(evaluate_model(*baseline_, *baseline_->module(),
+                                            dataset_->val_inputs(), dataset_->val_targets()));
+    }
+    write_evaluation(folder_, r);
+  }
+
+  static Scores scores_of(const Evaluation& e) { return score(e.confusion, e.classes, e.loss); }
 
   // The batch size and the order of an epoch are fixed at its start, from the seed and the
   // epoch number alone, so a resumed run sees the same batches.
@@ -271,26 +406,7 @@ class Session final : public TrainingSession {
   }
 
   Evaluation evaluate() {
-    torch::NoGradGuard no_grad;
-    module_->eval();
-    const auto& xs = dataset_->val_inputs();
-    const auto& ys = dataset_->val_targets();
-    const std::int64_t n = xs.size(0);
-    double loss_sum = 0;
-    std::int64_t correct = 0;
-    for (std::int64_t b = 0; b < n; b += 1000) {
-      const auto x = xs.slice(0, b, std::min(b + 1000, n));
-      const auto y = ys.slice(0, b, std::min(b + 1000, n));
-      const auto logits = model_->forward(x);
-      loss_sum +=
-          torch::nn::functional::cross_entropy(
-              logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-              .item<double>();
-      correct += logits.argmax(1).eq(y).sum().item<std::int64_t>();
-    }
-    module_->train();
-    return {loss_sum / static_cast<double>(n),
-            static_cast<double>(correct) / static_cast<double>(n)};
+    return evaluate_model(*model_, *module_, dataset_->val_inputs(), dataset_->val_targets());
   }
 
   // A record of the step just taken, with the knobs it ran on.
@@ -325,6 +441,7 @@ class Session final : public TrainingSession {
                              metrics(reason), config_->history()},
                             *module_)
                    .string();
+      if (options_.stream) write_stream_evaluation();
     }
     const json summary = {
         {"result", code == TrainerExitCode::kEarlyStopped ? "early_stopped" : "completed"},
@@ -396,6 +513,10 @@ class Session final : public TrainingSession {
   plugin::Params model_params_;
   std::unique_ptr<plugin::Model> model_;
   std::unique_ptr<plugin::Dataset> dataset_;
+  std::unique_ptr<plugin::Model> baseline_;  // the deployed model, with a stream's baseline
+  struct {
+    std::int64_t train = 0, holdout = 0, set = 0;
+  } stream_counts_;
   std::shared_ptr<torch::nn::Module> module_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::string optimizer_name_;

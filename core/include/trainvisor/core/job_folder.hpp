@@ -12,6 +12,9 @@ struct JobFolder {
 
   // The trained model, written by a trainer that completed or stopped early; what is uploaded.
   std::filesystem::path bundle() const { return root / "bundle.tvb"; }
+  // A pipeline training's scores of the new model and the deployed one on the same evaluation
+  // data, written beside the bundle (trainvisor/trainer/trainer.hpp, StreamData).
+  std::filesystem::path evaluation() const { return root / "evaluation.json"; }
   // The latest checkpoint (a folder, replaced whole), and the file that says it is complete.
   std::filesystem::path checkpoint() const { return root / "checkpoint"; }
   std::filesystem::path checkpoint_state() const { return checkpoint() / "state.json"; }

@@ -3,7 +3,10 @@
 // reading the live knobs (trainer_knobs.hpp) as one snapshot at every step boundary and pushing
 // telemetry every step. Without a block it trains on fixed knobs and pushes nothing; with a
 // recorded config history (--replay-config, recorded_run.hpp) its knobs follow that history
-// instead of a block, which reproduces a supervised run's bundle byte for byte.
+// instead of a block, which reproduces a supervised run's bundle byte for byte. With a stream
+// (TrainerOptions::stream) it trains on a window of a pipeline's stream instead of the model's
+// own data, from given weights or the model's init, and at the end scores the new model and the
+// deployed one (a baseline bundle) on the same evaluation data, in evaluation.json.
 //
 // libtorch stays behind this header (two translation units compile it: the loop, and
 // checkpoints and bundles; the live config does without). A TrainingSession is
@@ -15,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -36,6 +40,23 @@ struct RecordedRevision {
   std::int64_t revision = 0;
   std::int64_t step = 0;
   std::map<std::string, plugin::ParamValue> knobs;  // every knob of the schema
+};
+
+// A pipeline training's data: a window of its stream, read from segment files (the .npy triples
+// of trainvisor/fleet/pipelines/sample_batch.hpp). Every file's rows follow the previous file's in
+// the stream. The evaluation data are the window's holdout split plus the evaluation set; the
+// new model and the baseline are scored on exactly those samples.
+struct StreamData {
+  std::vector<std::string> segment_files;         // in stream order
+  std::int64_t first_sample = 0;                  // stream index of the first file's row 0
+  std::int64_t window_begin = 0, window_end = 0;  // the samples trained and evaluated on
+  std::vector<std::int64_t> sample_shape;         // every file's must match
+  std::int64_t num_classes = 0;                   // labels must be below it
+  double holdout = 0.1;         // the window's last share: the evaluation split, not trained on
+  std::string eval_set_file;    // optional: an extra evaluation batch (the same format)
+  std::string initial_weights;  // optional: a bundle to start from (else the model's init)
+  std::string baseline;         // optional: a bundle evaluated on the same data as the new model
+  std::int64_t epochs = 1;      // 0: no training; the starting weights are evaluated and bundled
 };
 
 struct TrainerOptions {
@@ -65,16 +86,22 @@ struct TrainerOptions {
   std::uint64_t lease_attempt = 0;
   std::string lease_digest;
   bool log = true;  // progress lines on stderr
+  // Set: train on this window instead of the model plugin's load_data (`data` is then unused),
+  // with max_epochs = stream->epochs, and write JobFolder::evaluation() at the end.
+  std::optional<StreamData> stream;
 };
 
 class TrainingSession {
  public:
-  // Loads the plugin, its data and model, attaches to the block. Throws BadInput.
+  // Loads the plugin, its data and model (and with a stream, the starting weights and the
+  // baseline), attaches to the block. Throws BadInput, naming the file for a bad segment or
+  // bundle.
   static std::unique_ptr<TrainingSession> open(const TrainerOptions& options);
   virtual ~TrainingSession() = default;
 
-  // Runs to completion; returns the exit code. Writes the bundle on completion or early stop, and
-  // a checkpoint on SIGTERM (trainvisor/core/job_folder.hpp names them).
+  // Runs to completion; returns the exit code. Writes the bundle (and with a stream, the
+  // evaluation) on completion or early stop, and a checkpoint on SIGTERM
+  // (trainvisor/core/job_folder.hpp names them).
   virtual TrainerExitCode run() = 0;
 
   // One optimisation step on the next batch (epochs wrap), with the knob refresh and telemetry
