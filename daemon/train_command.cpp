@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "plugins_command.hpp"
+#include "stream_flags.hpp"
 #include "trainvisor/core/job_folder.hpp"
 #include "trainvisor/core/param_schema.hpp"
 #include "trainvisor/core/trainer_exit_code.hpp"
@@ -134,10 +135,13 @@ void add_train_command(CLI::App& app) {
                   "Re-run the job BUNDLE records with its exact config history (how a supervised "
                   "run is reproduced: the new bundle is byte-identical)")
       ->option_text("BUNDLE");
+  auto stream = std::make_shared<StreamFlags>();
+  add_stream_flags(*cmd, *stream);
   auto dirs = std::make_shared<std::vector<std::string>>();
   add_plugin_dir_option(*cmd, *dirs);
-  cmd->callback([cmd, o, params, knob_args, dirs, orphan_s, max_epochs, replay] {
+  cmd->callback([cmd, o, params, knob_args, dirs, orphan_s, max_epochs, replay, stream] {
     if (o->model.empty() && replay->empty()) throw CLI::RequiredError("--model");
+    o->stream = stream_data(*cmd, *stream);
     o->orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(*orphan_s * 1000));
     for (const auto& p : *params)
       o->model_params.insert(parse_assignment(p, "--param"));
