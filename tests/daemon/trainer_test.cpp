@@ -2,7 +2,8 @@
 // boundaries (the batch size from the next epoch, the optimizer's name at start only), policies
 // from real plugin libraries cutting the rate, every exit code, checkpoints every N steps and on
 // SIGTERM, resume (weights, optimizer state, position and knobs, live or saved), skipped updates
-// on a non-finite loss, reproducible bundles and refusals of bad input.
+// on a non-finite loss, reproducible bundles, refusals of bad input, and a pipeline training
+// stopped early from its block (stream_training_test.cpp has the rest of those).
 //
 // Every trainer runs in its own process group, which the test kills on any exit (and the kernel
 // kills the trainer if the test process dies); every wait is on a condition with a deadline.
@@ -25,12 +26,14 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include "trainer_process.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/fleet/pipelines/sample_batch.hpp"
 #include "trainvisor/shm/block_name.hpp"
 
 namespace tv {
@@ -338,6 +341,44 @@ TEST(TrainerLive, OutOfRangeValueIsRefusedAndTheLastGoodOneStays) {
     prev_rev = rec.config_revision;
   }
   EXPECT_EQ(refused_revisions, (std::vector<std::uint64_t>{2, 3}));
+}
+
+// A pipeline training (a window of a stream) is a job like any other: an early stop in its block
+// ends it with its bundle and its evaluation.json.
+TEST(TrainerLive, PipelineTrainingStopsEarlyWithItsEvaluation) {
+  TempDir logs;
+  const fs::path out = logs / "out";
+  fleet::pipelines::SampleBatchData batch;
+  batch.sample_shape = {16};  // the tiny model's default features
+  batch.rows = 600;
+  std::mt19937 gen(5);
+  std::normal_distribution<float> normal;
+  for (std::size_t r = 0; r < batch.rows; ++r) {
+    for (int k = 0; k < 16; ++k)
+      batch.features.push_back(normal(gen));
+    batch.labels.push_back(static_cast<std::int64_t>(r % 4));
+    batch.time_ns.push_back(static_cast<std::int64_t>(r));
+  }
+  const fs::path segment = logs / "segment.npy";
+  std::ofstream(segment, std::ios::binary) << fleet::pipelines::encode_batch(batch);
+  LiveTrainer t("stream", {{"training/control/batch_size", std::int64_t{64}}});
+  t.start(train_args(t.job(), out.string(),
+                     {"--segment", segment.string(), "--window", "0:600", "--sample-shape", "16",
+                      "--classes", "4", "--stream-epochs", "100000"}),
+          logs);
+  ASSERT_TRUE(t.wait_step(30));  // 540 training samples: 9 steps an epoch
+  ASSERT_TRUE(t.set("training/control/early_stop", true).applied);
+  EXPECT_EQ(t.wait_exit(), 3) << t.process().err();
+  const json summary = json::parse(t.process().out());
+  EXPECT_EQ(summary["reason"], "early_stop");
+  const json e = json::parse(read_text(out / "evaluation.json"));
+  EXPECT_EQ(e["train_samples"], 540);
+  EXPECT_EQ(e["holdout_samples"], 60);
+  EXPECT_EQ(e["epochs"], summary["epochs"]);
+  EXPECT_GE(e["epochs"].get<int>(), 3);
+  EXPECT_EQ(e["new"]["accuracy"], summary["val_accuracy"]);
+  EXPECT_TRUE(e["deployed"].is_null());
+  EXPECT_EQ(read_bundle(out / "bundle.tvb").header["metrics"]["stop_reason"], "early_stop");
 }
 
 // batch_size is read when an epoch starts: a change seen in epoch e applies from epoch e+1.
