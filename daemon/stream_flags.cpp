@@ -79,7 +79,8 @@ void add_stream_flags(CLI::App& cmd, StreamFlags& f) {
       "(evaluation.json's \"deployed\")")
       ->option_text("BUNDLE");
   add("--stream-epochs", f.data.epochs,
-      "Epochs to train (default 1; 0: score and bundle the starting weights)");
+      "Epochs to train: sets training/control/max_epochs, as --max-epochs does (default 1; 0: "
+      "score and bundle the starting weights)");
 }
 
 std::optional<trainer::StreamData> stream_data(const CLI::App& cmd, const StreamFlags& f) {

@@ -56,7 +56,9 @@ struct StreamData {
   std::string eval_set_file;    // optional: an extra evaluation batch (the same format)
   std::string initial_weights;  // optional: a bundle to start from (else the model's init)
   std::string baseline;         // optional: a bundle evaluated on the same data as the new model
-  std::int64_t epochs = 1;      // 0: no training; the starting weights are evaluated and bundled
+  // The max_epochs knob (a block's value wins, as over --max-epochs); 0: no training, the
+  // starting weights are evaluated and bundled.
+  std::int64_t epochs = 1;
 };
 
 struct TrainerOptions {
