@@ -204,8 +204,9 @@ TEST_F(Eligibility, ExplainNamesTheConstraintPerHost) {
   EXPECT_EQ(by_host["pi"].reason.rfind("prefer_cuda: a CPU host may take it", 0), 0u)
       << by_host["pi"].reason;
   EXPECT_EQ(by_host["office"].reason,
-            "host policy: allow_jobs does not name this job or its model");
-  EXPECT_EQ(by_host["lab"].reason, "host policy: deny_jobs names this job or its model");
+            "host policy: allow_jobs does not name this job, its model or its pipeline");
+  EXPECT_EQ(by_host["lab"].reason,
+            "host policy: deny_jobs names this job, its model or its pipeline");
   EXPECT_EQ(by_host["gpu"].reason, "");
   EXPECT_FALSE(by_host["never-seen"].registered);
   EXPECT_EQ(by_host["never-seen"].reason, "");

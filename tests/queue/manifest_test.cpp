@@ -284,6 +284,15 @@ TEST_F(Manifest, SchemaVersionAndWalOnOpen) {
   EXPECT_TRUE(q.get("id-a"));
 }
 
+// Runs `sql` on the database file behind the queue's back (an older build's file, made by hand).
+void run_sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
 TEST_F(Manifest, AVersion1DatabaseMigratesKeepingItsJobs) {
   {
     auto q = open();
@@ -292,19 +301,11 @@ TEST_F(Manifest, AVersion1DatabaseMigratesKeepingItsJobs) {
     ASSERT_TRUE(c);
     ASSERT_EQ(q.complete(c->spec.id, c->lease_token), QueueResult::kOk);
   }
-  // The columns version 2 added, gone again: the table as version 1 left it.
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open_v2(path().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
-    EXPECT_EQ(sqlite3_exec(db,
-                           "ALTER TABLE jobs DROP COLUMN stopped_by; "
-                           "ALTER TABLE jobs DROP COLUMN stop_reason; "
-                           "ALTER TABLE jobs DROP COLUMN generation; PRAGMA user_version=1",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK)
-        << sqlite3_errmsg(db);
-    sqlite3_close(db);
-  }
+  // The columns versions 2 and 4 added, gone again: the table as version 1 left it.
+  run_sql(path(),
+          "ALTER TABLE jobs DROP COLUMN stopped_by; ALTER TABLE jobs DROP COLUMN stop_reason; "
+          "ALTER TABLE jobs DROP COLUMN generation; ALTER TABLE jobs DROP COLUMN pipeline; "
+          "PRAGMA user_version=1");
   auto q = open();
   EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
   ASSERT_EQ(q.list().size(), 2u);
@@ -317,6 +318,36 @@ TEST_F(Manifest, AVersion1DatabaseMigratesKeepingItsJobs) {
   ASSERT_EQ(q.complete(c->spec.id, c->lease_token, std::nullopt, StopCause{"human:ana", "enough"}),
             QueueResult::kOk);
   EXPECT_EQ(q.get("id-b")->status, JobStatus::kStopped);
+}
+
+TEST_F(Manifest, AVersion3DatabaseGainsThePipelineColumnAndKeepsItsJobs) {
+  {
+    auto q = open();
+    q.upsert_manifest(std::vector<JobSpec>{make_job("a")});
+  }
+  run_sql(path(), "ALTER TABLE jobs DROP COLUMN pipeline; PRAGMA user_version=3");
+  auto q = open();
+  EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
+  ASSERT_TRUE(q.get("id-a"));
+  EXPECT_FALSE(q.get("id-a")->spec.pipeline);
+  // A pipeline's training is stored with its window and read back whole.
+  JobSpec t = make_job("t");
+  PipelineTraining p;
+  p.pipeline = "stream";
+  p.trigger = 3;
+  p.segments = {std::string(64, 'a'), std::string(64, 'b')};
+  p.segments_first_sample = 100;
+  p.window_begin = 150;
+  p.window_end = 900;
+  p.sample_shape = {1, 28, 28};
+  p.num_classes = 10;
+  p.epochs = 0;
+  p.initial_weights = std::string(64, 'c');
+  p.holdout = 0.25;
+  t.pipeline = p;
+  q.upsert_manifest(std::vector<JobSpec>{t});
+  ASSERT_TRUE(q.get("id-t")->spec.pipeline);
+  EXPECT_EQ(*q.get("id-t")->spec.pipeline, p);
 }
 
 // The lease token column as stored: its digest, never the token a claim returned.
@@ -346,15 +377,9 @@ TEST_F(Manifest, LeaseTokensAreStoredHashedAndAVersion2DatabaseKeepsItsLeases) {
   }
   EXPECT_EQ(stored_token(path(), "id-a"), sha256_hex(token));
   // A version 2 file held the token itself: opening it hashes it, and the holder keeps its lease.
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open_v2(path().c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
-    const std::string sql =
-        "UPDATE jobs SET lease_token='" + token + "' WHERE id='id-a'; PRAGMA user_version=2";
-    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
-        << sqlite3_errmsg(db);
-    sqlite3_close(db);
-  }
+  run_sql(path(), "UPDATE jobs SET lease_token='" + token +
+                      "' WHERE id='id-a'; ALTER TABLE jobs DROP COLUMN pipeline; "
+                      "PRAGMA user_version=2");
   auto q = open();
   EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
   EXPECT_EQ(stored_token(path(), "id-a"), sha256_hex(token));

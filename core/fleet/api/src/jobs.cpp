@@ -5,6 +5,7 @@
 
 #include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/param_json.hpp"
+#include "trainvisor/fleet/pipeline_training_json.hpp"
 
 namespace tv::fleet {
 
@@ -42,25 +43,27 @@ json job_spec_json(const JobSpec& s) {
   json policies = json::array();
   for (const auto& p : s.policies)
     policies.push_back({{"name", p.name}, {"params", params_json(p.params)}});
-  return {{"id", s.id},
-          {"name", s.name},
-          {"model", s.model},
-          {"mode", s.mode},
-          {"hyper", params_json(plugin::Params(s.hyper.begin(), s.hyper.end()))},
-          {"model_params", params_json(s.model_params)},
-          {"data",
-           {{"max_train_samples", s.data.max_train_samples},
-            {"max_val_samples", s.data.max_val_samples}}},
-          {"policies", policies},
-          {"constraints",
-           {{"require_cuda", s.constraints.require_cuda},
-            {"prefer_cuda", s.constraints.prefer_cuda},
-            {"min_vram_gib", s.constraints.min_vram_gib},
-            {"min_ram_gib", s.constraints.min_ram_gib},
-            {"allowed_hosts", s.constraints.allowed_hosts}}},
-          {"seed", s.seed},
-          {"max_attempts", s.max_attempts},
-          {"priority", s.priority}};
+  json out = {{"id", s.id},
+              {"name", s.name},
+              {"model", s.model},
+              {"mode", s.mode},
+              {"hyper", params_json(plugin::Params(s.hyper.begin(), s.hyper.end()))},
+              {"model_params", params_json(s.model_params)},
+              {"data",
+               {{"max_train_samples", s.data.max_train_samples},
+                {"max_val_samples", s.data.max_val_samples}}},
+              {"policies", policies},
+              {"constraints",
+               {{"require_cuda", s.constraints.require_cuda},
+                {"prefer_cuda", s.constraints.prefer_cuda},
+                {"min_vram_gib", s.constraints.min_vram_gib},
+                {"min_ram_gib", s.constraints.min_ram_gib},
+                {"allowed_hosts", s.constraints.allowed_hosts}}},
+              {"seed", s.seed},
+              {"max_attempts", s.max_attempts},
+              {"priority", s.priority}};
+  if (s.pipeline) out["pipeline"] = pipeline_training_json(*s.pipeline);
+  return out;
 }
 
 JobSpec job_spec_from_json(const json& j) {
@@ -91,6 +94,7 @@ JobSpec job_spec_from_json(const json& j) {
   s.max_attempts = checked_int(j.at("max_attempts"), "max_attempts", 1, 100);
   s.priority =
       checked_int(j.at("priority"), "priority", std::numeric_limits<std::int64_t>::min(), kMaxInt);
+  if (const auto p = j.find("pipeline"); p != j.end()) s.pipeline = pipeline_training_from_json(*p);
   return s;
 }
 

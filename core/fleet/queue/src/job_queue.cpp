@@ -149,14 +149,15 @@ CREATE INDEX jobs_by_lease ON jobs (status, lease_expires_ms);
     // 3: lease_token holds the token's SHA-256. SQLite has no hash function: the stored tokens
     // are hashed by JobQueue::Impl::hash_lease_tokens right after this (empty) step.
     "-- 3: lease tokens hashed",
+    "ALTER TABLE jobs ADD COLUMN pipeline TEXT NOT NULL DEFAULT '';",
 }};
 
 // The spec columns, in the order SpecColumns and the job SELECTs use.
 constexpr const char* kSpecColumns =
     "id, name, model, mode, hyper, model_params, policies, require_cuda, prefer_cuda, "
     "min_vram_gib, min_ram_gib, allowed_hosts, seed, max_attempts, priority, canonical, "
-    "max_train_samples, max_val_samples";
-constexpr int kSpecColumnCount = 18;
+    "max_train_samples, max_val_samples, pipeline";
+constexpr int kSpecColumnCount = 19;
 constexpr const char* kStateColumns =
     "status, attempt, counted_failures, lost_count, worker, cancel_requested, created_ms, "
     "updated_ms, pending_since_ms, not_before_ms, backoff_ms, claimed_ms, started_ms, "
@@ -190,6 +191,7 @@ struct SpecColumns {
   std::int64_t seed = 0, max_attempts = 0, priority = 0;
   std::string canonical;
   std::int64_t max_train_samples = 0, max_val_samples = 0;
+  std::string pipeline;  // JSON, or "" for a job that is no pipeline's training
   bool operator==(const SpecColumns&) const = default;
 };
 
@@ -214,6 +216,7 @@ SpecColumns encode_spec(const JobSpec& s) {
   c.canonical = s.canonical;
   c.max_train_samples = s.data.max_train_samples;
   c.max_val_samples = s.data.max_val_samples;
+  if (s.pipeline) c.pipeline = codec::encode_pipeline(*s.pipeline, what + " pipeline");
   return c;
 }
 
@@ -237,10 +240,11 @@ SpecColumns read_spec_columns(const Statement& st, int first) {
   c.canonical = st.column_text(first + 15);
   c.max_train_samples = st.column_int(first + 16);
   c.max_val_samples = st.column_int(first + 17);
+  c.pipeline = st.column_text(first + 18);
   return c;
 }
 
-// Binds the 18 spec columns to parameters first .. first + 17.
+// Binds the 19 spec columns to parameters first .. first + 18.
 void bind_spec_columns(Statement& st, int first, const SpecColumns& c) {
   st.bind_text(first + 0, c.id)
       .bind_text(first + 1, c.name)
@@ -259,7 +263,8 @@ void bind_spec_columns(Statement& st, int first, const SpecColumns& c) {
       .bind_int(first + 14, c.priority)
       .bind_text(first + 15, c.canonical)
       .bind_int(first + 16, c.max_train_samples)
-      .bind_int(first + 17, c.max_val_samples);
+      .bind_int(first + 17, c.max_val_samples)
+      .bind_text(first + 18, c.pipeline);
 }
 
 JobSpec decode_spec(const SpecColumns& c) {
@@ -283,6 +288,7 @@ JobSpec decode_spec(const SpecColumns& c) {
   s.canonical = c.canonical;
   s.data.max_train_samples = c.max_train_samples;
   s.data.max_val_samples = c.max_val_samples;
+  if (!c.pipeline.empty()) s.pipeline = codec::decode_pipeline(c.pipeline, what + " pipeline");
   return s;
 }
 
@@ -326,6 +332,7 @@ struct Candidate {
   std::string id;
   std::string name;
   std::string model;
+  std::string pipeline;  // a pipeline's training: the pipeline's name
   bool require_cuda = false;
   bool prefer_cuda = false;
   double min_vram_gib = 0;
@@ -363,12 +370,15 @@ std::optional<std::string> ineligibility(const Candidate& job, const std::string
   }
   if (policy) {
     const auto named = [&](const std::vector<std::string>& list) {
-      return contains(list, job.name) || contains(list, job.model);
+      return contains(list, job.name) || contains(list, job.model) ||
+             (!job.pipeline.empty() && contains(list, job.pipeline));
     };
     if (!policy->allow_jobs.empty() && !named(policy->allow_jobs)) {
-      return "host policy: allow_jobs does not name this job or its model";
+      return "host policy: allow_jobs does not name this job, its model or its pipeline";
     }
-    if (named(policy->deny_jobs)) return "host policy: deny_jobs names this job or its model";
+    if (named(policy->deny_jobs)) {
+      return "host policy: deny_jobs names this job, its model or its pipeline";
+    }
   }
   if (job.prefer_cuda && !cap.cuda && now < job.pending_since_ms + grace.count()) {
     return "prefer_cuda: a CPU host may take it " +
@@ -689,9 +699,9 @@ ManifestReport JobQueue::upsert_manifest(std::span<const JobSpec> jobs) {
     if (!stored) {
       Statement st = db.prepare(std::string("INSERT INTO jobs (") + kSpecColumns +
                                 ", status, created_ms, updated_ms, pending_since_ms) VALUES "
-                                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?)");
+                                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?)");
       bind_spec_columns(st, 1, cols);
-      st.bind_int(19, now).bind_int(20, now).bind_int(21, now).run();
+      st.bind_int(20, now).bind_int(21, now).bind_int(22, now).run();
       ++report.added;
     } else if (*stored == cols) {
       ++report.unchanged;
@@ -702,9 +712,9 @@ ManifestReport JobQueue::upsert_manifest(std::span<const JobSpec> jobs) {
           "UPDATE jobs SET id=?, name=?, model=?, mode=?, hyper=?, model_params=?, policies=?, "
           "require_cuda=?, prefer_cuda=?, min_vram_gib=?, min_ram_gib=?, allowed_hosts=?, "
           "seed=?, max_attempts=?, priority=?, canonical=?, max_train_samples=?, "
-          "max_val_samples=?, updated_ms=? WHERE id=?");
+          "max_val_samples=?, pipeline=?, updated_ms=? WHERE id=?");
       bind_spec_columns(st, 1, cols);
-      st.bind_int(19, now).bind_text(20, cols.id).run();
+      st.bind_int(20, now).bind_text(21, cols.id).run();
       ++report.updated;
     }
   }
@@ -822,7 +832,9 @@ std::optional<Claim> JobQueue::claim_next(const std::string& worker,
   {
     Statement st = db.prepare(
         "SELECT id, name, model, require_cuda, prefer_cuda, min_vram_gib, min_ram_gib, "
-        "allowed_hosts, pending_since_ms FROM jobs WHERE status='pending' AND not_before_ms <= ? "
+        "allowed_hosts, pending_since_ms, CASE WHEN pipeline='' THEN '' ELSE "
+        "json_extract(pipeline, '$.pipeline') END FROM jobs WHERE status='pending' AND "
+        "not_before_ms <= ? "
         "ORDER BY priority DESC, seq");
     st.bind_int(1, now);
     // Walks the queue in claim order and stops at the first job this worker qualifies for.
@@ -837,6 +849,7 @@ std::optional<Claim> JobQueue::claim_next(const std::string& worker,
       c.min_ram_gib = st.column_double(6);
       c.allowed_hosts = codec::decode_strings(st.column_text(7), job_what(c.id) + " allowed_hosts");
       c.pending_since_ms = st.column_int(8);
+      c.pipeline = st.column_text(9);
       if (eligible(c, worker, capability, policy, now, impl_->options.prefer_cuda_grace)) {
         chosen = c.id;
         break;
@@ -1147,6 +1160,7 @@ std::vector<Explanation> JobQueue::explain(const std::string& job_id, UnixMillis
   c.id = row->spec.id;
   c.name = row->spec.name;
   c.model = row->spec.model;
+  if (row->spec.pipeline) c.pipeline = row->spec.pipeline->pipeline;
   c.require_cuda = row->spec.constraints.require_cuda;
   c.prefer_cuda = row->spec.constraints.prefer_cuda;
   c.min_vram_gib = row->spec.constraints.min_vram_gib;

@@ -6,6 +6,7 @@
 
 #include "trainvisor/fleet/job_queue.hpp"
 #include "trainvisor/fleet/param_json.hpp"
+#include "trainvisor/fleet/pipeline_training_json.hpp"
 
 namespace tv::fleet::codec {
 namespace {
@@ -137,6 +138,18 @@ HostCapability decode_capability(std::string_view text, std::string_view what) {
   c.torch_version = field<std::string>(j, "torch_version", what);
   c.trainvisor_version = field<std::string>(j, "trainvisor_version", what);
   return c;
+}
+
+std::string encode_pipeline(const PipelineTraining& p, std::string_view what) {
+  return dump(pipeline_training_json(p), what);
+}
+
+PipelineTraining decode_pipeline(std::string_view text, std::string_view what) {
+  try {
+    return pipeline_training_from_json(parse(text, what));
+  } catch (const std::invalid_argument& e) {
+    bad_text(what, e.what());
+  }
 }
 
 }  // namespace tv::fleet::codec

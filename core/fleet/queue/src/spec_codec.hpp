@@ -25,5 +25,7 @@ std::vector<std::string> decode_strings(std::string_view text, std::string_view 
 
 std::string encode_capability(const HostCapability& capability, std::string_view what);
 HostCapability decode_capability(std::string_view text, std::string_view what);
+std::string encode_pipeline(const PipelineTraining& pipeline, std::string_view what);
+PipelineTraining decode_pipeline(std::string_view text, std::string_view what);
 
 }  // namespace tv::fleet::codec

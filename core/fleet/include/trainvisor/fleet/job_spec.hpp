@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,24 @@ struct DataRecipe {
   std::int64_t max_val_samples = 0;    // 0: all
 };
 
-// One [[jobs]] entry of the manifest, validated.
+// What a pipeline's training job trains on and starts from (pipeline_spec.hpp, training_plan.hpp):
+// a window of the pipeline's stream, held in segments the host fetches by digest.
+struct PipelineTraining {
+  std::string pipeline;
+  std::int64_t trigger = 0;                       // the firing's index in the pipeline
+  std::vector<std::string> segments;              // digests, in stream order
+  std::int64_t segments_first_sample = 0;         // the stream index of the first segment's row 0
+  std::int64_t window_begin = 0, window_end = 0;  // stream samples [begin, end)
+  std::vector<std::int64_t> sample_shape;
+  std::int64_t num_classes = 0;
+  std::int64_t epochs = 1;      // 0: the starting weights are evaluated, not trained
+  std::string initial_weights;  // a bundle's digest; "" for the model's own initialisation
+  double holdout = 0.1;         // the window's last share, held out for evaluation
+  std::string eval_set;         // an artifact holding a sample batch; "" none
+  bool operator==(const PipelineTraining&) const = default;
+};
+
+// One [[jobs]] entry of the manifest, validated; or a pipeline's training (`pipeline` set).
 struct JobSpec {
   std::string id;    // sha256 (hex) of `canonical`
   std::string name;  // the operator's name for it, unique in the manifest
@@ -46,6 +64,7 @@ struct JobSpec {
   std::int64_t max_attempts = 3;
   std::int64_t priority = 0;  // higher first
   std::string canonical;      // the canonical spec the id hashes (manifest.hpp)
+  std::optional<PipelineTraining> pipeline;
 };
 
 // One [hosts.NAME] entry of the manifest.
