@@ -244,7 +244,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"host_unknown_key", "[hosts.pi]\nallow = [\"mlp\"]\n",
                 "bad.toml:2:1: host 'pi' has no key 'allow' (did you mean 'allow_jobs'?)"},
         BadCase{"host_unknown_job", "[hosts.pi]\nallow_jobs = [\"mpl\"]\n",
-                "bad.toml:2:14: host 'pi': 'mpl' is neither a job nor a model"},
+                "bad.toml:2:14: host 'pi': 'mpl' is neither a job, a model nor a pipeline"},
         BadCase{"nan_constraint", "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nmin_ram_gib = nan\n",
                 "bad.toml:4:15: job 'a': 'min_ram_gib' must be a finite number, got nan"},
         BadCase{"inf_constraint", "[[jobs]]\nname = \"a\"\nmodel = \"tiny\"\nmin_vram_gib = -inf\n",
@@ -343,7 +343,7 @@ TEST(ManifestLimits, NestingInsideStringsAndCommentsIsNotCounted) {
   EXPECT_EQ(first_problem(text), "");
   EXPECT_EQ(first_problem("[hosts.pi]\nallow_jobs = ['" + deep + "', \"\"\"" + deep + "\n" + deep +
                           "\"\"\"]\n"),
-            "deep.toml:2:14: host 'pi': '" + deep + "' is neither a job nor a model");
+            "deep.toml:2:14: host 'pi': '" + deep + "' is neither a job, a model nor a pipeline");
 }
 
 TEST(ManifestLimits, AManifestOverTheSizeLimitIsRefused) {

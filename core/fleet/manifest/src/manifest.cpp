@@ -9,15 +9,16 @@
 #include <set>
 #include <sstream>
 
+#include "manifest_parts.hpp"
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
 #include "trainvisor/fleet/names.hpp"
+#include "trainvisor/fleet/pipeline_training_json.hpp"
 
 namespace tv::fleet {
 namespace {
 
-using plugin::ParamSpec;
-using plugin::ParamType;
+using namespace manifest_parts;
 using plugin::ParamValue;
 
 std::string join(const std::vector<std::string>& lines) {
@@ -27,234 +28,11 @@ std::string join(const std::vector<std::string>& lines) {
   return out;
 }
 
-// Collects diagnostics with their source positions.
-class Checker {
- public:
-  explicit Checker(std::string_view path) : path_(path) {}
-
-  void error(const toml::source_region& where, const std::string& what) {
-    std::ostringstream s;
-    s << path_ << ":" << where.begin.line << ":" << where.begin.column << ": " << what;
-    diagnostics_.push_back(s.str());
-  }
-  bool ok() const { return diagnostics_.empty(); }
-  std::vector<std::string>& diagnostics() { return diagnostics_; }
-
-  // A host a job names (allowed_hosts), for manifest_warnings.
-  void reference_host(const toml::source_region& where, const std::string& host,
-                      const std::string& what) {
-    std::ostringstream s;
-    s << path_ << ":" << where.begin.line << ":" << where.begin.column;
-    host_references_.push_back({host, what, s.str()});
-  }
-  std::vector<HostReference>& host_references() { return host_references_; }
-
- private:
-  std::string path_;
-  std::vector<std::string> diagnostics_;
-  std::vector<HostReference> host_references_;
-};
-
-std::string type_of(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a bool";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    default:
-      return "a date or time";
-  }
-}
-
-// A TOML value as a ParamValue, or nullopt for tables, arrays and dates.
-std::optional<ParamValue> scalar(const toml::node& n) {
-  if (auto v = n.value_exact<std::int64_t>()) return ParamValue(*v);
-  if (auto v = n.value_exact<double>()) return ParamValue(*v);
-  if (auto v = n.value_exact<bool>()) return ParamValue(*v);
-  if (auto v = n.value_exact<std::string>()) return ParamValue(*v);
-  return std::nullopt;
-}
-
-// Checks `given` (with each value's position) against a schema, with resolve_params' words as
-// positioned diagnostics. Returns the values as given, normalised to their declared types.
-plugin::Params check_params(Checker& c, const std::vector<ParamSpec>& schema,
-                            const toml::table& table, const std::string& what,
-                            const std::set<std::string>& skip = {}) {
-  plugin::Params out;
-  std::vector<std::string> keys;
-  for (const auto& s : schema)
-    keys.push_back(s.key);
-  for (auto&& [k, node] : table) {
-    const std::string key(k.str());
-    if (skip.count(key)) continue;
-    const auto spec = std::find_if(schema.begin(), schema.end(),
-                                   [&](const ParamSpec& s) { return s.key == key; });
-    if (spec == schema.end()) {
-      const std::string close = did_you_mean(key, keys);
-      c.error(k.source(), what + " has no parameter '" + key + "'" +
-                              (close.empty() ? "" : " (did you mean '" + close + "'?)"));
-      continue;
-    }
-    const auto v = scalar(node);
-    if (!v) {
-      c.error(node.source(), what + " parameter '" + key + "' expects " +
-                                 std::string(param_type_name(spec->type)) + ", got " +
-                                 type_of(node));
-      continue;
-    }
-    const ParamValue value = as_declared_type(*spec, *v);
-    if (const auto why = check_param_value(*spec, value)) {
-      c.error(node.source(), what + " parameter '" + key + "': " + *why);
-      continue;
-    }
-    out[key] = value;
-  }
-  return out;
-}
-
-// The hyper table: nested tables and "a/b" keys both name key paths.
-void flatten(Checker& c, const toml::table& t, const std::string& prefix, const std::string& job,
-             plugin::ConfigView& out) {
-  std::vector<std::string> knob_keys;
-  for (const auto& s : knobs::schema()) {
-    if (s.key != knobs::kRevision) knob_keys.push_back(s.key);
-  }
-  for (auto&& [k, node] : t) {
-    const std::string path =
-        prefix.empty() ? std::string(k.str()) : prefix + "/" + std::string(k.str());
-    if (const toml::table* sub = node.as_table()) {
-      flatten(c, *sub, path, job, out);
-      continue;
-    }
-    const ParamSpec* spec = knobs::find(path);
-    if (spec == nullptr || path == knobs::kRevision) {
-      const std::string close = did_you_mean(path, knob_keys);
-      c.error(k.source(), "job '" + job + "': hyperparameter '" + path + "' is not a trainer knob" +
-                              (close.empty() ? "" : " (did you mean '" + close + "'?)"));
-      continue;
-    }
-    const auto v = scalar(node);
-    if (!v) {
-      c.error(node.source(), "job '" + job + "': hyperparameter '" + path + "' expects " +
-                                 std::string(param_type_name(spec->type)) + ", got " +
-                                 type_of(node));
-      continue;
-    }
-    const ParamValue value = as_declared_type(*spec, *v);
-    if (const auto why = check_param_value(*spec, value)) {
-      c.error(node.source(), "job '" + job + "': hyperparameter '" + path + "': " + *why);
-      continue;
-    }
-    out[path] = value;
-  }
-}
-
-template <class T>
-std::optional<T> get(Checker& c, const toml::table& t, std::string_view key,
-                     const std::string& what, const char* expected) {
-  const toml::node* n = t.get(key);
-  if (n == nullptr) return std::nullopt;
-  if constexpr (std::is_same_v<T, double>) {
-    if (auto i = n->value_exact<std::int64_t>()) return static_cast<double>(*i);
-    if (auto v = n->value_exact<double>()) {
-      if (std::isfinite(*v)) return *v;
-      c.error(n->source(), what + ": '" + std::string(key) + "' must be a finite number, got " +
-                               (std::isnan(*v) ? "nan" : "inf"));
-      return std::nullopt;
-    }
-  } else if (auto v = n->value_exact<T>()) {
-    return *v;
-  }
-  c.error(n->source(),
-          what + ": '" + std::string(key) + "' must be " + expected + ", got " + type_of(*n));
-  return std::nullopt;
-}
-
-std::vector<std::string> get_strings(Checker& c, const toml::table& t, std::string_view key,
-                                     const std::string& what) {
-  std::vector<std::string> out;
-  const toml::node* n = t.get(key);
-  if (n == nullptr) return out;
-  const toml::array* a = n->as_array();
-  if (a == nullptr) {
-    c.error(n->source(),
-            what + ": '" + std::string(key) + "' must be an array of strings, got " + type_of(*n));
-    return out;
-  }
-  for (const toml::node& e : *a) {
-    if (auto s = e.value_exact<std::string>()) {
-      out.push_back(*s);
-    } else {
-      c.error(e.source(),
-              what + ": '" + std::string(key) + "' must hold strings, got " + type_of(e));
-    }
-  }
-  return out;
-}
-
-void reject_unknown(Checker& c, const toml::table& t, const std::vector<std::string>& known,
-                    const std::string& what) {
-  for (auto&& [k, node] : t) {
-    const std::string key(k.str());
-    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-    const std::string close = did_you_mean(key, known);
-    c.error(k.source(), what + " has no key '" + key + "'" +
-                            (close.empty() ? "" : " (did you mean '" + close + "'?)"));
-  }
-}
-
 const std::vector<std::string> kJobKeys = {
     "name",          "model",        "mode",        "seed",         "max_attempts",
     "priority",      "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib",
     "allowed_hosts", "params",       "data",        "hyper",        "policies"};
 const std::vector<std::string> kHostKeys = {"allow_jobs", "deny_jobs", "priority"};
-const std::string kHostNameRule =
-    "invalid host name (letters, digits, '.', '_', '-'; not starting with '.' or '-'; at most " +
-    std::to_string(kMaxHostNameBytes) + ")";
-const std::vector<ParamSpec>& data_schema() {
-  static const std::vector<ParamSpec> s = {
-      {"max_train_samples", ParamType::kInt64, std::int64_t{0}, 0.0, {}, {}, "0: all"},
-      {"max_val_samples", ParamType::kInt64, std::int64_t{0}, 0.0, {}, {}, "0: all"}};
-  return s;
-}
-
-nlohmann::json value_json(const ParamValue& v) {
-  return std::visit([](const auto& x) { return nlohmann::json(x); }, v);
-}
-
-}  // namespace
-
-ManifestError::ManifestError(std::vector<std::string> diagnostics)
-    : std::runtime_error(join(diagnostics)), diagnostics_(std::move(diagnostics)) {}
-
-std::string canonical_spec(const JobSpec& job) {
-  nlohmann::json j = nlohmann::json::object();  // std::map underneath: keys in bytewise order
-  auto hosts = job.constraints.allowed_hosts;
-  std::sort(hosts.begin(), hosts.end());
-  j["allowed_hosts"] = hosts;
-  j["data"] = {{"max_train_samples", job.data.max_train_samples},
-               {"max_val_samples", job.data.max_val_samples}};
-  j["hyper"] = nlohmann::json::object();
-  j["model_params"] = nlohmann::json::object();
-  for (const auto& [k, v] : job.hyper)
-    j["hyper"][k] = value_json(v);
-  for (const auto& [k, v] : job.model_params)
-    j["model_params"][k] = value_json(v);
-  j["mode"] = job.mode;
-  j["model"] = job.model;
-  j["seed"] = job.seed;
-  return j.dump();
-}
-
-namespace {
 
 // [hosts.NAME] tables.
 std::vector<HostPolicy> parse_hosts(Checker& c, const toml::table& root) {
@@ -286,128 +64,37 @@ std::vector<HostPolicy> parse_hosts(Checker& c, const toml::table& root) {
   return out;
 }
 
-// A job's mode, seed, max_attempts and priority.
-void parse_job_settings(Checker& c, const toml::table& t, const std::string& what, JobSpec& job) {
-  job.mode = get<std::string>(c, t, "mode", what, "a string").value_or("train");
-  if (job.mode != "train") {
-    c.error(t.get("mode")->source(),
-            what + ": mode '" + job.mode + "' is not supported (modes: train)");
-  }
-  const auto seed = get<std::int64_t>(c, t, "seed", what, "an integer").value_or(0);
-  if (seed < 0) c.error(t.get("seed")->source(), what + ": seed must not be negative");
-  job.seed = static_cast<std::uint64_t>(std::max<std::int64_t>(seed, 0));
-  job.max_attempts = get<std::int64_t>(c, t, "max_attempts", what, "an integer").value_or(3);
-  if (job.max_attempts < 1 || job.max_attempts > 100) {
-    c.error(t.get("max_attempts")->source(), what + ": max_attempts must be in 1..100");
-  }
-  job.priority = get<std::int64_t>(c, t, "priority", what, "an integer").value_or(0);
+nlohmann::json value_json(const ParamValue& v) {
+  return std::visit([](const auto& x) { return nlohmann::json(x); }, v);
 }
 
-JobConstraints parse_constraints(Checker& c, const toml::table& t, const std::string& what) {
-  JobConstraints out;
-  out.require_cuda = get<bool>(c, t, "require_cuda", what, "a bool").value_or(false);
-  out.prefer_cuda = get<bool>(c, t, "prefer_cuda", what, "a bool").value_or(false);
-  for (auto [k, field] : {std::pair{"min_vram_gib", &JobConstraints::min_vram_gib},
-                          std::pair{"min_ram_gib", &JobConstraints::min_ram_gib}}) {
-    out.*field = get<double>(c, t, k, what, "a number").value_or(0);
-    if (out.*field < 0) c.error(t.get(k)->source(), what + ": " + k + " must not be negative");
-  }
-  out.allowed_hosts = get_strings(c, t, "allowed_hosts", what);
-  if (const toml::array* hosts = t.get_as<toml::array>("allowed_hosts")) {
-    for (const toml::node& h : *hosts) {
-      const auto name = h.value_exact<std::string>();
-      if (!name) continue;  // get_strings said so
-      if (valid_host_name(*name)) {
-        c.reference_host(h.source(), *name, what);
-      } else {
-        c.error(h.source(), what + ": allowed_hosts: '" + *name + "': " + kHostNameRule);
-      }
-    }
-  }
-  return out;
+}  // namespace
+
+ManifestError::ManifestError(std::vector<std::string> diagnostics)
+    : std::runtime_error(join(diagnostics)), diagnostics_(std::move(diagnostics)) {}
+
+std::string canonical_spec(const JobSpec& job) {
+  nlohmann::json j = nlohmann::json::object();  // std::map underneath: keys in bytewise order
+  auto hosts = job.constraints.allowed_hosts;
+  std::sort(hosts.begin(), hosts.end());
+  j["allowed_hosts"] = hosts;
+  j["data"] = {{"max_train_samples", job.data.max_train_samples},
+               {"max_val_samples", job.data.max_val_samples}};
+  j["hyper"] = nlohmann::json::object();
+  j["model_params"] = nlohmann::json::object();
+  for (const auto& [k, v] : job.hyper)
+    j["hyper"][k] = value_json(v);
+  for (const auto& [k, v] : job.model_params)
+    j["model_params"][k] = value_json(v);
+  j["mode"] = job.mode;
+  j["model"] = job.model;
+  j["seed"] = job.seed;
+  // Only a pipeline's training has it: every other job's id is as before.
+  if (job.pipeline) j["pipeline"] = pipeline_training_json(*job.pipeline);
+  return j.dump();
 }
 
-// The job's model and its [jobs.params], checked against the model plugin's schema.
-void parse_model(Checker& c, const toml::table& t, const std::string& what,
-                 const PluginRegistry& plugins, JobSpec& job) {
-  const toml::node* model_node = t.get("model");
-  const auto model = get<std::string>(c, t, "model", what, "a string");
-  if (!model) {
-    if (model_node == nullptr) c.error(t.source(), what + " has no 'model'");
-    return;
-  }
-  job.model = *model;
-  const plugin::ModelPlugin* mp = nullptr;
-  try {
-    mp = &plugins.model(job.model);
-  } catch (const std::runtime_error& e) {
-    c.error(model_node->source(), what + ": " + e.what());
-  }
-  if (const toml::node* params = t.get("params")) {
-    if (const toml::table* pt = params->as_table(); pt && mp) {
-      job.model_params =
-          check_params(c, mp->describe().params, *pt, what + ": model '" + job.model + "'");
-    } else if (!pt) {
-      c.error(params->source(), what + ": 'params' must be a table");
-    }
-  }
-}
-
-// [jobs.data] (the split recipe) and [jobs.hyper] (the initial config tree).
-void parse_data_and_hyper(Checker& c, const toml::table& t, const std::string& what, JobSpec& job) {
-  if (const toml::node* data = t.get("data")) {
-    if (const toml::table* dt = data->as_table()) {
-      const plugin::Params d = check_params(c, data_schema(), *dt, what + ": data");
-      if (d.count("max_train_samples"))
-        job.data.max_train_samples = std::get<std::int64_t>(d.at("max_train_samples"));
-      if (d.count("max_val_samples"))
-        job.data.max_val_samples = std::get<std::int64_t>(d.at("max_val_samples"));
-    } else {
-      c.error(data->source(), what + ": 'data' must be a table");
-    }
-  }
-  if (const toml::node* hyper = t.get("hyper")) {
-    if (const toml::table* ht = hyper->as_table()) {
-      flatten(c, *ht, "", job.name, job.hyper);
-    } else {
-      c.error(hyper->source(), what + ": 'hyper' must be a table");
-    }
-  }
-}
-
-// [[jobs.policies]], each checked against its policy plugin's schema.
-void parse_policies(Checker& c, const toml::table& t, const std::string& what,
-                    const PluginRegistry& plugins, JobSpec& job) {
-  const toml::node* pol = t.get("policies");
-  if (pol == nullptr) return;
-  const toml::array* pa = pol->as_array();
-  if (pa == nullptr) {
-    c.error(pol->source(), what + ": 'policies' must be an array of [[jobs.policies]] tables");
-    return;
-  }
-  for (const toml::node& pn : *pa) {
-    const toml::table* pt = pn.as_table();
-    const toml::node* pname = pt ? pt->get("name") : nullptr;
-    const auto name_v = pname ? pname->value_exact<std::string>() : std::nullopt;
-    if (!name_v) {
-      c.error(pn.source(), what + ": each policy needs a 'name' string");
-      continue;
-    }
-    try {
-      const plugin::PolicyPlugin& pp = plugins.policy(*name_v);
-      // human_grace_evals/steps are the supervisor's keys, kept in params for the host to take
-      // out (supervisor.hpp): the plugin never sees them.
-      std::vector<ParamSpec> schema = pp.describe().params;
-      for (ParamSpec& g : human_grace_params())
-        schema.push_back(std::move(g));
-      const plugin::Params params =
-          check_params(c, schema, *pt, what + ": policy '" + *name_v + "'", {"name"});
-      job.policies.push_back({*name_v, params});
-    } catch (const std::runtime_error& e) {
-      c.error(pname->source(), what + ": " + e.what());
-    }
-  }
-}
+namespace {
 
 // One [[jobs]] table (the index-th, from 1); nothing when it has no usable name. `names` holds
 // the names seen so far, to refuse a second job of one name.
@@ -473,12 +160,15 @@ void check_host_lists(Checker& c, const toml::table& root, const Manifest& m,
         const bool known =
             std::any_of(m.jobs.begin(), m.jobs.end(),
                         [&](const JobSpec& j) { return j.name == entry || j.model == entry; }) ||
+            std::any_of(m.pipelines.begin(), m.pipelines.end(),
+                        [&](const PipelineSpec& p) { return p.name == entry; }) ||
             plugins.find(entry) != nullptr;
         if (!known) {
           const toml::node* node =
               root["hosts"][h.name][list == &h.allow_jobs ? "allow_jobs" : "deny_jobs"].node();
-          c.error(node ? node->source() : root.source(),
-                  "host '" + h.name + "': '" + entry + "' is neither a job nor a model");
+          c.error(
+              node ? node->source() : root.source(),
+              "host '" + h.name + "': '" + entry + "' is neither a job, a model nor a pipeline");
         }
       }
     }
@@ -630,8 +320,8 @@ std::vector<std::string> manifest_warnings(const Manifest& m,
   return out;
 }
 
-Manifest parse_manifest(std::string_view text, std::string_view path,
-                        const PluginRegistry& plugins) {
+Manifest parse_manifest(std::string_view text, std::string_view path, const PluginRegistry& plugins,
+                        const HostTriggerServices* triggers) {
   check_size(text.size(), path);
   NestingScan(text, path).run();
   Checker c(path);
@@ -644,16 +334,18 @@ Manifest parse_manifest(std::string_view text, std::string_view path,
   }
   Manifest m;
   m.path = std::string(path);
-  reject_unknown(c, root, {"hosts", "jobs"}, "the manifest");
+  reject_unknown(c, root, {"hosts", "jobs", "pipelines"}, "the manifest");
   m.hosts = parse_hosts(c, root);
   m.jobs = parse_jobs(c, root, plugins);
+  m.pipelines = parse_pipelines(c, root, plugins, triggers);
   check_host_lists(c, root, m, plugins);
   if (!c.ok()) throw ManifestError(c.diagnostics());
   m.host_references = std::move(c.host_references());
   return m;
 }
 
-Manifest load_manifest(const std::string& path, const PluginRegistry& plugins) {
+Manifest load_manifest(const std::string& path, const PluginRegistry& plugins,
+                       const HostTriggerServices* triggers) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ManifestError({path + ": cannot read the manifest"});
   std::string text(kMaxManifestBytes + 1, '\0');
@@ -664,7 +356,7 @@ Manifest load_manifest(const std::string& path, const PluginRegistry& plugins) {
     const auto bytes = std::filesystem::file_size(path, ec);
     check_size(ec ? text.size() : static_cast<std::size_t>(bytes), path);
   }
-  return parse_manifest(text, path, plugins);
+  return parse_manifest(text, path, plugins, triggers);
 }
 
 }  // namespace tv::fleet

@@ -15,6 +15,16 @@
 //   [jobs.hyper]                       the initial config tree: nested tables or "a/b/c" keys,
 //   training.optimizer.learning_rate = 0.1     checked against the trainer's knob schema
 //   [[jobs.policies]]                  name = "plateau", its parameters, human_grace_evals/steps
+//   [[pipelines]]                      continual training (pipeline_spec.hpp): name, model,
+//                                      params, hyper, policies and constraints as for jobs;
+//   [pipelines.stream]                 source = "ingest", shape = [784], classes = 10
+//   [pipelines.trigger]                plugin = "data_drift" and that plugin's parameters
+//   initial_model = "random"           or "artifact:SHA256", "pipeline:NAME"
+//   initial_pass = "ignore"            or "train", "replay" (the samples present at start)
+//   [pipelines.strategy]               kind = "retrain" | "finetune" | "window",
+//                                      window_samples, epochs (per firing; 0: evaluate only)
+//   [pipelines.evaluation]             holdout = 0.1, set = "SHA256", metrics = [...]
+//   [pipelines.deployment]             alias, min_accuracy, max_regression, directory
 //
 // Job id: the sha256 (lowercase hex) of the job's canonical spec: the JSON object
 //   {"allowed_hosts":[...sorted...],"data":{...},"hyper":{"<full key path>":value,...},
@@ -41,7 +51,12 @@
 
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/fleet/job_spec.hpp"
+#include "trainvisor/fleet/pipeline_spec.hpp"
 #include "trainvisor/fleet/sha256.hpp"
+
+namespace tv {
+class HostTriggerServices;
+}
 
 namespace tv::fleet {
 
@@ -59,6 +74,7 @@ struct Manifest {
   std::string path;
   std::vector<HostPolicy> hosts;
   std::vector<JobSpec> jobs;
+  std::vector<PipelineSpec> pipelines;
   std::vector<HostReference> host_references;
 };
 
@@ -72,10 +88,13 @@ class ManifestError : public std::runtime_error {
   std::vector<std::string> diagnostics_;
 };
 
-// Reads and validates a manifest. Throws ManifestError listing every problem.
-Manifest load_manifest(const std::string& path, const PluginRegistry& plugins);
-Manifest parse_manifest(std::string_view text, std::string_view path,
-                        const PluginRegistry& plugins);
+// Reads and validates a manifest. Throws ManifestError listing every problem. With `triggers`,
+// each pipeline's trigger is also made once, so that what only its plugin checks (an ensemble's
+// members) is refused at load too.
+Manifest load_manifest(const std::string& path, const PluginRegistry& plugins,
+                       const HostTriggerServices* triggers = nullptr);
+Manifest parse_manifest(std::string_view text, std::string_view path, const PluginRegistry& plugins,
+                        const HostTriggerServices* triggers = nullptr);
 
 // What is valid but likely a mistake, "path:line:column: warning: ...": each allowed_hosts entry
 // that names neither a [hosts.NAME] of the manifest nor one of `known_hosts` (the workers a
