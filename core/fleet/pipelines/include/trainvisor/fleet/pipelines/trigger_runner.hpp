@@ -1,0 +1,80 @@
+// Runs each pipeline's trigger over its stream on one thread of its own, off the HTTP threads:
+// ingest stores a segment and calls notify(); the runner reads the segments its cursor has not
+// seen, in order, hands them to the trigger plugin, and for every firing plans a training
+// (training_plan.hpp), records the firings with the cursor's move in one transaction
+// (pipeline_store.hpp), and enqueues the jobs (RunnerHooks::enqueue, idempotent by job id).
+//
+// Restart: the trigger's state is not stored; it is rebuilt by reading again, without acting on
+// the firings, the segments from where the trigger began up to the cursor (triggers are
+// deterministic), so the next firing after a crash is the one that would have come. Trainings
+// recorded but missing from the queue (a crash between the two commits) are enqueued again.
+//
+// A pipeline whose trigger cannot be made, or refuses a segment, stops with its error in
+// status(); the others go on. Thread-safety: every public call may come from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trainvisor/fleet/pipeline_spec.hpp"
+
+namespace tv {
+class HostTriggerServices;
+}
+
+namespace tv::fleet::pipelines {
+
+class SegmentStore;
+class PipelineStore;
+
+// What the runner needs of the rest of the coordinator.
+struct RunnerHooks {
+  // Puts the jobs in the queue and seeds their config trees (idempotent by job id).
+  std::function<void(const std::vector<JobSpec>&)> enqueue;
+  // Whether the queue holds a job.
+  std::function<bool(const std::string& job_id)> has_job;
+  // One line per event worth an operator's eye.
+  std::function<void(const std::string&)> log;
+};
+
+struct PipelineStatus {
+  std::string name;
+  std::string state;  // "running" or "stopped"
+  std::string error;  // why it stopped
+  std::int64_t next_seq = 0, end_sample = 0, triggers = 0;
+};
+
+class TriggerRunner {
+ public:
+  // The stores outlive the runner; the hooks may be called until it is destroyed.
+  TriggerRunner(SegmentStore& segments, PipelineStore& store, RunnerHooks hooks);
+  ~TriggerRunner();  // stops the thread after the step in progress
+  TriggerRunner(const TriggerRunner&) = delete;
+  TriggerRunner& operator=(const TriggerRunner&) = delete;
+
+  // The pipelines to run (a manifest load). A pipeline whose trigger or stream changed starts
+  // its trigger again; one no longer listed stops; every listed one is read again. Triggers are
+  // made through `services` (the plugins loaded for this manifest), which the runner keeps
+  // alive as long as a trigger made through it.
+  void set_pipelines(std::vector<PipelineSpec> pipelines,
+                     std::shared_ptr<const HostTriggerServices> services);
+  std::optional<PipelineSpec> pipeline(const std::string& name) const;
+  std::vector<std::string> names() const;
+
+  // `pipeline` has new segments.
+  void notify(const std::string& pipeline);
+  // Returns once every running pipeline has read every segment stored before the call.
+  void drain();
+
+  std::vector<PipelineStatus> status() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tv::fleet::pipelines

@@ -1,0 +1,344 @@
+#include "trainvisor/fleet/pipelines/trigger_runner.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "trainvisor/core/trigger_services.hpp"
+#include "trainvisor/fleet/param_json.hpp"
+#include "trainvisor/fleet/pipelines/pipeline_store.hpp"
+#include "trainvisor/fleet/pipelines/segment_store.hpp"
+#include "trainvisor/fleet/pipelines/training_plan.hpp"
+#include "trainvisor/fleet/sha256.hpp"
+
+namespace tv::fleet::pipelines {
+namespace {
+
+// What a trigger's state depends on: the plugin, its parameters and the stream's shape.
+std::string trigger_key(const PipelineSpec& spec) {
+  const nlohmann::json j = {{"trigger", spec.trigger},
+                            {"params", params_json(spec.trigger_params)},
+                            {"shape", spec.stream.sample_shape}};
+  return sha256_hex(j.dump());
+}
+
+std::string stats_json(const plugin::TriggerEvaluation& e) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const plugin::TriggerStat& s : e.stats)
+    j[s.name] = param_value_json(s.value);
+  return j.dump();
+}
+
+}  // namespace
+
+// One pipeline as the runner holds it. Replaced as a whole by set_pipelines; the runner thread
+// keeps the one it is working on alive through its shared_ptr.
+struct Entry {
+  PipelineSpec spec;
+  std::string key;
+  std::shared_ptr<const HostTriggerServices> services;  // outlives `trigger`
+  std::unique_ptr<plugin::Trigger> trigger;             // runner thread only
+  std::optional<PipelineCursor> cursor;                 // runner thread only
+  // The stream's end when the manifest named the pipeline: where a new cursor starts (samples
+  // stored before are the initial pass's), whenever the runner thread gets to it.
+  std::int64_t start_seq = 0, start_sample = 0;
+  std::string error;  // guarded by the runner's mutex
+};
+
+struct TriggerRunner::Impl {
+  SegmentStore& segments;
+  PipelineStore& store;
+  RunnerHooks hooks;
+
+  mutable std::mutex mu;
+  std::condition_variable wake, idle;
+  std::map<std::string, std::shared_ptr<Entry>> entries;  // guarded by mu
+  std::deque<std::string> dirty;                          // guarded by mu
+  bool busy = false, stopping = false;                    // guarded by mu
+  std::thread thread;
+
+  Impl(SegmentStore& s, PipelineStore& p, RunnerHooks h)
+      : segments(s), store(p), hooks(std::move(h)) {
+    if (!hooks.log) hooks.log = [](const std::string&) {};
+    thread = std::thread([this] { run(); });
+  }
+
+  void mark(const std::string& name) {  // mu held
+    if (std::find(dirty.begin(), dirty.end(), name) == dirty.end()) dirty.push_back(name);
+  }
+
+  void run() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      wake.wait(lock, [&] { return stopping || !dirty.empty(); });
+      if (stopping) return;
+      const std::string name = dirty.front();
+      dirty.pop_front();
+      const auto it = entries.find(name);
+      if (it == entries.end() || !it->second->error.empty()) {
+        if (dirty.empty()) idle.notify_all();
+        continue;
+      }
+      std::shared_ptr<Entry> entry = it->second;
+      busy = true;
+      lock.unlock();
+      std::string error;
+      try {
+        step(*entry);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      lock.lock();
+      busy = false;
+      if (!error.empty()) {
+        entry->error = error;
+        hooks.log("pipeline '" + name + "' stopped: " + error);
+      }
+      if (dirty.empty()) idle.notify_all();
+    }
+  }
+
+  void step(Entry& e) {
+    if (!e.trigger) begin(e);
+    read_new_segments(e);
+  }
+
+  static std::unique_ptr<plugin::Trigger> make_trigger(const Entry& e) {
+    std::string error;
+    auto trigger = e.services->create_typed(e.spec.trigger, e.spec.trigger_params, error);
+    if (!trigger) throw std::runtime_error(error);
+    return trigger;
+  }
+
+  // Makes the trigger, starts or resumes the cursor, rebuilds the trigger's state, and enqueues
+  // again the trainings a crash may have left out of the queue.
+  void begin(Entry& e) {
+    auto trigger = make_trigger(e);
+    const std::vector<SegmentInfo> all = segments.segments(e.spec.name);
+    const std::int64_t end_seq = static_cast<std::int64_t>(all.size());
+    const bool replay = e.spec.initial_pass == InitialPass::kReplay;
+    std::optional<PlannedTraining> initial;
+    const std::optional<PipelineCursor> before = store.cursor(e.spec.name);
+    if (e.spec.initial_pass == InitialPass::kTrain && e.start_sample > 0 &&
+        (!before || before->trigger_key != e.key)) {
+      const Firing f{before ? before->triggers : 0, e.start_sample,
+                     all[static_cast<std::size_t>(e.start_seq - 1)].last_time_ns,
+                     "initial pass: the " + std::to_string(e.start_sample) +
+                         " samples present when the pipeline started",
+                     "{}"};
+      initial = plan(e, f, all);
+    }
+    e.cursor =
+        store.start(e.spec.name, e.key, replay ? 0 : e.start_seq, replay ? 0 : e.start_sample,
+                    initial ? std::optional<TriggerRecord>(initial->record) : std::nullopt);
+    for (std::int64_t seq = e.cursor->origin_seq; seq < e.cursor->next_seq && seq < end_seq;
+         ++seq) {
+      const SampleBatchData batch = segments.read(all[static_cast<std::size_t>(seq)].digest);
+      plugin::TriggerDecision ignored;
+      std::string error;
+      if (!trigger->observe(batch.view(), ignored, error))
+        throw std::runtime_error("segment " + std::to_string(seq) + ": " + error);
+    }
+    e.trigger = std::move(trigger);
+    requeue_missing(e, all);
+    hooks.log("pipeline '" + e.spec.name + "': trigger '" + e.spec.trigger +
+              "' reads from segment " + std::to_string(e.cursor->next_seq) + " (" +
+              std::to_string(e.cursor->triggers) + " firings so far)");
+  }
+
+  void requeue_missing(Entry& e, const std::vector<SegmentInfo>& all) {
+    for (const TriggerRecord& r : store.training()) {
+      if (r.pipeline != e.spec.name || hooks.has_job(r.job_id)) continue;
+      const Firing f{r.index, r.end_sample, r.time_ns, r.reason, r.stats_json};
+      // A finetune's window began where the firing before it ended.
+      PlannedTraining p = plan_with(e, f, all, r.initial_weights, r.window_begin);
+      if (p.job.id != r.job_id) {
+        hooks.log("pipeline '" + e.spec.name + "': firing " + std::to_string(r.index) +
+                  "'s job is not in the queue and the manifest changed since; it is not enqueued");
+        continue;
+      }
+      hooks.enqueue({p.job});
+    }
+  }
+
+  // The weights a new training starts from.
+  std::string initial_weights(const Entry& e) const {
+    const PipelineSpec& s = e.spec;
+    std::string initial;
+    if (s.initial_model.kind == InitialModelKind::kArtifact) initial = s.initial_model.ref;
+    if (s.initial_model.kind == InitialModelKind::kPipeline) {
+      for (const auto& [name, other] : entries) {
+        if (name != s.initial_model.ref) continue;
+        if (auto a = store.alias(other->spec.deployment.alias)) initial = a->digest;
+      }
+    }
+    if (s.strategy.kind == StrategyKind::kFinetune) {
+      const std::vector<TriggerRecord> done = store.triggers(s.name);
+      for (auto it = done.rbegin(); it != done.rend(); ++it) {
+        if (!it->model.empty()) {
+          initial = it->model;
+          break;
+        }
+      }
+    }
+    return initial;
+  }
+
+  PlannedTraining plan_with(const Entry& e, const Firing& f, const std::vector<SegmentInfo>& all,
+                            const std::string& initial, std::int64_t previous_end) const {
+    PlanInputs in;
+    in.spec = &e.spec;
+    in.firing = f;
+    in.previous_end = previous_end;
+    in.origin_sample = e.cursor ? origin_sample(*e.cursor, all) : 0;
+    in.segments = &all;
+    in.initial_weights = initial;
+    return plan_training(in);
+  }
+
+  static std::int64_t origin_sample(const PipelineCursor& c, const std::vector<SegmentInfo>& all) {
+    const auto i = static_cast<std::size_t>(c.origin_seq);
+    return i < all.size() ? all[i].first_sample : c.end_sample;
+  }
+
+  PlannedTraining plan(const Entry& e, const Firing& f, const std::vector<SegmentInfo>& all) {
+    std::unique_lock lock(mu);  // initial_weights reads `entries`
+    const std::string initial = initial_weights(e);
+    lock.unlock();
+    const std::vector<TriggerRecord> before = store.triggers(e.spec.name);
+    const std::int64_t previous_end = before.empty() ? 0 : before.back().end_sample;
+    return plan_with(e, f, all, initial, previous_end);
+  }
+
+  void read_new_segments(Entry& e) {
+    const std::vector<SegmentInfo> all = segments.segments(e.spec.name);
+    while (e.cursor->next_seq < static_cast<std::int64_t>(all.size())) {
+      const SegmentInfo& seg = all[static_cast<std::size_t>(e.cursor->next_seq)];
+      const SampleBatchData batch = segments.read(seg.digest);
+      plugin::TriggerDecision decision;
+      std::string error;
+      if (!e.trigger->observe(batch.view(), decision, error))
+        throw std::runtime_error("segment " + std::to_string(seg.seq) + ": " + error);
+      std::vector<TriggerRecord> records;
+      std::vector<JobSpec> jobs;
+      std::int64_t previous_end = -1;
+      for (const plugin::TriggerEvaluation& ev : decision.evaluations) {
+        if (!ev.fired) continue;
+        const Firing f{e.cursor->triggers + static_cast<std::int64_t>(records.size()),
+                       seg.first_sample + static_cast<std::int64_t>(ev.row) + 1, ev.time_ns,
+                       ev.reason, stats_json(ev)};
+        PlannedTraining p = plan(e, f, all);
+        if (previous_end >= 0 && e.spec.strategy.kind == StrategyKind::kFinetune)
+          p = plan_with(e, f, all, p.record.initial_weights, previous_end);
+        previous_end = f.end_sample;
+        records.push_back(p.record);
+        jobs.push_back(std::move(p.job));
+      }
+      store.advance(e.spec.name, seg.seq, seg.rows, records);
+      e.cursor->next_seq = seg.seq + 1;
+      e.cursor->end_sample += seg.rows;
+      e.cursor->triggers += static_cast<std::int64_t>(records.size());
+      if (!jobs.empty()) hooks.enqueue(jobs);
+      for (const TriggerRecord& r : records) {
+        hooks.log("pipeline '" + e.spec.name + "': firing " + std::to_string(r.index) +
+                  " at sample " + std::to_string(r.end_sample) + " (" + r.reason + "): job " +
+                  r.job_id.substr(0, 12));
+      }
+    }
+  }
+};
+
+TriggerRunner::TriggerRunner(SegmentStore& segments, PipelineStore& store, RunnerHooks hooks)
+    : impl_(std::make_unique<Impl>(segments, store, std::move(hooks))) {}
+
+TriggerRunner::~TriggerRunner() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  impl_->thread.join();
+}
+
+void TriggerRunner::set_pipelines(std::vector<PipelineSpec> pipelines,
+                                  std::shared_ptr<const HostTriggerServices> services) {
+  std::lock_guard lock(impl_->mu);
+  std::map<std::string, std::shared_ptr<Entry>> next;
+  for (PipelineSpec& spec : pipelines) {
+    auto e = std::make_shared<Entry>();
+    e->key = trigger_key(spec);
+    e->spec = std::move(spec);
+    e->services = services;
+    // Read now, not when the runner thread first gets to the pipeline: what is ingested after
+    // the manifest named it is the trigger's to see.
+    if (const std::optional<SegmentInfo> last = impl_->segments.last(e->spec.name)) {
+      e->start_seq = last->seq + 1;
+      e->start_sample = last->first_sample + last->rows;
+    }
+    next[e->spec.name] = std::move(e);
+  }
+  impl_->entries = std::move(next);
+  impl_->dirty.clear();
+  for (const auto& [name, e] : impl_->entries)
+    impl_->mark(name);
+  impl_->wake.notify_all();
+}
+
+std::optional<PipelineSpec> TriggerRunner::pipeline(const std::string& name) const {
+  std::lock_guard lock(impl_->mu);
+  const auto it = impl_->entries.find(name);
+  if (it == impl_->entries.end()) return std::nullopt;
+  return it->second->spec;
+}
+
+std::vector<std::string> TriggerRunner::names() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<std::string> out;
+  for (const auto& [name, e] : impl_->entries)
+    out.push_back(name);
+  return out;
+}
+
+void TriggerRunner::notify(const std::string& pipeline) {
+  std::lock_guard lock(impl_->mu);
+  if (!impl_->entries.count(pipeline)) return;
+  impl_->mark(pipeline);
+  impl_->wake.notify_all();
+}
+
+void TriggerRunner::drain() {
+  std::unique_lock lock(impl_->mu);
+  for (const auto& [name, e] : impl_->entries)
+    impl_->mark(name);
+  impl_->wake.notify_all();
+  impl_->idle.wait(lock, [&] { return impl_->stopping || (impl_->dirty.empty() && !impl_->busy); });
+}
+
+std::vector<PipelineStatus> TriggerRunner::status() const {
+  std::vector<std::pair<std::string, std::string>> names;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (const auto& [name, e] : impl_->entries)
+      names.emplace_back(name, e->error);
+  }
+  std::vector<PipelineStatus> out;
+  for (const auto& [name, error] : names) {
+    PipelineStatus s;
+    s.name = name;
+    s.state = error.empty() ? "running" : "stopped";
+    s.error = error;
+    if (const auto c = impl_->store.cursor(name)) {
+      s.next_seq = c->next_seq;
+      s.end_sample = c->end_sample;
+      s.triggers = c->triggers;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace tv::fleet::pipelines
