@@ -78,6 +78,7 @@ void add_coordinator_command(CLI::App& app) {
       std::make_shared<SecretFlag>("--operator-token", "TRAINVISOR_OPERATOR_TOKEN");
   auto worker_token = std::make_shared<SecretFlag>("--worker-token", "TRAINVISOR_WORKER_TOKEN");
   auto read_token = std::make_shared<SecretFlag>("--read-token", "TRAINVISOR_READ_TOKEN");
+  auto ingest_token = std::make_shared<SecretFlag>("--ingest-token", "TRAINVISOR_INGEST_TOKEN");
   add_secret_flags(*cmd, *operator_token, "Operator token");
   add_secret_flags(
       *cmd, *worker_token,
@@ -85,6 +86,9 @@ void add_coordinator_command(CLI::App& app) {
   add_secret_flags(*cmd, *read_token,
                    "Read token: jobs, configs, audit log, telemetry and artifacts, nothing else; "
                    "the operator and worker tokens read too");
+  add_secret_flags(*cmd, *ingest_token,
+                   "Ingest token: a pipeline's samples (POST /v1/pipeline/NAME/samples), nothing "
+                   "else; the operator and worker tokens ingest too");
   cmd->add_flag_function(
       "--public-reads,!--no-public-reads", [o](std::int64_t n) { o->public_reads = n > 0; },
       "Reads without a token (--no-public-reads: a token always). Default: public when --bind "
@@ -139,12 +143,13 @@ void add_coordinator_command(CLI::App& app) {
                   "Test hook: lose every Nth config delta (skip:N) and drop each config stream "
                   "after M messages (close:M), e.g. skip:3,close:10")
       ->group("");  // hidden: for fault-injection tests only
-  cmd->callback([o, stale_s, sweep_s, fault, operator_token, worker_token, read_token, head_s,
-                 transfer_s] {
+  cmd->callback([o, stale_s, sweep_s, fault, operator_token, worker_token, read_token, ingest_token,
+                 head_s, transfer_s] {
     parse_stream_fault(*fault, *o);
     o->operator_token = secret_of(*operator_token, true);
     o->worker_token = secret_of(*worker_token, true);
     o->read_token = secret_of(*read_token, true);
+    o->ingest_token = secret_of(*ingest_token, true);
     if (o->operator_token.empty() || o->worker_token.empty()) {
       throw std::invalid_argument(
           "the coordinator needs the operator and worker tokens (--operator-token-file and "

@@ -247,6 +247,38 @@ Reply<Ok> CoordinatorClient::download_artifact(const std::string& digest, const 
   return Reply<Ok>::accepted(r.status, Ok{});
 }
 
+Reply<Ok> CoordinatorClient::download_segment(const std::string& digest, const std::string& path) {
+  const http::Response r =
+      impl_->http.download(target(kSegment, {digest}), path, impl_->read_headers());
+  if (r.status != 200) return Reply<Ok>::refused(refusal_of(r));
+  return Reply<Ok>::accepted(r.status, Ok{});
+}
+
+Reply<std::vector<PipelineSummary>> CoordinatorClient::pipelines() {
+  return reply_of(impl_->get(target(kPipelines, {})), listed(&PipelineList::pipelines));
+}
+
+Reply<PipelineDetail> CoordinatorClient::pipeline(const std::string& name) {
+  return reply_of(impl_->get(target(kPipeline, {name})), decoded<PipelineDetail>);
+}
+
+Reply<TriggerList> CoordinatorClient::pipeline_triggers(const std::string& name) {
+  return reply_of(impl_->get(target(kPipelineTriggers, {name})), decoded<TriggerList>);
+}
+
+Reply<AliasMove> CoordinatorClient::deploy(const std::string& pipeline,
+                                           const DeployRequest& request) {
+  return reply_of(impl_->post(Role::kOperator, target(kPipelineDeploy, {pipeline}), json(request)),
+                  decoded<AliasMove>);
+}
+
+Reply<AliasMove> CoordinatorClient::rollback(const std::string& pipeline,
+                                             const RollbackRequest& request) {
+  return reply_of(
+      impl_->post(Role::kOperator, target(kPipelineRollback, {pipeline}), json(request)),
+      decoded<AliasMove>);
+}
+
 Reply<ConfigInfo> CoordinatorClient::config(const std::string& job) {
   return reply_of(impl_->get(target(kJobConfig, {job})), decoded<ConfigInfo>);
 }

@@ -9,20 +9,39 @@
 
 #include "coordinator_state.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
+#include "trainvisor/core/trigger_services.hpp"
+#include "trainvisor/drift/drift_statistics.hpp"
 #include "trainvisor/fleet/manifest.hpp"
 #include "trainvisor/fleet/store/store_error.hpp"
 
 namespace tv::fleet {
 namespace {
 
+// The plugins a manifest was validated against, kept for its pipelines' triggers (the services
+// hold the registry; a trigger keeps them alive, see TriggerRunner::set_pipelines).
+struct TriggerHost {
+  explicit TriggerHost(PluginRegistry r)
+      : registry(std::move(r)), services(registry, drift::drift_statistics()) {}
+  PluginRegistry registry;
+  HostTriggerServices services;
+};
+
+struct LoadedManifest {
+  Manifest manifest;
+  std::shared_ptr<const HostTriggerServices> triggers;
+};
+
 // The options' manifest, validated against the plugins; nullopt when there is none. Throws
 // ManifestError.
-std::optional<Manifest> load_validated(const CoordinatorOptions& o) {
+std::optional<LoadedManifest> load_validated(const CoordinatorOptions& o) {
   if (o.manifest_path.empty()) return std::nullopt;
   std::vector<std::string> dirs = o.plugin_dirs;
   for (auto& d : default_plugin_dirs())
     dirs.push_back(std::move(d));
-  return load_manifest(o.manifest_path, PluginRegistry::load(dirs));
+  auto host = std::make_shared<TriggerHost>(PluginRegistry::load(dirs));
+  Manifest m = load_manifest(o.manifest_path, host->registry, &host->services);
+  return LoadedManifest{std::move(m),
+                        std::shared_ptr<const HostTriggerServices>(host, &host->services)};
 }
 
 // A full disk is the operator's to fix, not a fault of the server: every route answers it with
@@ -70,13 +89,14 @@ struct Coordinator::Impl {
 
   ReloadSummary reload(bool dry_run) {
     std::lock_guard lock(reload_mu);
-    const std::optional<Manifest> m = load_validated(state.options);
+    const std::optional<LoadedManifest> m = load_validated(state.options);
     return m ? apply(*m, dry_run) : ReloadSummary{};
   }
 
   // What `m` changes in the queue; written unless a dry run. The caller holds reload_mu (or is
   // the constructor, before the server starts).
-  ReloadSummary apply(const Manifest& m, bool dry_run) {
+  ReloadSummary apply(const LoadedManifest& loaded, bool dry_run) {
+    const Manifest& m = loaded.manifest;
     ReloadSummary out;
     std::set<std::string> ids;
     const std::vector<JobRow> queued = state.queue.list();
@@ -107,6 +127,7 @@ struct Coordinator::Impl {
       // overwrites live values.
       for (const JobSpec& j : m.jobs)
         state.hub.seed(j.id, j.hyper);
+      state.runner->set_pipelines(m.pipelines, loaded.triggers);
     }
     return out;
   }
@@ -119,6 +140,7 @@ struct Coordinator::Impl {
     coordinator::add_telemetry_routes(state, r);
     coordinator::add_manifest_routes(state, r);
     coordinator::add_host_routes(state, r);
+    coordinator::add_pipeline_routes(state, r);
     return answering_disk_full(std::move(r), state);
   }
 
@@ -132,6 +154,11 @@ struct Coordinator::Impl {
         // A busy or failing database is not a reason to stop sweeping: the next round retries.
         state.log_error(std::string("stale sweep failed (retrying): ") + e.what());
       }
+      try {
+        coordinator::settle_trainings(state);
+      } catch (const std::exception& e) {
+        state.log_error(std::string("settling pipeline trainings failed (retrying): ") + e.what());
+      }
       lock.lock();
     }
   }
@@ -139,7 +166,7 @@ struct Coordinator::Impl {
 
 Coordinator::Coordinator(CoordinatorOptions options) {
   // Validated before the data directory is opened: a bad manifest leaves nothing behind.
-  const std::optional<Manifest> manifest = load_validated(options);
+  const std::optional<LoadedManifest> manifest = load_validated(options);
   impl_ = std::make_unique<Impl>(std::move(options));
   if (manifest) {
     for (const std::string& w : impl_->apply(*manifest, false).warnings)

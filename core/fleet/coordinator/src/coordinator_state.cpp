@@ -52,6 +52,10 @@ bool is_loopback(const std::string& bind) {
   return bind == "localhost" || bind == "::1" || bind == "[::1]" || bind.rfind("127.", 0) == 0;
 }
 
+std::function<std::int64_t()> queue_clock(const CoordinatorOptions& o) {
+  return o.queue.clock;
+}
+
 ArtifactStore open_artifacts(const CoordinatorOptions& o) {
   StoreOptions so;
   so.max_bytes = o.max_artifact_bytes;
@@ -72,7 +76,28 @@ CoordinatorState::CoordinatorState(CoordinatorOptions o,
       telemetry(store.telemetry()),
       hosts(store.hosts()),
       artifacts(open_artifacts(options)),
-      reload(std::move(reload_manifest)) {}
+      segments(pipelines::SegmentStore::open(store.path(),
+                                             (fs::path(options.data_dir) / "segments").string())),
+      pipeline_store(pipelines::PipelineStore::open(store.path(), queue_clock(options))),
+      runner(
+          std::make_unique<pipelines::TriggerRunner>(*segments, *pipeline_store, runner_hooks())),
+      reload(std::move(reload_manifest)) {
+  for (const std::string& removed : segments->recovered())
+    log_error("segment store: removed " + removed + " (left by a crash)");
+}
+
+pipelines::RunnerHooks CoordinatorState::runner_hooks() {
+  pipelines::RunnerHooks h;
+  // A firing's job seeds its config tree from its hyper table, as a manifest's job does.
+  h.enqueue = [this](const std::vector<JobSpec>& jobs) {
+    queue.upsert_manifest(jobs);
+    for (const JobSpec& j : jobs)
+      hub.seed(j.id, j.hyper);
+  };
+  h.has_job = [this](const std::string& id) { return queue.get(id).has_value(); };
+  h.log = [this](const std::string& line) { log_error(line); };
+  return h;
+}
 
 void CoordinatorState::note_worker(const std::string& name, const HostCapability& capability) {
   const nlohmann::json c = capability_json(capability);
@@ -184,6 +209,18 @@ Handler for_hosts(const CoordinatorState& s, HostHandler h) {
 Handler for_operators(const CoordinatorState& s, Handler h) {
   return [&s, h = std::move(h)](Request& req, http::BodyStream* body) {
     if (!is_operator(s, req)) return Response::error(401, "missing or wrong X-Operator-Token");
+    return h(req, body);
+  };
+}
+
+Handler for_ingesters(const CoordinatorState& s, Handler h) {
+  return [&s, h = std::move(h)](Request& req, http::BodyStream* body) {
+    if (!is_operator(s, req) && !is_worker(s, req) &&
+        !http::tokens_equal(req.header(api::header_key(api::kIngestTokenHeader)),
+                            s.options.ingest_token)) {
+      return Response::error(401,
+                             "ingest needs X-Ingest-Token, X-Worker-Token or X-Operator-Token");
+    }
     return h(req, body);
   };
 }

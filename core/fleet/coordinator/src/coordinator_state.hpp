@@ -28,6 +28,9 @@
 #include "trainvisor/fleet/coordinator_store.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
+#include "trainvisor/fleet/pipelines/pipeline_store.hpp"
+#include "trainvisor/fleet/pipelines/segment_store.hpp"
+#include "trainvisor/fleet/pipelines/trigger_runner.hpp"
 #include "trainvisor/fleet/telemetry_store.hpp"
 
 namespace tv::fleet::coordinator {
@@ -47,6 +50,11 @@ struct CoordinatorState {
   TelemetryStore& telemetry;
   HostCredentials& hosts;
   std::optional<ArtifactStore> artifacts;
+  // Pipelines: their streams' segments (data_dir/segments), cursors, firings and aliases, and
+  // the thread that runs their triggers (stopped first: it uses the stores above).
+  std::optional<pipelines::SegmentStore> segments;
+  std::optional<pipelines::PipelineStore> pipeline_store;
+  std::unique_ptr<pipelines::TriggerRunner> runner;
   std::function<ReloadSummary(bool dry_run)> reload;
 
   // Workers claim every few seconds; their row is written when their capability changes and
@@ -61,6 +69,9 @@ struct CoordinatorState {
 
   // Now in Unix milliseconds: the queue's clock (tests move it), else the system's.
   std::int64_t now_ms() const;
+
+  // What the trigger runner calls: the queue and the hub for its jobs, the log.
+  pipelines::RunnerHooks runner_hooks();
 
   // What went wrong in a background task (the sweeper), for the operator's log.
   void log_error(const std::string& what) const;
@@ -80,6 +91,8 @@ using HostHandler =
 Handler for_hosts(const CoordinatorState& s, HostHandler h);
 Handler for_operators(const CoordinatorState& s, Handler h);
 Handler for_readers(const CoordinatorState& s, Handler h);
+// The ingest, worker or operator token.
+Handler for_ingesters(const CoordinatorState& s, Handler h);
 bool is_worker(const CoordinatorState& s, const http::Request& req);
 bool is_operator(const CoordinatorState& s, const http::Request& req);
 // The host the request's X-Host-Credential proves, or nullopt (none, unknown, revoked, wrong).
@@ -115,5 +128,18 @@ void add_config_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_telemetry_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_manifest_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_host_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_pipeline_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_pipeline_read_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+// A pipeline training's end (pipeline_outcomes.cpp): its evaluation through the gate, the
+// outcome and the alias move recorded, the deployment directory updated. settle_trainings does it
+// for every training still open (the sweeper, after a crash).
+void settle_training(CoordinatorState& s, const JobRow& row);
+void settle_trainings(CoordinatorState& s);
+// Writes the alias's bundle to the pipeline's deployment directory (when it has one); a failure
+// is logged, not thrown.
+void publish_deployment(CoordinatorState& s, const PipelineSpec& spec,
+                        const pipelines::AliasState& alias);
+// The 404 for a pipeline the manifest does not have, with the closest name and the list.
+http::Response no_such_pipeline(const CoordinatorState& s, const std::string& name);
 
 }  // namespace tv::fleet::coordinator

@@ -155,19 +155,28 @@ void add_lease_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  return lease_reply(s, s.queue.mark_running(req.params[0], lease.lease_token, host),
                                     req.params[0], host);
                })});
-  r.push_back({"POST", std::string(api::kJobComplete),
-               for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
-                 const auto c = body_json(req).get<api::CompleteRequest>();
-                 if (c.artifact && !s.artifacts->contains(*c.artifact)) {
-                   return Response::error(400, "job " + req.params[0] + ": artifact " +
-                                                   *c.artifact + " was never uploaded");
-                 }
-                 std::optional<StopCause> stopped;
-                 if (c.early_stopped) stopped = stop_cause(s, req.params[0]);
-                 return lease_reply(
-                     s, s.queue.complete(req.params[0], c.lease_token, c.artifact, stopped, host),
-                     req.params[0], host);
-               })});
+  r.push_back(
+      {"POST", std::string(api::kJobComplete),
+       for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
+         const auto c = body_json(req).get<api::CompleteRequest>();
+         if (c.artifact && !s.artifacts->contains(*c.artifact)) {
+           return Response::error(
+               400, "job " + req.params[0] + ": artifact " + *c.artifact + " was never uploaded");
+         }
+         std::optional<StopCause> stopped;
+         if (c.early_stopped) stopped = stop_cause(s, req.params[0]);
+         const QueueResult done =
+             s.queue.complete(req.params[0], c.lease_token, c.artifact, stopped, host);
+         // A pipeline's training is judged now; the sweeper retries what fails here.
+         if (done == QueueResult::kOk) {
+           try {
+             if (const auto row = s.queue.get(req.params[0])) settle_training(s, *row);
+           } catch (const std::exception& e) {
+             s.log_error("job " + req.params[0] + ": settling its pipeline training: " + e.what());
+           }
+         }
+         return lease_reply(s, done, req.params[0], host);
+       })});
   r.push_back({"POST", std::string(api::kJobFail),
                for_hosts(s, [&s](Request& req, BodyStream*, const std::string& host) {
                  return fail_job(s, req, host);

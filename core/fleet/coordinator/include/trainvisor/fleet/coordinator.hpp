@@ -50,7 +50,8 @@ struct CoordinatorOptions {
   std::string manifest_path;  // loaded at start and on reload; empty: no jobs until one is given
   std::string operator_token;
   std::string worker_token;
-  std::string read_token;  // reads only; the operator and worker tokens read too
+  std::string read_token;    // reads only; the operator and worker tokens read too
+  std::string ingest_token;  // a pipeline's samples only; the operator and worker tokens too
   // Reads without a token. Unset: public when http.bind is a loopback address (only this
   // machine can ask), a token required otherwise (telemetry and configs stay off the network).
   std::optional<bool> public_reads;

@@ -25,6 +25,7 @@
 #include "trainvisor/fleet/api/config.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/api/manifest.hpp"
+#include "trainvisor/fleet/api/pipelines.hpp"
 #include "trainvisor/fleet/api/telemetry.hpp"
 #include "trainvisor/fleet/http.hpp"
 
@@ -116,6 +117,14 @@ class CoordinatorClient {
   Reply<ArtifactStat> artifact_stat(const std::string& digest);
   Reply<std::vector<ArtifactInfo>> artifacts(const std::string& job);
   Reply<Ok> download_artifact(const std::string& digest, const std::string& path);
+  // A pipeline's segment (kSegment), as the coordinator stored it.
+  Reply<Ok> download_segment(const std::string& digest, const std::string& path);
+  // Pipelines (reads), and an operator's moves of a pipeline's alias.
+  Reply<std::vector<PipelineSummary>> pipelines();
+  Reply<PipelineDetail> pipeline(const std::string& name);
+  Reply<TriggerList> pipeline_triggers(const std::string& name);
+  Reply<AliasMove> deploy(const std::string& pipeline, const DeployRequest& request);
+  Reply<AliasMove> rollback(const std::string& pipeline, const RollbackRequest& request);
   Reply<ConfigInfo> config(const std::string& job);
   Reply<std::vector<AuditRecord>> config_log(const std::string& job, std::uint64_t after,
                                              std::uint64_t limit);

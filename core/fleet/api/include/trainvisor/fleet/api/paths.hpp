@@ -13,7 +13,10 @@
 //             token); telemetry and config stream (the job's holder); a config write as
 //             policy:NAME (the job's holder, NAME one of the job's policies)
 //   operator: cancel, requeue, freeze, unfreeze, manifest reload, enrol (a new credential
-//             whatever the name's state), revoke; a config write as human:NAME
+//             whatever the name's state), revoke; a config write as human:NAME; a pipeline's
+//             deploy and rollback
+//   ingest (the ingest, worker or operator token): a pipeline's samples
+//   reader also: pipelines, pipeline, its triggers, its deployed model, a segment
 #pragma once
 
 #include <initializer_list>
@@ -53,11 +56,21 @@ inline constexpr std::string_view kJobTelemetry = "/v1/job/{id}/telemetry";   //
 inline constexpr std::string_view kManifestReload = "/v1/manifest/reload";    // ?dry_run=1
 inline constexpr std::string_view kHostEnrol = "/v1/hosts/{name}/enrol";
 inline constexpr std::string_view kHostRevoke = "/v1/hosts/{name}/revoke";
+inline constexpr std::string_view kPipelines = "/v1/pipelines";
+inline constexpr std::string_view kPipeline = "/v1/pipeline/{name}";
+inline constexpr std::string_view kPipelineSamples = "/v1/pipeline/{name}/samples";
+inline constexpr std::string_view kPipelineTriggers = "/v1/pipeline/{name}/triggers";
+inline constexpr std::string_view kPipelineModel = "/v1/pipeline/{name}/model";
+inline constexpr std::string_view kPipelineDeploy = "/v1/pipeline/{name}/deploy";
+inline constexpr std::string_view kPipelineRollback = "/v1/pipeline/{name}/rollback";
+inline constexpr std::string_view kSegment = "/v1/segment/{digest}";
 
 // Request headers, as clients send them (the server matches them case-insensitively).
 inline constexpr std::string_view kWorkerTokenHeader = "X-Worker-Token";
 inline constexpr std::string_view kOperatorTokenHeader = "X-Operator-Token";
 inline constexpr std::string_view kReadTokenHeader = "X-Read-Token";
+inline constexpr std::string_view kIngestTokenHeader = "X-Ingest-Token";
+inline constexpr std::string_view kIdempotencyKeyHeader = "Idempotency-Key";
 inline constexpr std::string_view kOperatorNameHeader = "X-Operator-Name";
 inline constexpr std::string_view kLeaseTokenHeader = "X-Lease-Token";
 // A host's credential, "NAME:SECRET" as its enrolment returned it.
