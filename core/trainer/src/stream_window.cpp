@@ -197,14 +197,16 @@ Scores score(const std::vector<std::int64_t>& confusion, std::int64_t classes, d
 }
 
 void write_evaluation(const JobFolder& folder, const EvaluationReport& r) {
-  const json j = {{"window", {r.window_begin, r.window_end}},
-                  {"train_samples", r.train_samples},
-                  {"eval_samples", r.holdout_samples + r.set_samples},
-                  {"holdout_samples", r.holdout_samples},
-                  {"set_samples", r.set_samples},
-                  {"epochs", r.epochs},
-                  {"new", scores_json(r.trained)},
-                  {"deployed", r.deployed ? scores_json(*r.deployed) : json(nullptr)}};
+  const json j = {
+      {"window", {r.window_begin, r.window_end}},
+      {"train_samples", r.train_samples},
+      {"eval_samples", r.holdout_samples + r.set_samples},
+      {"holdout_samples", r.holdout_samples},
+      {"set_samples", r.set_samples},
+      {"epochs", r.epochs},
+      {"new", scores_json(r.trained)},
+      {"deployed", r.deployed ? scores_json(*r.deployed) : json(nullptr)},
+      {"deployed_model", r.deployed_model.empty() ? json(nullptr) : json(r.deployed_model)}};
   const fs::path path = folder.evaluation();
   const fs::path tmp = JobFolder::staging(path);
   {

@@ -67,12 +67,13 @@ struct EvaluationReport {
   std::int64_t epochs = 0;  // epochs trained to the end
   Scores trained;
   std::optional<Scores> deployed;  // the baseline's; nullopt without one
+  std::string deployed_model;      // the baseline bundle's sha256; "" without one
 };
 
 // Writes folder.evaluation() through a staging file renamed over it:
 //   {"window": [B, E], "train_samples": T, "eval_samples": H + S, "holdout_samples": H,
 //    "set_samples": S, "epochs": N, "new": {"accuracy", "macro_f1", "loss"}, "deployed": {...}
-//    or null}
+//    or null, "deployed_model": the baseline bundle's sha256 or null}
 // Throws std::runtime_error when it cannot be written.
 void write_evaluation(const JobFolder& folder, const EvaluationReport& report);
 

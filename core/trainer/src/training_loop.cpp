@@ -18,6 +18,7 @@
 #include "trainvisor/core/idx_reader.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/fleet/sha256.hpp"
 #include "trainvisor/shm/telemetry_ring.hpp"
 #include "trainvisor/trainer/trainer.hpp"
 
@@ -375,6 +376,9 @@ class Session final : public TrainingSession {
     if (baseline_) {
       r.deployed = scores_of(evaluate_model(*baseline_, *baseline_->module(),
                                             dataset_->val_inputs(), dataset_->val_targets()));
+      // Which model it was: the gate moves an alias only from the model a training was judged
+      // against.
+      r.deployed_model = fleet::sha256_file_hex(s.baseline);
     }
     write_evaluation(folder_, r);
   }

@@ -1,5 +1,7 @@
 #include "trainvisor/fleet/host_daemon.hpp"
 
+#include "stream_inputs.hpp"
+
 #include <signal.h>
 
 #include <deque>
@@ -381,6 +383,15 @@ struct HostDaemon::Impl {
     const bool started_over = prepare_folder(job.folder, job.generation);
     supervise(job);
     TrainerCommand command = TrainerCommand::for_job(o.trainer_exe, job.spec, job.folder);
+    if (job.spec.pipeline) {
+      try {
+        command.stream = fetch_stream_inputs(client, *job.spec.pipeline,
+                                             (fs::path(o.work_dir) / "cache").string());
+      } catch (const std::exception&) {
+        job.agent->remove_block();  // no trainer will read it; the caller fails the job
+        throw;
+      }
+    }
     command.plugin_dirs = o.plugin_dirs;
     command.orphan_after = o.orphan_after;
     command.lease_attempt = static_cast<std::uint64_t>(job.attempt);
@@ -657,6 +668,9 @@ struct HostDaemon::Impl {
     } catch (const std::exception& e) {
       refusal = e.what();
     }
+    // A pipeline's training reports its evaluation as an artifact of the job, before the bundle,
+    // so that the coordinator judges it when the job completes (and again after a crash).
+    if (refusal.empty() && job.spec.pipeline) refusal = upload_evaluation(job);
     // Ask first: a bundle the store already has is not sent again.
     if (refusal.empty() && !client.artifact_stat(digest)) {
       const auto up = client.upload(job.spec.id, "bundle.tvb", bundle, digest, job.lease);
@@ -676,6 +690,19 @@ struct HostDaemon::Impl {
     ++completed;
     emit(HostEvent::Kind::kFinished, job,
          early_stopped ? "early stop; bundle " + digest : "bundle " + digest, early_stopped);
+  }
+
+  // Uploads the trainer's evaluation.json; the refusal's words, or "" when it went through.
+  std::string upload_evaluation(RunningJob& job) {
+    const std::string path = job.folder.evaluation().string();
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return "the trainer wrote no " + path;
+    const std::string digest = sha256_file_hex(path);
+    const auto up = client.upload(job.spec.id, job.folder.evaluation().filename().string(), path,
+                                  digest, job.lease);
+    if (!up)
+      return "evaluation upload refused (" + std::to_string(up.status()) + "): " + up.error().error;
+    return "";
   }
 
   void drain_agent_log() {

@@ -51,6 +51,30 @@ struct SpawnSetup {
 
 }  // namespace
 
+namespace {
+
+std::string joined(const std::vector<std::int64_t>& v) {
+  std::string out;
+  for (std::size_t i = 0; i < v.size(); ++i)
+    out += (i ? "," : "") + std::to_string(v[i]);
+  return out;
+}
+
+void append_stream_args(const TrainerCommand::StreamArgs& s, std::vector<std::string>& a) {
+  for (const std::string& f : s.segment_files)
+    a.insert(a.end(), {"--segment", f});
+  a.insert(a.end(),
+           {"--stream-first-sample", std::to_string(s.first_sample), "--window",
+            std::to_string(s.window_begin) + ":" + std::to_string(s.window_end), "--sample-shape",
+            joined(s.sample_shape), "--classes", std::to_string(s.num_classes), "--holdout",
+            arg_value(s.holdout), "--stream-epochs", std::to_string(s.epochs)});
+  if (!s.eval_set_file.empty()) a.insert(a.end(), {"--eval-set", s.eval_set_file});
+  if (!s.initial_weights.empty()) a.insert(a.end(), {"--initial-weights", s.initial_weights});
+  if (!s.baseline.empty()) a.insert(a.end(), {"--baseline", s.baseline});
+}
+
+}  // namespace
+
 TrainerCommand TrainerCommand::for_job(std::string executable, const JobSpec& spec,
                                        const JobFolder& folder) {
   TrainerCommand c;
@@ -92,6 +116,7 @@ std::vector<std::string> TrainerCommand::argv() const {
   count("--max-val-samples", max_val_samples);
   if (resume) a.push_back("--resume");
   if (quiet) a.push_back("--quiet");
+  if (stream) append_stream_args(*stream, a);
   return a;
 }
 

@@ -44,6 +44,18 @@ struct TrainerCommand {
   std::int64_t max_val_samples = 0;
   bool resume = false;
   bool quiet = false;
+  // A pipeline training's inputs as local files (the host fetched them by digest): the trainer
+  // trains on this window of the stream instead of its model plugin's data set.
+  struct StreamArgs {
+    std::vector<std::string> segment_files;  // in stream order
+    std::int64_t first_sample = 0, window_begin = 0, window_end = 0;
+    std::vector<std::int64_t> sample_shape;
+    std::int64_t num_classes = 0;
+    double holdout = 0.1;
+    std::string eval_set_file, initial_weights, baseline;
+    std::int64_t epochs = 1;
+  };
+  std::optional<StreamArgs> stream;
 
   // What a host runs for `spec` in `folder`: resumed when the folder holds a checkpoint.
   static TrainerCommand for_job(std::string executable, const JobSpec& spec,
