@@ -19,12 +19,13 @@ ctest --preset default --parallel "$jobs"
 # The concurrent code: the shared-memory block, the SQLite layer, the job queue, the HTTP server
 # and client, the artifact store, the coordinator (model_tiny: it validates manifests with it),
 # the config hub, the host daemon and the supervisor (policy_plateau: their tests run the real
-# plugin), and the trainvisor binary, whose processes make up the sanitized fleet test.
+# plugin), the pipelines' segment store and trigger runner, and the trainvisor binary, whose
+# processes make up the sanitized fleet test.
 sanitized=(tv_shm_tests tv_shm_test_writer tv_store_tests tv_queue_tests tv_queue_claimer
            tv_http_tests tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests
            tv_http_claimer model_tiny tv_config_hub_tests tv_config_agent_tests
            tv_host_daemon_tests tv_trainer_process_tests tv_supervisor_tests policy_plateau
-           trainvisor)
+           tv_pipelines_tests tv_pipeline_runner_tests trainvisor)
 # The drift statistics and the triggers run their OpenMP threads under AddressSanitizer only:
 # libgomp is not built with ThreadSanitizer, whose reports on its barriers would be noise.
 asan_only=(tv_drift_tests tv_drift_streaming_tests tv_drift_backend_tests tv_trigger_tests)
