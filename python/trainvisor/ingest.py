@@ -1,4 +1,4 @@
-"""Sends samples to a Trainvisor pipeline's data stream: POST /v1/pipeline/{name}/samples.
+"""Sends samples to a Trainvisor pipeline's data stream (routes.PIPELINE_SAMPLES).
 
 Standard library and numpy only. A batch is three arrays, written back to back exactly as
 np.save(f, x); np.save(f, y); np.save(f, t) writes them into one file object (the coordinator's
@@ -23,10 +23,11 @@ from __future__ import annotations
 import io
 import json
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import numpy as np
+
+from . import routes
 
 CONTENT_TYPE = "application/x-trainvisor-batch"
 LABEL_LIMIT = 2**31
@@ -116,14 +117,14 @@ class IngestClient:
     ("http://127.0.0.1:8470"); `token`, when given, goes in the `token_header` header."""
 
     def __init__(self, base_url: str, token: str | None = None,
-                 token_header: str = "X-Ingest-Token", timeout: float = 60.0):
+                 token_header: str = routes.INGEST_TOKEN_HEADER, timeout: float = 60.0):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.token_header = token_header
         self.timeout = timeout
 
     def url(self, pipeline: str) -> str:
-        return f"{self.base_url}/v1/pipeline/{urllib.parse.quote(pipeline, safe='')}/samples"
+        return self.base_url + routes.target(routes.PIPELINE_SAMPLES, name=pipeline)
 
     def send(self, pipeline: str, x, y, t, idempotency_key: str | None = None) -> dict:
         """Sends one batch; returns the coordinator's JSON reply once the batch is stored."""
@@ -131,7 +132,7 @@ class IngestClient:
         if self.token is not None:
             headers[self.token_header] = self.token
         if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
+            headers[routes.IDEMPOTENCY_KEY_HEADER] = idempotency_key
         request = urllib.request.Request(self.url(pipeline), data=encode_batch(x, y, t),
                                          headers=headers, method="POST")
         try:
