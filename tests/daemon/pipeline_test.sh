@@ -91,9 +91,9 @@ epochs = 0
 min_accuracy = 0.5
 TOML
 
-export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token TRAINVISOR_OPERATOR_NAME=ana
+export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token TRAINVISOR_INGEST_TOKEN=in-token TRAINVISOR_OPERATOR_NAME=ana
 "$TRAINVISOR" coordinator --data-dir "$dir/data" --manifest "$dir/pipelines.toml" --port 0 \
-  --ingest-token in-token > "$dir/url" 2>> "$dir/coordinator.log" &
+  > "$dir/url" 2>> "$dir/coordinator.log" &
 wait_for 20 test -s "$dir/url" || fail "coordinator did not start: $(tail -5 "$dir/coordinator.log")"
 export TRAINVISOR_COORDINATOR=$(head -1 "$dir/url")
 "$TRAINVISOR" host --name h1 --work-dir "$dir/work" --heartbeat-every 0.5 --poll-every 0.3 \
@@ -239,8 +239,36 @@ plugin = "data_count"
 every = 500
 [pipelines.strategy]
 epochs = 10000
+
+[[pipelines]]
+name = "gpu"
+model = "mlp"
+require_cuda = true
+[pipelines.stream]
+shape = [784]
+classes = 10
+[pipelines.trigger]
+plugin = "data_count"
+
+[[pipelines]]
+name = "missing"
+model = "mlp"
+initial_model = "artifact:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
+[pipelines.stream]
+shape = [784]
+classes = 10
+[pipelines.trigger]
+plugin = "data_count"
 TOML
 "$TRAINVISOR" reload > /dev/null
+state() {  # state PIPELINE: "running: " or "stopped: WHY"
+  "$TRAINVISOR" pipelines show "$1" -o json |
+    "$PY" -c "import json,sys; s=json.load(sys.stdin)['summary']; print(s['state'] + ': ' + s['error'])"
+}
+wait_for 20 sh -c "'$TRAINVISOR' pipelines show gpu -o json | grep -q '\"state\": \"stopped\"'" \
+  || fail "a pipeline no host can run did not stop: $(state gpu)"
+state gpu | grep -q "no known host can run its trainings (h1: require_cuda" || fail "gpu: $(state gpu)"
+state missing | grep -q "initial_model: artifact eeee.* is not stored" || fail "missing: $(state missing)"
 stream long 0 1 > /dev/null
 wait_for 60 sh -c "'$TRAINVISOR' jobs show long.t0 | grep -q 'status running'" || fail "long.t0 never ran"
 rev=$("$TRAINVISOR" config set long.t0 training/optimizer/learning_rate 0.0123 --reason "live" | sed 's/revision //')

@@ -6,6 +6,7 @@
 #include "trainvisor/fleet/api/actor.hpp"
 #include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
+#include "trainvisor/fleet/pipelines/training_plan.hpp"
 
 namespace tv::fleet::coordinator {
 
@@ -95,8 +96,33 @@ pipelines::RunnerHooks CoordinatorState::runner_hooks() {
       hub.seed(j.id, j.hyper);
   };
   h.has_job = [this](const std::string& id) { return queue.get(id).has_value(); };
+  h.preflight = [this](const PipelineSpec& p) { return pipeline_preflight(p); };
   h.log = [this](const std::string& line) { log_error(line); };
   return h;
+}
+
+std::optional<std::string> CoordinatorState::pipeline_preflight(const PipelineSpec& p) {
+  if (p.initial_model.kind == InitialModelKind::kArtifact &&
+      !artifacts->contains(p.initial_model.ref)) {
+    return "initial_model: artifact " + p.initial_model.ref +
+           " is not stored here (upload it, or name another initial model)";
+  }
+  if (!p.evaluation.set_digest.empty() && !artifacts->contains(p.evaluation.set_digest)) {
+    return "evaluation set: artifact " + p.evaluation.set_digest + " is not stored here";
+  }
+  // Its trainings' constraints against the hosts known now; none known yet is no verdict.
+  JobSpec probe = p.training;
+  probe.name = pipelines::training_job_name(p.name, 0);
+  probe.pipeline = PipelineTraining{};
+  probe.pipeline->pipeline = p.name;
+  std::string reasons;
+  for (const Explanation& e : queue.explain(probe, 0, now_ms())) {
+    if (e.reason.empty()) return std::nullopt;
+    reasons += (reasons.empty() ? "" : "; ") + e.host + ": " + e.reason;
+  }
+  if (reasons.empty()) return std::nullopt;
+  return "no known host can run its trainings (" + reasons +
+         "); change its constraints or add a host, then reload";
 }
 
 void CoordinatorState::note_worker(const std::string& name, const HostCapability& capability) {

@@ -70,8 +70,10 @@ struct CoordinatorState {
   // Now in Unix milliseconds: the queue's clock (tests move it), else the system's.
   std::int64_t now_ms() const;
 
-  // What the trigger runner calls: the queue and the hub for its jobs, the log.
+  // What the trigger runner calls: the queue and the hub for its jobs, the preflight, the log.
   pipelines::RunnerHooks runner_hooks();
+  // Why a pipeline cannot run here (RunnerHooks::preflight).
+  std::optional<std::string> pipeline_preflight(const PipelineSpec& p);
 
   // What went wrong in a background task (the sweeper), for the operator's log.
   void log_error(const std::string& what) const;

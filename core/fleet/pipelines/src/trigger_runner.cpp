@@ -117,6 +117,10 @@ struct TriggerRunner::Impl {
   // Makes the trigger, starts or resumes the cursor, rebuilds the trigger's state, and enqueues
   // again the trainings a crash may have left out of the queue.
   void begin(Entry& e) {
+    if (hooks.preflight) {
+      if (const std::optional<std::string> why = hooks.preflight(e.spec))
+        throw std::runtime_error(*why);
+    }
     auto trigger = make_trigger(e);
     const std::vector<SegmentInfo> all = segments.segments(e.spec.name);
     const std::int64_t end_seq = static_cast<std::int64_t>(all.size());

@@ -1156,17 +1156,22 @@ const std::string& JobQueue::path() const {
 std::vector<Explanation> JobQueue::explain(const std::string& job_id, UnixMillis now) const {
   const auto row = get(job_id);
   if (!row) throw QueueError("job " + job_id + ": no such job");
+  return explain(row->spec, row->pending_since_ms, now);
+}
+
+std::vector<Explanation> JobQueue::explain(const JobSpec& spec, UnixMillis pending_since,
+                                           UnixMillis now) const {
   Candidate c;
-  c.id = row->spec.id;
-  c.name = row->spec.name;
-  c.model = row->spec.model;
-  if (row->spec.pipeline) c.pipeline = row->spec.pipeline->pipeline;
-  c.require_cuda = row->spec.constraints.require_cuda;
-  c.prefer_cuda = row->spec.constraints.prefer_cuda;
-  c.min_vram_gib = row->spec.constraints.min_vram_gib;
-  c.min_ram_gib = row->spec.constraints.min_ram_gib;
-  c.allowed_hosts = row->spec.constraints.allowed_hosts;
-  c.pending_since_ms = row->pending_since_ms;
+  c.id = spec.id;
+  c.name = spec.name;
+  c.model = spec.model;
+  if (spec.pipeline) c.pipeline = spec.pipeline->pipeline;
+  c.require_cuda = spec.constraints.require_cuda;
+  c.prefer_cuda = spec.constraints.prefer_cuda;
+  c.min_vram_gib = spec.constraints.min_vram_gib;
+  c.min_ram_gib = spec.constraints.min_ram_gib;
+  c.allowed_hosts = spec.constraints.allowed_hosts;
+  c.pending_since_ms = pending_since;
   const std::vector<HostPolicy> policies = hosts();
   const auto policy_of = [&](const std::string& name) -> std::optional<HostPolicy> {
     for (const HostPolicy& p : policies) {

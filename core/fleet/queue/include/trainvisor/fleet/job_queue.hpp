@@ -266,6 +266,9 @@ class JobQueue {
   // For every registered worker and every host of the manifest: which constraint (if any) keeps
   // the job off it at `now`. Throws QueueError for an unknown job.
   std::vector<Explanation> explain(const std::string& job_id, UnixMillis now) const;
+  // The same for a job not queued (yet): a pipeline's trainings before its first firing.
+  std::vector<Explanation> explain(const JobSpec& spec, UnixMillis pending_since,
+                                   UnixMillis now) const;
 
   std::int64_t total_changes() const;
   const std::string& path() const;

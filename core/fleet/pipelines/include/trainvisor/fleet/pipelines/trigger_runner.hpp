@@ -9,8 +9,9 @@
 // deterministic), so the next firing after a crash is the one that would have come. Trainings
 // recorded but missing from the queue (a crash between the two commits) are enqueued again.
 //
-// A pipeline whose trigger cannot be made, or refuses a segment, stops with its error in
-// status(); the others go on. Thread-safety: every public call may come from any thread.
+// A pipeline that fails its preflight, whose trigger cannot be made, or whose trigger refuses a
+// segment, stops with its error in status() (a manifest reload starts it again); the others go
+// on. Thread-safety: every public call may come from any thread.
 #pragma once
 
 #include <cstdint>
@@ -37,6 +38,9 @@ struct RunnerHooks {
   std::function<void(const std::vector<JobSpec>&)> enqueue;
   // Whether the queue holds a job.
   std::function<bool(const std::string& job_id)> has_job;
+  // Why the pipeline cannot run at all (a missing initial model or evaluation set, no known
+  // host able to run its trainings), checked when its trigger starts; nothing when it can.
+  std::function<std::optional<std::string>(const PipelineSpec&)> preflight;
   // One line per event worth an operator's eye.
   std::function<void(const std::string&)> log;
 };
