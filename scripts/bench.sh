@@ -16,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
-benches=(bench_config_block bench_training_step bench_fleet bench_config_live bench_drift_mmd)
+benches=(bench_config_block bench_training_step bench_fleet bench_config_live bench_drift_mmd
+         bench_pipeline_ingest)
 runs="${TV_BENCH_RUNS:-1}"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "bench: TV_BENCH_RUNS must be a positive count" >&2; exit 2; }
 

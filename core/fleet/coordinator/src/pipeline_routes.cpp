@@ -23,8 +23,11 @@ using pipelines::SampleBatchData;
 // The body, whole, refusing one over `limit` bytes before reading it (Content-Length) or as soon
 // as it passes the limit (chunked).
 std::optional<std::string> read_body(BodyStream& body, std::size_t limit) {
-  if (auto n = body.content_length(); n && *n > limit) return std::nullopt;
   std::string out;
+  if (auto n = body.content_length()) {
+    if (*n > limit) return std::nullopt;
+    out.reserve(*n);  // a batch is megabytes: read into place, not into a growing string
+  }
   std::vector<std::byte> buf(std::size_t{1} << 20);
   while (std::size_t n = body.read(buf)) {
     if (out.size() + n > limit) return std::nullopt;
@@ -66,7 +69,8 @@ Response ingest(CoordinatorState& s, Request& req, BodyStream* body) {
     return Response::error(413, "pipeline '" + name + "': a batch is at most " +
                                     std::to_string(limits.max_bytes) + " bytes; send smaller ones");
   }
-  SampleBatchData batch;
+  auto decoded = std::make_shared<SampleBatchData>();
+  SampleBatchData& batch = *decoded;
   try {
     batch = pipelines::decode_batch(*bytes, limits);
   } catch (const pipelines::BatchError& e) {
@@ -83,11 +87,12 @@ Response ingest(CoordinatorState& s, Request& req, BodyStream* body) {
   } catch (const pipelines::SegmentError& e) {
     return Response::error(409, "pipeline '" + name + "': " + e.what());
   }
-  s.runner->notify(name);
-  return Response::json(
-      200, nlohmann::json(api::IngestReply{name, seg.seq, seg.digest, seg.rows, seg.first_sample,
-                                           seg.first_time_ns, seg.last_time_ns, seg.bytes,
-                                           seg.seq <= before}));
+  const bool repeated = seg.seq <= before;
+  // The trigger reads a new segment from memory rather than from its file.
+  s.runner->notify(name, repeated ? nullptr : std::move(decoded), seg.digest);
+  return Response::json(200, nlohmann::json(api::IngestReply{
+                                 name, seg.seq, seg.digest, seg.rows, seg.first_sample,
+                                 seg.first_time_ns, seg.last_time_ns, seg.bytes, repeated}));
 }
 
 }  // namespace

@@ -270,11 +270,17 @@ std::string encode_batch(const SampleBatchData& batch) {
   std::vector<std::int64_t> x_shape{static_cast<std::int64_t>(batch.rows)};
   x_shape.insert(x_shape.end(), batch.sample_shape.begin(), batch.sample_shape.end());
   const std::vector<std::int64_t> row_shape{static_cast<std::int64_t>(batch.rows)};
-  std::string out = npy::write_header("<f4", x_shape);
+  const std::string x_header = npy::write_header("<f4", x_shape);
+  const std::string row_header = npy::write_header("<i8", row_shape);
+  // Sized once: a batch is megabytes, and growing the string would copy it several times.
+  std::string out;
+  out.reserve(x_header.size() + 2 * row_header.size() + batch.features.size() * sizeof(float) +
+              (batch.labels.size() + batch.time_ns.size()) * sizeof(std::int64_t));
+  out += x_header;
   append_bytes(out, batch.features);
-  out += npy::write_header("<i8", row_shape);
+  out += row_header;
   append_bytes(out, batch.labels);
-  out += npy::write_header("<i8", row_shape);
+  out += row_header;
   append_bytes(out, batch.time_ns);
   return out;
 }

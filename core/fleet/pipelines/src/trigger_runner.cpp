@@ -58,7 +58,10 @@ struct TriggerRunner::Impl {
   std::condition_variable wake, idle;
   std::map<std::string, std::shared_ptr<Entry>> entries;  // guarded by mu
   std::deque<std::string> dirty;                          // guarded by mu
-  bool busy = false, stopping = false;                    // guarded by mu
+  // Batches just ingested, by segment digest, oldest first (TriggerRunner::notify).
+  std::deque<std::pair<std::string, std::shared_ptr<const SampleBatchData>>> held;  // mu
+  std::size_t held_bytes = 0;                                                       // mu
+  bool busy = false, stopping = false;                                              // guarded by mu
   std::thread thread;
 
   Impl(SegmentStore& s, PipelineStore& p, RunnerHooks h)
@@ -218,11 +221,27 @@ struct TriggerRunner::Impl {
     return plan_with(e, f, all, initial, previous_end);
   }
 
+  // The segment's batch: the one ingest handed over, else read back from its file.
+  std::shared_ptr<const SampleBatchData> batch_of(const SegmentInfo& seg) {
+    {
+      std::lock_guard lock(mu);
+      for (auto it = held.begin(); it != held.end(); ++it) {
+        if (it->first != seg.digest) continue;
+        std::shared_ptr<const SampleBatchData> b = it->second;
+        held_bytes -= b->features.size() * sizeof(float);
+        held.erase(it);
+        return b;
+      }
+    }
+    return std::make_shared<const SampleBatchData>(segments.read(seg.digest));
+  }
+
   void read_new_segments(Entry& e) {
     const std::vector<SegmentInfo> all = segments.segments(e.spec.name);
     while (e.cursor->next_seq < static_cast<std::int64_t>(all.size())) {
       const SegmentInfo& seg = all[static_cast<std::size_t>(e.cursor->next_seq)];
-      const SampleBatchData batch = segments.read(seg.digest);
+      const std::shared_ptr<const SampleBatchData> held_batch = batch_of(seg);
+      const SampleBatchData& batch = *held_batch;
       plugin::TriggerDecision decision;
       std::string error;
       if (!e.trigger->observe(batch.view(), decision, error))
@@ -307,9 +326,19 @@ std::vector<std::string> TriggerRunner::names() const {
   return out;
 }
 
-void TriggerRunner::notify(const std::string& pipeline) {
+void TriggerRunner::notify(const std::string& pipeline,
+                           std::shared_ptr<const SampleBatchData> batch,
+                           const std::string& digest) {
   std::lock_guard lock(impl_->mu);
   if (!impl_->entries.count(pipeline)) return;
+  if (batch && !digest.empty()) {
+    impl_->held_bytes += batch->features.size() * sizeof(float);
+    impl_->held.emplace_back(digest, std::move(batch));
+    while (impl_->held_bytes > kHeldBytes) {
+      impl_->held_bytes -= impl_->held.front().second->features.size() * sizeof(float);
+      impl_->held.pop_front();
+    }
+  }
   impl_->mark(pipeline);
   impl_->wake.notify_all();
 }

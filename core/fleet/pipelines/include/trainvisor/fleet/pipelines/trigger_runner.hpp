@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "trainvisor/fleet/pipeline_spec.hpp"
+#include "trainvisor/fleet/pipelines/sample_batch.hpp"
 
 namespace tv {
 class HostTriggerServices;
@@ -69,8 +70,12 @@ class TriggerRunner {
   std::optional<PipelineSpec> pipeline(const std::string& name) const;
   std::vector<std::string> names() const;
 
-  // `pipeline` has new segments.
-  void notify(const std::string& pipeline);
+  // `pipeline` has new segments. `batch`, when given, is the one just stored as segment
+  // `digest`: the runner reads it from memory rather than reading its file back (kept until it
+  // is read, or beyond kHeldBytes of such batches).
+  void notify(const std::string& pipeline, std::shared_ptr<const SampleBatchData> batch = nullptr,
+              const std::string& digest = "");
+  static constexpr std::size_t kHeldBytes = std::size_t{64} << 20;
   // Returns once every running pipeline has read every segment stored before the call.
   void drain();
 
