@@ -15,6 +15,16 @@ namespace {
 
 using Index = thrust::counting_iterator<std::size_t>;
 
+// The vector-width clones of the per-row loops below. Under ThreadSanitizer there are none: the
+// ifunc resolver that picks a clone runs while the dynamic loader relocates the program, before
+// the sanitizer's runtime exists, and the sanitizer instruments it all the same (a crash at
+// start, in every program that links tv_drift).
+#if defined(__SANITIZE_THREAD__)
+#define TV_VECTOR_CLONES
+#else
+#define TV_VECTOR_CLONES gnu::target_clones("arch=x86-64-v3", "default"),
+#endif
+
 // Runs f(i) for i in [0, n) on the OpenMP backend's threads.
 template <class F>
 void for_each_index(std::size_t n, F f) {
@@ -28,16 +38,15 @@ void for_each_index(std::size_t n, F f) {
 // a clone of another target on its own, and a call per element keeps the loop scalar. The loop
 // vectorizes only with this file's -fno-trapping-math (floorf) and dynamic vector cost model (a
 // loop of unknown length needs an epilogue), set in CMakeLists.txt.
-[[gnu::target_clones("arch=x86-64-v3", "default"), gnu::flatten]] void rbf_row(
-    float* __restrict g, float norm_a, const float* __restrict norms_b, std::size_t cols,
-    float scale) {
+[[TV_VECTOR_CLONES gnu::flatten]] void rbf_row(float* __restrict g, float norm_a,
+                                               const float* __restrict norms_b, std::size_t cols,
+                                               float scale) {
   for (std::size_t j = 0; j < cols; ++j)
     g[j] = rbf::rbf_from_gram(norm_a, norms_b[j], g[j], scale);
 }
 
 // The sum in double, in vector-wide partial sums (`omp simd` allows the reordering).
-[[gnu::target_clones("arch=x86-64-v3", "default")]] double dot_sum(const float* row,
-                                                                   std::size_t n) {
+[[TV_VECTOR_CLONES]] double dot_sum(const float* row, std::size_t n) {
   double s = 0;
 #pragma omp simd reduction(+ : s)
   for (std::size_t j = 0; j < n; ++j)
@@ -46,8 +55,7 @@ void for_each_index(std::size_t n, F f) {
 }
 
 // |row|^2 in float, in vector-wide partial sums like dot_sum.
-[[gnu::target_clones("arch=x86-64-v3", "default")]] float sum_of_squares(const float* row,
-                                                                         std::size_t n) {
+[[TV_VECTOR_CLONES]] float sum_of_squares(const float* row, std::size_t n) {
   float s = 0;
 #pragma omp simd reduction(+ : s)
   for (std::size_t j = 0; j < n; ++j)
