@@ -11,6 +11,7 @@ set -euo pipefail
 : "${TRAINVISOR:?}"
 : "${TRAINVISOR_PYTHON:?}"
 . "$(dirname "$0")/process_test_lib.sh"
+. "$(dirname "$0")/pipeline_lib.sh"
 dir=$(mktemp -d)
 trap 'test_cleanup "$dir"' EXIT
 on_fail() {
@@ -21,32 +22,13 @@ on_fail() {
 export TRAINVISOR_PYTHON
 batches=${TV_CRASH_BATCHES:-60} kills=${TV_CRASH_KILLS:-6}
 
-cat > "$dir/pipelines.toml" <<'TOML'
-[[pipelines]]
-name = "count"
-model = "mlp"
-allowed_hosts = ["elsewhere"]  # its trainings wait: this test is about its stream and firings
-[pipelines.stream]
-shape = [784]
-classes = 10
-[pipelines.trigger]
-plugin = "data_count"
-every = 700
-[pipelines.strategy]
-epochs = 1
-
-[[pipelines]]
-name = "slow"
-model = "mlp"
-[pipelines.stream]
-shape = [784]
-classes = 10
-[pipelines.trigger]
-plugin = "data_count"
-every = 500
-[pipelines.strategy]
-epochs = 10000
-TOML
+{
+  # count's trainings wait: this part is about its stream and its firings.
+  fmnist_pipeline count data_count 'allowed_hosts = ["elsewhere"]'
+  printf 'every = 700\n'
+  fmnist_pipeline slow data_count
+  printf 'every = 500\n[pipelines.strategy]\nepochs = 10000\n'
+} > "$dir/pipelines.toml"
 
 export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token TRAINVISOR_INGEST_TOKEN=in-token
 port=0

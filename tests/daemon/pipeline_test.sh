@@ -15,6 +15,7 @@ set -euo pipefail
 : "${TRAINVISOR:?}"
 : "${TRAINVISOR_PYTHON:?}"  # the python/ folder of the source tree
 . "$(dirname "$0")/process_test_lib.sh"
+. "$(dirname "$0")/pipeline_lib.sh"
 dir=$(mktemp -d)
 trap 'test_cleanup "$dir"' EXIT
 on_fail() {
@@ -23,20 +24,9 @@ on_fail() {
 }
 export TRAINVISOR_PYTHON
 
-cat > "$dir/pipelines.toml" <<TOML
-[[pipelines]]
-name = "drift"
-model = "mlp"
-seed = 1
-[pipelines.params]
-hidden = 64
-[pipelines.hyper]
-training.optimizer.learning_rate = 0.1
-[pipelines.stream]
-shape = [784]
-classes = 10
-[pipelines.trigger]
-plugin = "data_drift"
+{
+  fmnist_pipeline drift data_drift "seed = 1"
+  cat <<TOML
 reference_size = 500
 current_size = 500
 evaluate_every = 500
@@ -44,6 +34,10 @@ evaluate_every = 500
 # 0.0022 (20 seeded pairs), upright against turned ones is about 0.085.
 decision = "threshold"
 threshold = 0.02
+[pipelines.params]
+hidden = 64
+[pipelines.hyper]
+training.optimizer.learning_rate = 0.1
 [pipelines.strategy]
 kind = "window"
 window_samples = 1500
@@ -55,42 +49,30 @@ holdout = 0.2
 min_accuracy = 0.3
 max_regression = 0.05
 directory = "$dir/serving"
-
-[[pipelines]]
-name = "count"
-model = "mlp"
-seed = 2
+TOML
+  fmnist_pipeline count data_count "seed = 2"
+  cat <<'TOML'
+every = 2000
 [pipelines.params]
 hidden = 64
 [pipelines.hyper]
 training.optimizer.learning_rate = 0.1
-[pipelines.stream]
-shape = [784]
-classes = 10
-[pipelines.trigger]
-plugin = "data_count"
-every = 2000
 [pipelines.strategy]
 kind = "retrain"
 epochs = 2
 [pipelines.deployment]
 min_accuracy = 0.4
 max_regression = 0.3
-
-[[pipelines]]
-name = "bad"
-model = "mlp"
-[pipelines.stream]
-shape = [784]
-classes = 10
-[pipelines.trigger]
-plugin = "data_count"
+TOML
+  fmnist_pipeline bad data_count
+  cat <<'TOML'
 every = 1000
 [pipelines.strategy]
 epochs = 0
 [pipelines.deployment]
 min_accuracy = 0.5
 TOML
+} > "$dir/pipelines.toml"
 
 export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token TRAINVISOR_INGEST_TOKEN=in-token TRAINVISOR_OPERATOR_NAME=ana
 "$TRAINVISOR" coordinator --data-dir "$dir/data" --manifest "$dir/pipelines.toml" --port 0 \
@@ -227,40 +209,12 @@ expect_failure "$dir/err" "no training of it made model" \
 expect_failure "$dir/err" "reason" "$TRAINVISOR" pipelines rollback count --reason ""
 
 step "a running pipeline training follows a config set"
-cat >> "$dir/pipelines.toml" <<'TOML'
-
-[[pipelines]]
-name = "long"
-model = "mlp"
-[pipelines.stream]
-shape = [784]
-classes = 10
-[pipelines.trigger]
-plugin = "data_count"
-every = 500
-[pipelines.strategy]
-epochs = 10000
-
-[[pipelines]]
-name = "gpu"
-model = "mlp"
-require_cuda = true
-[pipelines.stream]
-shape = [784]
-classes = 10
-[pipelines.trigger]
-plugin = "data_count"
-
-[[pipelines]]
-name = "missing"
-model = "mlp"
-initial_model = "artifact:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
-[pipelines.stream]
-shape = [784]
-classes = 10
-[pipelines.trigger]
-plugin = "data_count"
-TOML
+{
+  fmnist_pipeline long data_count
+  printf 'every = 500\n[pipelines.strategy]\nepochs = 10000\n'
+  fmnist_pipeline gpu data_count "require_cuda = true"
+  fmnist_pipeline missing data_count "initial_model = \"artifact:$(printf 'e%.0s' {1..64})\""
+} >> "$dir/pipelines.toml"
 "$TRAINVISOR" reload > /dev/null
 state() {  # state PIPELINE: "running: " or "stopped: WHY"
   "$TRAINVISOR" pipelines show "$1" -o json |
