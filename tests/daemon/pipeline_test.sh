@@ -186,7 +186,8 @@ deployed=$("$TRAINVISOR" pipelines show drift -o json | field "['summary']['depl
 [ -n "$deployed" ] || fail "the drift pipeline deployed nothing: $(triggers drift)"
 [ "$(sha256sum < "$dir/serving/drift.tvb" | cut -d' ' -f1)" = "$deployed" ] \
   || fail "the deployment directory does not hold the deployed bundle"
-curl -fsS "$TRAINVISOR_COORDINATOR/v1/pipeline/drift/model" -o "$dir/model.tvb"
+"$PY" -c "import sys, urllib.request; open(sys.argv[2], 'wb').write(urllib.request.urlopen(sys.argv[1]).read())" \
+  "$TRAINVISOR_COORDINATOR/v1/pipeline/drift/model" "$dir/model.tvb"
 [ "$(sha256sum < "$dir/model.tvb" | cut -d' ' -f1)" = "$deployed" ] || fail "GET model is not the deployed bundle"
 
 step "rollback"
