@@ -95,12 +95,11 @@ struct TriggerRunner::Impl {
       } catch (const std::exception& e) {
         error = e.what();
       }
+      // Outside the lock: the log may be anything the coordinator's owner gave it.
+      if (!error.empty()) hooks.log("pipeline '" + name + "' stopped: " + error);
       lock.lock();
       busy = false;
-      if (!error.empty()) {
-        entry->error = error;
-        hooks.log("pipeline '" + name + "' stopped: " + error);
-      }
+      if (!error.empty()) entry->error = error;
       if (dirty.empty()) idle.notify_all();
     }
   }
