@@ -211,12 +211,16 @@ struct TriggerRunner::Impl {
     return i < all.size() ? all[i].first_sample : c.end_sample;
   }
 
-  PlannedTraining plan(const Entry& e, const Firing& f, const std::vector<SegmentInfo>& all) {
+  // `previous_end`: where the firing before this one ended; -1 to look it up in the store.
+  PlannedTraining plan(const Entry& e, const Firing& f, const std::vector<SegmentInfo>& all,
+                       std::int64_t previous_end = -1) {
     std::unique_lock lock(mu);  // initial_weights reads `entries`
     const std::string initial = initial_weights(e);
     lock.unlock();
-    const std::vector<TriggerRecord> before = store.triggers(e.spec.name);
-    const std::int64_t previous_end = before.empty() ? 0 : before.back().end_sample;
+    if (previous_end < 0) {
+      const std::vector<TriggerRecord> before = store.triggers(e.spec.name);
+      previous_end = before.empty() ? 0 : before.back().end_sample;
+    }
     return plan_with(e, f, all, initial, previous_end);
   }
 
@@ -235,10 +239,14 @@ struct TriggerRunner::Impl {
     return std::make_shared<const SampleBatchData>(segments.read(seg.digest));
   }
 
+  // One segment at a time from the cursor; the whole stream's index is read only when a firing
+  // needs its window, not for every batch ingested.
   void read_new_segments(Entry& e) {
-    const std::vector<SegmentInfo> all = segments.segments(e.spec.name);
-    while (e.cursor->next_seq < static_cast<std::int64_t>(all.size())) {
-      const SegmentInfo& seg = all[static_cast<std::size_t>(e.cursor->next_seq)];
+    std::optional<std::vector<SegmentInfo>> all;
+    for (;;) {
+      const std::vector<SegmentInfo> next = segments.segments(e.spec.name, e.cursor->next_seq, 1);
+      if (next.empty()) return;
+      const SegmentInfo& seg = next.front();
       const std::shared_ptr<const SampleBatchData> held_batch = batch_of(seg);
       const SampleBatchData& batch = *held_batch;
       plugin::TriggerDecision decision;
@@ -253,9 +261,10 @@ struct TriggerRunner::Impl {
         const Firing f{e.cursor->triggers + static_cast<std::int64_t>(records.size()),
                        seg.first_sample + static_cast<std::int64_t>(ev.row) + 1, ev.time_ns,
                        ev.reason, stats_json(ev)};
-        PlannedTraining p = plan(e, f, all);
-        if (previous_end >= 0 && e.spec.strategy.kind == StrategyKind::kFinetune)
-          p = plan_with(e, f, all, p.record.initial_weights, previous_end);
+        if (!all || static_cast<std::int64_t>(all->size()) <= seg.seq)
+          all = segments.segments(e.spec.name);
+        // A second firing in one segment follows the first, which is not stored yet.
+        PlannedTraining p = plan(e, f, *all, previous_end);
         previous_end = f.end_sample;
         records.push_back(p.record);
         jobs.push_back(std::move(p.job));
