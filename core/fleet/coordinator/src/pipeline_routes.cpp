@@ -80,7 +80,8 @@ Response ingest(CoordinatorState& s, Request& req, BodyStream* body) {
     return Response::error(400, "pipeline '" + name + "': " + *why);
   const std::string key = req.header(api::header_key(api::kIdempotencyKeyHeader));
   // A key already stored gives back its segment, which is not the newest the stream had before.
-  const std::int64_t before = s.segments->last(name) ? s.segments->last(name)->seq : -1;
+  const auto newest = s.segments->last(name);
+  const std::int64_t before = newest ? newest->seq : -1;
   pipelines::SegmentInfo seg;
   try {
     seg = s.segments->append(name, batch, key);

@@ -32,9 +32,11 @@ api::PipelineSummary summary(CoordinatorState& s, const PipelineSpec& spec,
   out.strategy = strategy_name(spec);
   out.state = status.state;
   out.error = status.error;
-  const std::vector<pipelines::SegmentInfo> segs = s.segments->segments(spec.name);
-  out.segments = static_cast<std::int64_t>(segs.size());
-  out.samples = segs.empty() ? 0 : segs.back().first_sample + segs.back().rows;
+  // The newest segment says how long the stream is; the index is not read whole.
+  if (const auto last = s.segments->last(spec.name)) {
+    out.segments = last->seq + 1;
+    out.samples = last->first_sample + last->rows;
+  }
   out.read_samples = status.end_sample;
   out.triggers = status.triggers;
   out.alias = spec.deployment.alias;
@@ -121,8 +123,9 @@ Response show(CoordinatorState& s, const std::string& name) {
 
 Response list(CoordinatorState& s) {
   api::PipelineList out;
-  for (const std::string& name : s.runner->names()) {
-    if (auto sum = find_summary(s, name)) out.pipelines.push_back(std::move(*sum));
+  for (const pipelines::PipelineStatus& st : s.runner->status()) {  // every pipeline, once
+    if (const auto spec = s.runner->pipeline(st.name))
+      out.pipelines.push_back(summary(s, *spec, st));
   }
   return Response::json(200, nlohmann::json(out));
 }
