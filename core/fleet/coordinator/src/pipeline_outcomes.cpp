@@ -16,6 +16,7 @@
 #include "coordinator_state.hpp"
 #include "trainvisor/core/job_folder.hpp"
 #include "trainvisor/fleet/pipelines/deployment_gate.hpp"
+#include "trainvisor/fleet/private_file.hpp"
 
 namespace tv::fleet::coordinator {
 namespace {
@@ -56,13 +57,12 @@ void fsync_path(const fs::path& p, int flags) {
 }
 
 // `from` copied to dir/name through a temporary file and a rename: a reader of dir/name sees the
-// old file or the new one, whole.
-void publish_file(const fs::path& from, const fs::path& dir, const std::string& name) {
+// old file or the new one, whole. The caller fsyncs the directory.
+void publish_copy(const fs::path& from, const fs::path& dir, const std::string& name) {
   const fs::path tmp = dir / ("." + name + ".tmp");
   fs::copy_file(from, tmp, fs::copy_options::overwrite_existing);
   fsync_path(tmp, O_RDONLY);
   fs::rename(tmp, dir / name);
-  fsync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 
 }  // namespace
@@ -75,19 +75,18 @@ void publish_deployment(CoordinatorState& s, const PipelineSpec& spec,
     if (!info) throw std::runtime_error("artifact " + alias.digest + " is not stored");
     const fs::path dir = spec.deployment.directory;
     fs::create_directories(dir);
-    publish_file(info->path, dir, alias.alias + ".tvb");
-    const fs::path meta = dir / ("." + alias.alias + ".json.src");
-    {
-      std::ofstream out(meta, std::ios::binary | std::ios::trunc);
-      out << nlohmann::json{{"alias", alias.alias},       {"pipeline", alias.pipeline},
-                            {"digest", alias.digest},     {"trigger", alias.trigger},
-                            {"revision", alias.revision}, {"updated_ms", alias.updated_ms}}
-                 .dump()
-          << "\n";
-      if (!out) throw std::runtime_error(meta.string() + ": cannot write");
-    }
-    publish_file(meta, dir, alias.alias + ".json");
-    fs::remove(meta);
+    publish_copy(info->path, dir, alias.alias + ".tvb");
+    // Written whole under a temporary name and renamed, as the bundle (private_file.hpp).
+    write_private_file((dir / (alias.alias + ".json")).string(),
+                       nlohmann::json{{"alias", alias.alias},
+                                      {"pipeline", alias.pipeline},
+                                      {"digest", alias.digest},
+                                      {"trigger", alias.trigger},
+                                      {"revision", alias.revision},
+                                      {"updated_ms", alias.updated_ms}}
+                               .dump() +
+                           "\n");
+    fsync_path(dir, O_RDONLY | O_DIRECTORY);  // both renames, at once
   } catch (const std::exception& e) {
     // The alias has moved; the directory follows at its next move. Said, not hidden.
     s.log_error("pipeline '" + spec.name + "': deployment directory " + spec.deployment.directory +
