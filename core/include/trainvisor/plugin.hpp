@@ -50,7 +50,8 @@ namespace tv::plugin {
 // 2: Policy::observe takes an Observation (live config, human holds); Policy::outcome.
 // 3: Trigger observes SampleBatches and returns its evaluations; TriggerServices (drift
 //    statistics, ensemble members).
-inline constexpr std::uint32_t kAbiVersion = 3;
+// 4: Model::embed and ModelPlugin::has_embeddings (drift measured on a model's embeddings).
+inline constexpr std::uint32_t kAbiVersion = 4;
 
 enum class Kind : std::uint32_t { kModel = 1, kPolicy = 2, kTrigger = 3 };
 
@@ -122,6 +123,15 @@ class TV_PLUGIN_API Model {
   virtual at::Tensor forward(const at::Tensor& inputs) = 0;
   // Sets the dropout probability of every dropout layer; false when the model has none.
   virtual bool set_dropout(double p) = 0;
+  // The embeddings of a batch: the features the classifier's last layer sees, [batch, dims]
+  // float32, for drift measured as the deployed model sees the stream. Called in eval mode
+  // without gradients. False (and `embeddings` untouched) when the model has none: a plugin
+  // that overrides it also overrides ModelPlugin::has_embeddings.
+  virtual bool embed(const at::Tensor& inputs, at::Tensor& embeddings) {
+    (void)inputs;
+    (void)embeddings;
+    return false;
+  }
 };
 
 // Train and validation tensors, on the CPU, inputs float32 and targets int64 class indices.
@@ -167,6 +177,8 @@ class TV_PLUGIN_API ModelPlugin : public Plugin {
   virtual std::unique_ptr<Model> build(const Params& params, std::string& error) = 0;
   virtual std::unique_ptr<Dataset> load_data(const Params& params, const DataOptions& options,
                                              const HostServices& host, std::string& error) = 0;
+  // Whether its models implement Model::embed; a manifest may measure drift on them only then.
+  virtual bool has_embeddings() const { return false; }
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -18,12 +18,13 @@ struct CnnNet : torch::nn::Module {
         fc1(register_module("fc1", torch::nn::Linear(c2 * 7 * 7, hidden))),
         drop(register_module("drop", torch::nn::Dropout(dropout))),
         fc2(register_module("fc2", torch::nn::Linear(hidden, 10))) {}
-  at::Tensor forward(const at::Tensor& x) {
+  // What fc2 classifies (before dropout).
+  at::Tensor features(const at::Tensor& x) {
     auto h = torch::max_pool2d(torch::relu(conv1->forward(x)), 2);
     h = torch::max_pool2d(torch::relu(conv2->forward(h)), 2);
-    h = drop->forward(torch::relu(fc1->forward(h.flatten(1))));
-    return fc2->forward(h);
+    return torch::relu(fc1->forward(h.flatten(1)));
   }
+  at::Tensor forward(const at::Tensor& x) { return fc2->forward(drop->forward(features(x))); }
   torch::nn::Conv2d conv1, conv2;
   torch::nn::Linear fc1;
   torch::nn::Dropout drop;
@@ -39,6 +40,10 @@ class Cnn final : public Model {
   std::shared_ptr<torch::nn::Module> module() override { return net_; }
   at::Tensor forward(const at::Tensor& x) override {
     return net_->forward(x.reshape({-1, 1, 28, 28}));
+  }
+  bool embed(const at::Tensor& x, at::Tensor& out) override {
+    out = net_->features(x.reshape({-1, 1, 28, 28}));
+    return true;
   }
   bool set_dropout(double p) override {
     net_->drop->options.p(p);
@@ -85,6 +90,7 @@ class CnnPlugin final : public ModelPlugin {
               {},
               "initial dropout (live knob: training/regularization/dropout)"}}};
   }
+  bool has_embeddings() const override { return true; }
   std::unique_ptr<Model> build(const Params& params, std::string& error) override {
     return tv::models::guarded(
         error, [&]() -> std::unique_ptr<Model> { return std::make_unique<Cnn>(params); });

@@ -35,6 +35,18 @@ class Mlp final : public Model {
   std::shared_ptr<torch::nn::Module> module() override { return net_; }
   at::Tensor forward(const at::Tensor& x) override { return net_->body->forward(x.flatten(1)); }
   bool set_dropout(double p) override { return tv::models::set_dropout_all(net_->dropouts, p); }
+  // The last hidden layer's activations: every module of the body but the final Linear.
+  bool embed(const at::Tensor& x, at::Tensor& out) override {
+    at::Tensor h = x.flatten(1);
+    const std::size_t last = net_->body->size() - 1;
+    std::size_t i = 0;
+    for (torch::nn::AnyModule& m : *net_->body) {
+      if (i++ == last) break;
+      h = m.forward(h);
+    }
+    out = h;
+    return true;
+  }
 
  private:
   std::shared_ptr<MlpNet> net_;
@@ -64,6 +76,7 @@ class MlpPlugin final : public ModelPlugin {
           {},
           "initial dropout (live knob: training/regularization/dropout)"}}};
   }
+  bool has_embeddings() const override { return true; }
   std::unique_ptr<Model> build(const Params& params, std::string& error) override {
     return tv::models::guarded(
         error, [&]() -> std::unique_ptr<Model> { return std::make_unique<Mlp>(params); });

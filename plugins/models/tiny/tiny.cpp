@@ -34,6 +34,11 @@ class Tiny final : public Model {
   at::Tensor forward(const at::Tensor& x) override {
     return net_->fc2->forward(net_->drop->forward(torch::relu(net_->fc1->forward(x))));
   }
+  // The hidden layer's activations, what fc2 classifies.
+  bool embed(const at::Tensor& x, at::Tensor& out) override {
+    out = torch::relu(net_->fc1->forward(x));
+    return true;
+  }
   bool set_dropout(double p) override {
     net_->drop->options.p(p);
     return true;
@@ -100,6 +105,7 @@ class TinyPlugin final : public ModelPlugin {
           {},
           "training samples made NaN, as corrupt records (tests of non-finite losses)"}}};
   }
+  bool has_embeddings() const override { return true; }
   std::unique_ptr<Model> build(const Params& params, std::string& error) override {
     try {
       return std::make_unique<Tiny>(params);
