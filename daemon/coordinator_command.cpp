@@ -10,6 +10,7 @@
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/manifest.hpp"
+#include "trainvisor/trainer/model_embedder.hpp"
 
 namespace tv::cli {
 namespace {
@@ -35,8 +36,9 @@ void parse_stream_fault(const std::string& fault, fleet::CoordinatorOptions& o) 
 }
 
 // Runs the coordinator until SIGTERM or SIGINT; SIGHUP reloads the manifest.
-void serve(const fleet::CoordinatorOptions& o) {
+void serve(fleet::CoordinatorOptions o) {
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
+  use_model_embedder(o);
   fleet::Coordinator coordinator(o);
   std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),
                o.data_dir.c_str());
@@ -61,6 +63,13 @@ void serve(const fleet::CoordinatorOptions& o) {
 }
 
 }  // namespace
+
+void use_model_embedder(fleet::CoordinatorOptions& o) {
+  o.make_embedder = [](const PluginRegistry& plugins,
+                       std::function<std::filesystem::path(const std::string&)> artifact_file) {
+    return std::make_shared<trainer::ModelEmbedder>(plugins, std::move(artifact_file));
+  };
+}
 
 void add_coordinator_command(CLI::App& app) {
   CLI::App* cmd =

@@ -49,6 +49,12 @@ void show_pipeline(const PipelineFlags& f) {
     if (!p.error.empty()) std::printf("  stopped:  %s\n", terminal_text(p.error).c_str());
     std::printf("  model:    %s\n  trigger:  %s\n  strategy: %s\n", terminal_text(p.model).c_str(),
                 terminal_text(p.trigger).c_str(), p.strategy.c_str());
+    if (p.features == "embeddings" && p.features_since_seq >= 0) {
+      std::printf("  features: embeddings of %s, since segment %lld\n",
+                  p.features_model.empty() ? "the initial model (drawn from the seed)"
+                                           : short_id(p.features_model).c_str(),
+                  static_cast<long long>(p.features_since_seq));
+    }
     std::printf("  stream:   %lld samples in %lld segments, %lld read by the trigger\n",
                 static_cast<long long>(p.samples), static_cast<long long>(p.segments),
                 static_cast<long long>(p.read_samples));

@@ -11,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include "coordinator_command.hpp"
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
@@ -78,6 +79,7 @@ int run_up(const UpOptions& u) {
   c.http.bind = "127.0.0.1";
   c.http.port = u.port;
   c.queue.prefer_cuda_grace = std::chrono::seconds(0);  // the only host is this one
+  use_model_embedder(c);
   fleet::Coordinator coordinator(c);
   // Operators on this machine can use the CLI against it for the run's duration.
   const fs::path env = fs::path(u.data_dir) / "coordinator.env";

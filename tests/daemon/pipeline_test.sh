@@ -10,7 +10,9 @@
 #  - a `config set` on a running pipeline training applies live, as on any job;
 #  - rollback moves the alias back; the deployment directory follows the alias;
 #  - bad batches are refused with a clear error and nothing stored; a batch sent again with its
-#    Idempotency-Key is stored once.
+#    Idempotency-Key is stored once;
+#  - a trigger on embeddings reads the stream as the deployed model embeds it, in the
+#    coordinator's process, and starts afresh when the gate deploys a new model.
 set -euo pipefail
 : "${TRAINVISOR:?}"
 : "${TRAINVISOR_PYTHON:?}"  # the python/ folder of the source tree
@@ -72,6 +74,18 @@ epochs = 0
 [pipelines.deployment]
 min_accuracy = 0.5
 TOML
+  fmnist_pipeline seen data_count "seed = 3"
+  cat <<'TOML'
+every = 2000
+features = "embeddings"
+[pipelines.params]
+hidden = 64
+[pipelines.hyper]
+training.optimizer.learning_rate = 0.1
+[pipelines.deployment]
+min_accuracy = 0.3
+max_regression = 0.5
+TOML
 } > "$dir/pipelines.toml"
 
 export TRAINVISOR_OPERATOR_TOKEN=op-token TRAINVISOR_WORKER_TOKEN=wk-token TRAINVISOR_INGEST_TOKEN=in-token TRAINVISOR_OPERATOR_NAME=ana
@@ -89,6 +103,10 @@ stream() {  # stream PIPELINE FIRST_BATCH BATCHES [--rotate-from K]
 }
 triggers() { "$TRAINVISOR" pipelines triggers "$1" -o json; }
 ends() { triggers "$1" | "$PY" -c "import json,sys; print([t['end_sample'] for t in json.load(sys.stdin)['triggers']])"; }
+state() {  # state PIPELINE: "running: " or "stopped: WHY"
+  "$TRAINVISOR" pipelines show "$1" -o json |
+    "$PY" -c "import json,sys; s=json.load(sys.stdin)['summary']; print(s['state'] + ': ' + s['error'])"
+}
 # settled PIPELINE: it has fired, and none of its trainings is still running
 settled() {
   triggers "$1" | "$PY" -c "import json,sys; t=json.load(sys.stdin)['triggers']; sys.exit(0 if t and all(r['outcome'] != 'training' for r in t) else 1)"
@@ -141,7 +159,7 @@ for path, token, code in (("/v1/pipeline/count/samples", "wrong", 401),
 PYEOF
 
 step "the stream: 12 batches of 500, turned from batch 6 on"
-for p in drift count bad; do stream "$p" 0 12 --rotate-from 6 > "$dir/$p.acks" || fail "ingest into $p failed"; done
+for p in drift count bad seen; do stream "$p" 0 12 --rotate-from 6 > "$dir/$p.acks" || fail "ingest into $p failed"; done
 [ "$(wc -l < "$dir/count.acks")" = 12 ] || fail "not every batch was acknowledged"
 step "a batch sent again with its key is stored once"
 stream count 11 1 --rotate-from 6 | grep -q '"repeated": true' || fail "a repeated batch was not recognised"
@@ -161,7 +179,7 @@ assert e[0] <= 4000, ('fired late', e)
 [ "$(ends count)" = "[2000, 4000, 6000]" ] || fail "count firings: $(ends count)"
 
 step "trainings, evaluations and the gate"
-for p in drift count bad; do wait_for 240 settled "$p" || fail "$p's trainings did not finish"; done
+for p in drift count bad seen; do wait_for 240 settled "$p" || fail "$p's trainings did not finish"; done
 triggers count | "$PY" -c "
 import json, sys
 t = json.load(sys.stdin)['triggers']
@@ -190,6 +208,23 @@ deployed=$("$TRAINVISOR" pipelines show drift -o json | field "['summary']['depl
   "$TRAINVISOR_COORDINATOR/v1/pipeline/drift/model" "$dir/model.tvb"
 [ "$(sha256sum < "$dir/model.tvb" | cut -d' ' -f1)" = "$deployed" ] || fail "GET model is not the deployed bundle"
 
+step "a trigger on embeddings follows the deployed model"
+seen_deployed=$("$TRAINVISOR" pipelines show seen -o json | field "['summary']['deployed']")
+[ -n "$seen_deployed" ] || fail "the embeddings pipeline deployed nothing: $(triggers seen)"
+stream seen 12 1 > /dev/null  # read with the deployed model's embeddings
+wait_for 30 sh -c "'$TRAINVISOR' pipelines show seen -o json | grep -q '\"read_samples\": 6500'" \
+  || fail "the embeddings trigger did not read on: $(state seen)"
+"$TRAINVISOR" pipelines show seen -o json | "$PY" -c "
+import json, sys
+s = json.load(sys.stdin)['summary']
+assert s['state'] == 'running' and s['features'] == 'embeddings', s
+assert s['features_model'] == '$seen_deployed' and s['features_since_seq'] >= 1, s
+" || fail "the embeddings trigger does not read the deployed model's: $("$TRAINVISOR" pipelines show seen -o json)"
+grep -q "pipeline 'seen': the trigger starts afresh at segment .* on the embeddings of model ${seen_deployed:0:12}" \
+  "$dir/coordinator.log" || fail "the coordinator did not say the trigger started afresh"
+"$TRAINVISOR" pipelines show seen | grep -q "features: embeddings of ${seen_deployed:0:12}" \
+  || fail "pipelines show does not name the embeddings' model"
+
 step "rollback"
 count_log=$("$TRAINVISOR" pipelines show count -o json | field "['alias_log']")
 moves=$(echo "$count_log" | "$PY" -c "import json,sys; print(len(json.load(sys.stdin)))")
@@ -217,10 +252,6 @@ step "a running pipeline training follows a config set"
   fmnist_pipeline missing data_count "initial_model = \"artifact:$(printf 'e%.0s' {1..64})\""
 } >> "$dir/pipelines.toml"
 "$TRAINVISOR" reload > /dev/null
-state() {  # state PIPELINE: "running: " or "stopped: WHY"
-  "$TRAINVISOR" pipelines show "$1" -o json |
-    "$PY" -c "import json,sys; s=json.load(sys.stdin)['summary']; print(s['state'] + ': ' + s['error'])"
-}
 wait_for 20 sh -c "'$TRAINVISOR' pipelines show gpu -o json | grep -q '\"state\": \"stopped\"'" \
   || fail "a pipeline no host can run did not stop: $(state gpu)"
 state gpu | grep -q "no known host can run its trainings (h1: require_cuda" || fail "gpu: $(state gpu)"

@@ -5,7 +5,8 @@
 // Most tests start from weights this test writes into a bundle (the tiny model with identity
 // layers), so that every prediction and loss is known here and the scores can be checked exactly:
 // they show which samples were evaluated (the window's holdout and the evaluation set, nothing
-// else) and that the weights were loaded.
+// else) and that the weights were loaded. The coordinator's embedder (drift on embeddings) is
+// checked on such a bundle too: the tiny model's embeddings are relu(fc1 x), known here.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -19,6 +20,7 @@
 
 #include "trainer_process.hpp"
 #include "trainvisor/fleet/pipelines/sample_batch.hpp"
+#include "trainvisor/trainer/model_embedder.hpp"
 
 namespace tv {
 namespace {
@@ -430,6 +432,78 @@ TEST(PipelineTraining, StreamFlagsAreRefusedWithoutWhatTheyNeed) {
     EXPECT_NE(f.err.find(reason), std::string::npos) << "expected '" << reason << "' in:\n"
                                                      << f.err;
   }
+}
+
+// The embedder gives the bundle's hidden layer for each sample, with the batch's labels and
+// times; the initial model drawn from a seed is the same for the same seed and differs for
+// another; what it cannot embed is an error naming the model and the reason.
+TEST(ModelEmbedder, EmbedsSamplesAsTheDeployedModelSeesThem) {
+  TempDir dir;
+  const Weights w{shifted(), shifted()};  // the class scores are not the hidden layer
+  const fs::path bundle = write_bundle(dir, "deployed", w);
+  const fs::path garbage = dir / "garbage.tvb";
+  std::ofstream(garbage) << "not a bundle";
+  const PluginRegistry plugins = PluginRegistry::load({TV_PLUGIN_DIR});
+  const auto artifact = [&](const std::string& digest) -> fs::path {
+    if (digest == std::string(64, 'a')) return bundle;
+    if (digest == std::string(64, 'b')) return garbage;
+    throw std::runtime_error("no artifact " + digest + " in the store");
+  };
+  trainer::ModelEmbedder embedder(plugins, artifact);
+  fleet::PipelineSpec p;
+  p.name = "p";
+  p.training.model = "tiny";
+  // As the manifest gives them: the plugin's defaults are for the embedder to fill in.
+  p.training.model_params = {
+      {"features", std::int64_t{4}}, {"hidden", std::int64_t{4}}, {"classes", std::int64_t{4}}};
+  p.training.seed = 7;
+  const std::vector<Sample> samples = stream_range(0, 9);
+  SampleBatchData batch;
+  batch.sample_shape = {kWidth};
+  batch.rows = samples.size();
+  for (std::size_t r = 0; r < samples.size(); ++r) {
+    batch.features.insert(batch.features.end(), samples[r].x.begin(), samples[r].x.end());
+    batch.labels.push_back(samples[r].label);
+    batch.time_ns.push_back(static_cast<std::int64_t>(100 + r));
+  }
+  const SampleBatchData e = embedder.embed(p, std::string(64, 'a'), batch);
+  ASSERT_EQ(e.rows, samples.size());
+  EXPECT_EQ(e.sample_shape, (std::vector<std::int64_t>{kWidth}));
+  EXPECT_EQ(e.labels, batch.labels);
+  EXPECT_EQ(e.time_ns, batch.time_ns);
+  for (std::size_t r = 0; r < samples.size(); ++r) {
+    for (int i = 0; i < kWidth; ++i) {
+      double h = 0;
+      for (int j = 0; j < kWidth; ++j)
+        h += double{w.fc1[i][j]} * samples[r].x[j];
+      EXPECT_NEAR(e.features[r * kWidth + i], std::max(0.0, h), 1e-6) << r << "," << i;
+    }
+  }
+
+  const SampleBatchData drawn = embedder.embed(p, "", batch);
+  trainer::ModelEmbedder other(plugins, artifact);
+  EXPECT_EQ(other.embed(p, "", batch), drawn);  // the seed's weights, in any process
+  EXPECT_NE(drawn, e);
+  p.training.seed = 8;
+  EXPECT_NE(other.embed(p, "", batch).features, drawn.features);
+
+  const auto refused = [&](const std::string& model, const SampleBatchData& b,
+                           const std::string& reason) {
+    try {
+      embedder.embed(p, model, b);
+      ADD_FAILURE() << "embedded with '" << model << "'";
+    } catch (const std::runtime_error& err) {
+      EXPECT_NE(std::string(err.what()).find(reason), std::string::npos)
+          << "expected '" << reason << "' in: " << err.what();
+    }
+  };
+  refused(std::string(64, 'c'), batch, "no artifact " + std::string(64, 'c'));
+  refused(std::string(64, 'b'), batch, "not a bundle");
+  SampleBatchData wide = batch;  // 3 features a sample: the model takes 4
+  wide.sample_shape = {3};
+  wide.features.resize(batch.rows * 3);
+  refused(std::string(64, 'a'), wide,
+          "model aaaaaaaaaaaa (tiny) does not take samples of shape [3]");
 }
 
 }  // namespace

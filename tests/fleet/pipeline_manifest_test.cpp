@@ -199,9 +199,39 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"initial_pass", pipeline("initial_pass = \"all\"\n"),
                 "bad.toml:4:16: pipeline 'p': 'initial_pass' is 'all', not one of ignore, train, "
                 "replay"},
+        BadCase{"trigger_features", pipeline("", "features = \"embedings\"\n"),
+                "bad.toml:9:12: pipeline 'p': trigger: 'features' is 'embedings', not one of "
+                "raw, embeddings (did you mean 'embeddings'?)"},
         BadCase{"duplicate", pipeline("") + pipeline(""),
                 "bad.toml:10:8: pipeline 'p' is defined twice"}),
     [](const ::testing::TestParamInfo<BadCase>& i) { return std::string(i.param.name); });
+
+TEST(PipelineManifest, DriftOnEmbeddingsNeedsAModelThatHasThem) {
+  const Manifest raw = parse_manifest(pipeline(""), "p.toml", plugins(), &services());
+  EXPECT_EQ(raw.pipelines.at(0).trigger_features, TriggerFeatures::kRaw);
+  const Manifest m = parse_manifest(pipeline("", "features = \"embeddings\"\nevery = 5\n"),
+                                    "p.toml", plugins(), &services());
+  EXPECT_EQ(m.pipelines.at(0).trigger_features, TriggerFeatures::kEmbeddings);
+  // `features` is the framework's, not the trigger plugin's parameter.
+  EXPECT_EQ(m.pipelines.at(0).trigger_params.count("features"), 0u);
+  EXPECT_EQ(std::get<std::int64_t>(m.pipelines.at(0).trigger_params.at("every")), 5);
+
+  // The example logistic regression has no hidden layer, and no embeddings.
+  const PluginRegistry with_logreg = PluginRegistry::load({TV_PLUGIN_DIR, TV_EXAMPLE_PLUGIN_DIR});
+  ASSERT_TRUE(with_logreg.errors().empty()) << with_logreg.errors()[0].message();
+  const HostTriggerServices s(with_logreg, drift::drift_statistics());
+  std::string text = pipeline("", "features = \"embeddings\"\n");
+  text.replace(text.find("\"tiny\""), 6, "\"logreg\"");
+  try {
+    parse_manifest(text, "bad.toml", with_logreg, &s);
+    FAIL() << "accepted";
+  } catch (const ManifestError& e) {
+    ASSERT_FALSE(e.diagnostics().empty());
+    EXPECT_EQ(e.diagnostics()[0],
+              "bad.toml:9:12: pipeline 'p': trigger features = \"embeddings\", but model "
+              "'logreg' has no embeddings (its plugin does not implement Model::embed)");
+  }
+}
 
 TEST(PipelineManifest, TwoPipelinesCannotShareAnAlias) {
   const std::string text =

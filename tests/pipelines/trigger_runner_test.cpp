@@ -1,7 +1,8 @@
 // The trigger runner over real stores (a SQLite file, segment files) and real trigger plugins:
 // firings become planned jobs, a restart rebuilds the trigger's state so that the next firing is
 // neither lost nor doubled, a crash between recording a firing and enqueuing its job is repaired,
-// and the strategies' windows are what they say.
+// and the strategies' windows are what they say. A trigger on embeddings sees the model in
+// effect's and starts afresh when it changes, across restarts too.
 #include "trainvisor/fleet/pipelines/trigger_runner.hpp"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include "temp_dir.hpp"
 #include "trainvisor/core/trigger_services.hpp"
 #include "trainvisor/drift/drift_statistics.hpp"
+#include "trainvisor/fleet/pipelines/embedder.hpp"
 #include "trainvisor/fleet/pipelines/pipeline_store.hpp"
 #include "trainvisor/fleet/pipelines/sample_batch.hpp"
 #include "trainvisor/fleet/pipelines/segment_store.hpp"
@@ -55,6 +57,45 @@ PipelineSpec counting(const std::string& name, std::int64_t every,
   return p;
 }
 
+// Embeds a sample as (sum of its features, the model's name length): enough for a trigger to
+// count, and a record of which model embedded how many rows.
+class RecordingEmbedder final : public Embedder {
+ public:
+  SampleBatchData embed(const PipelineSpec&, const std::string& model,
+                        const SampleBatchData& batch) override {
+    if (model == "broken") throw std::runtime_error("model broken: no such artifact");
+    SampleBatchData out;
+    out.sample_shape = {2};
+    out.rows = batch.rows;
+    for (std::size_t r = 0; r < batch.rows; ++r) {
+      float sum = 0;
+      for (std::size_t f = 0; f < batch.dims(); ++f)
+        sum += batch.features[r * batch.dims() + f];
+      out.features.push_back(sum);
+      out.features.push_back(static_cast<float>(model.size()));
+    }
+    out.labels = batch.labels;
+    out.time_ns = batch.time_ns;
+    std::lock_guard lock(mu);
+    calls.emplace_back(model, static_cast<std::int64_t>(batch.rows));
+    return out;
+  }
+  std::vector<std::pair<std::string, std::int64_t>> seen() {
+    std::lock_guard lock(mu);
+    return calls;
+  }
+
+ private:
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::int64_t>> calls;
+};
+
+PipelineSpec on_embeddings(const std::string& name, std::int64_t every) {
+  PipelineSpec p = counting(name, every);
+  p.trigger_features = TriggerFeatures::kEmbeddings;
+  return p;
+}
+
 class TriggerRunnerTest : public ::testing::Test {
  protected:
   void SetUp() override { open_stores(); }
@@ -87,9 +128,14 @@ class TriggerRunnerTest : public ::testing::Test {
     h.log = [](const std::string& line) { std::fprintf(stderr, "runner: %s\n", line.c_str()); };
     return h;
   }
-  void start(std::vector<PipelineSpec> specs) {
+  void start(std::vector<PipelineSpec> specs, std::shared_ptr<Embedder> embedder = nullptr) {
     runner_ = std::make_unique<TriggerRunner>(*segments_, *store_, hooks());
-    runner_->set_pipelines(std::move(specs), services());
+    runner_->set_pipelines(std::move(specs), services(), std::move(embedder));
+  }
+  // The gate deploys firing `index`'s training as `model`.
+  void deploy(const std::string& pipeline, std::size_t index, const std::string& model) {
+    const TriggerRecord r = store_->triggers(pipeline).at(index);
+    store_->decide({r.job_id, model, "{}", "", true, "passed"}, pipeline);
   }
   void ingest(const std::string& pipeline, std::int64_t rows) {
     segments_->append(pipeline, batch(rows, time_));
@@ -186,7 +232,9 @@ TEST_F(TriggerRunnerTest, FinetuneTrainsOnTheDataSinceTheLastFiringAndWindowOnTh
   EXPECT_EQ(windows["f"], (W{{0, 100}, {100, 200}}));
   EXPECT_EQ(windows["w"], (W{{0, 100}, {50, 200}}));  // the last 150 samples
   for (const JobSpec& j : jobs_) {
-    if (j.pipeline->pipeline == "f") EXPECT_EQ(j.pipeline->initial_weights, std::string(64, 'a'));
+    if (j.pipeline->pipeline == "f") {
+      EXPECT_EQ(j.pipeline->initial_weights, std::string(64, 'a'));
+    }
   }
 }
 
@@ -222,6 +270,74 @@ TEST_F(TriggerRunnerTest, ATriggerThatCannotBeMadeStopsItsPipelineOnly) {
       EXPECT_NE(s.error.find("every"), std::string::npos) << s.error;
     }
   }
+}
+
+TEST_F(TriggerRunnerTest, ATriggerOnEmbeddingsStartsAfreshWhenTheDeployedModelChanges) {
+  auto embedder = std::make_shared<RecordingEmbedder>();
+  start({on_embeddings("p", 100)}, embedder);
+  ingest("p", 120);  // the initial model (drawn from the seed): fires at 100
+  runner_->drain();
+  EXPECT_EQ(ends("p"), (std::vector<std::int64_t>{100}));
+  deploy("p", 0, "model-one");
+  ingest("p", 60);  // afresh on model-one's embeddings: 60 counted, not 80
+  ingest("p", 60);  // 120: fires at its 100th sample, 120 + 100 = 220
+  runner_->drain();
+  EXPECT_EQ(ends("p"), (std::vector<std::int64_t>{100, 220}));
+  using Seen = std::vector<std::pair<std::string, std::int64_t>>;
+  EXPECT_EQ(embedder->seen(), (Seen{{"", 120}, {"model-one", 60}, {"model-one", 60}}));
+  const std::vector<PipelineStatus> status = runner_->status();
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_EQ(status[0].features_model, "model-one");
+  EXPECT_EQ(status[0].features_since_seq, 1);
+
+  // A restart rebuilds the state from where model-one began: 20 counted after 220, so 80 more
+  // fire at 320, as without the restart.
+  open_stores();
+  auto after = std::make_shared<RecordingEmbedder>();
+  start({on_embeddings("p", 100)}, after);
+  runner_->drain();
+  EXPECT_EQ(after->seen(), (Seen{{"model-one", 60}, {"model-one", 60}}));
+  ingest("p", 80);
+  runner_->drain();
+  EXPECT_EQ(ends("p"), (std::vector<std::int64_t>{100, 220, 320}));
+
+  // A model deployed while the coordinator is down: the trigger starts afresh at restart, with
+  // nothing to read again.
+  runner_.reset();
+  deploy("p", 1, "model-two");
+  open_stores();
+  auto third = std::make_shared<RecordingEmbedder>();
+  start({on_embeddings("p", 100)}, third);
+  ingest("p", 90);
+  runner_->drain();
+  EXPECT_EQ(third->seen(), (Seen{{"model-two", 90}}));
+  EXPECT_EQ(ends("p"), (std::vector<std::int64_t>{100, 220, 320}));  // 90 < 100 since model-two
+}
+
+TEST_F(TriggerRunnerTest, ATriggerOnEmbeddingsWithoutAnEmbedderOrModelStopsWithTheReason) {
+  PipelineSpec broken = on_embeddings("broken", 100);
+  broken.initial_model = {InitialModelKind::kArtifact, "broken"};
+  start({on_embeddings("p", 100), broken, counting("raw", 100)});  // no embedder
+  ingest("p", 100);
+  ingest("broken", 100);
+  ingest("raw", 100);
+  runner_->drain();
+  EXPECT_EQ(ends("raw"), (std::vector<std::int64_t>{100}));  // the others go on
+  for (const PipelineStatus& s : runner_->status()) {
+    if (s.name == "raw") continue;
+    EXPECT_EQ(s.state, "stopped") << s.name;
+    EXPECT_NE(s.error.find("no model runtime to embed samples with"), std::string::npos) << s.error;
+  }
+  open_stores();
+  start({broken}, std::make_shared<RecordingEmbedder>());
+  runner_->drain();
+  ingest("broken", 10);
+  runner_->drain();
+  const std::vector<PipelineStatus> status = runner_->status();
+  ASSERT_EQ(status.size(), 1u);
+  EXPECT_EQ(status[0].state, "stopped");
+  EXPECT_NE(status[0].error.find("model broken: no such artifact"), std::string::npos)
+      << status[0].error;
 }
 
 }  // namespace

@@ -12,22 +12,25 @@
 #include "trainvisor/core/trigger_services.hpp"
 #include "trainvisor/drift/drift_statistics.hpp"
 #include "trainvisor/fleet/manifest.hpp"
+#include "trainvisor/fleet/pipelines/embedder.hpp"
 #include "trainvisor/fleet/store/store_error.hpp"
 
 namespace tv::fleet {
 namespace {
 
-// The plugins a manifest was validated against, kept for its pipelines' triggers (the services
-// hold the registry; a trigger keeps them alive, see TriggerRunner::set_pipelines).
+// The plugins a manifest was validated against, kept for its pipelines' triggers and embedder
+// (both hold the registry; a trigger keeps them alive, see TriggerRunner::set_pipelines).
 struct TriggerHost {
   explicit TriggerHost(PluginRegistry r)
       : registry(std::move(r)), services(registry, drift::drift_statistics()) {}
   PluginRegistry registry;
   HostTriggerServices services;
+  std::shared_ptr<pipelines::Embedder> embedder;  // made when the manifest is applied
 };
 
 struct LoadedManifest {
   Manifest manifest;
+  std::shared_ptr<TriggerHost> host;
   std::shared_ptr<const HostTriggerServices> triggers;
 };
 
@@ -40,7 +43,7 @@ std::optional<LoadedManifest> load_validated(const CoordinatorOptions& o) {
     dirs.push_back(std::move(d));
   auto host = std::make_shared<TriggerHost>(PluginRegistry::load(dirs));
   Manifest m = load_manifest(o.manifest_path, host->registry, &host->services);
-  return LoadedManifest{std::move(m),
+  return LoadedManifest{std::move(m), host,
                         std::shared_ptr<const HostTriggerServices>(host, &host->services)};
 }
 
@@ -127,9 +130,26 @@ struct Coordinator::Impl {
       // overwrites live values.
       for (const JobSpec& j : m.jobs)
         state.hub.seed(j.id, j.hyper);
-      state.runner->set_pipelines(m.pipelines, loaded.triggers);
+      state.runner->set_pipelines(m.pipelines, loaded.triggers, embedder(loaded));
     }
     return out;
+  }
+
+  // The embedder of `loaded`'s pipelines, which keeps its plugins alive; null when the options
+  // give no way to make one.
+  std::shared_ptr<pipelines::Embedder> embedder(const LoadedManifest& loaded) {
+    const CoordinatorOptions& o = state.options;
+    if (!o.make_embedder || !state.artifacts) return nullptr;
+    TriggerHost& host = *loaded.host;
+    if (!host.embedder) {
+      const ArtifactStore* store = &*state.artifacts;
+      host.embedder = o.make_embedder(host.registry, [store](const std::string& digest) {
+        const std::optional<ObjectInfo> info = store->stat(digest);
+        if (!info) throw std::runtime_error("no artifact " + digest + " in the store");
+        return info->path;
+      });
+    }
+    return std::shared_ptr<pipelines::Embedder>(loaded.host, host.embedder.get());
   }
 
   std::vector<http::Route> routes() {

@@ -44,6 +44,11 @@ api::PipelineSummary summary(CoordinatorState& s, const PipelineSpec& spec,
     out.deployed = a->digest;
     out.deployed_trigger = a->trigger;
   }
+  out.features = to_string(spec.trigger_features);
+  if (status.features_model) {
+    out.features_model = *status.features_model;
+    out.features_since_seq = status.features_since_seq;
+  }
   return out;
 }
 
@@ -54,7 +59,10 @@ std::optional<api::PipelineSummary> find_summary(CoordinatorState& s, const std:
   for (const pipelines::PipelineStatus& st : s.runner->status()) {
     if (st.name == name) return summary(s, *spec, st);
   }
-  return summary(s, *spec, {name, "running", "", 0, 0, 0});
+  pipelines::PipelineStatus not_begun;
+  not_begun.name = name;
+  not_begun.state = "running";
+  return summary(s, *spec, not_begun);
 }
 
 api::TriggerInfo trigger_info(const pipelines::TriggerRecord& r) {
@@ -91,7 +99,10 @@ nlohmann::json spec_json(const PipelineSpec& p) {
            {{"source", p.stream.source},
             {"shape", p.stream.sample_shape},
             {"classes", p.stream.num_classes}}},
-          {"trigger", {{"plugin", p.trigger}, {"params", params_json(p.trigger_params)}}},
+          {"trigger",
+           {{"plugin", p.trigger},
+            {"params", params_json(p.trigger_params)},
+            {"features", to_string(p.trigger_features)}}},
           {"initial_model", std::string(to_string(p.initial_model.kind)) +
                                 (p.initial_model.ref.empty() ? "" : ":" + p.initial_model.ref)},
           {"strategy",

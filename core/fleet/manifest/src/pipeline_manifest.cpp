@@ -119,6 +119,22 @@ void parse_stream(Checker& c, const toml::table& p, const std::string& what, Str
   out.num_classes = integer_in(c, *t, "classes", w, 2, kMaxClasses).value_or(0);
 }
 
+// features = "raw" | "embeddings" in [pipelines.trigger]; embeddings need a model plugin that
+// has them (its deployed models are of the training's model).
+void parse_trigger_features(Checker& c, const toml::table& t, const std::string& what,
+                            const PluginRegistry& plugins, PipelineSpec& out) {
+  const auto v = choice(c, t, "features", what + ": trigger", {"raw", "embeddings"}, "raw");
+  if (v != "embeddings") return;
+  out.trigger_features = TriggerFeatures::kEmbeddings;
+  const LoadedPlugin* model = plugins.find(out.training.model);
+  const auto* mp = model ? dynamic_cast<const plugin::ModelPlugin*>(model->plugin.get()) : nullptr;
+  if (mp != nullptr && !mp->has_embeddings()) {
+    c.error(t.get("features")->source(),
+            what + ": trigger features = \"embeddings\", but model '" + out.training.model +
+                "' has no embeddings (its plugin does not implement Model::embed)");
+  }
+}
+
 // [pipelines.trigger]: plugin = NAME and that plugin's parameters.
 // With `services`, the trigger is also made once, so that what only its plugin checks (an
 // ensemble's member list) is refused at load too.
@@ -138,11 +154,12 @@ void parse_trigger(Checker& c, const toml::table& p, const std::string& what,
     return;
   }
   out.trigger = *name;
+  parse_trigger_features(c, *t, what, plugins, out);
   try {
     const plugin::TriggerPlugin& tp = plugins.trigger(*name);
     const std::size_t errors = c.diagnostics().size();
-    out.trigger_params =
-        check_params(c, tp.describe().params, *t, what + ": trigger '" + *name + "'", {"plugin"});
+    out.trigger_params = check_params(c, tp.describe().params, *t,
+                                      what + ": trigger '" + *name + "'", {"plugin", "features"});
     std::string error;
     if (services != nullptr && c.diagnostics().size() == errors &&
         services->create_typed(*name, out.trigger_params, error) == nullptr) {
@@ -405,6 +422,10 @@ const char* to_string(InitialPass pass) {
     default:
       return "ignore";
   }
+}
+
+const char* to_string(TriggerFeatures features) {
+  return features == TriggerFeatures::kEmbeddings ? "embeddings" : "raw";
 }
 
 }  // namespace tv::fleet

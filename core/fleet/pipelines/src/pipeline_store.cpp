@@ -23,6 +23,8 @@ constexpr const char* kSchema =
     "  model TEXT NOT NULL, metrics TEXT NOT NULL, gate TEXT NOT NULL,"
     "  fired_ms INTEGER NOT NULL, decided_ms INTEGER NOT NULL, PRIMARY KEY (pipeline, idx));"
     "CREATE INDEX IF NOT EXISTS pipeline_triggers_job ON pipeline_triggers (job_id);"
+    "CREATE TABLE IF NOT EXISTS pipeline_features (pipeline TEXT PRIMARY KEY,"
+    "  trigger_key TEXT NOT NULL, model TEXT NOT NULL, origin_seq INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS pipeline_aliases (alias TEXT PRIMARY KEY,"
     "  pipeline TEXT NOT NULL, digest TEXT NOT NULL, trigger_idx INTEGER NOT NULL,"
     "  revision INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
@@ -193,6 +195,25 @@ PipelineCursor PipelineStore::start(const std::string& pipeline, const std::stri
 std::optional<PipelineCursor> PipelineStore::cursor(const std::string& pipeline) const {
   std::lock_guard lock(impl_->mu);
   return impl_->read_cursor(pipeline);
+}
+
+std::optional<FeatureModel> PipelineStore::feature_model(const std::string& pipeline) const {
+  std::lock_guard lock(impl_->mu);
+  Statement st = impl_->db.prepare(
+      "SELECT trigger_key, model, origin_seq FROM pipeline_features WHERE pipeline=?");
+  st.bind_all(pipeline);
+  if (!st.step()) return std::nullopt;
+  return FeatureModel{st.column_text(0), st.column_text(1), st.column_int(2)};
+}
+
+void PipelineStore::set_feature_model(const std::string& pipeline, const FeatureModel& model) {
+  std::lock_guard lock(impl_->mu);
+  impl_->db
+      .prepare(
+          "INSERT INTO pipeline_features VALUES (?,?,?,?) ON CONFLICT(pipeline) DO UPDATE SET "
+          "trigger_key=excluded.trigger_key, model=excluded.model, origin_seq=excluded.origin_seq")
+      .bind_all(pipeline, model.trigger_key, model.model, model.origin_seq)
+      .run();
 }
 
 void PipelineStore::advance(const std::string& pipeline, std::int64_t seq, std::int64_t rows,

@@ -10,6 +10,7 @@
 
 #include "trainvisor/core/trigger_services.hpp"
 #include "trainvisor/fleet/param_json.hpp"
+#include "trainvisor/fleet/pipelines/embedder.hpp"
 #include "trainvisor/fleet/pipelines/pipeline_store.hpp"
 #include "trainvisor/fleet/pipelines/segment_store.hpp"
 #include "trainvisor/fleet/pipelines/training_plan.hpp"
@@ -18,11 +19,15 @@
 namespace tv::fleet::pipelines {
 namespace {
 
-// What a trigger's state depends on: the plugin, its parameters and the stream's shape.
+// What a trigger's state depends on: the plugin, its parameters, the stream's shape and what
+// it reads of each sample.
 std::string trigger_key(const PipelineSpec& spec) {
-  const nlohmann::json j = {{"trigger", spec.trigger},
-                            {"params", params_json(spec.trigger_params)},
-                            {"shape", spec.stream.sample_shape}};
+  nlohmann::json j = {{"trigger", spec.trigger},
+                      {"params", params_json(spec.trigger_params)},
+                      {"shape", spec.stream.sample_shape}};
+  // Only when not raw, so that the keys of pipelines from before embeddings existed stand.
+  if (spec.trigger_features != TriggerFeatures::kRaw)
+    j["features"] = to_string(spec.trigger_features);
   return sha256_hex(j.dump());
 }
 
@@ -41,7 +46,9 @@ struct Entry {
   PipelineSpec spec;
   std::string key;
   std::shared_ptr<const HostTriggerServices> services;  // outlives `trigger`
+  std::shared_ptr<Embedder> embedder;                   // runner thread only
   std::unique_ptr<plugin::Trigger> trigger;             // runner thread only
+  std::string features_model;                           // runner thread only (embeddings)
   std::optional<PipelineCursor> cursor;                 // runner thread only
   // The stream's end when the manifest named the pipeline: where a new cursor starts (samples
   // stored before are the initial pass's), whenever the runner thread gets to it.
@@ -141,19 +148,93 @@ struct TriggerRunner::Impl {
     e.cursor =
         store.start(e.spec.name, e.key, replay ? 0 : e.start_seq, replay ? 0 : e.start_sample,
                     initial ? std::optional<TriggerRecord>(initial->record) : std::nullopt);
-    for (std::int64_t seq = e.cursor->origin_seq; seq < e.cursor->next_seq && seq < end_seq;
-         ++seq) {
+    const std::int64_t from = embeddings(e) ? resume_features(e) : e.cursor->origin_seq;
+    for (std::int64_t seq = from; seq < e.cursor->next_seq && seq < end_seq; ++seq) {
       const SampleBatchData batch = segments.read(all[static_cast<std::size_t>(seq)].digest);
       plugin::TriggerDecision ignored;
-      std::string error;
-      if (!trigger->observe(batch.view(), ignored, error))
-        throw std::runtime_error("segment " + std::to_string(seq) + ": " + error);
+      observe(e, *trigger, batch, seq, ignored);
     }
     e.trigger = std::move(trigger);
     requeue_missing(e, all);
     hooks.log("pipeline '" + e.spec.name + "': trigger '" + e.spec.trigger +
               "' reads from segment " + std::to_string(e.cursor->next_seq) + " (" +
               std::to_string(e.cursor->triggers) + " firings so far)");
+  }
+
+  static bool embeddings(const Entry& e) {
+    return e.spec.trigger_features == TriggerFeatures::kEmbeddings;
+  }
+
+  // Hands `batch` (segment `seq`) to `trigger`: as the model in effect embeds it, when the
+  // trigger reads embeddings.
+  static void observe(Entry& e, plugin::Trigger& trigger, const SampleBatchData& batch,
+                      std::int64_t seq, plugin::TriggerDecision& decision) {
+    std::string error;
+    bool ok = false;
+    if (!embeddings(e)) {
+      ok = trigger.observe(batch.view(), decision, error);
+    } else {
+      if (!e.embedder) {
+        throw std::runtime_error(
+            "its trigger reads embeddings (features = \"embeddings\"), and this coordinator has "
+            "no model runtime to embed samples with");
+      }
+      const SampleBatchData embedded = e.embedder->embed(e.spec, e.features_model, batch);
+      ok = trigger.observe(embedded.view(), decision, error);
+    }
+    if (!ok) throw std::runtime_error("segment " + std::to_string(seq) + ": " + error);
+  }
+
+  static std::string model_name(const Entry& e, const std::string& digest) {
+    return digest.empty()
+               ? "the initial model drawn from seed " + std::to_string(e.spec.training.seed)
+               : "model " + digest.substr(0, 12);
+  }
+
+  // The model whose embeddings the trigger reads now: the one deployed under the pipeline's
+  // alias, else its initial model ("" when drawn from its seed).
+  std::string model_in_effect(const Entry& e) {
+    if (const auto a = store.alias(e.spec.deployment.alias)) return a->digest;
+    const InitialModel& m = e.spec.initial_model;
+    if (m.kind == InitialModelKind::kArtifact) return m.ref;
+    if (m.kind == InitialModelKind::kPipeline) {
+      std::lock_guard lock(mu);
+      const auto it = entries.find(m.ref);
+      if (it != entries.end()) {
+        if (const auto a = store.alias(it->second->spec.deployment.alias)) return a->digest;
+      }
+    }
+    return "";
+  }
+
+  // Where a trigger reading embeddings rebuilds its state from at start: where the model in
+  // effect began, when it is the one recorded; else the cursor, afresh.
+  std::int64_t resume_features(Entry& e) {
+    e.features_model = model_in_effect(e);
+    const std::optional<FeatureModel> rec = store.feature_model(e.spec.name);
+    if (rec && rec->trigger_key == e.key && rec->model == e.features_model &&
+        rec->origin_seq <= e.cursor->next_seq) {
+      return std::max(rec->origin_seq, e.cursor->origin_seq);
+    }
+    store.set_feature_model(e.spec.name, {e.key, e.features_model, e.cursor->next_seq});
+    if (rec && rec->trigger_key == e.key) {
+      hooks.log("pipeline '" + e.spec.name + "': the model in effect changed while stopped, to " +
+                model_name(e, e.features_model) + "; the trigger starts afresh on its embeddings");
+    }
+    return e.cursor->next_seq;
+  }
+
+  // Before segment `seq`: a trigger reading embeddings starts afresh when the model in effect
+  // changed since it began.
+  void follow_model(Entry& e, std::int64_t seq) {
+    std::string now = model_in_effect(e);
+    if (now == e.features_model) return;
+    e.trigger = make_trigger(e);
+    store.set_feature_model(e.spec.name, {e.key, now, seq});
+    hooks.log("pipeline '" + e.spec.name + "': the trigger starts afresh at segment " +
+              std::to_string(seq) + " on the embeddings of " + model_name(e, now) + " (was " +
+              model_name(e, e.features_model) + ")");
+    e.features_model = std::move(now);
   }
 
   void requeue_missing(Entry& e, const std::vector<SegmentInfo>& all) {
@@ -248,11 +329,9 @@ struct TriggerRunner::Impl {
       if (next.empty()) return;
       const SegmentInfo& seg = next.front();
       const std::shared_ptr<const SampleBatchData> held_batch = batch_of(seg);
-      const SampleBatchData& batch = *held_batch;
+      if (embeddings(e)) follow_model(e, seg.seq);
       plugin::TriggerDecision decision;
-      std::string error;
-      if (!e.trigger->observe(batch.view(), decision, error))
-        throw std::runtime_error("segment " + std::to_string(seg.seq) + ": " + error);
+      observe(e, *e.trigger, *held_batch, seg.seq, decision);
       std::vector<TriggerRecord> records;
       std::vector<JobSpec> jobs;
       std::int64_t previous_end = -1;
@@ -296,7 +375,8 @@ TriggerRunner::~TriggerRunner() {
 }
 
 void TriggerRunner::set_pipelines(std::vector<PipelineSpec> pipelines,
-                                  std::shared_ptr<const HostTriggerServices> services) {
+                                  std::shared_ptr<const HostTriggerServices> services,
+                                  std::shared_ptr<Embedder> embedder) {
   std::lock_guard lock(impl_->mu);
   std::map<std::string, std::shared_ptr<Entry>> next;
   for (PipelineSpec& spec : pipelines) {
@@ -304,6 +384,7 @@ void TriggerRunner::set_pipelines(std::vector<PipelineSpec> pipelines,
     e->key = trigger_key(spec);
     e->spec = std::move(spec);
     e->services = services;
+    e->embedder = embedder;
     // Read now, not when the runner thread first gets to the pipeline: what is ingested after
     // the manifest named it is the trigger's to see.
     if (const std::optional<SegmentInfo> last = impl_->segments.last(e->spec.name)) {
@@ -360,14 +441,18 @@ void TriggerRunner::drain() {
 }
 
 std::vector<PipelineStatus> TriggerRunner::status() const {
-  std::vector<std::pair<std::string, std::string>> names;
+  struct Named {
+    std::string name, error;
+    bool embeddings = false;
+  };
+  std::vector<Named> names;
   {
     std::lock_guard lock(impl_->mu);
     for (const auto& [name, e] : impl_->entries)
-      names.emplace_back(name, e->error);
+      names.push_back({name, e->error, Impl::embeddings(*e)});
   }
   std::vector<PipelineStatus> out;
-  for (const auto& [name, error] : names) {
+  for (const auto& [name, error, embeddings] : names) {
     PipelineStatus s;
     s.name = name;
     s.state = error.empty() ? "running" : "stopped";
@@ -376,6 +461,12 @@ std::vector<PipelineStatus> TriggerRunner::status() const {
       s.next_seq = c->next_seq;
       s.end_sample = c->end_sample;
       s.triggers = c->triggers;
+    }
+    if (embeddings) {
+      if (const auto f = impl_->store.feature_model(name)) {
+        s.features_model = f->model;
+        s.features_since_seq = f->origin_seq;
+      }
     }
     out.push_back(std::move(s));
   }

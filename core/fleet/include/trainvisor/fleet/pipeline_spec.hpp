@@ -56,6 +56,13 @@ struct DeploymentSpec {
   std::string directory;  // optional: the deployed bundle is written there by atomic rename
 };
 
+// What the trigger sees of each sample: the sample itself, or the deployed model's embeddings
+// of it (plugin::Model::embed), so that drift is measured as the model sees the stream. With
+// embeddings the trigger starts afresh whenever the deployed model changes, since embeddings of
+// two models are not comparable; until a model is deployed, the initial model's are used (the
+// training's model with weights drawn from its seed when the initial model is random).
+enum class TriggerFeatures { kRaw, kEmbeddings };
+
 // What happens to samples already stored when the pipeline starts (Modyn's initial_mode).
 enum class InitialPass {
   kIgnore,  // the trigger sees only what arrives from now on
@@ -69,6 +76,7 @@ struct PipelineSpec {
   StreamSpec stream;
   std::string trigger;  // a trigger plugin
   plugin::Params trigger_params;
+  TriggerFeatures trigger_features = TriggerFeatures::kRaw;
   InitialModel initial_model;
   TrainingStrategy strategy;
   EvaluationSpec evaluation;
@@ -79,5 +87,6 @@ struct PipelineSpec {
 const char* to_string(InitialModelKind kind);
 const char* to_string(StrategyKind kind);
 const char* to_string(InitialPass pass);
+const char* to_string(TriggerFeatures features);
 
 }  // namespace tv::fleet

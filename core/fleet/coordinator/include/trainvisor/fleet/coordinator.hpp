@@ -29,6 +29,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -43,6 +44,13 @@
 #include "trainvisor/fleet/job_queue.hpp"
 #include "trainvisor/fleet/telemetry_store.hpp"
 
+namespace tv {
+class PluginRegistry;
+}
+namespace tv::fleet::pipelines {
+class Embedder;
+}
+
 namespace tv::fleet {
 
 struct CoordinatorOptions {
@@ -56,6 +64,13 @@ struct CoordinatorOptions {
   // machine can ask), a token required otherwise (telemetry and configs stay off the network).
   std::optional<bool> public_reads;
   std::vector<std::string> plugin_dirs;  // for manifest validation, before the defaults
+  // Makes the embedder of the pipelines whose trigger reads embeddings, from the plugins a
+  // manifest was loaded with (which outlive it) and the path of an artifact by digest (throws
+  // when there is none). Unset: such a pipeline stops with an error saying so. The trainer
+  // library's ModelEmbedder is the one `trainvisor coordinator` gives.
+  std::function<std::shared_ptr<pipelines::Embedder>(
+      const PluginRegistry&, std::function<std::filesystem::path(const std::string&)>)>
+      make_embedder;
   http::ServerOptions http;
   QueueOptions queue;
   TelemetryOptions telemetry;  // how many points each job's curve keeps

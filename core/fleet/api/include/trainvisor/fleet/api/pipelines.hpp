@@ -40,6 +40,11 @@ struct PipelineSummary {
   std::string alias;
   std::string deployed;  // the alias's model; "" none yet
   std::int64_t deployed_trigger = -1;
+  std::string features = "raw";  // what the trigger reads: "raw" samples or "embeddings"
+  // With embeddings: whose the trigger reads now ("" the initial model drawn from its seed), and
+  // the segment it started afresh at; -1 before its trigger began (and for raw).
+  std::string features_model;
+  std::int64_t features_since_seq = -1;
 };
 
 struct PipelineList {
@@ -96,7 +101,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(IngestReply, pipeline, seq, digest, rows, fir
                                    first_time_ns, last_time_ns, bytes, repeated)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineSummary, name, model, trigger, source, strategy, state,
                                    error, segments, samples, read_samples, triggers, alias,
-                                   deployed, deployed_trigger)
+                                   deployed, deployed_trigger, features, features_model,
+                                   features_since_seq)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineList, pipelines)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TriggerInfo, index, window_begin, end_sample, time_ns, reason,
                                    stats, job_id, initial_weights, baseline, outcome, model,

@@ -38,6 +38,14 @@ struct PipelineCursor {
   std::int64_t triggers = 0;    // firings recorded so far (the next firing's index)
 };
 
+// Which model's embeddings a trigger reading embeddings sees (PipelineSpec::trigger_features),
+// and the segment its state begins at: the one after the model last changed.
+struct FeatureModel {
+  std::string trigger_key;      // the trigger configuration it belongs to (PipelineCursor's)
+  std::string model;            // a bundle's digest; empty: the initial model drawn from its seed
+  std::int64_t origin_seq = 0;  // the first segment that trigger saw with this model
+};
+
 // What became of a firing's training.
 enum class TriggerOutcome {
   kTraining,  // its job is queued or running
@@ -115,6 +123,9 @@ class PipelineStore {
   // cursor is not at `seq` or the indexes do not follow on.
   void advance(const std::string& pipeline, std::int64_t seq, std::int64_t rows,
                const std::vector<TriggerRecord>& firings);
+
+  std::optional<FeatureModel> feature_model(const std::string& pipeline) const;
+  void set_feature_model(const std::string& pipeline, const FeatureModel& model);
 
   std::vector<TriggerRecord> triggers(const std::string& pipeline) const;
   std::optional<TriggerRecord> trigger_of_job(const std::string& job_id) const;

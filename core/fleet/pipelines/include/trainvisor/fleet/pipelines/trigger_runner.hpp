@@ -9,6 +9,13 @@
 // deterministic), so the next firing after a crash is the one that would have come. Trainings
 // recorded but missing from the queue (a crash between the two commits) are enqueued again.
 //
+// A trigger that reads embeddings (PipelineSpec::trigger_features) sees each segment as the
+// model in effect embeds it: the model deployed under the pipeline's alias, else its initial
+// model. When that model changes, the trigger is made afresh at the next segment (embeddings of
+// two models are not comparable) and the segment is recorded (PipelineStore::set_feature_model),
+// so that a restart rebuilds the state from there, or starts afresh if the model changed while
+// the coordinator was down.
+//
 // A pipeline that fails its preflight, whose trigger cannot be made, or whose trigger refuses a
 // segment, stops with its error in status() (a manifest reload starts it again); the others go
 // on. Thread-safety: every public call may come from any thread.
@@ -32,6 +39,7 @@ namespace tv::fleet::pipelines {
 
 class SegmentStore;
 class PipelineStore;
+class Embedder;
 
 // What the runner needs of the rest of the coordinator.
 struct RunnerHooks {
@@ -51,6 +59,10 @@ struct PipelineStatus {
   std::string state;  // "running" or "stopped"
   std::string error;  // why it stopped
   std::int64_t next_seq = 0, end_sample = 0, triggers = 0;
+  // A trigger reading embeddings: whose ("" for the initial model drawn from its seed), and the
+  // segment that trigger began at.
+  std::optional<std::string> features_model;
+  std::int64_t features_since_seq = 0;
 };
 
 class TriggerRunner {
@@ -64,9 +76,11 @@ class TriggerRunner {
   // The pipelines to run (a manifest load). A pipeline whose trigger or stream changed starts
   // its trigger again; one no longer listed stops; every listed one is read again. Triggers are
   // made through `services` (the plugins loaded for this manifest), which the runner keeps
-  // alive as long as a trigger made through it.
+  // alive as long as a trigger made through it; `embedder` embeds the samples of the ones that
+  // read embeddings (without one, such a pipeline stops with an error saying so).
   void set_pipelines(std::vector<PipelineSpec> pipelines,
-                     std::shared_ptr<const HostTriggerServices> services);
+                     std::shared_ptr<const HostTriggerServices> services,
+                     std::shared_ptr<Embedder> embedder = nullptr);
   std::optional<PipelineSpec> pipeline(const std::string& name) const;
   std::vector<std::string> names() const;
 
