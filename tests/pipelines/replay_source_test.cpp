@@ -196,6 +196,18 @@ TEST(FashionMnistStream, IsTheSameInEveryOpeningAndDependsOnTheSeed) {
   EXPECT_EQ(a->sample_shape(), (std::vector<std::int64_t>{784}));
 }
 
+TEST(FashionMnistStream, ServesTheTrainSplitByDefault) {
+  const auto s = open_fashion_mnist_stream(FashionMnistOptions{});
+  EXPECT_EQ(s->size(), 60000);
+  EXPECT_EQ(s->time_ns(59999), std::int64_t{1'700'000'000} * kSecond + 59999 * kSecond);
+  const SampleBatchData b = s->read(59990, 10);
+  EXPECT_EQ(b.rows, 10u);
+  EXPECT_EQ(b.features.size(), 7840u);
+  EXPECT_TRUE(s->describe().starts_with("fashion-mnist train (seed 0, 60000 samples"))
+      << s->describe();
+  EXPECT_NE(s->data_digest(), stream("none")->data_digest());
+}
+
 TEST(FashionMnistStream, ReadsSplitAcrossCallsEqualOneRead) {
   for (const std::string drift :
        {"none", "rotate(degrees=33, every=40)", "class_incremental(groups=0-1/2-3-4, every=60)",

@@ -54,14 +54,17 @@ class ReplaySource {
   virtual std::string data_digest() const = 0;
 };
 
-// Drift schedules. Text form, as the ensemble trigger's members: a name, optionally followed by
-// parameters in parentheses, key=value separated by ','; an omitted parameter takes the default
-// below. Classes of a group are joined by '-', groups by '/'.
+// Drift schedules. Text form, as one of the ensemble trigger's members: a name, optionally
+// followed by parameters in parentheses, key=value separated by ',' (values bare, never quoted);
+// an omitted parameter takes the default below. Classes of a group are joined by '-', groups by
+// '/'. The base order, which every schedule draws from, is a permutation of the split seeded by
+// options.seed; a stream longer than the split goes through it again.
 //   none
-//   rotate(degrees=15, every=2000): sample i is rotated by degrees * floor(i / every), bilinear,
-//       about the image centre, zero outside; a multiple of 90 degrees is the exact pixel turn.
+//   rotate(degrees=15, every=2000): sample i is turned counter-clockwise as displayed by
+//       degrees * floor(i / every), bilinear, about the image centre (13.5, 13.5), zero outside;
+//       a multiple of 90 degrees moves pixels exactly (np.rot90).
 //   class_incremental(groups=0-1/2-3/4-5/6-7/8-9, every=6000): sample i shows only the classes of
-//       group floor(i / every) mod G, in the base order of those classes' images.
+//       group floor(i / every) mod G, walking through those classes' images in base order.
 //   label_shift(classes=0-1, mass=0.8, from=10000, to=30000): the class prior moves linearly from
 //       uniform at `from` to `mass` shared by the named classes (the rest shared by the others)
 //       at `to`, then stays; sample i's class is drawn from the prior at i.
