@@ -138,8 +138,11 @@ std::unique_ptr<ReplaySource> open_fashion_mnist_stream(const FashionMnistOption
 // The stream pipeline `pipeline` ingested into the coordinator whose data directory is
 // `data_dir` (coordinator.sqlite and segments/), rows and timestamps exactly as stored. The
 // recording is opened read-only (SegmentStore::open_read_only): nothing in it is written or
-// removed. ReplayError names a missing or unreadable directory, an unknown pipeline (with a
-// did-you-mean from the pipelines it holds), or a segment that cannot be read back.
+// removed, though SQLite may add the database's -wal and -shm side files, empty of rows, when no
+// coordinator has them open. A recording has no change points; num_classes() is the largest
+// label stored plus one, found by reading every segment once. ReplayError names a missing or
+// unreadable directory, an empty recording, an unknown pipeline (with a did-you-mean from the
+// pipelines it holds), or a segment that cannot be read back.
 std::unique_ptr<ReplaySource> open_recorded_stream(const std::string& data_dir,
                                                    const std::string& pipeline);
 
@@ -152,8 +155,9 @@ struct SampleRange {
 
 // Resolves `--start` and `--stop`: a sample index ("12000") or a stream-time offset from the
 // first sample's timestamp ("90s", "30m", "2h"), which stands for the first sample at or after
-// that time. No start is 0, no stop is size(). ReplayError naming the flag for a malformed bound,
-// a start at or past the end, a stop past the end, or a stop at or before the start.
+// that time; an offset past the last sample's is past the end. No start is 0, no stop is size().
+// ReplayError naming the flag for a malformed bound, a start at or past the end, a stop past the
+// end, or a stop at or before the start.
 SampleRange resolve_range(const ReplaySource& source, const std::optional<std::string>& start,
                           const std::optional<std::string>& stop);
 
