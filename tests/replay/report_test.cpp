@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
@@ -359,6 +360,20 @@ TEST(ReplayReport, ReportJsonIsByteIdenticalForEqualReportsOnly) {
   EXPECT_EQ(read_text(dir.path() / "one.csv"), read_text(dir.path() / "two.csv"));
 }
 
+TEST(ReplayReport, ADivergedLossIsNullInJsonAndNamedInCsv) {
+  TempDir dir;
+  RunReport r = baseline();
+  r.matrix[2][4]->loss = std::numeric_limits<double>::quiet_NaN();
+  r.triggers[2].next_window->loss = std::numeric_limits<double>::infinity();
+  write_report_json(dir.path() / "report.json", r);
+  write_triggers_csv(dir.path() / "triggers.csv", r);
+  const json j = json::parse(read_text(dir.path() / "report.json"));
+  EXPECT_EQ(j["matrix"][2][4]["loss"], nullptr);
+  EXPECT_EQ(j["matrix"][2][4]["accuracy"].get<double>(), 0.9);
+  EXPECT_EQ(j["triggers"][2]["next_window"]["loss"], nullptr);
+  EXPECT_EQ(read_csv(read_text(dir.path() / "triggers.csv"))[3][12], "inf");
+}
+
 TEST(ReplayReport, CostsGoToTheirOwnFiles) {
   TempDir dir;
   const RunReport r = baseline();
@@ -416,8 +431,8 @@ TEST(ReplayReport, TheXmlCheckFindsBrokenDocuments) {
 
 TEST(ReplayReport, SvgDrawsRunsTriggersAndChangePoints) {
   TempDir dir;
-  RunReport r = baseline();
-  r.run = "base <line> & \"co\"\x01\xff";  // markup, a control character, a stray byte
+  // Markup, a control character and a byte that is not UTF-8, in a legend and tooltips.
+  const RunReport r = baseline("base <line> & \"co\"\x01\xff");
   write_accuracy_svg(dir.path() / "one.svg", {r});
   expect_well_formed(dir.path() / "one.svg");
   const std::string one = read_text(dir.path() / "one.svg");
@@ -426,10 +441,16 @@ TEST(ReplayReport, SvgDrawsRunsTriggersAndChangePoints) {
   EXPECT_EQ(count_of(one, "class=\"trigger deployed\""), 2u);
   EXPECT_EQ(count_of(one, "stroke-dasharray"), 2u);
   EXPECT_NE(one.find("rotation 30 degrees, &quot;&lt;&amp;&gt;&quot;"), std::string::npos);
+  EXPECT_NE(one.find(">base &lt;line&gt; &amp; &quot;co&quot;\uFFFD\uFFFD</text>"),
+            std::string::npos);
   EXPECT_EQ(count_of(one, "class=\"run-point\""), 0u);  // one run: no cost panel
 
   write_accuracy_svg(dir.path() / "again.svg", {r});
   EXPECT_EQ(read_text(dir.path() / "again.svg"), one);
+  std::filesystem::create_directory(dir.path() / "odd");
+  write_run_report(dir.path() / "odd", r);
+  EXPECT_EQ(json::parse(read_text(dir.path() / "odd" / "report.json"))["run"],
+            "base <line> & \"co\"\x01\uFFFD");
 
   write_accuracy_svg(dir.path() / "two.svg", {baseline(), eager()});
   expect_well_formed(dir.path() / "two.svg");
@@ -494,6 +515,9 @@ TEST(ReplayReport, RefusesAMalformedReport) {
   r = baseline();
   r.matrix[2][3]->accuracy = 1.5;
   expect_refusal([&] { validate(r); }, "matrix[2][3] has an accuracy or macro F1 outside 0..1");
+  r = baseline();
+  r.triggers[3].run = "other";
+  expect_refusal([&] { validate(r); }, "triggers[3] belongs to run 'other'");
   r = baseline();
   r.costs[1].eval_cpu_s = -1;
   expect_refusal([&] { validate(r); }, "costs[1] holds a time that is negative or not finite");

@@ -74,6 +74,9 @@ void check_triggers(const RunReport& report) {
                        std::to_string(report.triggers.size()) + " triggers");
   }
   for (std::size_t t = 0; t < report.triggers.size(); ++t) {
+    if (report.triggers[t].run != report.run) {
+      refuse(report, at("triggers", t) + " belongs to run '" + report.triggers[t].run + "'");
+    }
     if (const auto& s = report.triggers[t].next_window) {
       check_scores(report, at("triggers", t) + ".next_window", *s);
     }

@@ -133,8 +133,13 @@ json report_json(const RunReport& report) {
 }
 
 // nlohmann's objects are std::maps: keys come out sorted, so equal reports give equal bytes.
+// Bytes that are not UTF-8 (in a reason, a run's name) become U+FFFD rather than an exception.
+std::string json_text(const json& value, int indent = -1) {
+  return value.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 void write_json(const std::filesystem::path& path, const json& value) {
-  write_atomically(path, value.dump(kJsonIndent) + "\n");
+  write_atomically(path, json_text(value, kJsonIndent) + "\n");
 }
 
 json comparison_row(const std::string& run, const Totals& sums) {
@@ -167,7 +172,7 @@ void write_triggers_csv(const std::filesystem::path& path, const RunReport& repo
   for (const TriggerRow& t : report.triggers) {
     const auto& s = t.next_window;
     text += csv_row({t.run, t.pipeline, std::to_string(t.index), std::to_string(t.sample),
-                     std::to_string(t.time_ns), t.reason, t.stats.dump(),
+                     std::to_string(t.time_ns), t.reason, json_text(t.stats),
                      std::to_string(t.train_samples), t.model, t.deployed ? "true" : "false",
                      s ? number_text(s->accuracy) : "", s ? number_text(s->macro_f1) : "",
                      s ? number_text(s->loss) : ""});
@@ -225,7 +230,7 @@ void write_costs_csv(const std::filesystem::path& path, const RunReport& report)
   for (std::size_t i = 0; i < report.costs.size(); ++i) {
     const TriggerRow& t = report.triggers[i];
     const TriggerCosts& c = report.costs[i];
-    text += csv_row({report.run, t.pipeline, std::to_string(t.index), std::to_string(t.sample),
+    text += csv_row({t.run, t.pipeline, std::to_string(t.index), std::to_string(t.sample),
                      number_text(c.train_cpu_s), number_text(c.eval_cpu_s),
                      number_text(c.drift_cpu_s), number_text(c.train_wall_s),
                      number_text(c.eval_wall_s), number_text(c.drift_wall_s)});

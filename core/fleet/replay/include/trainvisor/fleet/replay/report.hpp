@@ -1,14 +1,17 @@
 // The report of `trainvisor replay`: what one run (a configuration of a manifest's pipelines over a
-// recorded stream, at simulated time) did, and the files it is written to. The stream is cut into
-// fixed evaluation windows; every model is scored on every window after the end of its training
-// data, giving a [model][window] matrix.
+// recorded stream, at simulated time) did, and the files it is written to. The replay engine
+// fills a RunReport per run and calls the writers once the run, or every compared run, is over.
+// The stream is cut into fixed evaluation windows; every model is scored on every window after
+// the end of its training data, giving a [model][window] matrix.
 //
 // Files, split by whether a second run on equal inputs gives the same bytes:
-//   reproducible: report.json (keys sorted, numbers in shortest round-trip form), triggers.csv;
+//   reproducible: report.json, triggers.csv;
 //   measured:     costs.json, costs.csv (CPU and wall seconds, and what is derived from them);
 //   plot:         accuracy.svg (one run or several), comparison.{json,csv} for several runs.
-// CSV files follow RFC 4180: a header row, CRLF line ends, a field quoted when it holds a comma, a
-// quote, CR or LF, quotes doubled; doubles as std::to_chars' shortest round-trip form.
+// JSON: keys sorted, two-space indent, doubles in nlohmann's round-trip form, NaN and infinities
+// as null, "format_version": 1 at the top. CSV: RFC 4180 (a header row, CRLF line ends, a field
+// quoted when it holds a comma, a quote, CR or LF, quotes doubled), doubles in std::to_chars'
+// shortest round-trip form ("0.6", "nan", "inf"), an absent value as an empty field.
 //
 // Errors: ReportError (a std::runtime_error) for a malformed report (naming what is inconsistent)
 // and for a file that cannot be written (naming the path and the reason). Every file is written
@@ -113,8 +116,9 @@ struct RunReport {
 };
 
 // Throws ReportError naming the first inconsistency: matrix dimensions against models and
-// windows, costs against triggers, a model's trigger out of range or with another digest, windows
-// empty, reversed or out of order, an accuracy or F1 outside 0..1, a cost negative or not finite.
+// windows, costs against triggers, a trigger of another run, a model without a digest or whose
+// trigger is out of range or trained another digest, windows empty, reversed or out of order, an
+// accuracy or F1 outside 0..1 (NaN included), a cost negative or not finite.
 // Every function below validates its report(s) first.
 void validate(const RunReport& report);
 
