@@ -18,6 +18,7 @@
 #include "temp_dir.hpp"
 #include "trainvisor/fleet/pipelines/segment_store.hpp"
 #include "trainvisor/fleet/sha256.hpp"
+#include "trainvisor/fleet/store/connection.hpp"
 #include "trainvisor/fleet/store/store_error.hpp"
 
 namespace tv::fleet::pipelines {
@@ -251,6 +252,55 @@ TEST_F(SegmentStoreTest, OpenRemovesWhatACrashLeft) {
   // The orphan's batch can be appended again: its file comes back under its name.
   EXPECT_EQ(store.append("mnist", batch(2, 50, 9)).digest, sha256_hex(orphan_bytes));
   EXPECT_TRUE(fs::exists(orphan));
+}
+
+TEST_F(SegmentStoreTest, AReadOnlyStoreReadsAndChangesNothing) {
+  SegmentInfo kept;
+  {
+    SegmentStore store = open();
+    kept = store.append("mnist", batch(3, 10));
+    store.append("cifar", batch(2, 10, 1));
+  }
+  // What open() would remove as a crash's leftover is left alone: it may be a live append's.
+  const fs::path temp = fs::path(seg_dir()) / ".tmp-Ab12Cd";
+  std::ofstream(temp, std::ios::binary) << "half a batch";
+  const std::set<std::string> before = files_in(seg_dir());
+  SegmentStore store = SegmentStore::open_read_only(db_path(), seg_dir());
+  EXPECT_TRUE(store.recovered().empty());
+  EXPECT_EQ(store.pipelines(), (std::vector<std::string>{"cifar", "mnist"}));
+  EXPECT_EQ(store.segments("mnist"), (std::vector<SegmentInfo>{kept}));
+  EXPECT_EQ(store.read(kept.digest), batch(3, 10));
+  try {
+    store.append("mnist", batch(1, 20));
+    ADD_FAILURE() << "a read-only store appended";
+  } catch (const SegmentError& e) {
+    EXPECT_EQ(std::string(e.what()), "pipeline 'mnist': the segment store " + seg_dir() +
+                                         " was opened read-only; nothing was stored");
+  }
+  EXPECT_EQ(files_in(seg_dir()), before);
+  EXPECT_EQ(store.total_rows("mnist"), 3);
+}
+
+TEST_F(SegmentStoreTest, AReadOnlyOpenNamesWhatIsMissing) {
+  const auto refusal = [](const std::string& db, const std::string& dir) -> std::string {
+    try {
+      SegmentStore::open_read_only(db, dir);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "opened";
+  };
+  EXPECT_EQ(refusal(db_path(), seg_dir()),
+            "segment store " + db_path() + ": no such database file");
+  EXPECT_FALSE(fs::exists(db_path()));
+  { store::Connection other(db_path(), {"test", std::chrono::seconds(1)}); }
+  EXPECT_EQ(refusal(db_path(), seg_dir()),
+            "segment store directory " + seg_dir() + ": no such directory");
+  EXPECT_FALSE(fs::exists(seg_dir()));
+  fs::create_directory(seg_dir());
+  EXPECT_EQ(refusal(db_path(), seg_dir()), "segment store " + db_path() +
+                                               ": holds no stream segments (no table "
+                                               "pipeline_segments)");
 }
 
 TEST_F(SegmentStoreTest, ThreadsAppendingToTwoPipelinesKeepEachStreamWhole) {

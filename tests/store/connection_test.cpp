@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -59,6 +60,28 @@ TEST_F(ConnectionTest, AnUnusablePathIsNamed) {
     EXPECT_NE(std::string(e.what()).find("test store " + bad + ": cannot open"), std::string::npos)
         << e.what();
   }
+}
+
+TEST_F(ConnectionTest, AReadOnlyConnectionReadsAndWritesNothing) {
+  ConnectionOptions ro = options();
+  ro.read_only = true;
+  Connection db(path(), ro);
+  EXPECT_EQ(count_rows(db), 3);
+  EXPECT_THROW(db.exec("INSERT INTO t (v) VALUES ('d')"), StoreError);
+  EXPECT_THROW(db.exec("CREATE TABLE u (x)"), StoreError);
+  Connection writer(path(), options());
+  EXPECT_EQ(count_rows(writer), 3);
+  // A missing file is not created.
+  const std::string missing = dir.file("missing.sqlite");
+  try {
+    Connection none(missing, ro);
+    ADD_FAILURE() << "opened a missing database read-only";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("test store " + missing + ": cannot open"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(missing));
 }
 
 TEST_F(ConnectionTest, ErrorsNameTheOwnerTheFileAndTheStatement) {

@@ -192,10 +192,22 @@ struct SegmentStore::Impl {
   std::string dir;
   std::vector<std::string> recovered;
 
-  Impl(const std::string& db_path, std::string d)
-      : db(db_path, {kOwner, std::chrono::seconds(10), store::Durability::kFull}),
-        dir(std::move(d)) {
-    db.exec(kSchema);
+  bool read_only;
+
+  Impl(const std::string& db_path, std::string d, bool ro)
+      : db(db_path, {kOwner, std::chrono::seconds(10), store::Durability::kFull, ro}),
+        dir(std::move(d)),
+        read_only(ro) {
+    if (!read_only) {
+      db.exec(kSchema);
+      return;
+    }
+    Statement st =
+        db.prepare("SELECT 1 FROM sqlite_master WHERE type='table' AND name='pipeline_segments'");
+    if (!st.step()) {
+      throw std::runtime_error(std::string(kOwner) + " " + db_path +
+                               ": holds no stream segments (no table pipeline_segments)");
+    }
   }
 
   std::string path_of(const std::string& digest) const {
@@ -311,14 +323,29 @@ SegmentStore::~SegmentStore() = default;
 SegmentStore SegmentStore::open(const std::string& db_path, const std::string& dir) {
   if (dir.empty()) throw std::runtime_error(std::string(kOwner) + ": the directory is empty");
   make_directories(dir);
-  auto impl = std::make_unique<Impl>(db_path, dir);
+  auto impl = std::make_unique<Impl>(db_path, dir, false);
   std::lock_guard lock(impl->mu);
   impl->recover();
   return SegmentStore(std::move(impl));
 }
 
+SegmentStore SegmentStore::open_read_only(const std::string& db_path, const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(db_path, ec)) {
+    throw std::runtime_error(std::string(kOwner) + " " + db_path + ": no such database file");
+  }
+  if (!fs::is_directory(dir, ec)) {
+    throw std::runtime_error(std::string(kOwner) + " directory " + dir + ": no such directory");
+  }
+  return SegmentStore(std::make_unique<Impl>(db_path, dir, true));
+}
+
 SegmentInfo SegmentStore::append(const std::string& pipeline, const SampleBatchData& batch,
                                  const std::string& idempotency_key) {
+  if (impl_->read_only) {
+    throw SegmentError("pipeline '" + pipeline + "': the segment store " + impl_->dir +
+                       " was opened read-only; nothing was stored");
+  }
   check_name("pipeline name", pipeline);
   if (!idempotency_key.empty()) check_name("idempotency key", idempotency_key);
   const std::string bytes = encode_batch(batch);
@@ -370,6 +397,16 @@ std::vector<SegmentInfo> SegmentStore::segments(const std::string& pipeline, std
   std::vector<SegmentInfo> out;
   while (st.step())
     out.push_back(info_of_row(st));
+  return out;
+}
+
+std::vector<std::string> SegmentStore::pipelines() const {
+  std::lock_guard lock(impl_->mu);
+  Statement st =
+      impl_->db.prepare("SELECT DISTINCT pipeline FROM pipeline_segments ORDER BY pipeline");
+  std::vector<std::string> out;
+  while (st.step())
+    out.push_back(st.column_text(0));
   return out;
 }
 

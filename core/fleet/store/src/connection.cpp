@@ -94,8 +94,9 @@ std::optional<std::int64_t> Statement::column_optional_int(int column) const {
 
 Connection::Connection(std::string path, ConnectionOptions options)
     : path_(std::move(path)), options_(std::move(options)) {
-  int rc =
-      sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  const int flags =
+      options_.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  int rc = sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
     sqlite3_close(db_);
@@ -104,6 +105,8 @@ Connection::Connection(std::string path, ConnectionOptions options)
   try {
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_timeout(db_, static_cast<int>(options_.busy_timeout.count()));
+    // A reader takes the journal mode its writer chose; setting one would write the header.
+    if (options_.read_only) return;
     use_wal();
     exec(options_.durability == Durability::kFull ? "PRAGMA synchronous=FULL"
                                                   : "PRAGMA synchronous=NORMAL");

@@ -60,6 +60,12 @@ class SegmentStore {
   // is created when missing) and the segment files under `dir`, then recovers (see above).
   // Throws store::StoreError naming the database, or std::runtime_error naming the directory.
   static SegmentStore open(const std::string& db_path, const std::string& dir);
+  // Opens an existing store to read it, for a tool beside the coordinator that owns it (a
+  // replay): neither the database nor the directory is created, no table is made, nothing is
+  // recovered, and append() is a SegmentError. SQLite may still create the database's -wal and
+  // -shm side files, which hold no rows, when no coordinator has them open. Throws
+  // std::runtime_error naming a missing file or directory or a database with no segment index.
+  static SegmentStore open_read_only(const std::string& db_path, const std::string& dir);
   SegmentStore(SegmentStore&&) noexcept;
   SegmentStore& operator=(SegmentStore&&) noexcept;
   ~SegmentStore();
@@ -77,6 +83,8 @@ class SegmentStore {
   // The pipeline's segments with seq >= from_seq in seq order, at most `limit` (-1: all).
   std::vector<SegmentInfo> segments(const std::string& pipeline, std::int64_t from_seq = 0,
                                     std::int64_t limit = -1) const;
+  // The pipelines that have at least one segment, by name.
+  std::vector<std::string> pipelines() const;
   std::optional<SegmentInfo> last(const std::string& pipeline) const;
   // The rows of all the pipeline's segments: the stream index its next sample will get.
   std::int64_t total_rows(const std::string& pipeline) const;

@@ -50,6 +50,9 @@ struct ConnectionOptions {
   std::string owner = "store";  // names the owner in errors: "job queue", "config hub"
   std::chrono::milliseconds busy_timeout{std::chrono::seconds(10)};
   Durability durability = Durability::kFull;
+  // Opens an existing file without writing to it: no WAL switch, no pragma that writes, and any
+  // write statement fails. For tools that read a database a coordinator owns (a replay).
+  bool read_only = false;
 };
 
 // A cached statement in use. Its destructor resets it and clears its bindings on every exit,
@@ -114,9 +117,9 @@ class Statement {
 
 class Connection {
  public:
-  // Opens `path` (creating it) and sets the pragmas above. Switching a file to WAL needs a
-  // moment of exclusive access, so a connection opening beside busy ones retries for up to the
-  // busy timeout. Throws StoreError naming the path.
+  // Opens `path` (creating it, unless options.read_only) and sets the pragmas above. Switching a
+  // file to WAL needs a moment of exclusive access, so a connection opening beside busy ones
+  // retries for up to the busy timeout. Throws StoreError naming the path.
   Connection(std::string path, ConnectionOptions options);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
