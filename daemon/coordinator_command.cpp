@@ -10,7 +10,7 @@
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/manifest.hpp"
-#include "trainvisor/trainer/model_embedder.hpp"
+#include "trainvisor/trainer/stored_models.hpp"
 
 namespace tv::cli {
 namespace {

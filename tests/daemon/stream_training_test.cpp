@@ -20,7 +20,7 @@
 
 #include "trainer_process.hpp"
 #include "trainvisor/fleet/pipelines/sample_batch.hpp"
-#include "trainvisor/trainer/model_embedder.hpp"
+#include "trainvisor/trainer/stored_models.hpp"
 
 namespace tv {
 namespace {
@@ -122,17 +122,24 @@ Sample stream_sample(std::int64_t i) {
   return s;
 }
 
-void write_batch(const fs::path& file, const std::vector<Sample>& samples,
-                 std::vector<std::int64_t> shape = {kWidth}) {
+// `samples` as a stream batch, row r at time `first_time` + r.
+SampleBatchData batch_of(const std::vector<Sample>& samples, std::int64_t first_time = 0,
+                         std::vector<std::int64_t> shape = {kWidth}) {
   SampleBatchData b;
   b.sample_shape = std::move(shape);
   b.rows = samples.size();
   for (std::size_t r = 0; r < samples.size(); ++r) {
     b.features.insert(b.features.end(), samples[r].x.begin(), samples[r].x.end());
     b.labels.push_back(samples[r].label);
-    b.time_ns.push_back(static_cast<std::int64_t>(r));
+    b.time_ns.push_back(first_time + static_cast<std::int64_t>(r));
   }
-  std::ofstream(file, std::ios::binary) << fleet::pipelines::encode_batch(b);
+  return b;
+}
+
+void write_batch(const fs::path& file, const std::vector<Sample>& samples,
+                 std::vector<std::int64_t> shape = {kWidth}) {
+  std::ofstream(file, std::ios::binary)
+      << fleet::pipelines::encode_batch(batch_of(samples, 0, std::move(shape)));
 }
 
 std::vector<Sample> stream_range(std::int64_t begin, std::int64_t end) {
@@ -234,11 +241,14 @@ TEST(PipelineTraining, ZeroEpochsScoreTheStartingWeightsOnTheHoldoutAndTheSet) {
   const fs::path initial = write_bundle(dir, "good", good);
   const fs::path baseline = write_bundle(dir, "off", off);
   const fs::path out = dir / "out";
+  const auto t0 = std::chrono::steady_clock::now();
   const Finished f = run(stream.args(out, {{"--eval-set", stream.eval_set.string()},
                                            {"--initial-weights", initial.string()},
                                            {"--baseline", baseline.string()},
                                            {"--stream-epochs", "0"}}),
                          dir.path);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(f.code, 0) << f.err;
   const json e = read_evaluation(out);
   EXPECT_EQ(e["window"], json::array({110, 210}));
@@ -247,6 +257,16 @@ TEST(PipelineTraining, ZeroEpochsScoreTheStartingWeightsOnTheHoldoutAndTheSet) {
   EXPECT_EQ(e["set_samples"], 6);
   EXPECT_EQ(e["eval_samples"], 26);
   EXPECT_EQ(e["epochs"], 0);
+  // What the attempt spent: loading the model and data took CPU, and so did scoring two models;
+  // no part took longer than the whole run.
+  for (const char* key : {"train_cpu_s", "train_wall_s", "eval_cpu_s", "eval_wall_s"}) {
+    ASSERT_TRUE(e["cost"][key].is_number()) << key << ": " << e.dump();
+    EXPECT_GE(e["cost"][key].get<double>(), 0) << key;
+    if (std::string(key).ends_with("wall_s")) {
+      EXPECT_LT(e["cost"][key].get<double>(), seconds);
+    }
+  }
+  EXPECT_GT(e["cost"]["train_cpu_s"].get<double>(), 0);
   // The holdout [190, 210) and the evaluation set.
   const auto evaluated = [](std::int64_t begin, std::int64_t end, bool with_set) {
     std::vector<Sample> out = stream_range(begin, end);
@@ -458,14 +478,7 @@ TEST(ModelEmbedder, EmbedsSamplesAsTheDeployedModelSeesThem) {
       {"features", std::int64_t{4}}, {"hidden", std::int64_t{4}}, {"classes", std::int64_t{4}}};
   p.training.seed = 7;
   const std::vector<Sample> samples = stream_range(0, 9);
-  SampleBatchData batch;
-  batch.sample_shape = {kWidth};
-  batch.rows = samples.size();
-  for (std::size_t r = 0; r < samples.size(); ++r) {
-    batch.features.insert(batch.features.end(), samples[r].x.begin(), samples[r].x.end());
-    batch.labels.push_back(samples[r].label);
-    batch.time_ns.push_back(static_cast<std::int64_t>(100 + r));
-  }
+  const SampleBatchData batch = batch_of(samples, 100);
   const SampleBatchData e = embedder.embed(p, std::string(64, 'a'), batch);
   ASSERT_EQ(e.rows, samples.size());
   EXPECT_EQ(e.sample_shape, (std::vector<std::int64_t>{kWidth}));
@@ -503,7 +516,40 @@ TEST(ModelEmbedder, EmbedsSamplesAsTheDeployedModelSeesThem) {
   wide.sample_shape = {3};
   wide.features.resize(batch.rows * 3);
   refused(std::string(64, 'a'), wide,
-          "model aaaaaaaaaaaa (tiny) does not take samples of shape [3]");
+          "model aaaaaaaaaaaa (tiny) does not take samples of shape (3)");
+}
+
+// A replay's scorer gives a stored model's scores on stream samples: the ones computed here from
+// its known weights.
+TEST(ModelScorer, ScoresAStoredModelOnStreamSamples) {
+  TempDir dir;
+  const Weights w{identity(), shifted()};
+  const fs::path bundle = write_bundle(dir, "scored", w);
+  const PluginRegistry plugins = PluginRegistry::load({TV_PLUGIN_DIR});
+  trainer::ModelScorer scorer(plugins, [&](const std::string& digest) -> fs::path {
+    if (digest == std::string(64, 'a')) return bundle;
+    throw std::runtime_error("no artifact " + digest + " in the store");
+  });
+  for (const auto& [begin, end] : {std::pair{0, 40}, std::pair{100, 1300}}) {  // 2 batches
+    const std::vector<Sample> samples = stream_range(begin, end);
+    const trainer::ModelScores got = scorer.score(std::string(64, 'a'), batch_of(samples));
+    const Expected want = expected_scores(w, samples);
+    EXPECT_NEAR(got.accuracy, want.accuracy, 1e-12) << begin;
+    EXPECT_NEAR(got.macro_f1, want.macro_f1, 1e-9) << begin;
+    EXPECT_NEAR(got.loss, want.loss, 1e-5) << begin;
+  }
+  EXPECT_THROW(
+      {
+        try {
+          scorer.score(std::string(64, 'a'), batch_of({}));
+        } catch (const std::runtime_error& e) {
+          EXPECT_NE(std::string(e.what()).find("no labelled samples"), std::string::npos);
+          throw;
+        }
+      },
+      std::runtime_error);
+  EXPECT_THROW(scorer.score(std::string(64, 'c'), batch_of(stream_range(0, 4))),
+               std::runtime_error);
 }
 
 }  // namespace

@@ -206,7 +206,12 @@ void write_evaluation(const JobFolder& folder, const EvaluationReport& r) {
       {"epochs", r.epochs},
       {"new", scores_json(r.trained)},
       {"deployed", r.deployed ? scores_json(*r.deployed) : json(nullptr)},
-      {"deployed_model", r.deployed_model.empty() ? json(nullptr) : json(r.deployed_model)}};
+      {"deployed_model", r.deployed_model.empty() ? json(nullptr) : json(r.deployed_model)},
+      {"cost",
+       {{"train_cpu_s", r.train_cpu_s},
+        {"train_wall_s", r.train_wall_s},
+        {"eval_cpu_s", r.eval_cpu_s},
+        {"eval_wall_s", r.eval_wall_s}}}};
   const fs::path path = folder.evaluation();
   const fs::path tmp = JobFolder::staging(path);
   {

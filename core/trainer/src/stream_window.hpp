@@ -68,12 +68,17 @@ struct EvaluationReport {
   Scores trained;
   std::optional<Scores> deployed;  // the baseline's; nullopt without one
   std::string deployed_model;      // the baseline bundle's sha256; "" without one
+  // What this attempt spent (a resumed one counts from its resumption): training (data loading
+  // included) up to the final evaluation, then the evaluation of both models and the bundle's
+  // writing. Measurements, not results: a report keeps them apart from the scores.
+  double train_cpu_s = 0, train_wall_s = 0, eval_cpu_s = 0, eval_wall_s = 0;
 };
 
 // Writes folder.evaluation() through a staging file renamed over it:
 //   {"window": [B, E], "train_samples": T, "eval_samples": H + S, "holdout_samples": H,
 //    "set_samples": S, "epochs": N, "new": {"accuracy", "macro_f1", "loss"}, "deployed": {...}
-//    or null, "deployed_model": the baseline bundle's sha256 or null}
+//    or null, "deployed_model": the baseline bundle's sha256 or null, "cost": {"train_cpu_s",
+//    "train_wall_s", "eval_cpu_s", "eval_wall_s"}}
 // Throws std::runtime_error when it cannot be written.
 void write_evaluation(const JobFolder& folder, const EvaluationReport& report);
 

@@ -1,6 +1,7 @@
 // The training loop: the model, its data, the optimizer, the steps, evaluations and the run's
 // end. The live config is live_config.cpp's, checkpoints and bundles checkpoint.cpp's.
 #include <dlfcn.h>
+#include <sys/resource.h>
 #include <torch/torch.h>
 
 #include <atomic>
@@ -14,6 +15,7 @@
 
 #include "checkpoint.hpp"
 #include "live_config.hpp"
+#include "model_inference.hpp"
 #include "stream_window.hpp"
 #include "trainvisor/core/idx_reader.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
@@ -36,43 +38,22 @@ std::int64_t unix_ns() {
       .count();
 }
 
-struct Evaluation {
-  double loss = NAN;
-  double accuracy = NAN;
-  std::int64_t classes = 0;             // the model's class scores
-  std::vector<std::int64_t> confusion;  // [truth * classes + predicted]
+// What the process has spent so far: CPU seconds (user and system, every thread) and wall
+// seconds on a monotonic clock.
+struct Spent {
+  double cpu_s = 0;
+  double wall_s = 0;
 };
 
-// `model` scored on (xs, ys) in eval mode, in batches of 1000; at least one sample.
-Evaluation evaluate_model(plugin::Model& model, torch::nn::Module& module, const torch::Tensor& xs,
-                          const torch::Tensor& ys) {
-  torch::NoGradGuard no_grad;
-  module.eval();
-  const std::int64_t n = xs.size(0);
-  double loss_sum = 0;
-  std::int64_t correct = 0;
-  Evaluation out;
-  torch::Tensor confusion;
-  for (std::int64_t b = 0; b < n; b += 1000) {
-    const auto x = xs.slice(0, b, std::min(b + 1000, n));
-    const auto y = ys.slice(0, b, std::min(b + 1000, n));
-    const auto logits = model.forward(x);
-    loss_sum +=
-        torch::nn::functional::cross_entropy(
-            logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-            .item<double>();
-    const auto predicted = logits.argmax(1);
-    correct += predicted.eq(y).sum().item<std::int64_t>();
-    out.classes = logits.size(1);
-    const auto counts = torch::bincount(y * out.classes + predicted, {}, out.classes * out.classes);
-    confusion = confusion.defined() ? confusion + counts : counts;
-  }
-  module.train();
-  out.loss = loss_sum / static_cast<double>(n);
-  out.accuracy = static_cast<double>(correct) / static_cast<double>(n);
-  const auto c = confusion.to(torch::kInt64).contiguous();
-  out.confusion.assign(c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel());
-  return out;
+Spent spent_now() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
+  };
+  return {
+      seconds(u.ru_utime) + seconds(u.ru_stime),
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count()};
 }
 
 // The knobs a run starts from: the given ones, with a stream's epochs as max_epochs.
@@ -380,6 +361,11 @@ class Session final : public TrainingSession {
       // against.
       r.deployed_model = fleet::sha256_file_hex(s.baseline);
     }
+    const Spent now = spent_now();
+    r.train_cpu_s = evaluation_started_.cpu_s - started_.cpu_s;
+    r.train_wall_s = evaluation_started_.wall_s - started_.wall_s;
+    r.eval_cpu_s = now.cpu_s - evaluation_started_.cpu_s;
+    r.eval_wall_s = now.wall_s - evaluation_started_.wall_s;
     write_evaluation(folder_, r);
   }
 
@@ -427,6 +413,7 @@ class Session final : public TrainingSession {
   }
 
   TrainerExitCode finish(TrainerExitCode code, const std::string& reason) {
+    evaluation_started_ = spent_now();
     if (last_eval_step_ != step_) last_eval_ = evaluate();
     last_eval_step_ = step_;
     if (telemetry_) {
@@ -512,6 +499,9 @@ class Session final : public TrainingSession {
 
   TrainerOptions options_;
   JobFolder folder_;
+  // For a stream's evaluation.json: when the session began, and when its final evaluation did.
+  Spent started_ = spent_now();
+  Spent evaluation_started_;
   PluginRegistry registry_;
   LocalHostServices host_;
   plugin::Params model_params_;
