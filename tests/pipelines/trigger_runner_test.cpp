@@ -184,6 +184,8 @@ TEST_F(TriggerRunnerTest, FiringsBecomeJobsOverTheirWindows) {
   ASSERT_EQ(status.size(), 1u);
   EXPECT_EQ(status[0].state, "running");
   EXPECT_EQ(status[0].end_sample, 300);
+  EXPECT_GT(status[0].trigger_cpu_s, 0);  // five batches observed
+  EXPECT_LT(status[0].trigger_cpu_s, 60);
 }
 
 TEST_F(TriggerRunnerTest, ARestartNeitherLosesNorDoublesTheNextFiring) {

@@ -45,6 +45,7 @@ api::PipelineSummary summary(CoordinatorState& s, const PipelineSpec& spec,
     out.deployed_trigger = a->trigger;
   }
   out.features = to_string(spec.trigger_features);
+  out.trigger_cpu_s = status.trigger_cpu_s;
   if (status.features_model) {
     out.features_model = *status.features_model;
     out.features_since_seq = status.features_since_seq;

@@ -1,5 +1,8 @@
 #include "trainvisor/fleet/pipelines/trigger_runner.hpp"
 
+#include <time.h>
+
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -49,6 +52,7 @@ struct Entry {
   std::shared_ptr<Embedder> embedder;                   // runner thread only
   std::unique_ptr<plugin::Trigger> trigger;             // runner thread only
   std::string features_model;                           // runner thread only (embeddings)
+  std::atomic<std::int64_t> trigger_cpu_ns{0};          // spent in observe(), embedding included
   std::optional<PipelineCursor> cursor;                 // runner thread only
   // The stream's end when the manifest named the pipeline: where a new cursor starts (samples
   // stored before are the initial pass's), whenever the runner thread gets to it.
@@ -167,8 +171,26 @@ struct TriggerRunner::Impl {
 
   // Hands `batch` (segment `seq`) to `trigger`: as the model in effect embeds it, when the
   // trigger reads embeddings.
+  static std::int64_t thread_cpu_ns() {
+    timespec t{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return std::int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec;
+  }
+
   static void observe(Entry& e, plugin::Trigger& trigger, const SampleBatchData& batch,
                       std::int64_t seq, plugin::TriggerDecision& decision) {
+    const std::int64_t started = thread_cpu_ns();
+    try {
+      observe_features(e, trigger, batch, seq, decision);
+    } catch (...) {
+      e.trigger_cpu_ns += thread_cpu_ns() - started;
+      throw;
+    }
+    e.trigger_cpu_ns += thread_cpu_ns() - started;
+  }
+
+  static void observe_features(Entry& e, plugin::Trigger& trigger, const SampleBatchData& batch,
+                               std::int64_t seq, plugin::TriggerDecision& decision) {
     std::string error;
     bool ok = false;
     if (!embeddings(e)) {
@@ -444,19 +466,21 @@ std::vector<PipelineStatus> TriggerRunner::status() const {
   struct Named {
     std::string name, error;
     bool embeddings = false;
+    std::int64_t cpu_ns = 0;
   };
   std::vector<Named> names;
   {
     std::lock_guard lock(impl_->mu);
     for (const auto& [name, e] : impl_->entries)
-      names.push_back({name, e->error, Impl::embeddings(*e)});
+      names.push_back({name, e->error, Impl::embeddings(*e), e->trigger_cpu_ns.load()});
   }
   std::vector<PipelineStatus> out;
-  for (const auto& [name, error, embeddings] : names) {
+  for (const auto& [name, error, embeddings, cpu_ns] : names) {
     PipelineStatus s;
     s.name = name;
     s.state = error.empty() ? "running" : "stopped";
     s.error = error;
+    s.trigger_cpu_s = static_cast<double>(cpu_ns) * 1e-9;
     if (const auto c = impl_->store.cursor(name)) {
       s.next_seq = c->next_seq;
       s.end_sample = c->end_sample;

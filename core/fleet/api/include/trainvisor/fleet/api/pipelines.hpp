@@ -45,6 +45,9 @@ struct PipelineSummary {
   // the segment it started afresh at; -1 before its trigger began (and for raw).
   std::string features_model;
   std::int64_t features_since_seq = -1;
+  // CPU seconds the coordinator spent in the trigger (embedding included) since it last loaded
+  // the manifest: a measurement, for costs.
+  double trigger_cpu_s = 0;
 };
 
 struct PipelineList {
@@ -102,7 +105,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(IngestReply, pipeline, seq, digest, rows, fir
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineSummary, name, model, trigger, source, strategy, state,
                                    error, segments, samples, read_samples, triggers, alias,
                                    deployed, deployed_trigger, features, features_model,
-                                   features_since_seq)
+                                   features_since_seq, trigger_cpu_s)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineList, pipelines)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TriggerInfo, index, window_begin, end_sample, time_ns, reason,
                                    stats, job_id, initial_weights, baseline, outcome, model,

@@ -63,6 +63,9 @@ struct PipelineStatus {
   // segment that trigger began at.
   std::optional<std::string> features_model;
   std::int64_t features_since_seq = 0;
+  // CPU seconds the runner's thread spent in the trigger (embedding included) since the
+  // manifest load that named the pipeline: what its drift tests cost.
+  double trigger_cpu_s = 0;
 };
 
 class TriggerRunner {
