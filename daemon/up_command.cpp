@@ -1,6 +1,5 @@
 #include "up_command.hpp"
 
-#include <openssl/rand.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,18 +33,6 @@ struct UpOptions {
   double orphan_after_s = 60;
 };
 
-std::string random_token() {
-  unsigned char b[16];
-  RAND_bytes(b, sizeof b);
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (unsigned char c : b) {
-    s += hex[c >> 4];
-    s += hex[c & 15];
-  }
-  return s;
-}
-
 // This machine's host name, as the host daemon would take it, or "local" when the hostname
 // cannot name a host.
 std::string local_host_name() {
@@ -73,13 +60,13 @@ int run_up(const UpOptions& u) {
   fleet::CoordinatorOptions c;
   c.data_dir = u.data_dir;
   c.manifest_path = u.manifest;
-  c.operator_token = random_token();
-  c.worker_token = random_token();
+  c.operator_token = fleet::random_token();
+  c.worker_token = fleet::random_token();
   c.plugin_dirs = u.plugin_dirs;
   c.http.bind = "127.0.0.1";
   c.http.port = u.port;
   c.queue.prefer_cuda_grace = std::chrono::seconds(0);  // the only host is this one
-  use_model_embedder(c);
+  c.make_embedder = model_embedder_maker();
   fleet::Coordinator coordinator(c);
   // Operators on this machine can use the CLI against it for the run's duration.
   const fs::path env = fs::path(u.data_dir) / "coordinator.env";

@@ -254,6 +254,15 @@ Reply<Ok> CoordinatorClient::download_segment(const std::string& digest, const s
   return Reply<Ok>::accepted(r.status, Ok{});
 }
 
+Reply<IngestReply> CoordinatorClient::ingest(const std::string& pipeline, const std::string& body,
+                                             const std::string& idempotency_key) {
+  Headers h = impl_->headers(Role::kOperator);
+  h.emplace_back("Content-Type", kSampleBatchContentType);
+  if (!idempotency_key.empty()) h.emplace_back(std::string(kIdempotencyKeyHeader), idempotency_key);
+  return reply_of(impl_->http.request("POST", target(kPipelineSamples, {pipeline}), body, h),
+                  decoded<IngestReply>);
+}
+
 Reply<std::vector<PipelineSummary>> CoordinatorClient::pipelines() {
   return reply_of(impl_->get(target(kPipelines, {})), listed(&PipelineList::pipelines));
 }

@@ -1,5 +1,7 @@
 #include "trainvisor/fleet/coordinator.hpp"
 
+#include <openssl/rand.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -77,6 +79,18 @@ std::vector<http::Route> answering_disk_full(std::vector<http::Route> routes,
 }
 
 }  // namespace
+
+std::string random_token() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("no random bytes for a token");
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : b) {
+    s += hex[c >> 4];
+    s += hex[c & 15];
+  }
+  return s;
+}
 
 struct Coordinator::Impl {
   coordinator::CoordinatorState state;

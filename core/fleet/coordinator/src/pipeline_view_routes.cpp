@@ -46,6 +46,7 @@ api::PipelineSummary summary(CoordinatorState& s, const PipelineSpec& spec,
   }
   out.features = to_string(spec.trigger_features);
   out.trigger_cpu_s = status.trigger_cpu_s;
+  out.trigger_wall_s = status.trigger_wall_s;
   if (status.features_model) {
     out.features_model = *status.features_model;
     out.features_since_seq = status.features_since_seq;

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -53,7 +54,8 @@ struct Entry {
   std::unique_ptr<plugin::Trigger> trigger;             // runner thread only
   std::string features_model;                           // runner thread only (embeddings)
   std::atomic<std::int64_t> trigger_cpu_ns{0};          // spent in observe(), embedding included
-  std::optional<PipelineCursor> cursor;                 // runner thread only
+  std::atomic<std::int64_t> trigger_wall_ns{0};
+  std::optional<PipelineCursor> cursor;  // runner thread only
   // The stream's end when the manifest named the pipeline: where a new cursor starts (samples
   // stored before are the initial pass's), whenever the runner thread gets to it.
   std::int64_t start_seq = 0, start_sample = 0;
@@ -180,13 +182,20 @@ struct TriggerRunner::Impl {
   static void observe(Entry& e, plugin::Trigger& trigger, const SampleBatchData& batch,
                       std::int64_t seq, plugin::TriggerDecision& decision) {
     const std::int64_t started = thread_cpu_ns();
+    const auto wall = std::chrono::steady_clock::now();
+    const auto count = [&] {
+      e.trigger_cpu_ns += thread_cpu_ns() - started;
+      e.trigger_wall_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now() - wall)
+                               .count();
+    };
     try {
       observe_features(e, trigger, batch, seq, decision);
     } catch (...) {
-      e.trigger_cpu_ns += thread_cpu_ns() - started;
+      count();
       throw;
     }
-    e.trigger_cpu_ns += thread_cpu_ns() - started;
+    count();
   }
 
   static void observe_features(Entry& e, plugin::Trigger& trigger, const SampleBatchData& batch,
@@ -466,21 +475,23 @@ std::vector<PipelineStatus> TriggerRunner::status() const {
   struct Named {
     std::string name, error;
     bool embeddings = false;
-    std::int64_t cpu_ns = 0;
+    std::int64_t cpu_ns = 0, wall_ns = 0;
   };
   std::vector<Named> names;
   {
     std::lock_guard lock(impl_->mu);
     for (const auto& [name, e] : impl_->entries)
-      names.push_back({name, e->error, Impl::embeddings(*e), e->trigger_cpu_ns.load()});
+      names.push_back({name, e->error, Impl::embeddings(*e), e->trigger_cpu_ns.load(),
+                       e->trigger_wall_ns.load()});
   }
   std::vector<PipelineStatus> out;
-  for (const auto& [name, error, embeddings, cpu_ns] : names) {
+  for (const auto& [name, error, embeddings, cpu_ns, wall_ns] : names) {
     PipelineStatus s;
     s.name = name;
     s.state = error.empty() ? "running" : "stopped";
     s.error = error;
     s.trigger_cpu_s = static_cast<double>(cpu_ns) * 1e-9;
+    s.trigger_wall_s = static_cast<double>(wall_ns) * 1e-9;
     if (const auto c = impl_->store.cursor(name)) {
       s.next_seq = c->next_seq;
       s.end_sample = c->end_sample;

@@ -91,6 +91,11 @@ struct CoordinatorOptions {
   std::function<void(const std::string&)> on_error;
 };
 
+// A fresh token for CoordinatorOptions (32 hex digits from OpenSSL's generator), for a process
+// that runs a coordinator for itself (`up`, `replay`). Throws std::runtime_error when no random
+// bytes can be had.
+std::string random_token();
+
 struct ReloadSummary {
   std::vector<std::string> added;  // job names (replacements included)
   std::vector<std::string> unchanged;

@@ -119,6 +119,10 @@ class CoordinatorClient {
   Reply<Ok> download_artifact(const std::string& digest, const std::string& path);
   // A pipeline's segment (kSegment), as the coordinator stored it.
   Reply<Ok> download_segment(const std::string& digest, const std::string& path);
+  // Ingest of one sample batch (`body`: pipelines::encode_batch's bytes) as an operator; a
+  // non-empty `idempotency_key` makes a batch sent again a no-op (IngestReply::repeated).
+  Reply<IngestReply> ingest(const std::string& pipeline, const std::string& body,
+                            const std::string& idempotency_key);
   // Pipelines (reads), and an operator's moves of a pipeline's alias.
   Reply<std::vector<PipelineSummary>> pipelines();
   Reply<PipelineDetail> pipeline(const std::string& name);

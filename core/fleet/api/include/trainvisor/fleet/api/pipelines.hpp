@@ -48,6 +48,7 @@ struct PipelineSummary {
   // CPU seconds the coordinator spent in the trigger (embedding included) since it last loaded
   // the manifest: a measurement, for costs.
   double trigger_cpu_s = 0;
+  double trigger_wall_s = 0;
 };
 
 struct PipelineList {
@@ -105,7 +106,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(IngestReply, pipeline, seq, digest, rows, fir
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineSummary, name, model, trigger, source, strategy, state,
                                    error, segments, samples, read_samples, triggers, alias,
                                    deployed, deployed_trigger, features, features_model,
-                                   features_since_seq, trigger_cpu_s)
+                                   features_since_seq, trigger_cpu_s, trigger_wall_s)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineList, pipelines)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TriggerInfo, index, window_begin, end_sample, time_ns, reason,
                                    stats, job_id, initial_weights, baseline, outcome, model,

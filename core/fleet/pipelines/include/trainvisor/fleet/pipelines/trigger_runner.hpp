@@ -66,6 +66,7 @@ struct PipelineStatus {
   // CPU seconds the runner's thread spent in the trigger (embedding included) since the
   // manifest load that named the pipeline: what its drift tests cost.
   double trigger_cpu_s = 0;
+  double trigger_wall_s = 0;
 };
 
 class TriggerRunner {
