@@ -38,7 +38,7 @@ void parse_stream_fault(const std::string& fault, fleet::CoordinatorOptions& o) 
 // Runs the coordinator until SIGTERM or SIGINT; SIGHUP reloads the manifest.
 void serve(fleet::CoordinatorOptions o) {
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
-  use_model_embedder(o);
+  o.make_embedder = model_embedder_maker();
   fleet::Coordinator coordinator(o);
   std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),
                o.data_dir.c_str());
@@ -64,9 +64,9 @@ void serve(fleet::CoordinatorOptions o) {
 
 }  // namespace
 
-void use_model_embedder(fleet::CoordinatorOptions& o) {
-  o.make_embedder = [](const PluginRegistry& plugins,
-                       std::function<std::filesystem::path(const std::string&)> artifact_file) {
+decltype(fleet::CoordinatorOptions::make_embedder) model_embedder_maker() {
+  return [](const PluginRegistry& plugins,
+            std::function<std::filesystem::path(const std::string&)> artifact_file) {
     return std::make_shared<trainer::ModelEmbedder>(plugins, std::move(artifact_file));
   };
 }

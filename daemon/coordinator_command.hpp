@@ -9,8 +9,8 @@ namespace tv::cli {
 
 void add_coordinator_command(CLI::App& app);
 
-// Gives `o` the trainer's ModelEmbedder: triggers that read embeddings run the deployed model
-// in the coordinator's process. `trainvisor up` uses it too.
-void use_model_embedder(fleet::CoordinatorOptions& o);
+// The trainer's ModelEmbedder as CoordinatorOptions::make_embedder: triggers that read
+// embeddings run the deployed model in the coordinator's process. `up` and `replay` use it too.
+decltype(fleet::CoordinatorOptions::make_embedder) model_embedder_maker();
 
 }  // namespace tv::cli

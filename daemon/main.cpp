@@ -10,6 +10,7 @@
 #include "local_command.hpp"
 #include "ops_command.hpp"
 #include "plugins_command.hpp"
+#include "replay_command.hpp"
 #include "shm_command.hpp"
 #include "train_command.hpp"
 #include "trainvisor/core/param_schema.hpp"
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   tv::cli::add_local_command(app);
   tv::cli::add_ops_commands(app);
   tv::cli::add_plugins_commands(app);
+  tv::cli::add_replay_command(app);
   tv::cli::add_shm_commands(app);
   tv::cli::add_train_command(app);
   tv::cli::add_up_command(app);

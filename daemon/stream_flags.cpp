@@ -36,7 +36,8 @@ std::pair<std::int64_t, std::int64_t> parse_window(const std::string& text) {
           parse_index(text.substr(colon + 1), "--window", text)};
 }
 
-// "1,28,28" -> {1, 28, 28}.
+}  // namespace
+
 std::vector<std::int64_t> parse_shape(const std::string& text) {
   std::vector<std::int64_t> out;
   std::size_t begin = 0;
@@ -47,8 +48,6 @@ std::vector<std::int64_t> parse_shape(const std::string& text) {
     begin = comma + 1;
   }
 }
-
-}  // namespace
 
 void add_stream_flags(CLI::App& cmd, StreamFlags& f) {
   const auto add = [&cmd](const std::string& flag, auto& target, const std::string& help) {

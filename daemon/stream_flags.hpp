@@ -22,6 +22,9 @@ struct StreamFlags {
 // --eval-set, --initial-weights, --baseline and --stream-epochs to `cmd`, writing into `flags`.
 void add_stream_flags(CLI::App& cmd, StreamFlags& flags);
 
+// --sample-shape's "1,28,28" -> {1, 28, 28}; a CLI::ValidationError naming the flag otherwise.
+std::vector<std::int64_t> parse_shape(const std::string& text);
+
 // The stream the flags give; nullopt without --segment. Throws CLI::ValidationError naming the
 // flag for a stream flag without --segment, a missing --window, --sample-shape or --classes, a
 // value that does not parse, or a flag of the model's own data given with --segment.

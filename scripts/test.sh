@@ -27,8 +27,10 @@ sanitized=(tv_shm_tests tv_shm_test_writer tv_store_tests tv_queue_tests tv_queu
            tv_host_daemon_tests tv_trainer_process_tests tv_supervisor_tests policy_plateau
            tv_pipelines_tests tv_pipeline_runner_tests trainvisor)
 # The drift statistics and the triggers run their OpenMP threads under AddressSanitizer only:
-# libgomp is not built with ThreadSanitizer, whose reports on its barriers would be noise.
-asan_only=(tv_drift_tests tv_drift_streaming_tests tv_drift_backend_tests tv_trigger_tests)
+# libgomp is not built with ThreadSanitizer, whose reports on its barriers would be noise. The
+# replay sources' pixel arithmetic (rotations, permutations) runs under it too.
+asan_only=(tv_drift_tests tv_drift_streaming_tests tv_drift_backend_tests tv_trigger_tests
+           tv_replay_source_tests)
 for preset in tsan asan; do
   echo "test: concurrent code under $preset"
   targets=("${sanitized[@]}")

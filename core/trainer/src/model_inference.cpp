@@ -3,8 +3,10 @@
 #include "model_inference.hpp"
 
 #include <ATen/ATen.h>
+#include <dlfcn.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/utils.h>
+#include <torch/version.h>
 
 #include <deque>
 
@@ -178,6 +180,13 @@ SampleBatchData ModelEmbedder::embed(const fleet::PipelineSpec& pipeline, const 
   e.labels = batch.labels;
   e.time_ns = batch.time_ns;
   return e;
+}
+
+std::map<std::string, std::string> model_runtime() {
+  using Config = const char* (*)();
+  std::string blas = "the BLAS libtorch was linked with (not OpenBLAS)";
+  if (auto* f = reinterpret_cast<Config>(::dlsym(RTLD_DEFAULT, "openblas_get_config"))) blas = f();
+  return {{"libtorch", TORCH_VERSION}, {"blas", blas}};
 }
 
 ModelScorer::ModelScorer(const PluginRegistry& plugins, ArtifactFile artifact_file)

@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -61,5 +62,9 @@ class ModelScorer {
 };
 
 inline constexpr std::size_t kKeptModels = 4;
+
+// What models run on here, for a report's environment: {"libtorch": "1.13.1", "blas": OpenBLAS's
+// build configuration ("OpenBLAS 0.3.21 DYNAMIC_ARCH ...") or the name of the BLAS found}.
+std::map<std::string, std::string> model_runtime();
 
 }  // namespace tv::trainer
