@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 #include "trainvisor/fleet/api/coordinator_client.hpp"
@@ -29,6 +30,9 @@ struct Fleet {
   std::unique_ptr<Coordinator> coordinator;
   std::unique_ptr<HostDaemon> host;
   std::thread host_thread;
+  // Set when the host daemon's run ends before the replay stops it: no training would finish.
+  std::atomic<bool> host_ended{false};
+  std::string host_error;  // written before host_ended is set
   std::unique_ptr<api::CoordinatorClient> client;
 
   explicit Fleet(const ExperimentOptions& o) {
@@ -65,7 +69,14 @@ struct Fleet {
     h.heartbeat_every = std::chrono::milliseconds(500);
     if (o.log) h.on_event = [log = o.log](const HostEvent& e) { log("host: " + e.message); };
     host = std::make_unique<HostDaemon>(h);
-    host_thread = std::thread([this] { host->run(); });
+    host_thread = std::thread([this] {
+      try {
+        host->run();
+      } catch (const std::exception& e) {
+        host_error = e.what();
+      }
+      host_ended = true;
+    });
   }
 
   ~Fleet() {
@@ -136,6 +147,10 @@ BatchMark settle(const ExperimentOptions& o, Fleet& f, const std::vector<std::st
       fired += s.triggers;
     }
     progress.triggers = fired;
+    if (f.host_ended) {
+      throw ReplayError("replay: its host daemon stopped" +
+                        (f.host_error.empty() ? std::string() : ": " + f.host_error));
+    }
     if (ready) {
       std::string training;
       for (const std::string& name : names) {
