@@ -36,18 +36,11 @@ std::optional<std::string> read_body(BodyStream& body, std::size_t limit) {
   return out;
 }
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i)
-    out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
 // What the manifest says a batch of `spec`'s stream must be, beyond what the codec checks.
 std::optional<std::string> batch_problem(const PipelineSpec& spec, const SampleBatchData& b) {
   if (b.sample_shape != spec.stream.sample_shape) {
-    return "features: one sample is " + shape_text(b.sample_shape) + ", pipeline '" + spec.name +
-           "' takes " + shape_text(spec.stream.sample_shape);
+    return "features: one sample is " + sample_shape_text(b.sample_shape) + ", pipeline '" +
+           spec.name + "' takes " + sample_shape_text(spec.stream.sample_shape);
   }
   for (std::size_t i = 0; i < b.labels.size(); ++i) {
     if (b.labels[i] >= spec.stream.num_classes) {

@@ -39,6 +39,8 @@ api::PipelineSummary summary(CoordinatorState& s, const PipelineSpec& spec,
   }
   out.read_samples = status.end_sample;
   out.triggers = status.triggers;
+  for (const pipelines::TriggerRecord& r : s.pipeline_store->training())
+    out.training += r.pipeline == spec.name ? 1 : 0;
   out.alias = spec.deployment.alias;
   if (const auto a = s.pipeline_store->alias(spec.deployment.alias)) {
     out.deployed = a->digest;

@@ -424,6 +424,13 @@ const char* to_string(InitialPass pass) {
   }
 }
 
+std::string sample_shape_text(const std::vector<std::int64_t>& shape) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
 const char* to_string(TriggerFeatures features) {
   return features == TriggerFeatures::kEmbeddings ? "embeddings" : "raw";
 }

@@ -8,6 +8,7 @@
 
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
+#include "trainvisor/fleet/pipeline_spec.hpp"
 #include "trainvisor/fleet/pipelines/sample_batch.hpp"
 #include "trainvisor/fleet/sha256.hpp"
 
@@ -93,13 +94,6 @@ T value_of(const api::Reply<T>& r, const std::string& what) {
   return *r;
 }
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // The manifest's pipelines, each checked against what the source gives.
 std::vector<std::string> checked_pipelines(const ExperimentOptions& o, Fleet& f) {
   std::vector<std::string> names;
@@ -112,9 +106,9 @@ std::vector<std::string> checked_pipelines(const ExperimentOptions& o, Fleet& f)
     const std::int64_t classes = d.spec["stream"]["classes"].get<std::int64_t>();
     if (shape != o.source->sample_shape() || classes < o.source->num_classes()) {
       throw ReplayError("replay: pipeline '" + name + "' takes samples of shape " +
-                        shape_text(shape) + " with " + std::to_string(classes) +
+                        sample_shape_text(shape) + " with " + std::to_string(classes) +
                         " classes; the source (" + o.source->describe() + ") gives " +
-                        shape_text(o.source->sample_shape()) + " with " +
+                        sample_shape_text(o.source->sample_shape()) + " with " +
                         std::to_string(o.source->num_classes()));
     }
   }
@@ -136,6 +130,7 @@ BatchMark settle(const ExperimentOptions& o, Fleet& f, const std::vector<std::st
     BatchMark mark{samples, {}, {}, {}};
     bool ready = true;
     std::int64_t fired = 0;
+    std::string training;  // the first firing whose training is not decided yet
     for (const api::PipelineSummary& s : value_of(f.client->pipelines(), "its pipelines")) {
       if (std::find(names.begin(), names.end(), s.name) == names.end()) continue;
       if (s.state == "stopped")
@@ -145,6 +140,9 @@ BatchMark settle(const ExperimentOptions& o, Fleet& f, const std::vector<std::st
       mark.cpu_s[s.name] = s.trigger_cpu_s;
       mark.wall_s[s.name] = s.trigger_wall_s;
       fired += s.triggers;
+      // One slot decides trainings in firing order: the undecided ones are the newest.
+      if (s.training > 0 && training.empty())
+        training = s.name + ".t" + std::to_string(s.triggers - s.training);
     }
     progress.triggers = fired;
     if (f.host_ended) {
@@ -152,16 +150,6 @@ BatchMark settle(const ExperimentOptions& o, Fleet& f, const std::vector<std::st
                         (f.host_error.empty() ? std::string() : ": " + f.host_error));
     }
     if (ready) {
-      std::string training;
-      for (const std::string& name : names) {
-        if (mark.triggers[name] == 0) continue;
-        const api::TriggerList t =
-            value_of(f.client->pipeline_triggers(name), "triggers of " + name);
-        for (const api::TriggerInfo& r : t.triggers) {
-          if (r.outcome == "training" && training.empty())
-            training = name + ".t" + std::to_string(r.index);
-        }
-      }
       if (training.empty()) return mark;
       if (progress.doing != "training " + training) {
         progress.doing = "training " + training;

@@ -88,5 +88,7 @@ const char* to_string(InitialModelKind kind);
 const char* to_string(StrategyKind kind);
 const char* to_string(InitialPass pass);
 const char* to_string(TriggerFeatures features);
+// A sample shape as the manifest writes it: "[1, 28, 28]".
+std::string sample_shape_text(const std::vector<std::int64_t>& shape);
 
 }  // namespace tv::fleet

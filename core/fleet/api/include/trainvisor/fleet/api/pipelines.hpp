@@ -37,6 +37,7 @@ struct PipelineSummary {
   std::int64_t segments = 0, samples = 0;  // stored
   std::int64_t read_samples = 0;           // what its trigger has read
   std::int64_t triggers = 0;               // firings
+  std::int64_t training = 0;               // of which the training is not decided yet
   std::string alias;
   std::string deployed;  // the alias's model; "" none yet
   std::int64_t deployed_trigger = -1;
@@ -104,8 +105,8 @@ struct PipelineDetail {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(IngestReply, pipeline, seq, digest, rows, first_sample,
                                    first_time_ns, last_time_ns, bytes, repeated)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineSummary, name, model, trigger, source, strategy, state,
-                                   error, segments, samples, read_samples, triggers, alias,
-                                   deployed, deployed_trigger, features, features_model,
+                                   error, segments, samples, read_samples, triggers, training,
+                                   alias, deployed, deployed_trigger, features, features_model,
                                    features_since_seq, trigger_cpu_s, trigger_wall_s)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PipelineList, pipelines)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TriggerInfo, index, window_begin, end_sample, time_ns, reason,
