@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <thread>
 
 #include "plugins_command.hpp"
@@ -17,6 +18,7 @@
 #include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
+#include "trainvisor/fleet/trainer_process.hpp"
 
 namespace tv::cli {
 
@@ -47,6 +49,8 @@ const char* kind_word(fleet::HostEvent::Kind k) {
   }
   return "?";
 }
+
+namespace fs = std::filesystem;
 
 int run_daemon(fleet::HostDaemonOptions o) {
   o.on_event = [](const fleet::HostEvent& e) {
@@ -104,6 +108,9 @@ void add_host_command(CLI::App& app) {
                   "written by the first start's enrolment (default: WORK_DIR/host-credential); "
                   "or $TRAINVISOR_HOST_CREDENTIAL");
   cmd->add_option("--ca-file", d->ca_file, "CA certificate to verify an https coordinator");
+  cmd->add_option("--python-path", d->python_path,
+                  "Put before PYTHONPATH for command jobs' trainers (default: the build tree's "
+                  "Python package when run from a build tree)");
   cmd->add_option("--name", d->name, "Worker name (default: the hostname)");
   cmd->add_option("--slots", d->slots, "Jobs to run at once")->check(CLI::Range(1, 256));
   cmd->add_option("--work-dir", d->work_dir, "Where trainers write checkpoints and bundles");
@@ -138,6 +145,7 @@ void add_host_command(CLI::App& app) {
       d->poll_every = std::chrono::milliseconds(static_cast<std::int64_t>(*poll_s * 1000));
       d->exit_when_idle = *exit_idle;
       d->orphan_after = std::chrono::milliseconds(static_cast<std::int64_t>(*orphan_s * 1000));
+      if (d->python_path.empty()) d->python_path = python_package_path();
       run_daemon(*d);
       return;
     }
@@ -157,6 +165,33 @@ void add_host_command(CLI::App& app) {
                        : ("no (" + cuda.detail + ")").c_str());
     std::printf("libtorch    %s\ntrainvisor  %s\n", c.torch_version.c_str(),
                 c.trainvisor_version.c_str());
+  });
+}
+
+std::string python_package_path() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  // BUILD/bin/trainvisor: the package the build assembles in BUILD/python, else the sources'.
+  for (const fs::path& dir : {exe.parent_path().parent_path() / "python",
+                              exe.parent_path().parent_path().parent_path() / "python"}) {
+    if (fs::is_regular_file(dir / "trainvisor" / "__init__.py", ec)) return dir.string();
+  }
+  return "";
+}
+
+void add_trainer_exec_command(CLI::App& app) {
+  auto exit_code_file = std::make_shared<std::string>();
+  auto command = std::make_shared<std::vector<std::string>>();
+  CLI::App* cmd = app.add_subcommand("trainer-exec", "Run a command job's trainer (for hosts)");
+  cmd->group("");  // the host's own: not listed in --help
+  cmd->add_option("--exit-code-file", *exit_code_file, "Where its exit code is written")
+      ->required();
+  cmd->add_option("command", *command, "The trainer command and its arguments, after --")
+      ->required();
+  cmd->callback([exit_code_file, command] {
+    const int code = fleet::run_trainer_command(*exit_code_file, *command);
+    if (code != 0) throw CLI::RuntimeError(code);
   });
 }
 

@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   });
   tv::cli::add_coordinator_command(app);
   tv::cli::add_host_command(app);
+  tv::cli::add_trainer_exec_command(app);
   tv::cli::add_local_command(app);
   tv::cli::add_ops_commands(app);
   tv::cli::add_plugins_commands(app);

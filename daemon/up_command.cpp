@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "coordinator_command.hpp"
+#include "host_command.hpp"
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
@@ -85,6 +86,7 @@ int run_up(const UpOptions& u) {
                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
   h.work_dir = (fs::path(u.data_dir) / "work").string();
   h.plugin_dirs = u.plugin_dirs;
+  h.python_path = python_package_path();
   h.poll_every = std::chrono::milliseconds(300);
   // Lease timing: the fleet's defaults (heartbeat 5 s, stale_after 30 s, sweep every 5 s).
   h.exit_when_idle = true;

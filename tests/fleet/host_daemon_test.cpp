@@ -23,9 +23,12 @@
 #include <sstream>
 #include <thread>
 
+#include "trainvisor/fleet/config_agent.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
+#include "trainvisor/fleet/folder_archive.hpp"
 #include "trainvisor/fleet/http.hpp"
 #include "trainvisor/fleet/sha256.hpp"
+#include "trainvisor/fleet/trainer_process.hpp"
 #include "trainvisor/shm/block_name.hpp"
 #include "trainvisor/shm/config_block.hpp"
 #include "trainvisor/shm/telemetry_ring.hpp"
@@ -1002,11 +1005,140 @@ TEST_F(HostDaemonTest, DryRunPolicyWritesNothing) {
   EXPECT_EQ(coordinator_.count("config"), 0u) << coordinator_.received("config").at(0).body;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Command jobs: a shell script in a host folder stands for the user's PyTorch script.
+
+class CommandJobTest : public HostDaemonTest {
+ protected:
+  // A command job running `sh trainer.sh`, the script holding `body`, in a host_workdir.
+  JobSpec command_job(const std::string& body, std::vector<std::string> argv = {}) {
+    const fs::path workdir = dir_ / ("trainer-" + std::to_string(jobs_.size()));
+    fs::create_directories(workdir);
+    std::ofstream(workdir / "trainer.sh") << "set -e\n" << body;
+    JobSpec s = job({});
+    s.model = "";
+    s.model_params.clear();
+    s.command = CommandTrainer{argv.empty() ? std::vector<std::string>{"sh", "trainer.sh"} : argv,
+                               "", workdir.string()};
+    jobs_.back() = s;
+    return s;
+  }
+  fs::path out_dir(const JobSpec& j) const { return out(j) / "out"; }
+
+  // The one upload's files, unpacked.
+  fs::path uploaded(const std::string& name) {
+    const auto up = coordinator_.received("upload");
+    if (up.size() != 1) return {};
+    EXPECT_EQ(up[0].path.substr(up[0].path.rfind('/') + 1), name);
+    write_file(dir_ / "upload.tar", up[0].body);
+    unpack_archive(dir_ / "upload.tar", dir_ / "uploaded");
+    return dir_ / "uploaded";
+  }
+};
+
+TEST_F(CommandJobTest, RunsWithTheJobsEnvironmentAndUploadsItsOutputAsATar) {
+  const JobSpec j = command_job(
+      "env | grep '^TRAINVISOR_' | sort > \"$TRAINVISOR_OUT_DIR/env.txt\"\n"
+      "pwd > \"$TRAINVISOR_OUT_DIR/cwd.txt\"\n"
+      "mkdir -p \"$TRAINVISOR_OUT_DIR/model\" && echo weights > \"$TRAINVISOR_OUT_DIR/model/w\"\n");
+  coordinator_.offer(j, "lease-py");
+  start(options());
+  ASSERT_EQ(wait_done(), 1) << all_events();
+  const fs::path got = uploaded("bundle.tar");
+  ASSERT_FALSE(got.empty()) << all_events();
+  EXPECT_EQ(read_file(got / "model" / "w"), "weights\n");
+  EXPECT_EQ(read_file(got / "cwd.txt"), j.command->host_workdir + "\n");
+  const std::string env = read_file(got / "env.txt");
+  for (const std::string& line :
+       {std::string("TRAINVISOR_ATTEMPT=1"), "TRAINVISOR_BLOCK=" + shm::block_name_for_job(j.id),
+        "TRAINVISOR_JOB_ID=" + j.id, "TRAINVISOR_LEASE_DIGEST=" + lease_digest_hex("lease-py"),
+        "TRAINVISOR_OUT_DIR=" + out_dir(j).string()}) {
+    EXPECT_NE(env.find(line + "\n"), std::string::npos) << line << " not in\n" << env;
+  }
+  const auto done = coordinator_.received("complete");
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].json_body().at("artifact"),
+            sha256_hex(coordinator_.received("upload")[0].body));
+  EXPECT_EQ(read_file(out(j) / "exit_code"), "0\n");  // written by trainer-exec
+}
+
+TEST_F(CommandJobTest, ExitThreeIsAnEarlyStopAndStillDelivers) {
+  const JobSpec j = command_job("echo m > \"$TRAINVISOR_OUT_DIR/m\"\nexit 3\n");
+  coordinator_.offer(j, "lease-3");
+  start(options());
+  ASSERT_EQ(wait_done(), 1) << all_events();
+  const auto done = coordinator_.received("complete");
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].json_body().value("early_stopped", false), true) << done[0].body;
+}
+
+TEST_F(CommandJobTest, ATrainerThatExitsAtOnceFailsTheJobWithItsCommandAndLog) {
+  const JobSpec j = command_job("echo 'ImportError: no module named torchh' >&2\nexit 1\n");
+  coordinator_.offer(j, "lease-1");
+  start(options());
+  ASSERT_EQ(wait_done(), 0) << all_events();
+  const auto f = coordinator_.received("fail");
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].json_body().at("class"), "trainer_failure");
+  const std::string reason = f[0].json_body().at("reason");
+  EXPECT_NE(reason.find("trainer exited 1 (sh trainer.sh): "), std::string::npos) << reason;
+  EXPECT_NE(reason.find("no module named torchh"), std::string::npos) << reason;
+  EXPECT_EQ(coordinator_.count("upload"), 0u);
+}
+
+TEST_F(CommandJobTest, ACommandNotFoundFailsTheJobWithoutStartingAnything) {
+  const JobSpec j = command_job("", {"no-such-trainer-xyz", "train.py"});
+  coordinator_.offer(j, "lease-n");
+  start(options());
+  ASSERT_EQ(wait_done(), 0) << all_events();
+  const auto f = coordinator_.received("fail");
+  ASSERT_EQ(f.size(), 1u);
+  const std::string reason = f[0].json_body().at("reason");
+  EXPECT_NE(reason.find("host host-t: trainer command 'no-such-trainer-xyz' is not an executable "
+                        "on this host's PATH"),
+            std::string::npos)
+      << reason;
+  EXPECT_EQ(coordinator_.count("running"), 0u);
+  // The block it made for the trainer is gone again.
+  EXPECT_THROW(shm::ConfigBlockReader::attach(shm::block_name_for_job(j.id)), shm::ShmError);
+}
+
+TEST_F(CommandJobTest, ATrainerThatWritesNothingFailsTheJob) {
+  const JobSpec j = command_job("exit 0\n");
+  coordinator_.offer(j, "lease-e");
+  start(options());
+  ASSERT_EQ(wait_done(), 0) << all_events();
+  const auto f = coordinator_.received("fail");
+  ASSERT_EQ(f.size(), 1u);
+  const std::string reason = f[0].json_body().at("reason");
+  EXPECT_NE(reason.find("left nothing in its output directory"), std::string::npos) << reason;
+}
+
+TEST_F(CommandJobTest, CancelReachesTheCommandThroughTrainerExec) {
+  const JobSpec j = command_job(
+      "trap 'echo saved > \"$TRAINVISOR_OUT_DIR/checkpoint\"; exit 4' TERM\n"
+      "touch \"$TRAINVISOR_OUT_DIR/started\"\n"
+      "while :; do sleep 0.05; done\n");
+  coordinator_.offer(j, "lease-c");
+  start(options());
+  ASSERT_TRUE(wait_file(out_dir(j) / "started")) << all_events();
+  coordinator_.answer("heartbeat", 200, {{"ok", true}, {"cancel_requested", true}});
+  ASSERT_EQ(wait_done(), 0) << all_events();
+  EXPECT_EQ(read_file(out_dir(j) / "checkpoint"), "saved\n");
+  EXPECT_EQ(read_file(out(j) / "exit_code"), "4\n");
+  const auto f = coordinator_.received("fail");
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].json_body().at("class"), "cancelled");
+}
+
 }  // namespace
 }  // namespace tv::fleet
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "train") return tv::fleet::fake_trainer::run(argc, argv);
+  // argv: EXE trainer-exec --exit-code-file F -- COMMAND...
+  if (argc > 5 && std::string(argv[1]) == "trainer-exec")
+    return tv::fleet::run_trainer_command(argv[3], std::vector<std::string>(argv + 5, argv + argc));
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

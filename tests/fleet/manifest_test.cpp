@@ -178,7 +178,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "bad.toml:3:9: job 'a': no model plugin named 'mpl' (did you mean 'mlp'?); loaded: "
                 "cnn, mlp, tiny"},
         BadCase{"missing_model", "[[jobs]]\nname = \"a\"\n",
-                "bad.toml:1:1: job 'a' has no 'model'"},
+                "bad.toml:1:1: job 'a' has no 'model' (or 'trainer', a command to run)"},
         BadCase{"missing_name", "[[jobs]]\nmodel = \"mlp\"\n",
                 "bad.toml:1:1: jobs[1] has no 'name'"},
         BadCase{"misspelt_hyper",
@@ -380,6 +380,113 @@ TEST(ManifestWarnings, AnAllowedHostNoHostHasIsWarnedNotRefused) {
             "[hosts.ghost] table nor a known worker: the job waits until a host of that name "
             "claims");
   EXPECT_TRUE(manifest_warnings(m, {"ghost"}).empty());  // a registered worker of that name
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command jobs: a script of the user's in a folder beside the manifest.
+
+class CommandManifest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("tv-command-manifest-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_ / "trainer" / "__pycache__");
+    write("trainer/train.py", "print('training')\n");
+    write("trainer/__pycache__/train.cpython-311.pyc", "cache");
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void write(const std::string& rel, const std::string& text) { std::ofstream(dir_ / rel) << text; }
+  Manifest parse(const std::string& job_lines) {
+    return parse_manifest("[[jobs]]\nname = \"py\"\n" + job_lines, (dir_ / "m.toml").string(),
+                          plugins());
+  }
+  // The first diagnostic, after the manifest's path.
+  std::string refusal(const std::string& job_lines) {
+    try {
+      parse(job_lines);
+    } catch (const ManifestError& e) {
+      const std::string d = e.diagnostics().at(0);
+      return d.substr(d.find("m.toml:") + 7);
+    }
+    return "accepted";
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(CommandManifest, ShipsTheWorkdirAndNamesItByDigest) {
+  const std::string job =
+      "trainer = [\"python3\", \"train.py\", \"--epochs\", \"2\"]\nworkdir = \"trainer\"\n"
+      "[jobs.hyper]\ntraining.optimizer.learning_rate = 0.1\n";
+  const Manifest m = parse(job);
+  ASSERT_EQ(m.jobs.size(), 1u);
+  const JobSpec& j = m.jobs[0];
+  ASSERT_TRUE(j.command);
+  EXPECT_EQ(j.model, "");
+  EXPECT_EQ(j.command->argv, (std::vector<std::string>{"python3", "train.py", "--epochs", "2"}));
+  ASSERT_EQ(m.shipped.size(), 1u);
+  EXPECT_EQ(j.command->workdir, m.shipped[0].digest);
+  EXPECT_EQ(sha256_hex(m.shipped[0].archive), m.shipped[0].digest);
+  // The byte cache is not shipped; the script is.
+  EXPECT_EQ(m.shipped[0].archive.find("cpython-311"), std::string::npos);
+  EXPECT_NE(m.shipped[0].archive.find("print('training')"), std::string::npos);
+  EXPECT_NE(j.canonical.find("\"trainer\":{\"argv\":[\"python3\",\"train.py\",\"--epochs\",\"2\"]"),
+            std::string::npos)
+      << j.canonical;
+  // A changed cache leaves the job as it is; a changed script makes it another job.
+  write("trainer/__pycache__/train.cpython-311.pyc", "other cache");
+  EXPECT_EQ(parse(job).jobs[0].id, j.id);
+  write("trainer/train.py", "print('training, changed')\n");
+  EXPECT_NE(parse(job).jobs[0].id, j.id);
+}
+
+TEST_F(CommandManifest, AHostWorkdirIsTakenAsGiven) {
+  const Manifest m =
+      parse("trainer = [\"python3\", \"train.py\"]\nhost_workdir = \"/srv/trainers/py\"\n");
+  ASSERT_TRUE(m.jobs[0].command);
+  EXPECT_EQ(m.jobs[0].command->host_workdir, "/srv/trainers/py");
+  EXPECT_TRUE(m.shipped.empty());
+  // A program looked up on the host's PATH needs no folder.
+  EXPECT_TRUE(parse("trainer = [\"my-trainer\", \"--fast\"]\n").jobs[0].command);
+}
+
+TEST_F(CommandManifest, BadCommandJobsAreRefusedWithPosition) {
+  EXPECT_EQ(refusal("trainer = []\n"),
+            "3:11: job 'py': 'trainer' must be a non-empty array of strings (the command)");
+  EXPECT_EQ(refusal("trainer = [\"python3\", 3]\n"),
+            "3:23: job 'py': each 'trainer' argument must be a non-empty string of at most 4096 "
+            "bytes");
+  EXPECT_EQ(
+      refusal("trainer = [\"python3\", \"trian.py\"]\nworkdir = \"trainer\"\n"),
+      "3:11: job 'py': 'trian.py' is not a file in its workdir " + (dir_ / "trainer").string());
+  EXPECT_EQ(refusal("trainer = [\"python3\", \"train.py\"]\n"),
+            "3:11: job 'py': 'train.py' is a relative path but the job has no 'workdir' or "
+            "'host_workdir' to find it in");
+  EXPECT_EQ(refusal("trainer = [\"python3\", \"train.py\"]\nworkdir = \"nowhere\"\n"),
+            "4:11: job 'py': workdir: '" + (dir_ / "nowhere").string() + "' is not a folder");
+  EXPECT_EQ(refusal("trainer = [\"python3\", \"t.py\"]\nworkdir = \"trainer\"\nhost_workdir = "
+                    "\"/srv\"\n"),
+            "5:16: job 'py': give 'workdir' (shipped from beside the manifest) or 'host_workdir' "
+            "(present on the host), not both");
+  EXPECT_EQ(refusal("trainer = [\"x\"]\nhost_workdir = \"srv\"\n"),
+            "4:16: job 'py': 'host_workdir' must be an absolute path on the host");
+  EXPECT_EQ(refusal("model = \"mlp\"\ntrainer = [\"x\"]\n"),
+            "3:9: job 'py': a command job has no 'model' (give its script's settings as "
+            "arguments of 'trainer')");
+  EXPECT_EQ(refusal("model = \"mlp\"\nworkdir = \"trainer\"\n"),
+            "4:11: job 'py': 'workdir' is for a command job (give 'trainer')");
+  // Knobs are typed as for every job.
+  EXPECT_EQ(
+      refusal("trainer = [\"x\"]\n[jobs.hyper]\ntraining.optimizer.learning_rate = \"fast\"\n"),
+      "5:36: job 'py': hyperparameter 'training/optimizer/learning_rate': expects float64, "
+      "got \"fast\"");
+  // What cannot travel in an archive is refused by name, not followed.
+  std::filesystem::create_symlink("/etc/passwd", dir_ / "trainer" / "passwd");
+  const std::string why = refusal("trainer = [\"python3\", \"train.py\"]\nworkdir = \"trainer\"\n");
+  EXPECT_NE(why.find("workdir: '" + (dir_ / "trainer" / "passwd").string() +
+                     "': only folders and regular files are packed (a symlink)"),
+            std::string::npos)
+      << why;
 }
 
 }  // namespace

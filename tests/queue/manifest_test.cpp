@@ -301,11 +301,11 @@ TEST_F(Manifest, AVersion1DatabaseMigratesKeepingItsJobs) {
     ASSERT_TRUE(c);
     ASSERT_EQ(q.complete(c->spec.id, c->lease_token), QueueResult::kOk);
   }
-  // The columns versions 2 and 4 added, gone again: the table as version 1 left it.
+  // The columns versions 2, 4 and 5 added, gone again: the table as version 1 left it.
   run_sql(path(),
           "ALTER TABLE jobs DROP COLUMN stopped_by; ALTER TABLE jobs DROP COLUMN stop_reason; "
           "ALTER TABLE jobs DROP COLUMN generation; ALTER TABLE jobs DROP COLUMN pipeline; "
-          "PRAGMA user_version=1");
+          "ALTER TABLE jobs DROP COLUMN trainer; PRAGMA user_version=1");
   auto q = open();
   EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
   ASSERT_EQ(q.list().size(), 2u);
@@ -325,7 +325,9 @@ TEST_F(Manifest, AVersion3DatabaseGainsThePipelineColumnAndKeepsItsJobs) {
     auto q = open();
     q.upsert_manifest(std::vector<JobSpec>{make_job("a")});
   }
-  run_sql(path(), "ALTER TABLE jobs DROP COLUMN pipeline; PRAGMA user_version=3");
+  run_sql(path(),
+          "ALTER TABLE jobs DROP COLUMN trainer; ALTER TABLE jobs DROP COLUMN pipeline; "
+          "PRAGMA user_version=3");
   auto q = open();
   EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
   ASSERT_TRUE(q.get("id-a"));
@@ -348,6 +350,32 @@ TEST_F(Manifest, AVersion3DatabaseGainsThePipelineColumnAndKeepsItsJobs) {
   q.upsert_manifest(std::vector<JobSpec>{t});
   ASSERT_TRUE(q.get("id-t")->spec.pipeline);
   EXPECT_EQ(*q.get("id-t")->spec.pipeline, p);
+}
+
+TEST_F(Manifest, AVersion4DatabaseGainsTheTrainerColumnAndKeepsItsJobs) {
+  {
+    auto q = open();
+    q.upsert_manifest(std::vector<JobSpec>{make_job("a")});
+  }
+  run_sql(path(), "ALTER TABLE jobs DROP COLUMN trainer; PRAGMA user_version=4");
+  auto q = open();
+  EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
+  ASSERT_TRUE(q.get("id-a"));
+  EXPECT_FALSE(q.get("id-a")->spec.command);
+  // A command job is stored with its command line and working directory and read back whole.
+  JobSpec t = make_job("py", "");
+  t.command = CommandTrainer{{"python3", "train.py", "--epochs", "2"}, std::string(64, 'd'), ""};
+  q.upsert_manifest(std::vector<JobSpec>{t});
+  ASSERT_TRUE(q.get("id-py")->spec.command);
+  EXPECT_EQ(*q.get("id-py")->spec.command, *t.command);
+  // A row whose trainer is not what the queue wrote is refused by name, not run.
+  run_sql(path(), "UPDATE jobs SET trainer='{\"argv\":[]}' WHERE id='id-py'");
+  try {
+    q.get("id-py");
+    FAIL() << "a malformed trainer was read";
+  } catch (const QueueError& e) {
+    EXPECT_NE(std::string(e.what()).find("job id-py trainer"), std::string::npos) << e.what();
+  }
 }
 
 // The lease token column as stored: its digest, never the token a claim returned.
@@ -378,8 +406,8 @@ TEST_F(Manifest, LeaseTokensAreStoredHashedAndAVersion2DatabaseKeepsItsLeases) {
   EXPECT_EQ(stored_token(path(), "id-a"), sha256_hex(token));
   // A version 2 file held the token itself: opening it hashes it, and the holder keeps its lease.
   run_sql(path(), "UPDATE jobs SET lease_token='" + token +
-                      "' WHERE id='id-a'; ALTER TABLE jobs DROP COLUMN pipeline; "
-                      "PRAGMA user_version=2");
+                      "' WHERE id='id-a'; ALTER TABLE jobs DROP COLUMN trainer; "
+                      "ALTER TABLE jobs DROP COLUMN pipeline; PRAGMA user_version=2");
   auto q = open();
   EXPECT_EQ(pragma(path(), "user_version"), std::to_string(kQueueSchemaVersion));
   EXPECT_EQ(stored_token(path(), "id-a"), sha256_hex(token));

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "trainvisor/fleet/api/checked.hpp"
+#include "trainvisor/fleet/command_trainer_json.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/pipeline_training_json.hpp"
 
@@ -63,6 +64,7 @@ json job_spec_json(const JobSpec& s) {
               {"max_attempts", s.max_attempts},
               {"priority", s.priority}};
   if (s.pipeline) out["pipeline"] = pipeline_training_json(*s.pipeline);
+  if (s.command) out["trainer"] = command_trainer_json(*s.command);
   return out;
 }
 
@@ -95,6 +97,7 @@ JobSpec job_spec_from_json(const json& j) {
   s.priority =
       checked_int(j.at("priority"), "priority", std::numeric_limits<std::int64_t>::min(), kMaxInt);
   if (const auto p = j.find("pipeline"); p != j.end()) s.pipeline = pipeline_training_from_json(*p);
+  if (const auto c = j.find("trainer"); c != j.end()) s.command = command_trainer_from_json(*c);
   return s;
 }
 

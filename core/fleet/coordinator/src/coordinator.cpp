@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -138,6 +139,7 @@ struct Coordinator::Impl {
       workers.insert(w.name);
     out.warnings = manifest_warnings(m, workers);
     if (!dry_run) {
+      store_shipped(m);
       out.report = state.queue.upsert_manifest(m.jobs);
       state.queue.upsert_hosts(m.hosts);
       // Every job's config tree starts as its manifest's hyper table, once: a reload never
@@ -147,6 +149,29 @@ struct Coordinator::Impl {
       state.runner->set_pipelines(m.pipelines, loaded.triggers, embedder(loaded));
     }
     return out;
+  }
+
+  // Each command job's shipped working directory, stored under the job before the job is queued,
+  // so that no host claims a job whose files it cannot fetch. Throws naming the job.
+  void store_shipped(const Manifest& m) {
+    for (const JobSpec& j : m.jobs) {
+      if (!j.command || j.command->workdir.empty()) continue;
+      const auto shipped = std::find_if(
+          m.shipped.begin(), m.shipped.end(),
+          [&](const Manifest::ShippedFolder& s) { return s.digest == j.command->workdir; });
+      if (shipped == m.shipped.end()) continue;  // a Manifest made in code, not loaded
+      const std::string what = "job '" + j.name + "': workdir " + shipped->folder;
+      if (!state.artifacts)
+        throw std::runtime_error(what + ": the coordinator has no artifact store to ship it from");
+      auto up = state.artifacts->begin_upload(shipped->digest, shipped->archive.size(), j.id,
+                                              "workdir.tar");
+      if (!up) throw std::runtime_error(what + ": " + up.error().message);
+      const auto* bytes = reinterpret_cast<const std::byte*>(shipped->archive.data());
+      if (auto w = up.value().write({bytes, shipped->archive.size()}); !w)
+        throw std::runtime_error(what + ": " + w.error().message);
+      if (auto c = up.value().commit(); !c)
+        throw std::runtime_error(what + ": " + c.error().message);
+    }
   }
 
   // The embedder of `loaded`'s pipelines, which keeps its plugins alive; null when the options

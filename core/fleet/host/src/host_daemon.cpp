@@ -18,6 +18,7 @@
 #include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/config_agent.hpp"
+#include "trainvisor/fleet/folder_archive.hpp"
 #include "trainvisor/fleet/names.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/sha256.hpp"
@@ -189,6 +190,12 @@ std::vector<const plugin::TelemetryPoint*> thin(const std::vector<plugin::Teleme
 
 // The generation (see ClaimReply) the checkpoint in a job's folder was written in, kept beside
 // it by this daemon; a folder without the file is generation 0.
+// A command job's output directory (TRAINVISOR_OUT_DIR), kept across attempts on this host
+// like a checkpoint, emptied with the folder when a requeue starts the job over.
+fs::path command_out_dir(const JobFolder& folder) {
+  return folder.root / "out";
+}
+
 fs::path generation_file(const JobFolder& folder) {
   return folder.root / "generation";
 }
@@ -378,10 +385,70 @@ struct HostDaemon::Impl {
     job.next_telemetry = Clock::now() + o.telemetry_every;
   }
 
+  // A command job's working directory on this host: its shipped archive unpacked afresh into the
+  // job's folder, the host's own folder, or the output directory when it names neither.
+  fs::path command_workdir(const RunningJob& job, const fs::path& out_dir) {
+    const CommandTrainer& c = *job.spec.command;
+    if (!c.host_workdir.empty()) {
+      std::error_code ec;
+      if (!fs::is_directory(c.host_workdir, ec))
+        throw std::runtime_error("host_workdir " + c.host_workdir +
+                                 " is not a folder on this host");
+      return c.host_workdir;
+    }
+    if (c.workdir.empty()) return out_dir;
+    const std::string archive = fetch_artifact(client, c.workdir, "working directory",
+                                               (fs::path(o.work_dir) / "cache").string());
+    const fs::path dir = job.folder.root / "workdir";
+    fs::remove_all(dir);
+    unpack_archive(archive, dir);
+    return dir;
+  }
+
+  // Starts a command job's trainer through trainer-exec (trainer_process.hpp, CommandSetup).
+  // Returns whether it resumes (its output directory holds files of an earlier attempt).
+  bool start_command(RunningJob& job) {
+    const fs::path out_dir = command_out_dir(job.folder);
+    const bool resume = fs::exists(out_dir) && !fs::is_empty(out_dir);
+    fs::create_directories(out_dir);
+    CommandSetup s;
+    s.executable = o.trainer_exe;
+    s.block = job.agent->block_name();
+    s.workdir = command_workdir(job, out_dir);
+    s.out_dir = out_dir;
+    s.exit_code_file = job.folder.exit_code();
+    s.log = job.folder.log();
+    s.lease_attempt = static_cast<std::uint64_t>(job.attempt);
+    s.lease_digest = lease_digest_hex(job.lease);
+    s.orphan_after = o.orphan_after;
+    s.python_path = o.python_path;
+    const std::string& program = job.spec.command->argv[0];
+    if (!find_program(program, s.workdir)) {
+      throw std::runtime_error("trainer command '" + program + "' is not an executable " +
+                               (program.find('/') == std::string::npos
+                                    ? "on this host's PATH"
+                                    : "file in " + s.workdir.string()));
+    }
+    fs::remove(job.folder.exit_code());
+    job.process = TrainerProcess::spawn(command_launch(job.spec, s));
+    return resume;
+  }
+
   void start(RunningJob& job) {
     job.folder = JobFolder{fs::path(o.work_dir) / job.spec.id};
     const bool started_over = prepare_folder(job.folder, job.generation);
     supervise(job);
+    if (job.spec.command) {
+      bool resume = false;
+      try {
+        resume = start_command(job);
+      } catch (const std::exception&) {
+        job.agent->remove_block();  // no trainer will read it; the caller fails the job
+        throw;
+      }
+      after_start(job, resume, started_over);
+      return;
+    }
     TrainerCommand command = TrainerCommand::for_job(o.trainer_exe, job.spec, job.folder);
     if (job.spec.pipeline) {
       try {
@@ -405,11 +472,15 @@ struct HostDaemon::Impl {
       job.agent->remove_block();  // no trainer will read it; the caller fails the job
       throw;
     }
+    after_start(job, command.resume, started_over);
+  }
+
+  void after_start(RunningJob& job, bool resume, bool started_over) {
     job.next_heartbeat = Clock::now() + o.heartbeat_every;
     write_holder(job);
     report_running(job);
     emit(HostEvent::Kind::kStarted, job,
-         command.resume ? "resuming from its checkpoint"
+         resume         ? "resuming from its checkpoint"
          : started_over ? "started from step 0 (requeued: the earlier run's files were removed)"
                         : "started");
   }
@@ -650,8 +721,14 @@ struct HostDaemon::Impl {
       deliver(job, code);
       return;
     }
-    const std::string reason =
-        "trainer exited " + std::to_string(code) + ": " + tail_of(job.folder.log().string(), 600);
+    std::string command;
+    if (job.spec.command) {
+      for (const std::string& a : job.spec.command->argv)
+        command += (command.empty() ? "" : " ") + a;
+      command = " (" + command.substr(0, 200) + ")";
+    }
+    const std::string reason = "trainer exited " + std::to_string(code) + command + ": " +
+                               tail_of(job.folder.log().string(), 600);
     fail(job, FailureClass::kTrainerFailure, reason);
     emit(HostEvent::Kind::kFailed, job, reason);
   }
@@ -661,9 +738,9 @@ struct HostDaemon::Impl {
   // be reached (or times out) throws, and the next round delivers again: finished training is
   // not reported as the trainer's failure because of an outage.
   void deliver(RunningJob& job, int code) {
-    const std::string bundle = job.folder.bundle().string();
-    std::string digest, refusal;
+    std::string bundle = job.folder.bundle().string(), digest, refusal;
     try {
+      if (job.spec.command) bundle = bundle_output(job);
       digest = sha256_file_hex(bundle);
     } catch (const std::exception& e) {
       refusal = e.what();
@@ -673,7 +750,8 @@ struct HostDaemon::Impl {
     if (refusal.empty() && job.spec.pipeline) refusal = upload_evaluation(job);
     // Ask first: a bundle the store already has is not sent again.
     if (refusal.empty() && !client.artifact_stat(digest)) {
-      const auto up = client.upload(job.spec.id, "bundle.tvb", bundle, digest, job.lease);
+      const auto up = client.upload(job.spec.id, fs::path(bundle).filename().string(), bundle,
+                                    digest, job.lease);
       if (!up)
         refusal = "upload refused (" + std::to_string(up.status()) + "): " + up.error().error;
     }
@@ -690,6 +768,20 @@ struct HostDaemon::Impl {
     ++completed;
     emit(HostEvent::Kind::kFinished, job,
          early_stopped ? "early stop; bundle " + digest : "bundle " + digest, early_stopped);
+  }
+
+  // A command job's output directory as its bundle (folder_archive.hpp): bundle.tar beside it.
+  // Throws when the trainer left nothing there.
+  std::string bundle_output(const RunningJob& job) {
+    const fs::path out_dir = command_out_dir(job.folder);
+    std::error_code ec;
+    if (!fs::is_directory(out_dir, ec) || fs::is_empty(out_dir, ec))
+      throw std::runtime_error("the trainer exited " + std::to_string(*job.exit_code) +
+                               " but left nothing in its output directory " + out_dir.string() +
+                               " (TRAINVISOR_OUT_DIR)");
+    const fs::path bundle = job.folder.root / "bundle.tar";
+    pack_folder_to_file(out_dir, bundle, {"__pycache__"});
+    return bundle.string();
   }
 
   // Uploads the trainer's evaluation.json; the refusal's words, or "" when it went through.

@@ -39,6 +39,13 @@ std::string cached(const fs::path& cache, const std::string& digest, const std::
 
 }  // namespace
 
+std::string fetch_artifact(api::CoordinatorClient& client, const std::string& digest,
+                           const std::string& what, const std::string& cache_dir) {
+  return cached(
+      fs::path(cache_dir) / "artifacts", digest, what,
+      [&client, &digest](const std::string& to) { return client.download_artifact(digest, to); });
+}
+
 TrainerCommand::StreamArgs fetch_stream_inputs(api::CoordinatorClient& client,
                                                const PipelineTraining& p,
                                                const std::string& cache_dir) {

@@ -18,4 +18,9 @@ TrainerCommand::StreamArgs fetch_stream_inputs(api::CoordinatorClient& client,
                                                const PipelineTraining& pipeline,
                                                const std::string& cache_dir);
 
+// One artifact by digest (a command job's working directory), through the same cache
+// (cache_dir/artifacts/DIGEST); its path. Throws as above, `what` naming it.
+std::string fetch_artifact(api::CoordinatorClient& client, const std::string& digest,
+                           const std::string& what, const std::string& cache_dir);
+
 }  // namespace tv::fleet

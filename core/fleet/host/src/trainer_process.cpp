@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fstream>
 #include <system_error>
@@ -48,6 +50,21 @@ struct SpawnSetup {
   SpawnSetup(const SpawnSetup&) = delete;
   SpawnSetup& operator=(const SpawnSetup&) = delete;
 };
+
+// The spawner's environment with each KEY=VALUE of `extra` set over it.
+std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+  std::vector<std::string> out;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const std::string key = entry.substr(0, entry.find('=') + 1);
+    const bool replaced = std::any_of(extra.begin(), extra.end(), [&](const std::string& x) {
+      return x.compare(0, key.size(), key) == 0;
+    });
+    if (!replaced) out.push_back(entry);
+  }
+  out.insert(out.end(), extra.begin(), extra.end());
+  return out;
+}
 
 }  // namespace
 
@@ -150,13 +167,19 @@ TrainerProcess TrainerProcess::spawn(const TrainerLaunch& launch) {
   }
   // The spawner's sockets and databases are not the trainer's.
   posix_spawn_file_actions_addclosefrom_np(&s.actions, 3);
+  if (!launch.cwd.empty()) posix_spawn_file_actions_addchdir_np(&s.actions, launch.cwd.c_str());
   std::vector<std::string> args = launch.argv;
   std::vector<char*> argv;
   for (auto& a : args)
     argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env = environment_with(launch.env);
+  std::vector<char*> envp;
+  for (auto& e : env)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
   TrainerProcess p;
-  if (const int rc = ::posix_spawn(&p.pid_, argv[0], &s.actions, &s.attr, argv.data(), environ))
+  if (const int rc = ::posix_spawn(&p.pid_, argv[0], &s.actions, &s.attr, argv.data(), envp.data()))
     throw std::system_error(rc, std::generic_category(), "cannot start the trainer " + args[0]);
   p.start_ticks_ = shm::process_start_ticks(p.pid_);
   return p;
@@ -179,7 +202,14 @@ bool TrainerProcess::running() const {
 
 std::optional<int> TrainerProcess::poll() {
   if (exit_code_) return exit_code_;
-  if (kill_at_ && Clock::now() >= *kill_at_) signal(SIGKILL);
+  // The whole group: a command job's trainer is the child of trainer-exec, which leads it.
+  if (kill_at_ && Clock::now() >= *kill_at_) {
+    if (running() && ::getpgid(pid_) == pid_) {
+      ::kill(-pid_, SIGKILL);
+    } else {
+      signal(SIGKILL);
+    }
+  }
   if (adopted_) {
     if (shm::process_start_ticks(pid_) == start_ticks_) return std::nullopt;
     std::ifstream in(exit_code_file_);

@@ -12,6 +12,7 @@
 #include "manifest_parts.hpp"
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/core/trainer_knobs.hpp"
+#include "trainvisor/fleet/command_trainer_json.hpp"
 #include "trainvisor/fleet/names.hpp"
 #include "trainvisor/fleet/pipeline_training_json.hpp"
 
@@ -29,9 +30,9 @@ std::string join(const std::vector<std::string>& lines) {
 }
 
 const std::vector<std::string> kJobKeys = {
-    "name",          "model",        "mode",        "seed",         "max_attempts",
-    "priority",      "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib",
-    "allowed_hosts", "params",       "data",        "hyper",        "policies"};
+    "name",         "model",       "mode",         "seed",        "max_attempts",  "priority",
+    "require_cuda", "prefer_cuda", "min_vram_gib", "min_ram_gib", "allowed_hosts", "params",
+    "data",         "hyper",       "policies",     "trainer",     "workdir",       "host_workdir"};
 const std::vector<std::string> kHostKeys = {"allow_jobs", "deny_jobs", "priority"};
 
 // [hosts.NAME] tables.
@@ -91,6 +92,7 @@ std::string canonical_spec(const JobSpec& job) {
   j["seed"] = job.seed;
   // Only a pipeline's training has it: every other job's id is as before.
   if (job.pipeline) j["pipeline"] = pipeline_training_json(*job.pipeline);
+  if (job.command) j["trainer"] = command_trainer_json(*job.command);
   return j.dump();
 }
 
@@ -98,8 +100,15 @@ namespace {
 
 // One [[jobs]] table (the index-th, from 1); nothing when it has no usable name. `names` holds
 // the names seen so far, to refuse a second job of one name.
+// Where relative paths of the manifest start, and what its command jobs ship.
+struct JobContext {
+  std::filesystem::path dir;
+  std::vector<Manifest::ShippedFolder>& shipped;
+};
+
 std::optional<JobSpec> parse_job(Checker& c, const toml::table& t, std::size_t index,
-                                 std::set<std::string>& names, const PluginRegistry& plugins) {
+                                 std::set<std::string>& names, const PluginRegistry& plugins,
+                                 const JobContext& ctx) {
   JobSpec job;
   const auto name =
       get<std::string>(c, t, "name", "jobs[" + std::to_string(index) + "]", "a string");
@@ -118,7 +127,15 @@ std::optional<JobSpec> parse_job(Checker& c, const toml::table& t, std::size_t i
   reject_unknown(c, t, kJobKeys, what);
   parse_job_settings(c, t, what, job);
   job.constraints = parse_constraints(c, t, what);
-  parse_model(c, t, what, plugins, job);
+  if (t.contains("trainer")) {
+    parse_command(c, t, what, ctx.dir, job, ctx.shipped);
+  } else {
+    for (const char* key : {"workdir", "host_workdir"}) {
+      if (const toml::node* n = t.get(key))
+        c.error(n->source(), what + ": '" + key + "' is for a command job (give 'trainer')");
+    }
+    parse_model(c, t, what, plugins, job);
+  }
   parse_data_and_hyper(c, t, what, job);
   parse_policies(c, t, what, plugins, job);
   job.canonical = canonical_spec(job);
@@ -127,8 +144,8 @@ std::optional<JobSpec> parse_job(Checker& c, const toml::table& t, std::size_t i
 }
 
 // The [[jobs]] array. A 'jobs' that is not an array ends the parse at once.
-std::vector<JobSpec> parse_jobs(Checker& c, const toml::table& root,
-                                const PluginRegistry& plugins) {
+std::vector<JobSpec> parse_jobs(Checker& c, const toml::table& root, const PluginRegistry& plugins,
+                                const JobContext& ctx) {
   std::vector<JobSpec> out;
   const toml::node* jobs_node = root.get("jobs");
   if (jobs_node == nullptr) return out;
@@ -146,7 +163,7 @@ std::vector<JobSpec> parse_jobs(Checker& c, const toml::table& root,
       c.error(jn.source(), "jobs[" + std::to_string(index) + "] must be a table");
       continue;
     }
-    if (auto job = parse_job(c, *t, index, names, plugins)) out.push_back(std::move(*job));
+    if (auto job = parse_job(c, *t, index, names, plugins, ctx)) out.push_back(std::move(*job));
   }
   return out;
 }
@@ -336,7 +353,7 @@ Manifest parse_manifest(std::string_view text, std::string_view path, const Plug
   m.path = std::string(path);
   reject_unknown(c, root, {"hosts", "jobs", "pipelines"}, "the manifest");
   m.hosts = parse_hosts(c, root);
-  m.jobs = parse_jobs(c, root, plugins);
+  m.jobs = parse_jobs(c, root, plugins, {std::filesystem::path(path).parent_path(), m.shipped});
   m.pipelines = parse_pipelines(c, root, plugins, triggers);
   check_host_lists(c, root, m, plugins);
   if (!c.ok()) throw ManifestError(c.diagnostics());

@@ -210,7 +210,8 @@ void parse_model(Checker& c, const toml::table& t, const std::string& what,
   const toml::node* model_node = t.get("model");
   const auto model = get<std::string>(c, t, "model", what, "a string");
   if (!model) {
-    if (model_node == nullptr) c.error(t.source(), what + " has no 'model'");
+    if (model_node == nullptr)
+      c.error(t.source(), what + " has no 'model' (or 'trainer', a command to run)");
     return;
   }
   job.model = *model;

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -105,6 +106,11 @@ void parse_job_settings(Checker& c, const toml::table& t, const std::string& wha
 JobConstraints parse_constraints(Checker& c, const toml::table& t, const std::string& what);
 void parse_model(Checker& c, const toml::table& t, const std::string& what,
                  const PluginRegistry& plugins, JobSpec& job);
+// A command job's trainer, workdir and host_workdir (command_manifest.cpp); a shipped workdir,
+// relative to `manifest_dir`, is packed into `shipped` once per folder.
+void parse_command(Checker& c, const toml::table& t, const std::string& what,
+                   const std::filesystem::path& manifest_dir, JobSpec& job,
+                   std::vector<Manifest::ShippedFolder>& shipped);
 void parse_data_and_hyper(Checker& c, const toml::table& t, const std::string& what, JobSpec& job);
 void parse_policies(Checker& c, const toml::table& t, const std::string& what,
                     const PluginRegistry& plugins, JobSpec& job);

@@ -150,14 +150,16 @@ CREATE INDEX jobs_by_lease ON jobs (status, lease_expires_ms);
     // are hashed by JobQueue::Impl::hash_lease_tokens right after this (empty) step.
     "-- 3: lease tokens hashed",
     "ALTER TABLE jobs ADD COLUMN pipeline TEXT NOT NULL DEFAULT '';",
+    // 5: a command job's trainer (JSON, "" for a model plugin's job).
+    "ALTER TABLE jobs ADD COLUMN trainer TEXT NOT NULL DEFAULT '';",
 }};
 
 // The spec columns, in the order SpecColumns and the job SELECTs use.
 constexpr const char* kSpecColumns =
     "id, name, model, mode, hyper, model_params, policies, require_cuda, prefer_cuda, "
     "min_vram_gib, min_ram_gib, allowed_hosts, seed, max_attempts, priority, canonical, "
-    "max_train_samples, max_val_samples, pipeline";
-constexpr int kSpecColumnCount = 19;
+    "max_train_samples, max_val_samples, pipeline, trainer";
+constexpr int kSpecColumnCount = 20;
 constexpr const char* kStateColumns =
     "status, attempt, counted_failures, lost_count, worker, cancel_requested, created_ms, "
     "updated_ms, pending_since_ms, not_before_ms, backoff_ms, claimed_ms, started_ms, "
@@ -192,6 +194,7 @@ struct SpecColumns {
   std::string canonical;
   std::int64_t max_train_samples = 0, max_val_samples = 0;
   std::string pipeline;  // JSON, or "" for a job that is no pipeline's training
+  std::string trainer;   // JSON, or "" for a model plugin's job
   bool operator==(const SpecColumns&) const = default;
 };
 
@@ -217,6 +220,7 @@ SpecColumns encode_spec(const JobSpec& s) {
   c.max_train_samples = s.data.max_train_samples;
   c.max_val_samples = s.data.max_val_samples;
   if (s.pipeline) c.pipeline = codec::encode_pipeline(*s.pipeline, what + " pipeline");
+  if (s.command) c.trainer = codec::encode_trainer(*s.command, what + " trainer");
   return c;
 }
 
@@ -241,10 +245,11 @@ SpecColumns read_spec_columns(const Statement& st, int first) {
   c.max_train_samples = st.column_int(first + 16);
   c.max_val_samples = st.column_int(first + 17);
   c.pipeline = st.column_text(first + 18);
+  c.trainer = st.column_text(first + 19);
   return c;
 }
 
-// Binds the 19 spec columns to parameters first .. first + 18.
+// Binds the 20 spec columns to parameters first .. first + 19.
 void bind_spec_columns(Statement& st, int first, const SpecColumns& c) {
   st.bind_text(first + 0, c.id)
       .bind_text(first + 1, c.name)
@@ -264,7 +269,8 @@ void bind_spec_columns(Statement& st, int first, const SpecColumns& c) {
       .bind_text(first + 15, c.canonical)
       .bind_int(first + 16, c.max_train_samples)
       .bind_int(first + 17, c.max_val_samples)
-      .bind_text(first + 18, c.pipeline);
+      .bind_text(first + 18, c.pipeline)
+      .bind_text(first + 19, c.trainer);
 }
 
 JobSpec decode_spec(const SpecColumns& c) {
@@ -289,6 +295,7 @@ JobSpec decode_spec(const SpecColumns& c) {
   s.data.max_train_samples = c.max_train_samples;
   s.data.max_val_samples = c.max_val_samples;
   if (!c.pipeline.empty()) s.pipeline = codec::decode_pipeline(c.pipeline, what + " pipeline");
+  if (!c.trainer.empty()) s.command = codec::decode_trainer(c.trainer, what + " trainer");
   return s;
 }
 
@@ -699,9 +706,9 @@ ManifestReport JobQueue::upsert_manifest(std::span<const JobSpec> jobs) {
     if (!stored) {
       Statement st = db.prepare(std::string("INSERT INTO jobs (") + kSpecColumns +
                                 ", status, created_ms, updated_ms, pending_since_ms) VALUES "
-                                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?)");
+                                "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,'pending',?,?,?)");
       bind_spec_columns(st, 1, cols);
-      st.bind_int(20, now).bind_int(21, now).bind_int(22, now).run();
+      st.bind_int(21, now).bind_int(22, now).bind_int(23, now).run();
       ++report.added;
     } else if (*stored == cols) {
       ++report.unchanged;
@@ -712,9 +719,9 @@ ManifestReport JobQueue::upsert_manifest(std::span<const JobSpec> jobs) {
           "UPDATE jobs SET id=?, name=?, model=?, mode=?, hyper=?, model_params=?, policies=?, "
           "require_cuda=?, prefer_cuda=?, min_vram_gib=?, min_ram_gib=?, allowed_hosts=?, "
           "seed=?, max_attempts=?, priority=?, canonical=?, max_train_samples=?, "
-          "max_val_samples=?, pipeline=?, updated_ms=? WHERE id=?");
+          "max_val_samples=?, pipeline=?, trainer=?, updated_ms=? WHERE id=?");
       bind_spec_columns(st, 1, cols);
-      st.bind_int(20, now).bind_text(21, cols.id).run();
+      st.bind_int(21, now).bind_text(22, cols.id).run();
       ++report.updated;
     }
   }

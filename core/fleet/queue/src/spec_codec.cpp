@@ -4,6 +4,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "trainvisor/fleet/command_trainer_json.hpp"
 #include "trainvisor/fleet/job_queue.hpp"
 #include "trainvisor/fleet/param_json.hpp"
 #include "trainvisor/fleet/pipeline_training_json.hpp"
@@ -147,6 +148,18 @@ std::string encode_pipeline(const PipelineTraining& p, std::string_view what) {
 PipelineTraining decode_pipeline(std::string_view text, std::string_view what) {
   try {
     return pipeline_training_from_json(parse(text, what));
+  } catch (const std::invalid_argument& e) {
+    bad_text(what, e.what());
+  }
+}
+
+std::string encode_trainer(const CommandTrainer& c, std::string_view what) {
+  return dump(command_trainer_json(c), what);
+}
+
+CommandTrainer decode_trainer(std::string_view text, std::string_view what) {
+  try {
+    return command_trainer_from_json(parse(text, what));
   } catch (const std::invalid_argument& e) {
     bad_text(what, e.what());
   }

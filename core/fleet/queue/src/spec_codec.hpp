@@ -27,5 +27,7 @@ std::string encode_capability(const HostCapability& capability, std::string_view
 HostCapability decode_capability(std::string_view text, std::string_view what);
 std::string encode_pipeline(const PipelineTraining& pipeline, std::string_view what);
 PipelineTraining decode_pipeline(std::string_view text, std::string_view what);
+std::string encode_trainer(const CommandTrainer& trainer, std::string_view what);
+CommandTrainer decode_trainer(std::string_view text, std::string_view what);
 
 }  // namespace tv::fleet::codec

@@ -49,11 +49,21 @@ struct PipelineTraining {
   bool operator==(const PipelineTraining&) const = default;
 };
 
+// A job whose trainer is a command of the user's (a PyTorch script, say) instead of a model
+// plugin's `trainvisor train`. The host runs it in its working directory with the job's block,
+// id, output directory and attempt in its environment (trainer_process.hpp, CommandLaunch).
+struct CommandTrainer {
+  std::vector<std::string> argv;  // argv[0] is looked up on the host's PATH unless it has a '/'
+  std::string workdir;            // the manifest's folder, shipped as an archive: its digest
+  std::string host_workdir;       // or an absolute folder present on the host; both "": none
+  bool operator==(const CommandTrainer&) const = default;
+};
+
 // One [[jobs]] entry of the manifest, validated; or a pipeline's training (`pipeline` set).
 struct JobSpec {
-  std::string id;    // sha256 (hex) of `canonical`
-  std::string name;  // the operator's name for it, unique in the manifest
-  std::string model;
+  std::string id;               // sha256 (hex) of `canonical`
+  std::string name;             // the operator's name for it, unique in the manifest
+  std::string model;            // "" for a command job
   std::string mode;             // e.g. "train"
   plugin::ConfigView hyper;     // the initial config tree: full key paths (training/...)
   plugin::Params model_params;  // the model plugin's own parameters
@@ -65,6 +75,7 @@ struct JobSpec {
   std::int64_t priority = 0;  // higher first
   std::string canonical;      // the canonical spec the id hashes (manifest.hpp)
   std::optional<PipelineTraining> pipeline;
+  std::optional<CommandTrainer> command;
 };
 
 // One [hosts.NAME] entry of the manifest.

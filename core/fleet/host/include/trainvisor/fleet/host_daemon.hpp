@@ -88,6 +88,9 @@ struct HostDaemonOptions {
   int slots = 1;            // jobs run at once
   std::string work_dir;     // each job's trainer writes into work_dir/<job id>/
   std::string trainer_exe;  // default: this executable
+  // Put before PYTHONPATH for a command job's trainer, so that `import trainvisor` finds the
+  // Python trainer API (the build or install tree's); empty: the environment's as it is.
+  std::string python_path;
   std::vector<std::string> plugin_dirs;
   std::chrono::milliseconds poll_every{std::chrono::seconds(2)};
   // A sixth of the coordinator's default stale_after (30 s): a few late heartbeats on a loaded

@@ -76,7 +76,43 @@ struct TrainerLaunch {
   // With no log: a descriptor of the spawner's (a pipe's write end) that becomes its stdout, so
   // that the spawner reads its summary line; -1: as above.
   int stdout_fd = -1;
+  // Its working directory; empty: the spawner's.
+  std::filesystem::path cwd;
+  // KEY=VALUE entries set over the spawner's environment.
+  std::vector<std::string> env;
 };
+
+// A command job's trainer (job_spec.hpp, CommandTrainer) as the host starts it: through
+// `EXE trainer-exec --exit-code-file F -- ARGV...` (run_trainer_command below), in its working
+// directory, with the job's block and folders in its environment:
+//   TRAINVISOR_BLOCK, TRAINVISOR_JOB_ID, TRAINVISOR_OUT_DIR (bundled and uploaded after exit 0 or
+//   3; kept for a retry on this host, so a checkpoint there is resumed), TRAINVISOR_ATTEMPT and
+//   TRAINVISOR_LEASE_DIGEST (the lease the block is stamped with: a trainer stops once its block
+//   carries another), TRAINVISOR_ORPHAN_AFTER_S when the host gives one, and `python_path`
+//   before PYTHONPATH (where `import trainvisor` finds the trainer API).
+struct CommandSetup {
+  std::string executable;  // the trainvisor binary, which runs trainer-exec
+  std::string block;
+  std::filesystem::path workdir, out_dir, exit_code_file, log;
+  std::uint64_t lease_attempt = 0;
+  std::string lease_digest;
+  std::optional<std::chrono::milliseconds> orphan_after;
+  std::string python_path;
+};
+TrainerLaunch command_launch(const JobSpec& spec, const CommandSetup& setup);
+
+// The file `program` names as execvp would find it (on $PATH unless it holds a '/', relative to
+// `cwd` then); nullopt when there is none that can be executed.
+std::optional<std::filesystem::path> find_program(const std::string& program,
+                                                  const std::filesystem::path& cwd);
+
+// `trainvisor trainer-exec`: runs `argv` (a PATH search for argv[0]) as its child, passes it
+// SIGTERM, SIGINT and SIGHUP, and when it ends writes its exit code (128 + N for signal N) to
+// `exit_code_file` (for a host daemon that restarted and is not its parent) and returns it. A
+// command that cannot be started is said on stderr, naming it and the reason, and returns 2 (bad
+// input). Blocks until the child ends.
+int run_trainer_command(const std::filesystem::path& exit_code_file,
+                        const std::vector<std::string>& argv);
 
 // What a trainer's exit code means for its job.
 enum class TrainerOutcome {

@@ -6,7 +6,12 @@
 //   [hosts.gpu-box]                    allow_jobs, deny_jobs (job or model names), priority
 //   [[jobs]]
 //   name = "mlp-baseline"              unique in the manifest
-//   model = "mlp"                      a model plugin
+//   model = "mlp"                      a model plugin, or instead a command of the user's:
+//   trainer = ["python3", "train.py"]  run by the host with the job's block in its environment
+//   workdir = "trainer"                (a folder beside the manifest, shipped to the host; the
+//                                      script an interpreter runs must be in it), or
+//   host_workdir = "/srv/trainer"      a folder present on each host. A command job has no
+//                                      params or data: its flags are its own.
 //   mode = "train"                     "train" (default)
 //   seed = 1                           max_attempts = 3, priority = 0
 //   require_cuda = false               prefer_cuda, min_vram_gib, min_ram_gib, allowed_hosts
@@ -29,7 +34,9 @@
 // Job id: the sha256 (lowercase hex) of the job's canonical spec: the JSON object
 //   {"allowed_hosts":[...sorted...],"data":{...},"hyper":{"<full key path>":value,...},
 //    "mode":"...","model":"...","model_params":{...},"seed":N}
-// with keys in bytewise order, no whitespace, integers in decimal, floats in their shortest
+// plus, for a command job, "trainer":{"argv":[...],"host_workdir":"...","workdir":"<digest>"}
+// (the working directory by its archive's digest, so that a changed script is a new job), with
+// keys in bytewise order, no whitespace, integers in decimal, floats in their shortest
 // round-trip form with a decimal point ("0.1", "1.0"), and every value of the type its schema
 // declares (an integer written for a float parameter counts as that float). Defaults are not
 // filled in, so the id is stable across releases that change a default. Policies, priority,
@@ -43,6 +50,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -62,6 +70,8 @@ namespace tv::fleet {
 
 inline constexpr std::size_t kMaxManifestBytes = 4 << 20;
 inline constexpr std::size_t kMaxManifestDepth = 32;
+// A command job's shipped working directory: code and small files, not data sets.
+inline constexpr std::uint64_t kMaxShippedFolderBytes = std::uint64_t{64} << 20;
 
 // A host a job's allowed_hosts names, where it is written ("path:line:column").
 struct HostReference {
@@ -76,6 +86,14 @@ struct Manifest {
   std::vector<JobSpec> jobs;
   std::vector<PipelineSpec> pipelines;
   std::vector<HostReference> host_references;
+  // The working directories of command jobs, packed (folder_archive.hpp): what the coordinator
+  // stores as artifacts before it queues the jobs that name them by digest.
+  struct ShippedFolder {
+    std::string digest;
+    std::string folder;
+    std::string archive;
+  };
+  std::vector<ShippedFolder> shipped;
 };
 
 // Every problem found, each "path:line:column: what is wrong", in file order.

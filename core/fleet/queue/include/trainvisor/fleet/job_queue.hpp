@@ -64,7 +64,7 @@ using UnixMillis = std::int64_t;
 // 3: lease tokens are stored as their SHA-256; opening a version 2 file hashes its tokens, so
 // in-flight leases survive the upgrade.
 // 4: jobs.pipeline holds a pipeline training's PipelineTraining as JSON ('' for other jobs).
-inline constexpr std::int64_t kQueueSchemaVersion = 4;
+inline constexpr std::int64_t kQueueSchemaVersion = 5;
 
 // JobStatus and FailureClass, with their names, are in job_status.hpp.
 // Throws QueueError naming `name` and the valid statuses when it is none of them.
