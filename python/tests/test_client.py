@@ -3,6 +3,7 @@
 worker token, claim, telemetry over raw HTTP), so that the job is claimed or running without a
 trainer and every reply is known."""
 
+import contextlib
 import json
 import os
 import socket
@@ -30,18 +31,18 @@ seed = 2
 """
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory):
+@contextlib.contextmanager
+def coordinator_process(tmp, *extra_args):
+    """A coordinator on TMP/data serving MANIFEST; yields the URL it printed."""
     if not TRAINVISOR:
         pytest.fail("TRAINVISOR is not set: these tests need the trainvisor binary")
-    tmp = tmp_path_factory.mktemp("coordinator")
     (tmp / "fleet.toml").write_text(MANIFEST)
     env = dict(os.environ, TRAINVISOR_OPERATOR_TOKEN=OPERATOR_TOKEN,
                TRAINVISOR_WORKER_TOKEN=WORKER_TOKEN)
     with open(tmp / "url", "w") as out, open(tmp / "coordinator.log", "w") as err:
         proc = subprocess.Popen([TRAINVISOR, "coordinator", "--data-dir", str(tmp / "data"),
-                                 "--manifest", str(tmp / "fleet.toml"), "--port", "0"],
-                                stdout=out, stderr=err, env=env)
+                                 "--manifest", str(tmp / "fleet.toml"), "--port", "0",
+                                 *extra_args], stdout=out, stderr=err, env=env)
     try:
         until = time.monotonic() + 20
         while not (tmp / "url").read_text().strip():
@@ -53,6 +54,12 @@ def url(tmp_path_factory):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    with coordinator_process(tmp_path_factory.mktemp("coordinator")) as u:
+        yield u
 
 
 def host_call(url, path, body, headers):
@@ -214,3 +221,23 @@ def test_bad_arguments_are_refused_before_any_request():
         c.set_config("job", {}, "nothing")
     with pytest.raises(ValueError):
         c.set_config("job", {LR: float("nan")}, "not a number")
+
+
+def self_signed(tmp, name):
+    cert, key = tmp / f"{name}.pem", tmp / f"{name}-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_https_is_verified_against_the_ca_file(tmp_path):
+    cert, key = self_signed(tmp_path, "cert")
+    other, _ = self_signed(tmp_path, "other")
+    with coordinator_process(tmp_path, "--tls-cert", cert, "--tls-key", key) as printed:
+        url = "https://localhost:" + printed.rsplit(":", 1)[1]
+        assert sorted(j["name"] for j in Coordinator(url, ca_file=cert).jobs()) == \
+            ["alpha", "beta"]
+        with pytest.raises(CoordinatorUnreachable) as e:
+            Coordinator(url, ca_file=other).jobs()
+        assert e.value.url == url and "certificate verify failed" in e.value.reason
