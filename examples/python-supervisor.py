@@ -96,9 +96,12 @@ def decide(points: list, values: dict, rules: Rules, memory: Memory) -> Decision
     """The three rules on the curve (oldest first) and the live config values."""
     training = [p for p in points if not p["flags"] & EVALUATION]
     evals = [p for p in points if p["flags"] & EVALUATION and number(p["val_loss"])]
-    lr = values[LEARNING_RATE]
+    # A rate the manifest did not set is not in the config: the trainer's records say what it is.
+    lr = values.get(LEARNING_RATE)
+    if lr is None and training:
+        lr = training[-1]["learning_rate"]
     d = Decision({}, [])
-    proposed_lr = lr
+    proposed_lr = lr = lr if number(lr) else math.inf
 
     if evals:
         newest = evals[-1]
@@ -117,7 +120,8 @@ def decide(points: list, values: dict, rules: Rules, memory: Memory) -> Decision
     if training:
         step = training[-1]
         norm = step["grad_norm"]
-        if number(norm) and norm > rules.grad_norm_above and step["step"] >= memory.quiet_until_step:
+        quiet = step["step"] < memory.quiet_until_step
+        if number(norm) and norm > rules.grad_norm_above and not quiet:
             proposed_lr = min(proposed_lr, lr * rules.explosion_lr_factor)
             clip = values.get(GRAD_CLIP_MAX, 0.0)
             if not 0 < clip <= rules.explosion_clip:
@@ -127,7 +131,7 @@ def decide(points: list, values: dict, rules: Rules, memory: Memory) -> Decision
                              f"{rules.grad_norm_above:g} at step {step['step']}")
 
     proposed_lr = max(proposed_lr, rules.min_lr)
-    if proposed_lr < lr:
+    if proposed_lr < lr and math.isfinite(proposed_lr):
         d.writes[LEARNING_RATE] = float(proposed_lr)
     return d
 

@@ -17,16 +17,17 @@ LR, CLIP, STOP = sup.LEARNING_RATE, sup.GRAD_CLIP_MAX, sup.EARLY_STOP
 
 def train(step, grad_norm=1.0, revision=1):
     return {"step": step, "flags": 0, "loss": 0.5, "grad_norm": grad_norm, "val_loss": None,
-            "config_revision": revision}
+            "learning_rate": 0.1, "config_revision": revision}
 
 
 def evaluation(step, val_loss, revision=1):
     return {"step": step, "flags": sup.EVALUATION, "loss": None, "grad_norm": None,
-            "val_loss": val_loss, "config_revision": revision}
+            "val_loss": val_loss, "learning_rate": None, "config_revision": revision}
 
 
 def decide(points, values=None, memory=None, **rules):
-    return sup.decide(points, values or {LR: 0.1}, sup.Rules(**rules), memory or sup.Memory())
+    values = {LR: 0.1} if values is None else values
+    return sup.decide(points, values, sup.Rules(**rules), memory or sup.Memory())
 
 
 def test_a_plateau_halves_the_rate_once_per_new_evaluation():
@@ -40,6 +41,14 @@ def test_a_plateau_halves_the_rate_once_per_new_evaluation():
     assert decide(points, memory=memory).writes == {}  # it moved
     points += [train(40), evaluation(40, 0.6)]
     assert decide(points, memory=memory).writes == {LR: 0.05}
+
+
+def test_a_rate_the_config_does_not_hold_is_the_trainers():
+    points = [train(10, 50.0)]
+    points[0]["learning_rate"] = 0.2
+    assert decide(points, {}).writes == {LR: 0.05, CLIP: 0.5}
+    points[0]["learning_rate"] = None  # unknown: the clip alone
+    assert decide(points, {}).writes == {CLIP: 0.5}
 
 
 def test_the_rate_stays_at_or_above_min_lr():

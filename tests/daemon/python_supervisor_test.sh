@@ -44,8 +44,8 @@ export TRAINVISOR_COORDINATOR=$(head -1 "$dir/url")
 
 # The supervisor with the fleet's worker token, its worker token unset in its environment.
 supervise() {
-  env -u TRAINVISOR_WORKER_TOKEN "$PY" "$SUPERVISOR" --job sup --worker-token-file "$dir/worker-token" \
-    --name py-supervisor --grad-norm-above 0 --explosion-cooldown 0 "$@"
+  env -u TRAINVISOR_WORKER_TOKEN "$PY" "$SUPERVISOR" --job sup \
+    --worker-token-file "$dir/worker-token" --name py-supervisor --grad-norm-above 0 --explosion-cooldown 0 "$@"
 }
 # query EXPR: EXPR evaluated with `c`, a client of the coordinator, and `job`, the job's id.
 query() {
@@ -58,12 +58,15 @@ print($1)"
 }
 # The supervisor's entries in the config log: accepted (True/False), revision, paths, refusal.
 supervisor_entries() {
-  query "'\n'.join(f\"{e['accepted']} {e['revision']} {e['path']} {e['new']} {e['refusal']}\" for e in c.config_log(job, limit=1000) if e['actor'] == 'policy:py-supervisor')"
+  query "'\n'.join(f\"{e['accepted']} {e['revision']} {e['path']} {e['new']} {e['refusal']}\"
+                 for e in c.config_log(job, limit=1000) if e['actor'] == 'policy:py-supervisor')"
 }
 
 step "start"
 wait_for 40 sh -c "'$TRAINVISOR' jobs show sup | grep -q 'status running'" || fail "the job never ran"
-has_gradients() { [ "$(query "sum(p['grad_norm'] is not None for p in c.telemetry(job)['points'])")" -gt 0 ]; }
+has_gradients() {
+  [ "$(query "sum(p['grad_norm'] is not None for p in c.telemetry(job)['points'])")" -gt 0 ]
+}
 wait_for 30 has_gradients || fail "no telemetry with a gradient norm"
 
 step "one round writes as policy:py-supervisor and the trainer applies it"
@@ -81,7 +84,8 @@ grep -qx "True $rev training/regularization/grad_clip_max 0.5 " <<< "$entries" |
   = "gradient explosion" ] || fail "the write's reason is not the rule's"
 applied() {
   [ "$(query "c.telemetry(job)['applied']['revision']")" -ge "$rev" ] &&
-    [ "$(query "[p['learning_rate'] for p in c.telemetry(job)['points'] if p['config_revision'] >= $rev][-1]")" = 0.02 ]
+    [ "$(query "[p['learning_rate'] for p in c.telemetry(job)['points']
+                 if p['config_revision'] >= $rev][-1]")" = 0.02 ]
 }
 wait_for 30 applied || fail "the trainer never ran with revision $rev at rate 0.02"
 
@@ -89,7 +93,9 @@ step "frozen: refused with the hub's reason, logged, and it keeps polling"
 "$TRAINVISOR" config freeze sup training/optimizer > /dev/null
 supervise --poll-every 0.3 > "$dir/loop.log" 2>&1 &
 sup=$!
-refusals() { grep -c "refused (409): .*under the frozen prefix training/optimizer" "$dir/loop.log"; }
+refusals() {
+  grep -c "refused (409): .*under the frozen prefix training/optimizer" "$dir/loop.log"
+}
 refused_twice() { [ "$(refusals)" -ge 2 ]; }
 wait_for 30 refused_twice || fail "the supervisor was not refused twice under the freeze"
 kill -0 "$sup" 2> /dev/null || fail "the supervisor stopped after a refusal"
@@ -105,5 +111,6 @@ wait_for 60 sh -c "! kill -0 $sup 2> /dev/null" || fail "the supervisor did not 
 rc=0
 wait "$sup" || rc=$?
 [ "$rc" = 0 ] || fail "the supervisor exited $rc"
-grep -q "job sup (.*) is stopped: done" "$dir/loop.log" || fail "the supervisor did not say why it stopped"
+grep -q "job sup (.*) is stopped: done" "$dir/loop.log" ||
+  fail "the supervisor did not say why it stopped"
 step "ok"
