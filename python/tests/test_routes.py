@@ -17,8 +17,21 @@ def cpp_constants():
 def test_every_route_and_header_matches_the_cpp_protocol():
     cpp = cpp_constants()
     pairs = {"PIPELINE_SAMPLES": "kPipelineSamples",
+             "JOBS": "kJobs",
+             "JOB_BY_REF": "kJobByRef",
+             "JOB_CANCEL": "kJobCancel",
+             "JOB_REQUEUE": "kJobRequeue",
+             "JOB_CONFIG": "kJobConfig",
+             "JOB_CONFIG_FREEZE": "kJobConfigFreeze",
+             "JOB_CONFIG_UNFREEZE": "kJobConfigUnfreeze",
+             "JOB_CONFIG_LOG": "kJobConfigLog",
+             "JOB_TELEMETRY": "kJobTelemetry",
              "INGEST_TOKEN_HEADER": "kIngestTokenHeader",
-             "IDEMPOTENCY_KEY_HEADER": "kIdempotencyKeyHeader"}
+             "IDEMPOTENCY_KEY_HEADER": "kIdempotencyKeyHeader",
+             "WORKER_TOKEN_HEADER": "kWorkerTokenHeader",
+             "OPERATOR_TOKEN_HEADER": "kOperatorTokenHeader",
+             "READ_TOKEN_HEADER": "kReadTokenHeader",
+             "OPERATOR_NAME_HEADER": "kOperatorNameHeader"}
     ours = {k for k in vars(routes) if k.isupper()}
     assert ours == set(pairs), "a constant of routes.py has no C++ counterpart listed here"
     for py, c in pairs.items():

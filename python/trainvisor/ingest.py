@@ -28,6 +28,7 @@ import urllib.request
 import numpy as np
 
 from . import routes
+from .client import server_message
 
 CONTENT_TYPE = "application/x-trainvisor-batch"
 LABEL_LIMIT = 2**31
@@ -139,18 +140,9 @@ class IngestClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:
                 return json.loads(reply.read() or b"{}")
         except urllib.error.HTTPError as e:
-            raise IngestError(f"pipeline {pipeline!r}: {e.code}: {_server_message(e)}",
+            raise IngestError(f"pipeline {pipeline!r}: {e.code}: {server_message(e)}",
                               e.code) from None
         except urllib.error.URLError as e:
             raise IngestError(f"pipeline {pipeline!r}: cannot reach {self.base_url}: "
                               f"{e.reason}") from None
 
-
-def _server_message(e: urllib.error.HTTPError) -> str:
-    """The coordinator's {"error": ...} message, else the reply's text, else the reason."""
-    body = e.read().decode("utf-8", "replace")
-    try:
-        message = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        message = None
-    return message or body.strip() or str(e.reason)

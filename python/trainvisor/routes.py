@@ -4,9 +4,22 @@ A pattern's {name} parts are filled, percent-encoded, by target()."""
 import urllib.parse
 
 PIPELINE_SAMPLES = "/v1/pipeline/{name}/samples"
+JOBS = "/v1/jobs"  # ?status=S
+JOB_BY_REF = "/v1/jobs/{ref}"
+JOB_CANCEL = "/v1/job/{id}/cancel"
+JOB_REQUEUE = "/v1/job/{id}/requeue"
+JOB_CONFIG = "/v1/job/{id}/config"
+JOB_CONFIG_FREEZE = "/v1/job/{id}/config/freeze"
+JOB_CONFIG_UNFREEZE = "/v1/job/{id}/config/unfreeze"
+JOB_CONFIG_LOG = "/v1/job/{id}/config/log"  # ?after=&limit=
+JOB_TELEMETRY = "/v1/job/{id}/telemetry"  # ?max_points=N
 
 INGEST_TOKEN_HEADER = "X-Ingest-Token"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+WORKER_TOKEN_HEADER = "X-Worker-Token"
+OPERATOR_TOKEN_HEADER = "X-Operator-Token"
+READ_TOKEN_HEADER = "X-Read-Token"
+OPERATOR_NAME_HEADER = "X-Operator-Name"
 
 
 def target(pattern: str, **params: str) -> str:

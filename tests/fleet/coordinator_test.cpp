@@ -412,11 +412,11 @@ TEST_F(CoordinatorTest, ConfigHubOverHttp) {
   r = policy(other);
   EXPECT_EQ(r.status, 403);
   EXPECT_NE(r.body.find("runs no policy 'divergence'"), std::string::npos) << r.body;
-  EXPECT_EQ(client_
-                ->request("POST", "/v1/job/" + id + "/config", write.dump(),
-                          {{"X-Worker-Token", "worker-secret"}})
-                .status,
-            401);
+  // The worker token writes only under a policy name of its own, never as the job's plugin.
+  r = client_->request("POST", "/v1/job/" + id + "/config", write.dump(),
+                       {{"X-Worker-Token", "worker-secret"}});
+  EXPECT_EQ(r.status, 403);
+  EXPECT_NE(r.body.find("runs the policy 'plateau' on its host"), std::string::npos) << r.body;
   r = policy(write);
   EXPECT_EQ(r.status, 200) << r.body;
   tree = client_->request("GET", "/v1/job/" + id + "/config").json_body();
@@ -431,6 +431,95 @@ TEST_F(CoordinatorTest, ConfigHubOverHttp) {
   EXPECT_FALSE(log[2]["accepted"]);
   EXPECT_EQ(log[4]["kind"], "unfreeze");
   EXPECT_EQ(log[5]["old"], 0.03);
+}
+
+// A policy running as its own process writes with the worker token under a name of its own, to
+// a job a trainer runs, and meets the hub's freeze, validation, human-wins and audit like any
+// policy.
+TEST_F(CoordinatorTest, APolicyWithTheWorkerTokenWritesToARunningJob) {
+  const json c = claim("h");  // tiny-b; tiny-a stays pending
+  const std::string id = c["job"]["id"];
+  ASSERT_EQ(post("/v1/job/" + id + "/running", {{"lease_token", c["lease_token"]}}).status, 200);
+  std::string pending;
+  const json jobs = client_->request("GET", "/v1/jobs").json_body()["jobs"];
+  for (const auto& j : jobs) {
+    if (j["status"] == "pending") pending = j["id"];
+  }
+  ASSERT_FALSE(pending.empty());
+  const auto write = [&](const std::string& job, const json& body,
+                         std::vector<std::pair<std::string, std::string>> headers = {
+                             {"X-Worker-Token", "worker-secret"}}) {
+    return client_->request("POST", "/v1/job/" + job + "/config", body.dump(), headers);
+  };
+  const auto lr = [](double v, const std::string& name = "py-supervisor",
+                     std::uint64_t decided_from = 1) {
+    return json{{"policy", name},
+                {"writes", {{"training/optimizer/learning_rate", v}}},
+                {"reason", "loss flat"},
+                {"decided_from", decided_from}};
+  };
+  auto r = write(id, lr(0.025));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json_body()["actor"], "policy:py-supervisor");
+  EXPECT_EQ(r.json_body()["revision"], 2);
+
+  // Refused before the hub, nothing recorded: a pending job, a wrong token, a bad name, a host
+  // credential that proves nothing (the worker token beside it does not help), a bad value.
+  r = write(pending, lr(0.025));
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("is pending: no trainer runs it"), std::string::npos) << r.body;
+  EXPECT_EQ(write(id, lr(0.02), {{"X-Worker-Token", "worker-secrex"}}).status, 401);
+  for (const std::string& name :
+       std::vector<std::string>{"Py Supervisor", "py:sup", std::string(65, 'p')}) {
+    r = write(id, lr(0.02, name));
+    EXPECT_EQ(r.status, 400) << name;
+    EXPECT_NE(r.body.find("policy name '"), std::string::npos) << r.body;
+  }
+  r = write(id, lr(0.02, ""));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("field 'policy'"), std::string::npos) << r.body;
+  EXPECT_EQ(
+      write(id, lr(0.02), {{"X-Worker-Token", "worker-secret"}, {"X-Host-Credential", "h:wrong"}})
+          .status,
+      401);
+  EXPECT_EQ(write(id, lr(100.0)).status, 400);
+  const auto log = [&] {
+    return client_->request("GET", "/v1/job/" + id + "/config/log").json_body()["entries"];
+  };
+  EXPECT_EQ(log().size(), 1u);
+
+  // A frozen folder holds it: 409 with the hub's reason, and the refusal is in the log.
+  ASSERT_EQ(post("/v1/job/" + id + "/config/freeze", {{"prefix", "training/optimizer"}},
+                 "op-secret", "X-Operator-Token")
+                .status,
+            200);
+  r = write(id, lr(0.0125, "py-supervisor", 2));
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("under the frozen prefix training/optimizer; policy:py-supervisor may not "
+                        "write it"),
+            std::string::npos)
+      << r.body;
+  json entries = log();
+  ASSERT_EQ(entries.size(), 3u);  // the write, the freeze, the refusal
+  EXPECT_EQ(entries[2]["actor"], "policy:py-supervisor");
+  EXPECT_FALSE(entries[2]["accepted"]);
+  EXPECT_NE(entries[2]["refusal"].get<std::string>().find("frozen prefix"), std::string::npos);
+  ASSERT_EQ(post("/v1/job/" + id + "/config/unfreeze", {{"prefix", "training/optimizer"}},
+                 "op-secret", "X-Operator-Token")
+                .status,
+            200);
+
+  // The human wins: a decision made before a human's write of its key is refused (412).
+  r = client_->request("POST", "/v1/job/" + id + "/config",
+                       json{{"writes", {{"training/optimizer/learning_rate", 0.04}}}}.dump(),
+                       {{"X-Operator-Token", "op-secret"}, {"X-Operator-Name", "ana"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  r = write(id, lr(0.0125, "py-supervisor", 2));
+  EXPECT_EQ(r.status, 412);
+  EXPECT_NE(r.body.find("the human's value stands"), std::string::npos) << r.body;
+  EXPECT_EQ(client_->request("GET", "/v1/job/" + id + "/config")
+                .json_body()["values"]["training/optimizer/learning_rate"],
+            0.04);
 }
 
 TEST_F(CoordinatorTest, AnEarlyStopIsStoppedByItsWriterAndAFinishedJobRefusesWrites) {

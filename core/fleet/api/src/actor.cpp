@@ -1,5 +1,7 @@
 #include "trainvisor/fleet/api/actor.hpp"
 
+#include <algorithm>
+
 namespace tv::fleet::api {
 namespace {
 
@@ -36,6 +38,24 @@ std::string Actor::str() const {
       break;
   }
   return "api";
+}
+
+std::optional<std::string> policy_name_problem(std::string_view name) {
+  constexpr std::size_t kMaxPolicyNameBytes = 64;
+  const auto ok = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  };
+  if (!name.empty() && name.size() <= kMaxPolicyNameBytes &&
+      std::all_of(name.begin(), name.end(), ok))
+    return std::nullopt;
+  // Quoted shortened, bytes outside printable ASCII as '?': the message may reach a terminal.
+  std::string shown(name.substr(0, kMaxPolicyNameBytes));
+  for (char& c : shown) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return "policy name '" + shown + (name.size() > kMaxPolicyNameBytes ? "...'" : "'") +
+         " is not 1 to " + std::to_string(kMaxPolicyNameBytes) +
+         " of a-z, 0-9, '_' or '-' (a plugin's name rule)";
 }
 
 bool path_under(std::string_view path, std::string_view prefix) {

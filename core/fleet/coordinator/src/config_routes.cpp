@@ -1,6 +1,7 @@
-// The config hub's routes: reads for readers; a write from a human (operator token) or one of
-// the job's policies (its holder's host credential) while the job may still run; freezes for
-// operators; the config stream for the job's holder's agent.
+// The config hub's routes: reads for readers; a write from a human (operator token), one of the
+// job's policies (its holder's host credential) or a policy running as its own process (the
+// worker token) while the job may still run; freezes for operators; the config stream for the
+// job's holder's agent.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
 #include "trainvisor/fleet/api/checked.hpp"
@@ -63,21 +64,51 @@ std::optional<Response> policy_refusal(CoordinatorState& s, const std::string& j
                                   "); a host writes only as one of them");
 }
 
+// Who may write as `policy` with the worker token: a policy running as a process of its own (a
+// supervisor beside the fleet), under a name of its own, for a job a trainer runs now. Its writes
+// then meet the hub's freeze, validation, human-wins and audit exactly as a plugin policy's do.
+// nullopt: allowed; otherwise the refusal. A finished job is refused later, as for every writer.
+std::optional<Response> worker_policy_refusal(CoordinatorState& s, const std::string& job,
+                                              const std::string& policy) {
+  if (const auto why = api::policy_name_problem(policy)) return Response::error(400, *why);
+  const auto row = s.queue.get(job);
+  if (!row) return Response::error(404, no_such_job(job));
+  if (row->status == JobStatus::kPending) {
+    return Response::error(409, "job '" + row->spec.name + "' (" + job +
+                                    ") is pending: no trainer runs it to apply policy:" + policy +
+                                    "'s write; a policy writes to a claimed or running job");
+  }
+  // The job's own policies run on its host: the log must never take another writer for one.
+  for (const PolicySpec& p : row->spec.policies) {
+    if (p.name == policy) {
+      return Response::error(403, "job " + job + " runs the policy '" + policy +
+                                      "' on its host; a policy writing with the worker token "
+                                      "needs a name of its own");
+    }
+  }
+  return std::nullopt;
+}
+
 Response config_write(CoordinatorState& s, Request& req) {
   const bool human = is_operator(s, req);
-  const std::optional<std::string> host = human ? std::nullopt : credited_host(s, req);
-  if (!human && !host) {
-    return Response::error(
-        401, "missing or wrong X-Operator-Token (or, for a policy, X-Host-Credential)");
+  // A request that sends a host credential is a host's, whatever else it sends.
+  const bool as_host = !human && !req.header(api::header_key(api::kHostCredentialHeader)).empty();
+  const std::optional<std::string> host = as_host ? credited_host(s, req) : std::nullopt;
+  const bool worker_policy = !human && !as_host && is_worker(s, req);
+  if (!human && !host && !worker_policy) {
+    return Response::error(401,
+                           "missing or wrong X-Operator-Token (or, for a policy, "
+                           "X-Host-Credential or X-Worker-Token)");
   }
   const nlohmann::json body = body_json(req);
   // A policy names itself; a human is named by the request's header.
   const std::string policy = human ? std::string() : api::required_string(body, "policy");
-  const std::string actor = human ? operator_actor(req) : api::Actor::policy(policy).str();
   const api::ConfigWriteRequest w = body.get<api::ConfigWriteRequest>();
-  if (host) {
-    if (auto refused = policy_refusal(s, req.params[0], policy, *host)) return *refused;
-  }
+  const std::optional<Response> refused =
+      host ? policy_refusal(s, req.params[0], policy, *host)
+           : (worker_policy ? worker_policy_refusal(s, req.params[0], policy) : std::nullopt);
+  if (refused) return *refused;
+  const std::string actor = human ? operator_actor(req) : api::Actor::policy(policy).str();
   std::vector<ConfigWrite> writes;
   for (const auto& [k, v] : w.writes)
     writes.push_back({k, v});

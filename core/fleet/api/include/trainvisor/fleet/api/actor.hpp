@@ -28,6 +28,11 @@ struct Actor {
   bool is_policy() const { return kind == Kind::kPolicy; }
 };
 
+// Why `name` cannot follow "policy:" when a policy writes with the worker token, or nullopt: a
+// policy's name follows the plugin names' rule (1 to 64 of a-z, 0-9, '_', '-'), so that it reads
+// the same in the config log, a terminal and a URL whoever runs the policy.
+std::optional<std::string> policy_name_problem(std::string_view name);
+
 // True when `path` is `prefix` or lies under it ("a/b/c" is under "a/b", "a/bc" is not).
 bool path_under(std::string_view path, std::string_view prefix);
 

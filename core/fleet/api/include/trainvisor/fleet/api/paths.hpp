@@ -7,7 +7,10 @@
 //   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
 //             config, config log, telemetry (read): the read, operator or worker token, a host
 //             credential, or none where reads are public
-//   worker token: enrol a host name that has no credential yet (trust on first use)
+//   worker token: enrol a host name that has no credential yet (trust on first use); a config
+//             write as policy:NAME from a policy running as its own process (NAME its own, by
+//             api::policy_name_problem's rule and none of the job's plugin policies; the job
+//             claimed or running; held by freezes, validation and human wins like any policy)
 //   host (X-Host-Credential, the host named by it, never by a body): claim (as itself);
 //             heartbeat, running, complete, fail, upload (the job's holder, with the lease
 //             token); telemetry and config stream (the job's holder); a config write as
