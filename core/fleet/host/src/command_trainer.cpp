@@ -60,7 +60,9 @@ TrainerLaunch command_launch(const JobSpec& spec, const CommandSetup& s) {
   l.own_session = true;
   l.log = s.log;
   l.cwd = s.workdir;
-  l.env = {"TRAINVISOR_BLOCK=" + s.block, "TRAINVISOR_JOB_ID=" + spec.id,
+  l.env = {"TRAINVISOR_BLOCK=" + s.block,
+           "TRAINVISOR_JOB_ID=" + spec.id,
+           "TRAINVISOR_SEED=" + std::to_string(spec.seed),
            "TRAINVISOR_OUT_DIR=" + s.out_dir.string(),
            "TRAINVISOR_ATTEMPT=" + std::to_string(s.lease_attempt),
            "TRAINVISOR_LEASE_DIGEST=" + s.lease_digest};

@@ -85,11 +85,11 @@ struct TrainerLaunch {
 // A command job's trainer (job_spec.hpp, CommandTrainer) as the host starts it: through
 // `EXE trainer-exec --exit-code-file F -- ARGV...` (run_trainer_command below), in its working
 // directory, with the job's block and folders in its environment:
-//   TRAINVISOR_BLOCK, TRAINVISOR_JOB_ID, TRAINVISOR_OUT_DIR (bundled and uploaded after exit 0 or
-//   3; kept for a retry on this host, so a checkpoint there is resumed), TRAINVISOR_ATTEMPT and
-//   TRAINVISOR_LEASE_DIGEST (the lease the block is stamped with: a trainer stops once its block
-//   carries another), TRAINVISOR_ORPHAN_AFTER_S when the host gives one, and `python_path`
-//   before PYTHONPATH (where `import trainvisor` finds the trainer API).
+//   TRAINVISOR_BLOCK, TRAINVISOR_JOB_ID, TRAINVISOR_SEED (the job's), TRAINVISOR_OUT_DIR (bundled
+//   and uploaded after exit 0 or 3; kept for a retry on this host, so a checkpoint there is
+//   resumed), TRAINVISOR_ATTEMPT and TRAINVISOR_LEASE_DIGEST (the lease the block is stamped with:
+//   a trainer stops once its block carries another), TRAINVISOR_ORPHAN_AFTER_S when the host gives
+//   one, and `python_path` before PYTHONPATH (where `import trainvisor` finds the trainer API).
 struct CommandSetup {
   std::string executable;  // the trainvisor binary, which runs trainer-exec
   std::string block;
