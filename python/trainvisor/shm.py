@@ -272,6 +272,7 @@ def block_name_for_job(job_id: str) -> str:
 
 
 _ZERO = {FLOAT64: 0.0, INT64: 0, BOOL: False, STRING: ""}
+_KIND_NAME = {FLOAT64: "float", INT64: "int", BOOL: "bool", STRING: "str"}
 _KIND_TEXT = {FLOAT64: "a float", INT64: "an int", BOOL: "a bool", STRING: "a str"}
 _OWN = object()  # get() without a default: the handle's own
 
@@ -361,7 +362,7 @@ class Handle:
         return int(self._impl.fallbacks)
 
     def __repr__(self):
-        return f"Handle({self.path!r}, {_KIND_TEXT[self.kind][2:].strip()})"
+        return f"Handle({self.path!r}, {_KIND_NAME[self.kind]})"
 
 
 class _CtypesSnapshot:

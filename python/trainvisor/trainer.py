@@ -268,7 +268,8 @@ class Run:
         Returns {knob path: (old, new)} for what changed in the optimizer or model."""
         self.refresh()
         seen = (optimizer, model, self._seen_generation)
-        if self._applied_to is not None and all(a is b for a, b in zip(seen, self._applied_to)):
+        last = self._applied_to
+        if last is not None and last[0] is optimizer and last[1] is model and last[2] == seen[2]:
             return {}
         torch = _torch()
         k = self._applied
