@@ -110,7 +110,7 @@ def test_attach_refuses_a_missing_or_bad_environment(name, agents, tmp_path):
     for key, value in bad.items():
         with pytest.raises(trainvisor.TrainerError, match=f"{key}=.*{value}"):
             trainvisor.attach({**env, key: value})
-    with pytest.raises(trainvisor.TrainerError, match=f"cannot attach to the job's block: .*{name}"):
+    with pytest.raises(trainvisor.TrainerError, match=f"cannot attach to the job's block:.*{name}"):
         trainvisor.attach(env)
     agents(name, "training/optimizer/learning_rate=i64:1")  # a knob with the wrong type
     with pytest.raises(trainvisor.TrainerError, match="learning_rate.*int64, not float64"):
@@ -171,8 +171,8 @@ def test_adamw_keeps_its_betas(name, agents, tmp_path):
     with trainvisor.attach(job_env(name, tmp_path), handle_sigterm=False) as run:
         model, opt = two_group_sgd(run)
         assert isinstance(opt, torch.optim.AdamW)
-        agent.set("training/optimizer/momentum=f64:0.5", "training/optimizer/learning_rate=f64:0.01",
-                  "training/optimizer/name=str:sgd")
+        agent.set("training/optimizer/momentum=f64:0.5",
+                  "training/optimizer/learning_rate=f64:0.01", "training/optimizer/name=str:sgd")
         assert run.apply(opt, model) == {trainer.LEARNING_RATE: (0.05, 0.01)}
         assert opt.param_groups[0]["betas"] == (0.9, 0.999)
         assert run.applied.optimizer == "sgd"  # applied, yet the optimizer counts at start only
@@ -254,7 +254,7 @@ def test_sigterm_interrupts_and_a_checkpoint_round_trips(name, agents, tmp_path)
         loaded = run.load_checkpoint()
         assert loaded["step"] == 17 and torch.equal(loaded["weights"], state["weights"])
         (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-        with pytest.raises(trainvisor.TrainerError, match="checkpoint .*checkpoint.pt is unreadable"):
+        with pytest.raises(trainvisor.TrainerError, match="checkpoint.pt is unreadable"):
             run.load_checkpoint()
 
 
@@ -377,8 +377,8 @@ def poll_until(agent_side, proc, done, timeout=120):
 
 def test_the_example_trains_takes_a_live_change_and_stops_early(name, agents, tmp_path):
     agent = agents(name, "training/control/max_epochs=i64:100000",
-                   "training/optimizer/learning_rate=f64:0.05", "training/control/batch_size=i64:32",
-                   "training/control/eval_every=i64:5")
+                   "training/optimizer/learning_rate=f64:0.05",
+                   "training/control/batch_size=i64:32", "training/control/eval_every=i64:5")
     with shm.Block(name, read_write=True) as agent_side:
         proc = start_example(name, tmp_path)
         records = poll_until(agent_side, proc, lambda r: len(r) >= 10)

@@ -13,9 +13,9 @@ found, raises ShmError naming the places or the path.
 
 The per-step calls (Handle.get, Snapshot.read, Block.push) go through the C extension
 trainvisor._shmfast when it is there and linked to the library ctypes loaded; ctypes serves them
-otherwise, with the same results and errors. The extension is found next to this file (installed),
-through $TRAINVISOR_SHM_EXT, or in the build tree (build/python/trainvisor/); $TRAINVISOR_SHM_NO_EXT=1
-keeps to ctypes. implementation() says which one serves.
+otherwise, with the same results and errors. The extension is found through $TRAINVISOR_SHM_EXT,
+in the build tree (build/python/trainvisor/), or next to this file (installed);
+$TRAINVISOR_SHM_NO_EXT=1 keeps to ctypes. implementation() says which one serves.
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
