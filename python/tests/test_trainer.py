@@ -275,17 +275,17 @@ def test_a_lease_taken_over_interrupts_and_silences_telemetry(name, agents, tmp_
 
 def test_a_silent_agent_interrupts_when_asked_to_watch(name, agents, tmp_path):
     agent = agents(name)
-    watched = trainvisor.attach(job_env(name, tmp_path, TRAINVISOR_ORPHAN_AFTER_S="0.3"),
+    watched = trainvisor.attach(job_env(name, tmp_path, TRAINVISOR_ORPHAN_AFTER_S="1.5"),
                                 handle_sigterm=False)
     unwatched = trainvisor.attach(job_env(name, tmp_path), handle_sigterm=False)
     time.sleep(0.5)
-    assert not watched.interrupted  # the agent still beats every 100 ms
+    assert not watched.interrupted  # the agent still beats, every 100 ms
     assert agent.command("silent") == "silent"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while not watched.interrupted and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "no heartbeat from the config agent for" in (watched.interrupt_reason or "")
-    assert "(limit 0.3 s): its host is gone" in watched.interrupt_reason
+    assert "(limit 1.5 s): its host is gone" in watched.interrupt_reason
     assert not unwatched.interrupted
     watched.close()
     unwatched.close()
