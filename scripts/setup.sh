@@ -25,6 +25,7 @@ PACKAGES=(
   valgrind                                # memcheck shows the token comparison is constant-time
   clang-14 libclang-rt-14-dev             # libFuzzer: the fuzz preset's targets (tests/fuzz)
   python3 python3-pytest                  # the Python client's tests
+  python3-dev python3-torch               # trainvisor._shmfast; PyTorch scripts as jobs (examples/python-trainer)
   openssl                                 # test certificates for the TLS tests
 )
 

@@ -25,7 +25,8 @@ extern "C" {
 /* The library builds with hidden visibility; exactly these declarations are its exports. */
 #pragma GCC visibility push(default)
 
-#define TV_SHM_ABI_VERSION 1
+/* 2: tv_shm_block_lease_version and tv_shm_block_heartbeat. */
+#define TV_SHM_ABI_VERSION 2
 #define TV_SHM_MAX_STRING 48
 
 enum tv_shm_type {
@@ -100,6 +101,13 @@ int tv_shm_snapshot_read(tv_shm_snapshot* snapshot, tv_shm_value* out, size_t co
  * holder is stamping its lease into the block (the block is being taken over: it belongs to no
  * one who asks); -1 on error. A trainer started for a lease stops once the block's is not it. */
 int tv_shm_block_lease(tv_shm_block* block, uint64_t* attempt, char* digest_hex, size_t cap);
+/* Moves whenever the block's lease is stamped: a trainer that found its own lease while this was
+ * v needs no other read while it stays v. One load; 0 for a NULL block. */
+uint64_t tv_shm_block_lease_version(tv_shm_block* block);
+/* The wall time (Unix ns) of the config writer's last heartbeat in *unix_ns, 0 when it never
+ * beat (a writer that never beats cannot be watched). Returns 0, or -1 on error. A trainer
+ * compares it with its clock to stop once its agent has been silent too long. */
+int tv_shm_block_heartbeat(tv_shm_block* block, uint64_t* unix_ns);
 /* 0 while the block is intact; -1 once it was truncated or an access to it faulted (the reason,
  * naming the block and its sizes, in tv_shm_last_error()): stop using it. An access to a
  * truncated block never raises SIGBUS: it reads zeros. One fstat. */

@@ -266,6 +266,20 @@ int tv_shm_block_lease(tv_shm_block* block, uint64_t* attempt, char* digest_hex,
       -1);
 }
 
+uint64_t tv_shm_block_lease_version(tv_shm_block* block) {
+  return block == nullptr ? 0 : block->reader.lease_version();
+}
+
+int tv_shm_block_heartbeat(tv_shm_block* block, uint64_t* unix_ns) {
+  return guarded(
+      [&] {
+        if (unix_ns == nullptr) throw ShmError("heartbeat output is NULL");
+        *unix_ns = need(block)->reader.info().heartbeat_unix_ns;
+        return 0;
+      },
+      -1);
+}
+
 int tv_shm_block_check(tv_shm_block* block) {
   return guarded(
       [&] {

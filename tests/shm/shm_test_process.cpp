@@ -3,6 +3,12 @@
 //
 //   create NAME [KEY=TYPE:VALUE ...]   create (or take over) a block, print "ready", then hold it
 //                                      as its live writer until stdin closes or SIGTERM
+//   serve NAME [ATTEMPT:DIGEST] [KEY=TYPE:VALUE ...]
+//                                      as create, stamped with that lease when given; then each
+//                                      stdin line is a command, answered by one stdout line:
+//                                      "KEY=TYPE:VALUE ..." applies one batch ("applied
+//                                      generation=N"), "silent" stops the heartbeat ("silent");
+//                                      stdin EOF or SIGTERM ends it
 //   invariant-writer NAME BATCHES      create NAME, print "ready", then apply {a=i, b=2i, c=i+1,
 //                                      tag="i"} as fast as possible (BATCHES 0: until stdin
 //                                      closes)
@@ -54,15 +60,32 @@ Value parse_value(std::string_view spec) {
   throw ShmError("unknown type '" + std::string(type) + "'");
 }
 
+std::vector<Entry> parse_entries(const std::vector<std::string_view>& args) {
+  std::vector<Entry> out;
+  for (const std::string_view arg : args) {
+    const auto eq = arg.find('=');
+    if (eq == std::string_view::npos) throw ShmError("entry '" + std::string(arg) + "' lacks =");
+    out.push_back({std::string(arg.substr(0, eq)), parse_value(arg.substr(eq + 1))});
+  }
+  return out;
+}
+
+std::vector<std::string_view> words(std::string_view line) {
+  std::vector<std::string_view> out;
+  while (!line.empty()) {
+    const auto start = line.find_first_not_of(" \t\r");
+    if (start == std::string_view::npos) break;
+    const auto end = std::min(line.find_first_of(" \t\r", start), line.size());
+    out.push_back(line.substr(start, end - start));
+    line.remove_prefix(end);
+  }
+  return out;
+}
+
 volatile sig_atomic_t stop_requested = 0;
 
 int create(const std::string& name, int argc, char** argv) {
-  std::vector<Entry> source;
-  for (int i = 0; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    const auto eq = arg.find('=');
-    source.push_back({std::string(arg.substr(0, eq)), parse_value(arg.substr(eq + 1))});
-  }
+  const std::vector<Entry> source = parse_entries({argv, argv + argc});
   auto writer = ConfigBlockWriter::open_or_create(name, {}, source);
   std::printf("ready\ntook_over=%d\n", writer.repair_report().took_over ? 1 : 0);
   std::fflush(stdout);
@@ -74,6 +97,51 @@ int create(const std::string& name, int argc, char** argv) {
     if (::poll(&in, 1, 100) > 0) {
       char buf[64];
       if (::read(0, buf, sizeof buf) <= 0) break;
+    }
+  }
+  return 0;
+}
+
+// A config writer the test drives line by line, as the agent drives a trainer's block.
+int serve(const std::string& name, int argc, char** argv) {
+  WriterOptions options;
+  std::vector<std::string_view> args(argv, argv + argc);
+  if (!args.empty() && args.front().find('=') == std::string_view::npos) {
+    const std::string_view lease = args.front();
+    const auto colon = lease.find(':');
+    if (colon == std::string_view::npos)
+      throw ShmError("lease '" + std::string(lease) + "' lacks :");
+    options.lease = BlockLease::from_hex(
+        std::strtoull(std::string(lease.substr(0, colon)).c_str(), nullptr, 10),
+        lease.substr(colon + 1));
+    args.erase(args.begin());
+  }
+  auto writer = ConfigBlockWriter::open_or_create(name, options, parse_entries(args));
+  std::printf("ready\ngeneration=%llu\n", static_cast<unsigned long long>(writer.generation()));
+  std::fflush(stdout);
+  signal(SIGTERM, [](int) { stop_requested = 1; });
+  bool beating = true;
+  std::string pending;
+  pollfd in{0, POLLIN, 0};
+  while (!stop_requested) {
+    if (beating) writer.heartbeat();
+    if (::poll(&in, 1, 100) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::read(0, buf, sizeof buf);
+    if (n <= 0) break;
+    pending.append(buf, static_cast<std::size_t>(n));
+    for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+      const std::string line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      if (line == "silent") {
+        beating = false;
+        std::printf("silent\n");
+      } else {
+        writer.apply(parse_entries(words(line)));
+        std::printf("applied generation=%llu\n",
+                    static_cast<unsigned long long>(writer.generation()));
+      }
+      std::fflush(stdout);
     }
   }
   return 0;
@@ -203,6 +271,7 @@ int main(int argc, char** argv) {
   const std::string name = argv[2];
   try {
     if (mode == "create") return create(name, argc - 3, argv + 3);
+    if (mode == "serve") return serve(name, argc - 3, argv + 3);
     if (mode == "invariant-writer" && argc == 4) return invariant_writer(name, std::atoll(argv[3]));
     if (mode == "invariant-reader" && argc == 4) return invariant_reader(name, std::atoll(argv[3]));
     if (mode == "stop-mid-write") return stop_mid_write(name);
