@@ -1052,7 +1052,7 @@ TEST_F(CommandJobTest, RunsWithTheJobsEnvironmentAndUploadsItsOutputAsATar) {
   for (const std::string& line :
        {std::string("TRAINVISOR_ATTEMPT=1"), "TRAINVISOR_BLOCK=" + shm::block_name_for_job(j.id),
         "TRAINVISOR_JOB_ID=" + j.id, "TRAINVISOR_LEASE_DIGEST=" + lease_digest_hex("lease-py"),
-        "TRAINVISOR_SEED=7", "TRAINVISOR_OUT_DIR=" + out_dir(j).string()}) {
+        std::string("TRAINVISOR_SEED=7"), "TRAINVISOR_OUT_DIR=" + out_dir(j).string()}) {
     EXPECT_NE(env.find(line + "\n"), std::string::npos) << line << " not in\n" << env;
   }
   const auto done = coordinator_.received("complete");
