@@ -11,6 +11,7 @@
 set -euo pipefail
 : "${TRAINVISOR:?}"
 : "${TRAINVISOR_PYTHON:?}"  # the folder holding the trainvisor package the trainer imports
+: "${TV_SHM_TEST_WRITER:?}"  # serves a block of another job's lease
 . "$(dirname "$0")/process_test_lib.sh"
 dir=$(mktemp -d)
 trap 'test_cleanup "$dir"' EXIT
@@ -85,26 +86,29 @@ applied() {
 
 step "the job runs under its policy"
 wait_for 60 sh -c "'$TRAINVISOR' jobs show torch | grep -q 'status running'" || fail "the job never ran"
-policy_rev() {
-  query "([e['revision'] for e in c.config_log(job, limit=1000)
+# The plateau policy's first accepted write: "REVISION RATE", or nothing.
+policy_write() {
+  query "([f\"{e['revision']} {e['new']}\" for e in c.config_log(job, limit=1000)
           if e['actor'] == 'policy:plateau' and e['accepted']] or [''])[0]"
 }
-wait_for 90 sh -c "[ -n \"\$($(declare -f query policy_rev); policy_rev)\" ]" ||
-  fail "the plateau policy never wrote"
-prev=$(policy_rev)
-wait_for 60 applied "$prev" 0.05 || fail "the trainer never applied the policy's revision $prev at 0.05"
+policy_wrote() { [ -n "$(policy_write)" ]; }
+wait_for 90 policy_wrote || fail "the plateau policy never wrote"
+read -r prev prate <<< "$(policy_write)"
+wait_for 60 applied "$prev" "$prate" ||
+  fail "the trainer never applied the policy's revision $prev at $prate"
 
 step "an operator's change reaches the optimizer at the next step"
 "$TRAINVISOR" config set torch training/optimizer/learning_rate 0.0123 --reason "by hand" > "$dir/set.out"
 hrev=$(grep -o "revision [0-9]*" "$dir/set.out" | grep -o "[0-9]*")
 [ -n "$hrev" ] || fail "config set printed no revision: $(cat "$dir/set.out")"
 wait_for 60 applied "$hrev" 0.0123 || fail "the trainer never ran revision $hrev at 0.0123"
-grep -q "revision $hrev: {'learning_rate': (.*, 0.0123)" "$log" ||
+grep -Eq "revision $hrev: \{'training/optimizer/learning_rate': \([0-9.e-]+, 0.0123\)\}" "$log" ||
   fail "the trainer's log does not show the param groups moving to 0.0123 at revision $hrev"
 
 step "cancel: a checkpoint, then a requeue resumes it"
 "$TRAINVISOR" jobs cancel torch > /dev/null
 wait_for 60 sh -c "'$TRAINVISOR' jobs show torch | grep -q 'status cancelled'" || fail "not cancelled"
+wait_for 30 test -s "$dir/work/$id/exit_code" || fail "trainer-exec wrote no exit code"
 [ "$(cat "$dir/work/$id/exit_code")" = 4 ] || fail "the trainer did not exit 4 on SIGTERM"
 [ -s "$dir/work/$id/out/checkpoint.pt" ] || fail "no checkpoint in the output directory"
 grep -q "interrupted at step" "$log" || fail "the trainer did not say it was interrupted"
@@ -113,8 +117,8 @@ wait_for 60 grep -q "resumed at step" "$log" || fail "the requeued job did not r
 
 step "an early stop ends it and its output is the job's bundle"
 "$TRAINVISOR" config set torch training/control/early_stop true --reason "enough" > /dev/null
-wait_for 60 sh -c "'$TRAINVISOR' jobs show torch | grep -q 'status completed'" ||
-  fail "the job did not complete"
+wait_for 60 sh -c "'$TRAINVISOR' jobs show torch | grep -q 'status stopped'" ||
+  fail "the job did not stop early: $("$TRAINVISOR" jobs show torch)"
 digest=$("$TRAINVISOR" artifacts torch | awk '$1 == "bundle.tar" {print $3}')
 [ -n "$digest" ] || fail "no bundle.tar among the job's artifacts: $("$TRAINVISOR" artifacts torch)"
 "$PY" - "$TRAINVISOR_COORDINATOR/v1/artifact/$digest" "$dir/bundle.tar" <<'PY'
@@ -131,10 +135,15 @@ tar -xOf "$dir/bundle.tar" metrics.json | grep -q '"result": "early_stop' ||
   fail "metrics.json does not say it stopped early: $(tar -xOf "$dir/bundle.tar" metrics.json)"
 
 step "bad trainers fail their jobs, the host goes on"
+# Another job's block, live, stamped with its own lease.
+other="trainvisor.$(printf 'b%.0s' $(seq 64))"
+sleep 300 | "$TV_SHM_TEST_WRITER" serve "$other" "7:$(printf 'c%.0s' $(seq 64))" \
+  "training/optimizer/learning_rate=f64:0.5" > "$dir/other.out" &
+wait_for 10 grep -q ready "$dir/other.out" || fail "the other job's block was not served"
 cat >> "$dir/fleet.toml" <<TOML
 [[jobs]]
 name = "thief"
-trainer = ["/usr/bin/python3", "other_block.py", "tv-$id"]
+trainer = ["/usr/bin/python3", "other_block.py", "$other"]
 workdir = "$dir/bad"
 max_attempts = 1
 [[jobs]]
@@ -156,6 +165,7 @@ wait_for 60 failed_with missing "trainer command 'no-such-python' is not an exec
   fail "missing: $(cat "$dir/missing.show")"
 wait_for 60 failed_with crash "trainer exited 1 (/usr/bin/python3 -c .*cannot find my data" ||
   fail "crash: $(cat "$dir/crash.show")"
-wait_for 60 failed_with thief "trainer exited 2 .*refused: .*tv-$id" || fail "thief: $(cat "$dir/thief.show")"
+wait_for 60 failed_with thief "trainer exited 2 .*refused: .*$other" || fail "thief: $(cat "$dir/thief.show")"
 kill -0 "$host" || fail "the host daemon died"
+grep -h "error\|reason" "$dir"/thief.show "$dir"/missing.show "$dir"/crash.show >&2 || true
 step "ok"
