@@ -105,6 +105,7 @@ def train(run, args) -> int:
 
     order = epoch_order(args.seed, epoch, len(train_x))
     val = (float("nan"), float("nan"))
+    last_loss = float("nan")  # every record carries it: a policy reads the loss of each
     while (stop := run.should_stop(epoch)) is None:
         if batch == 0:
             batch_size = run.knobs().batch_size  # a new batch size counts from an epoch's start
@@ -121,14 +122,14 @@ def train(run, args) -> int:
             loss.backward()
             grad_norm, flags = run.clip_grad_norm(model.parameters()), 0
             optimizer.step()
-        step, batch = step + 1, batch + 1
+        step, batch, last_loss = step + 1, batch + 1, loss.item()
         epoch_end = batch * batch_size >= len(train_x)
-        run.push(step, epoch, loss.item(), grad_norm, flags=flags,
+        run.push(step, epoch, last_loss, grad_norm, flags=flags,
                  samples_per_sec=len(idx) / (time.perf_counter() - started))
         if run.eval_due(step, epoch_end):
             val = evaluate(model, val_x, val_y)
             flags = shm.FLAG_EVAL | (shm.FLAG_EPOCH_END if epoch_end else 0)
-            run.push(step, epoch, loss.item(), grad_norm, flags=flags, val_loss=val[0],
+            run.push(step, epoch, last_loss, grad_norm, flags=flags, val_loss=val[0],
                      val_accuracy=val[1])
         if epoch_end:
             epoch, batch = epoch + 1, 0
@@ -140,7 +141,7 @@ def train(run, args) -> int:
         print(f"interrupted at step {step} ({stop.reason}): checkpoint written", file=sys.stderr)
         return stop.code
     val = evaluate(model, val_x, val_y)
-    run.push(step, epoch, flags=shm.FLAG_EVAL | shm.FLAG_FINISHED, val_loss=val[0],
+    run.push(step, epoch, last_loss, flags=shm.FLAG_EVAL | shm.FLAG_FINISHED, val_loss=val[0],
              val_accuracy=val[1])
     torch.save(model.state_dict(), run.out_dir / "model.pt")
     metrics = {"result": stop.reason, "steps": step, "epochs": epoch, "val_loss": val[0],
