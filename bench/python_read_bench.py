@@ -12,6 +12,9 @@ Each figure is the median of repeats (timeit). A C++ writer process (tv_shm_test
 $TV_SHM_TEST_WRITER or build/bin/) holds the block; the client uses trainvisor._shmfast when it
 is built (shm.implementation() is printed), and the ctypes figures come from a second process
 with TRAINVISOR_SHM_NO_EXT=1 for reference. Run with Debian's /usr/bin/python3 (python3-torch).
+After the table it prints one RESULT line per figure against its target, in the format of
+bench/bench_result.hpp (scripts/bench.sh builds its table from them), and exits 1 when a target
+was missed.
 Usage: python_read_bench.py [--quick] [--json FILE]
 """
 
@@ -170,6 +173,35 @@ def report(f, c):
           f"ns, push {c['push_ns']:.0f} ns")
 
 
+def result(name, value, unit, target, ok):
+    """One RESULT line (bench/bench_result.hpp); `ok` None is an informational figure."""
+    verdict = "info" if ok is None else ("ok" if ok else "MISSED")
+    print(f"RESULT\t{name}\t{value:.4g}\t{unit}\t{target}\t{verdict}")
+    return ok is not False
+
+
+def verdicts(f):
+    """The RESULT lines of the figures; False when a target was missed."""
+    get_vs_floor = f["get_ns"] / f["dict_float_ns"]
+    kiponos_vs_get = f["kiponos_ns"] / f["get_ns"]
+    overhead = (f["step_live_us"] / f["step_fixed_us"] - 1) * 100
+    live_share = f["live_calls_per_step_ns"] / 1e3 / f["step_fixed_us"] * 100
+    met = [
+        result("handle.get() ns", f["get_ns"], " ns", "", None),
+        result("dict read + float() ns (the floor)", f["dict_float_ns"], " ns", "", None),
+        result("handle.get() / dict read + float()", get_vs_floor, "x", "<= 2.50x",
+               get_vs_floor <= 2.5),
+        result("Kiponos-style read / handle.get()", kiponos_vs_get, "x", ">= 10.00x",
+               kiponos_vs_get >= 10),
+        result("snapshot of 2 keys ns", f["snapshot_ns"], " ns", "<= 1000 ns",
+               f["snapshot_ns"] <= 1000),
+        result("telemetry push ns", f["push_ns"], " ns", "<= 1000 ns", f["push_ns"] <= 1000),
+        result("PyTorch step, live / fixed - 1", overhead, "%", "", None),
+        result("live calls per step / step", live_share, "%", "<= 1.00%", live_share <= 1),
+    ]
+    return all(met)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
@@ -199,6 +231,7 @@ def main():
     report(figures, reference)
     if args.json:
         args.json.write_text(json.dumps({**figures, "ctypes": reference}, indent=2) + "\n")
+    sys.exit(0 if verdicts(figures) else 1)
 
 
 if __name__ == "__main__":

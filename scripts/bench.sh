@@ -17,12 +17,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 benches=(bench_config_block bench_training_step bench_fleet bench_config_live bench_drift_mmd
-         bench_pipeline_ingest)
+         bench_pipeline_ingest bench_python_read)
 runs="${TV_BENCH_RUNS:-1}"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "bench: TV_BENCH_RUNS must be a positive count" >&2; exit 2; }
 
 [[ -f build/build.ninja ]] || cmake --preset default >/dev/null
-cmake --build --preset default --parallel "${TV_JOBS:-2}" --target "${benches[@]}" >/dev/null
+# bench_python_read is a script (bench/python_read_bench.py) over the Python extension.
+cmake --build --preset default --parallel "${TV_JOBS:-2}" \
+  --target "${benches[@]/bench_python_read/tv_python_shmfast}" tv_shm_test_writer >/dev/null
+run_bench() {
+  if [[ $1 == bench_python_read ]]; then
+    TRAINVISOR_SHM_LIB=build/lib/libtrainvisor_shm.so TV_SHM_TEST_WRITER=build/bin/tv_shm_test_writer \
+      /usr/bin/python3 bench/python_read_bench.py
+  else
+    "build/bin/$1" --benchmark_color=false
+  fi
+}
 
 logs="${TV_BENCH_LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/tv-bench.XXXXXX")}"
 mkdir -p "$logs"
@@ -39,7 +49,7 @@ for ((run = 1; run <= runs; run++)); do
     log="$logs/$b.$run.log"
     t0=$SECONDS
     set +e
-    "build/bin/$b" --benchmark_color=false >"$log" 2>&1
+    run_bench "$b" >"$log" 2>&1
     rc=$?
     set -e
     echo "bench: run $run: $b exited $rc after $((SECONDS - t0)) s" >&2
