@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 
 #include "trainvisor/fleet/trainer_process.hpp"
@@ -116,16 +117,17 @@ int run_trainer_command(const fs::path& exit_code_file, const std::vector<std::s
     write_exit_code(exit_code_file, 2);
     return 2;
   }
+  // The child is reaped on SIGCHLD, and at least every 200 ms whatever arrives: a SIGCHLD lost
+  // to a runtime that intercepts signals (a sanitizer's) must not leave the job running forever.
+  const timespec tick{0, 200'000'000};
   while (true) {
-    int sig = 0;
-    if (sigwait(&forwarded, &sig) != 0) continue;
-    if (sig != SIGCHLD) {
+    const int sig = sigtimedwait(&forwarded, nullptr, &tick);
+    if (sig > 0 && sig != SIGCHLD) {
       ::kill(child, sig);
       continue;
     }
     int status = 0;
-    const pid_t r = ::waitpid(child, &status, WNOHANG);
-    if (r != child) continue;
+    if (::waitpid(child, &status, WNOHANG) != child) continue;
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     write_exit_code(exit_code_file, code);
     return code;
