@@ -1042,8 +1042,11 @@ TEST_F(CommandJobTest, RunsWithTheJobsEnvironmentAndUploadsItsOutputAsATar) {
       "pwd > \"$TRAINVISOR_OUT_DIR/cwd.txt\"\n"
       "mkdir -p \"$TRAINVISOR_OUT_DIR/model\" && echo weights > \"$TRAINVISOR_OUT_DIR/model/w\"\n");
   coordinator_.offer(j, "lease-py");
+  // A host started with its token in the environment: the user's command must not get it.
+  ::setenv("TRAINVISOR_WORKER_TOKEN", "wk-secret", 1);
   start(options());
   ASSERT_EQ(wait_done(), 1) << all_events();
+  ::unsetenv("TRAINVISOR_WORKER_TOKEN");
   const fs::path got = uploaded("bundle.tar");
   ASSERT_FALSE(got.empty()) << all_events();
   EXPECT_EQ(read_file(got / "model" / "w"), "weights\n");
@@ -1055,6 +1058,7 @@ TEST_F(CommandJobTest, RunsWithTheJobsEnvironmentAndUploadsItsOutputAsATar) {
         std::string("TRAINVISOR_SEED=7"), "TRAINVISOR_OUT_DIR=" + out_dir(j).string()}) {
     EXPECT_NE(env.find(line + "\n"), std::string::npos) << line << " not in\n" << env;
   }
+  EXPECT_EQ(env.find("wk-secret"), std::string::npos) << env;
   const auto done = coordinator_.received("complete");
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].json_body().at("artifact"),

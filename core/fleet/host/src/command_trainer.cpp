@@ -61,6 +61,7 @@ TrainerLaunch command_launch(const JobSpec& spec, const CommandSetup& s) {
   l.own_session = true;
   l.log = s.log;
   l.cwd = s.workdir;
+  l.unset = kFleetSecretVariables;
   l.env = {"TRAINVISOR_BLOCK=" + s.block,
            "TRAINVISOR_JOB_ID=" + spec.id,
            "TRAINVISOR_SEED=" + std::to_string(spec.seed),

@@ -51,8 +51,10 @@ struct SpawnSetup {
   SpawnSetup& operator=(const SpawnSetup&) = delete;
 };
 
-// The spawner's environment with each KEY=VALUE of `extra` set over it.
-std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+// The spawner's environment without the variables in `unset`, with each KEY=VALUE of `extra`
+// set over it.
+std::vector<std::string> environment_with(const std::vector<std::string>& extra,
+                                          const std::vector<std::string>& unset) {
   std::vector<std::string> out;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string entry = *e;
@@ -60,7 +62,9 @@ std::vector<std::string> environment_with(const std::vector<std::string>& extra)
     const bool replaced = std::any_of(extra.begin(), extra.end(), [&](const std::string& x) {
       return x.compare(0, key.size(), key) == 0;
     });
-    if (!replaced) out.push_back(entry);
+    const bool dropped =
+        std::find(unset.begin(), unset.end(), key.substr(0, key.size() - 1)) != unset.end();
+    if (!replaced && !dropped) out.push_back(entry);
   }
   out.insert(out.end(), extra.begin(), extra.end());
   return out;
@@ -173,7 +177,7 @@ TrainerProcess TrainerProcess::spawn(const TrainerLaunch& launch) {
   for (auto& a : args)
     argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::vector<std::string> env = environment_with(launch.env);
+  std::vector<std::string> env = environment_with(launch.env, launch.unset);
   std::vector<char*> envp;
   for (auto& e : env)
     envp.push_back(e.data());

@@ -80,6 +80,8 @@ struct TrainerLaunch {
   std::filesystem::path cwd;
   // KEY=VALUE entries set over the spawner's environment.
   std::vector<std::string> env;
+  // Variables of the spawner's environment the trainer does not get (the fleet's secrets).
+  std::vector<std::string> unset;
 };
 
 // A command job's trainer (job_spec.hpp, CommandTrainer) as the host starts it: through
@@ -90,6 +92,8 @@ struct TrainerLaunch {
 //   resumed), TRAINVISOR_ATTEMPT and TRAINVISOR_LEASE_DIGEST (the lease the block is stamped with:
 //   a trainer stops once its block carries another), TRAINVISOR_ORPHAN_AFTER_S when the host gives
 //   one, and `python_path` before PYTHONPATH (where `import trainvisor` finds the trainer API).
+//   The user's command does not get the fleet's secrets from the host's environment
+//   (kFleetSecretVariables).
 struct CommandSetup {
   std::string executable;  // the trainvisor binary, which runs trainer-exec
   std::string block;
@@ -100,6 +104,11 @@ struct CommandSetup {
   std::string python_path;
 };
 TrainerLaunch command_launch(const JobSpec& spec, const CommandSetup& setup);
+
+// The environment variables that carry the fleet's tokens and a host's credential.
+inline const std::vector<std::string> kFleetSecretVariables = {
+    "TRAINVISOR_OPERATOR_TOKEN", "TRAINVISOR_WORKER_TOKEN", "TRAINVISOR_READ_TOKEN",
+    "TRAINVISOR_INGEST_TOKEN", "TRAINVISOR_HOST_CREDENTIAL"};
 
 // The file `program` names as execvp would find it (on $PATH unless it holds a '/', relative to
 // `cwd` then); nullopt when there is none that can be executed.
