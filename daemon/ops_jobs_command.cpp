@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "ops_connection.hpp"
@@ -10,6 +11,12 @@
 
 namespace tv::cli {
 namespace {
+
+// The MODEL column: the model plugin, or for a command job the program it runs ("$ python3").
+std::string model_column(const fleet::JobSpec& spec) {
+  if (!spec.command) return spec.model;
+  return "$ " + std::filesystem::path(spec.command->argv.front()).filename().string();
+}
 
 using nlohmann::json;
 namespace api = fleet::api;
@@ -40,7 +47,7 @@ void list_jobs(const JobsFlags& f) {
     for (const auto& r : jobs) {
       // CONFIG: the revision the trainer applied / the one the hub wants ("-": no report yet).
       std::printf("%-12s  %-24.24s %-10.10s %-10s %7lld %11s  %s\n", short_id(r.spec.id).c_str(),
-                  terminal_text(r.spec.name).c_str(), terminal_text(r.spec.model).c_str(),
+                  terminal_text(r.spec.name).c_str(), terminal_text(model_column(r.spec)).c_str(),
                   std::string(fleet::to_string(r.status)).c_str(),
                   static_cast<long long>(r.attempt),
                   (revision_text(r.config.applied_revision) + "/" +
@@ -80,7 +87,19 @@ void print_curve(const api::TelemetryCurve& t) {
 void print_job_state(const api::JobInfo& j) {
   std::printf("%s (%s), status %s\n", terminal_text(j.spec.name).c_str(),
               terminal_text(j.spec.id).c_str(), std::string(fleet::to_string(j.status)).c_str());
-  std::printf("  %-12s %s\n", "model", terminal_text(j.spec.model).c_str());
+  if (j.spec.command) {
+    std::string line;
+    for (const std::string& a : j.spec.command->argv)
+      line += (line.empty() ? "" : " ") + a;
+    std::printf("  %-12s %s\n", "trainer", terminal_text(line).c_str());
+    const auto& c = *j.spec.command;
+    std::printf("  %-12s %s\n", "workdir",
+                !c.workdir.empty()        ? ("shipped, sha256 " + c.workdir.substr(0, 12)).c_str()
+                : !c.host_workdir.empty() ? terminal_text(c.host_workdir + " on the host").c_str()
+                                          : "its output directory");
+  } else {
+    std::printf("  %-12s %s\n", "model", terminal_text(j.spec.model).c_str());
+  }
   std::printf("  %-12s %s\n", "host", j.worker.empty() ? "-" : terminal_text(j.worker).c_str());
   std::printf("  %-12s %lld of %lld\n", "attempt", static_cast<long long>(j.attempt),
               static_cast<long long>(j.spec.max_attempts));

@@ -86,6 +86,14 @@ applied() {
 
 step "the job runs under its policy"
 wait_for 60 sh -c "'$TRAINVISOR' jobs show torch | grep -q 'status running'" || fail "the job never ran"
+"$TRAINVISOR" jobs show torch > "$dir/show.out"
+grep -q "trainer      /usr/bin/python3 train.py --max-train-samples 2000" "$dir/show.out" &&
+  grep -q "workdir      shipped, sha256 " "$dir/show.out" ||
+  fail "jobs show does not name the command and its shipped workdir: $(cat "$dir/show.out")"
+"$TRAINVISOR" jobs list | grep -q "torch .*\$ python3 .*running" ||
+  fail "jobs list does not show the command: $("$TRAINVISOR" jobs list)"
+"$TRAINVISOR" artifacts torch | grep -q "^workdir.tar " ||
+  fail "the shipped workdir is not among the job's artifacts: $("$TRAINVISOR" artifacts torch)"
 # The plateau policy's first accepted write: "REVISION RATE", or nothing.
 policy_write() {
   query "([f\"{e['revision']} {e['new']}\" for e in c.config_log(job, limit=1000)
