@@ -56,20 +56,26 @@ class ScriptedServer {
                       },
                       false,
                       [this](const http::Request& req, http::WebSocketSession& ws) {
+                        int me = 0;
                         {
                           std::lock_guard lock(mu_);
                           froms_.push_back(std::stoull(req.query.at("from")));
-                          ++sessions_;
+                          me = ++sessions_;
                         }
                         cv_.notify_all();
+                        // Only the newest session sends or drops: an older one's handler may
+                        // not have seen its client leave yet, and must not take what is meant
+                        // for the session that replaced it.
                         while (ws.open()) {
                           std::unique_lock lock(mu_);
-                          cv_.wait_for(lock, 20ms, [&] { return !queue_.empty() || drop_; });
-                          if (drop_) {
+                          const auto mine = [&] { return me == sessions_ && !queue_.empty(); };
+                          const auto dropped = [&] { return me == sessions_ && drop_; };
+                          cv_.wait_for(lock, 20ms, [&] { return mine() || dropped(); });
+                          if (dropped()) {
                             drop_ = false;
                             return;
                           }
-                          while (!queue_.empty()) {
+                          while (mine()) {
                             const std::string m = queue_.front();
                             queue_.pop_front();
                             lock.unlock();
