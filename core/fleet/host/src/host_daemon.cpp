@@ -188,14 +188,14 @@ std::vector<const plugin::TelemetryPoint*> thin(const std::vector<plugin::Teleme
   return out;
 }
 
-// The generation (see ClaimReply) the checkpoint in a job's folder was written in, kept beside
-// it by this daemon; a folder without the file is generation 0.
 // A command job's output directory (TRAINVISOR_OUT_DIR), kept across attempts on this host
 // like a checkpoint, emptied with the folder when a requeue starts the job over.
 fs::path command_out_dir(const JobFolder& folder) {
   return folder.root / "out";
 }
 
+// The generation (see ClaimReply) the checkpoint in a job's folder was written in, kept beside
+// it by this daemon; a folder without the file is generation 0.
 fs::path generation_file(const JobFolder& folder) {
   return folder.root / "generation";
 }
@@ -780,7 +780,9 @@ struct HostDaemon::Impl {
                                " but left nothing in its output directory " + out_dir.string() +
                                " (TRAINVISOR_OUT_DIR)");
     const fs::path bundle = job.folder.root / "bundle.tar";
-    pack_folder_to_file(out_dir, bundle, {"__pycache__"});
+    // As large as the coordinator's store takes by default (its --max-artifact-bytes).
+    pack_folder_to_file(out_dir, bundle, {"__pycache__"},
+                        ArchiveLimits{std::uint64_t{8} << 30, 1'000'000});
     return bundle.string();
   }
 
