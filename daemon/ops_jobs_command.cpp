@@ -88,10 +88,7 @@ void print_job_state(const api::JobInfo& j) {
   std::printf("%s (%s), status %s\n", terminal_text(j.spec.name).c_str(),
               terminal_text(j.spec.id).c_str(), std::string(fleet::to_string(j.status)).c_str());
   if (j.spec.command) {
-    std::string line;
-    for (const std::string& a : j.spec.command->argv)
-      line += (line.empty() ? "" : " ") + a;
-    std::printf("  %-12s %s\n", "trainer", terminal_text(line).c_str());
+    std::printf("  %-12s %s\n", "trainer", terminal_text(j.spec.command->text()).c_str());
     const auto& c = *j.spec.command;
     std::printf("  %-12s %s\n", "workdir",
                 !c.workdir.empty()        ? ("shipped, sha256 " + c.workdir.substr(0, 12)).c_str()

@@ -721,12 +721,8 @@ struct HostDaemon::Impl {
       deliver(job, code);
       return;
     }
-    std::string command;
-    if (job.spec.command) {
-      for (const std::string& a : job.spec.command->argv)
-        command += (command.empty() ? "" : " ") + a;
-      command = " (" + command.substr(0, 200) + ")";
-    }
+    const std::string command =
+        job.spec.command ? " (" + job.spec.command->text().substr(0, 200) + ")" : "";
     const std::string reason = "trainer exited " + std::to_string(code) + command + ": " +
                                tail_of(job.folder.log().string(), 600);
     fail(job, FailureClass::kTrainerFailure, reason);

@@ -11,8 +11,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::size_t kMaxArgs = 256;
-constexpr std::size_t kMaxArgBytes = 4096;
+constexpr std::size_t kMaxArgs = CommandTrainer::kMaxArgs;
+constexpr std::size_t kMaxArgBytes = CommandTrainer::kMaxArgBytes;
 
 // Interpreters whose first argument that is not a flag names the script they run.
 bool interpreter(const std::string& program) {

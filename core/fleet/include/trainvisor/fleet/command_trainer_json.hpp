@@ -22,12 +22,14 @@ inline CommandTrainer command_trainer_from_json(const nlohmann::json& j) {
     c.argv = j.at("argv").get<std::vector<std::string>>();
     c.host_workdir = j.at("host_workdir").get<std::string>();
     c.workdir = j.at("workdir").get<std::string>();
-    if (c.argv.empty() || c.argv.size() > 256)
-      throw std::invalid_argument("trainer.argv: 1 to 256 arguments");
+    constexpr std::size_t max_args = CommandTrainer::kMaxArgs;
+    constexpr std::size_t max_bytes = CommandTrainer::kMaxArgBytes;
+    if (c.argv.empty() || c.argv.size() > max_args)
+      throw std::invalid_argument("trainer.argv: 1 to " + std::to_string(max_args) + " arguments");
     for (const std::string& a : c.argv) {
-      if (a.empty() || a.size() > 4096 || a.find('\0') != std::string::npos)
-        throw std::invalid_argument(
-            "trainer.argv: an argument is empty, over 4096 bytes or has NUL");
+      if (a.empty() || a.size() > max_bytes || a.find('\0') != std::string::npos)
+        throw std::invalid_argument("trainer.argv: an argument is empty, over " +
+                                    std::to_string(max_bytes) + " bytes or has NUL");
     }
     if (!c.workdir.empty() &&
         (c.workdir.size() != 64 ||

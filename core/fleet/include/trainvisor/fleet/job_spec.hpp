@@ -2,6 +2,7 @@
 // the coordinator and the host daemon consume.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -57,6 +58,19 @@ struct CommandTrainer {
   std::string workdir;            // the manifest's folder, shipped as an archive: its digest
   std::string host_workdir;       // or an absolute folder present on the host; both "": none
   bool operator==(const CommandTrainer&) const = default;
+
+  // What the manifest, the wire and the queue accept: 1 to kMaxArgs non-empty arguments of at
+  // most kMaxArgBytes, without NUL.
+  static constexpr std::size_t kMaxArgs = 256;
+  static constexpr std::size_t kMaxArgBytes = 4096;
+
+  // The command line as one text for messages: the arguments joined by spaces.
+  std::string text() const {
+    std::string s;
+    for (const std::string& a : argv)
+      s += (s.empty() ? "" : " ") + a;
+    return s;
+  }
 };
 
 // One [[jobs]] entry of the manifest, validated; or a pipeline's training (`pipeline` set).
