@@ -64,6 +64,10 @@ struct CoordinatorOptions {
   // machine can ask), a token required otherwise (telemetry and configs stay off the network).
   std::optional<bool> public_reads;
   std::vector<std::string> plugin_dirs;  // for manifest validation, before the defaults
+  // The dashboard's bundle (index.html, assets/), served at / and /assets/; empty or without
+  // index.html: those routes answer 404 saying the dashboard is not built. The CLI's
+  // default_web_root() finds the build's or the install's.
+  std::string web_root;
   // Makes the embedder of the pipelines whose trigger reads embeddings, from the plugins a
   // manifest was loaded with (which outlive it) and the path of an artifact by digest (throws
   // when there is none). Unset: such a pipeline stops with an error saying so. The trainer
