@@ -7,6 +7,8 @@
 // Caching: index.html is "no-cache" (revalidated on every load, so a new bundle shows at once);
 // an asset whose name carries a content hash (esbuild's "[name]-[hash]": a stem ending in "-"
 // and 8 or more letters and digits) is immutable for a year; any other asset is "no-cache".
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 
 #include "coordinator_state.hpp"

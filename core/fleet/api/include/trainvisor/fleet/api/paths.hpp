@@ -3,7 +3,7 @@
 // parameters, filled in order.
 //
 // Who may call what (the coordinator enforces it, see coordinator.hpp):
-//   anyone:   health
+//   anyone:   health, the dashboard's bundle (/ and /assets/NAME: no data in it)
 //   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
 //             config, config log, config markers, telemetry and curve (read), the events
 //             push channel (its hello message carries the read token): the read, operator or worker
