@@ -364,6 +364,21 @@ TEST_F(DashboardTest, EventsRefuseAnotherSitesOrigin) {
   EXPECT_EQ(next_of_type(ws, "ready")["public_reads"], true);
 }
 
+TEST_F(DashboardTest, EventsTakeAtMostHalfTheWebSocketSessions) {
+  start([](CoordinatorOptions& o) { o.http.max_websocket_sessions = 4; });
+  http::WebSocketClient first(ws_options(), "/v1/events");
+  http::WebSocketClient second(ws_options(), "/v1/events");
+  for (http::WebSocketClient* ws : {&first, &second})
+    next_of_type(*ws, "ready");
+  try {
+    http::WebSocketClient third(ws_options(), "/v1/events");
+    FAIL() << "a third events connection of four sessions was let in";
+  } catch (const http::WebSocketRefused& e) {
+    EXPECT_EQ(e.status, 503);
+    EXPECT_NE(e.body.find("too many events connections (2)"), std::string::npos) << e.body;
+  }
+}
+
 TEST_F(DashboardTest, EventsNeedAHelloWithAReadTokenWhenReadsAreNotPublic) {
   start([](CoordinatorOptions& o) {
     o.public_reads = false;

@@ -2,8 +2,10 @@
 // is one EventSession on a thread of its own (the server's WebSocket sessions, capped by
 // max_websocket_sessions): it polls the stores every kEventTick for what its client subscribed
 // to and sends what changed. A send only queues (the server writes), so a client that reads
-// slowly holds up nobody else: it is cut off once its queue is full.
+// slowly holds up nobody else: it is cut off once its queue is full. Events connections take at
+// most half of max_websocket_sessions (503 beyond).
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <map>
 
@@ -282,9 +284,25 @@ class EventSession {
 }  // namespace
 
 void add_event_routes(CoordinatorState& s, std::vector<http::Route>& r) {
-  http::Route events{"GET", std::string(api::kEvents),
-                     [&s](Request& req, BodyStream*) { return events_admission(s, req); }};
-  events.session = [&s](const Request&, http::WebSocketSession& ws) { EventSession(s, ws).run(); };
+  // Dashboards get half the server's WebSocket sessions at most, so that unauthenticated
+  // connections waiting for their hello never keep host agents from their config streams.
+  const std::size_t cap = std::max<std::size_t>(1, s.options.http.max_websocket_sessions / 2);
+  auto open = std::make_shared<std::atomic<std::size_t>>(0);
+  http::Route events{"GET", std::string(api::kEvents), [&s, cap, open](Request& req, BodyStream*) {
+                       if (open->load() >= cap) {
+                         return Response::error(
+                             503, "too many events connections (" + std::to_string(cap) + ")");
+                       }
+                       return events_admission(s, req);
+                     }};
+  events.session = [&s, open](const Request&, http::WebSocketSession& ws) {
+    ++*open;
+    struct Leave {
+      std::atomic<std::size_t>& n;
+      ~Leave() { --n; }
+    } leave{*open};
+    EventSession(s, ws).run();
+  };
   events.client_messages = true;
   r.push_back(std::move(events));
 }

@@ -34,7 +34,8 @@
 //   {"type":"keepalive"}             every kEventKeepalive when nothing else was sent
 // A client that does not read is cut off once the server's queue for it is full
 // (max_websocket_queue_bytes) or a write stalls past the transfer timeout; the others never wait
-// for it. Sessions count against max_websocket_sessions.
+// for it. Events connections take at most half of the server's max_websocket_sessions (503
+// beyond), and count against its per-address connection limit.
 #pragma once
 
 #include <chrono>
