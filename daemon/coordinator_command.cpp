@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include "secret_flags.hpp"
@@ -71,6 +72,18 @@ decltype(fleet::CoordinatorOptions::make_embedder) model_embedder_maker() {
   };
 }
 
+std::string default_web_root() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  const std::filesystem::path prefix = exe.parent_path().parent_path();
+  for (const std::filesystem::path& dir :
+       {prefix / "web", prefix / "share" / "trainvisor" / "web"}) {
+    if (std::filesystem::is_regular_file(dir / "index.html", ec)) return dir.string();
+  }
+  return "";
+}
+
 void add_coordinator_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("coordinator", "Run the fleet's coordinator: queue, artifacts, HTTP API");
@@ -105,6 +118,9 @@ void add_coordinator_command(CLI::App& app) {
   cmd->add_option("--tls-cert", o->http.tls_cert_file, "PEM certificate chain: serve HTTPS");
   cmd->add_option("--tls-key", o->http.tls_key_file, "PEM private key of --tls-cert");
   cmd->add_option("--plugin-dir", o->plugin_dirs, "Extra plugin directory for manifest validation");
+  o->web_root = default_web_root();
+  cmd->add_option("--web-root", o->web_root,
+                  "The dashboard's bundle served at / (default: the build's or the install's)");
   cmd->add_option("--stale-after", *stale_s,
                   "Seconds without a heartbeat before a job is taken back (default 30: six of a "
                   "host's default 5 s heartbeats may be missed on a loaded host or network "

@@ -32,6 +32,7 @@ struct UpOptions {
   std::uint16_t port = 0;
   std::vector<std::string> plugin_dirs;
   double orphan_after_s = 60;
+  std::string web_root = default_web_root();
 };
 
 // This machine's host name, as the host daemon would take it, or "local" when the hostname
@@ -64,6 +65,7 @@ int run_up(const UpOptions& u) {
   c.operator_token = fleet::random_token();
   c.worker_token = fleet::random_token();
   c.plugin_dirs = u.plugin_dirs;
+  c.web_root = u.web_root;
   c.http.bind = "127.0.0.1";
   c.http.port = u.port;
   c.queue.prefer_cuda_grace = std::chrono::seconds(0);  // the only host is this one
@@ -157,6 +159,8 @@ void add_up_command(CLI::App& app) {
   cmd->add_option("--slots", u->slots, "Jobs trained at once (default: one per two cores)");
   cmd->add_option("--port", u->port, "Coordinator port on 127.0.0.1 (default: any free one)");
   cmd->add_option("--plugin-dir", u->plugin_dirs, "Extra plugin directory");
+  cmd->add_option("--web-root", u->web_root,
+                  "The dashboard's bundle served at / (default: the build's or the install's)");
   cmd->add_option("--orphan-after", u->orphan_after_s,
                   "Seconds trainers keep training after this process dies before they checkpoint "
                   "and stop (`up` again on the same --data-dir sooner adopts them)")

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "trainvisor/fleet/manifest.hpp"
+#include "two_tiny_jobs.hpp"
 
 namespace tv::fleet {
 namespace {
@@ -19,18 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const char* kManifest = R"([[jobs]]
-name = "tiny-a"
-model = "tiny"
-seed = 1
-[[jobs]]
-name = "tiny-b"
-model = "tiny"
-seed = 2
-priority = 5
-[[jobs.policies]]
-name = "plateau"
-)";
+const char* const kManifest = test_data::kTwoTinyJobs;
 
 class CoordinatorTest : public ::testing::Test {
  protected:

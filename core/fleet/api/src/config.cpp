@@ -144,6 +144,31 @@ void to_json(json& j, const AuditRecord& e) {
        {"count", e.count}};
 }
 
+void to_json(json& j, const ConfigMarker& m) {
+  json keys = json::array();
+  for (const ConfigMarkerKey& k : m.keys) {
+    keys.push_back({{"path", k.path},
+                    {"old", k.old_value ? param_value_json(*k.old_value) : json(nullptr)},
+                    {"new", param_value_json(k.new_value)}});
+  }
+  j = {{"seq", m.seq},
+       {"last_seq", m.last_seq},
+       {"kind", m.kind},
+       {"revision", m.revision},
+       {"actor", m.actor},
+       {"reason", m.reason},
+       {"time_ms", m.time_ms},
+       {"accepted", m.accepted},
+       {"refusal", m.refusal},
+       {"count", m.count},
+       {"applied_step", m.applied_step ? json(*m.applied_step) : json(nullptr)},
+       {"keys", std::move(keys)}};
+}
+
+void to_json(json& j, const ConfigMarkers& m) {
+  j = {{"markers", m.markers}, {"after", m.after}};
+}
+
 void from_json(const json& e, AuditRecord& r) {
   r.seq = revision_of(e, "seq");
   r.kind = e.value("kind", std::string("write"));

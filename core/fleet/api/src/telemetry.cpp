@@ -132,5 +132,50 @@ void from_json(const json& j, TelemetryCurve& m) {
   m.points = points_from_json(j.at("points"));
 }
 
+std::optional<CurveMetric> curve_metric(std::string_view name) {
+  for (std::size_t i = 0; i < kCurveMetrics; ++i) {
+    if (kCurveMetricNames[i] == name) return static_cast<CurveMetric>(i);
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(CurveMetric m) {
+  return kCurveMetricNames[static_cast<std::size_t>(m)];
+}
+
+void to_json(json& j, const MetricCurve& m) {
+  json buckets = json::array();
+  for (const CurveBucket& b : m.buckets)
+    buckets.push_back(json::array({b.x_lo, b.x_hi, b.count, b.min, b.max, b.first, b.last}));
+  j = {{"job", m.job},
+       {"metric", to_string(m.metric)},
+       {"x", m.x == CurveAxis::kStep ? "step" : "time"},
+       {"from", m.from},
+       {"to", m.to},
+       {"bucket_width", m.bucket_width},
+       {"exact_from", m.exact_from ? json(*m.exact_from) : json(nullptr)},
+       {"rollup_steps", m.rollup_steps},
+       {"columns", {"x_lo", "x_hi", "count", "min", "max", "first", "last"}},
+       {"buckets", std::move(buckets)}};
+}
+
+void from_json(const json& j, MetricCurve& m) {
+  m.job = j.at("job");
+  const auto metric = curve_metric(j.at("metric").get<std::string>());
+  if (!metric) throw std::invalid_argument("metric: unknown " + j["metric"].dump());
+  m.metric = *metric;
+  m.x = j.at("x") == "time" ? CurveAxis::kTime : CurveAxis::kStep;
+  m.from = j.at("from");
+  m.to = j.at("to");
+  m.bucket_width = j.at("bucket_width");
+  m.exact_from.reset();
+  if (!j.at("exact_from").is_null()) m.exact_from = j["exact_from"].get<std::int64_t>();
+  m.rollup_steps = j.at("rollup_steps");
+  m.buckets.clear();
+  for (const json& b : j.at("buckets")) {
+    m.buckets.push_back({b.at(0), b.at(1), b.at(2), b.at(3), b.at(4), b.at(5), b.at(6)});
+  }
+}
+
 }  // namespace api
 }  // namespace tv::fleet

@@ -146,6 +146,45 @@ Response config_log(CoordinatorState& s, Request& req) {
   return Response::json(200, nlohmann::json(api::AuditLog{out}));
 }
 
+// Whether `e` is one more entry of the change `m` (a write of several keys is one entry a key).
+bool same_change(const api::ConfigMarker& m, const AuditEntry& e) {
+  return m.kind == e.kind && m.revision == e.revision && m.actor == e.actor &&
+         m.accepted == e.accepted && m.refusal == e.refusal && m.reason == e.reason &&
+         m.time_ms == e.time_ms;
+}
+
+// The first step at which a revision at or after `revision` was applied, from the steps each
+// revision was first reported at.
+std::optional<std::uint64_t> applied_step(const std::map<std::uint64_t, std::uint64_t>& steps,
+                                          std::uint64_t revision) {
+  std::optional<std::uint64_t> out;
+  for (auto it = steps.lower_bound(revision); it != steps.end(); ++it)
+    out = std::min(out.value_or(it->second), it->second);
+  return out;
+}
+
+Response config_markers(CoordinatorState& s, Request& req) {
+  const std::string& job = req.params[0];
+  const std::uint64_t after = query_number(req, "after", 0, 0, api::kMaxStored);
+  const std::vector<AuditEntry> log =
+      s.hub.audit(job, after, query_number(req, "limit", 100, 0, kMaxAuditPage));
+  const std::map<std::uint64_t, std::uint64_t> steps = s.telemetry.revision_steps(job);
+  api::ConfigMarkers out{{}, after};
+  for (const AuditEntry& e : log) {
+    out.after = e.seq;
+    if (out.markers.empty() || !same_change(out.markers.back(), e)) {
+      api::ConfigMarker m{e.seq,     e.seq,      e.kind,    e.revision, e.actor, e.reason,
+                          e.time_ms, e.accepted, e.refusal, e.count,    {},      {}};
+      if (e.kind == "write" && e.accepted) m.applied_step = applied_step(steps, e.revision);
+      out.markers.push_back(std::move(m));
+    }
+    api::ConfigMarker& m = out.markers.back();
+    m.last_seq = e.seq;
+    m.keys.push_back({e.path, e.old_value, e.new_value});
+  }
+  return Response::json(200, nlohmann::json(out));
+}
+
 // The stream's admission: the credential of the host that holds (or last held) the job, a
 // readable `from`, a known job.
 Response stream_admission(CoordinatorState& s, Request& req) {
@@ -253,6 +292,8 @@ void add_config_routes(CoordinatorState& s, std::vector<http::Route>& r) {
   }
   r.push_back({"GET", std::string(api::kJobConfigLog),
                for_readers(s, [&s](Request& req, BodyStream*) { return config_log(s, req); })});
+  r.push_back({"GET", std::string(api::kJobConfigMarkers),
+               for_readers(s, [&s](Request& req, BodyStream*) { return config_markers(s, req); })});
   r.push_back(
       {"GET", std::string(api::kJobConfigStream),
        [&s](Request& req, BodyStream*) { return stream_admission(s, req); }, false,

@@ -200,6 +200,8 @@ struct Coordinator::Impl {
     coordinator::add_manifest_routes(state, r);
     coordinator::add_host_routes(state, r);
     coordinator::add_pipeline_routes(state, r);
+    coordinator::add_event_routes(state, r);
+    coordinator::add_web_routes(state, r);
     return answering_disk_full(std::move(r), state);
   }
 
@@ -226,6 +228,8 @@ struct Coordinator::Impl {
 Coordinator::Coordinator(CoordinatorOptions options) {
   // Validated before the data directory is opened: a bad manifest leaves nothing behind.
   const std::optional<LoadedManifest> manifest = load_validated(options);
+  for (auto& h : coordinator::security_headers())
+    options.http.response_headers.push_back(std::move(h));
   impl_ = std::make_unique<Impl>(std::move(options));
   if (manifest) {
     for (const std::string& w : impl_->apply(*manifest, false).warnings)

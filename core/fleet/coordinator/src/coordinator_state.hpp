@@ -132,6 +132,13 @@ void add_manifest_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_host_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_pipeline_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_pipeline_read_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+// The dashboard's bundle (web_routes.cpp) and its push channel (event_routes.cpp).
+void add_web_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_event_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+// What every response of the coordinator carries: a strict Content-Security-Policy, nosniff,
+// no referrer, and "Cache-Control: no-store" (API data is never cached; the bundle's routes
+// set their own).
+std::vector<std::pair<std::string, std::string>> security_headers();
 // A pipeline training's end (pipeline_outcomes.cpp): its evaluation through the gate, the
 // outcome and the alias move recorded, the deployment directory updated. settle_trainings does it
 // for every training still open (the sweeper, after a crash).

@@ -1,5 +1,5 @@
-// The telemetry routes: batches from the job's holder (its host credential) and the curve for
-// readers.
+// The telemetry routes: batches from the job's holder (its host credential), the thinned curve
+// of every metric and one metric's downsampled curve (kJobCurve) for readers.
 #include "coordinator_state.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
 #include "trainvisor/fleet/api/telemetry.hpp"
@@ -13,6 +13,11 @@ using http::Response;
 
 // The most points one curve reply is thinned to.
 constexpr std::uint64_t kMaxCurvePoints = 100000;
+// The buckets of a metric's curve: by default, and at most.
+constexpr std::uint64_t kDefaultCurveBuckets = 1000;
+constexpr std::uint64_t kMaxCurveBuckets = 10000;
+// The largest x a curve range may name: a step, or a time in Unix milliseconds.
+constexpr std::uint64_t kMaxCurveX = std::uint64_t{1} << 62;
 
 // A batch from `host`, the one its credential proves: the body's host, a label, must agree.
 Response telemetry_post(CoordinatorState& s, Request& req, const std::string& host) {
@@ -57,6 +62,49 @@ Response telemetry_get(CoordinatorState& s, Request& req) {
   return Response::json(200, nlohmann::json(c));
 }
 
+std::string metric_names() {
+  std::string out;
+  for (std::string_view m : api::kCurveMetricNames)
+    out += (out.empty() ? "" : ", ") + std::string(m);
+  return out;
+}
+
+// The curve request a query asks for; throws std::invalid_argument (400) naming the parameter
+// and what it may be.
+CurveRequest curve_request(const Request& req) {
+  CurveRequest r;
+  const auto metric = req.query.find("metric");
+  if (metric == req.query.end())
+    throw std::invalid_argument("metric: missing; one of " + metric_names());
+  const auto m = api::curve_metric(metric->second);
+  if (!m) {
+    throw std::invalid_argument("metric: '" + metric->second + "' is not one of " + metric_names());
+  }
+  r.metric = *m;
+  if (const auto x = req.query.find("x"); x != req.query.end()) {
+    if (x->second != "step" && x->second != "time")
+      throw std::invalid_argument("x: '" + x->second + "' is not one of step, time");
+    r.x = x->second == "time" ? api::CurveAxis::kTime : api::CurveAxis::kStep;
+  }
+  r.buckets = query_number(req, "buckets", kDefaultCurveBuckets, 1, kMaxCurveBuckets);
+  for (const auto& [key, bound] : {std::pair{"from", &r.from}, std::pair{"to", &r.to}}) {
+    if (req.query.count(key))
+      *bound = static_cast<std::int64_t>(query_number(req, key, 0, 0, kMaxCurveX));
+  }
+  if (r.from && r.to && *r.from > *r.to) {
+    throw std::invalid_argument("from: " + std::to_string(*r.from) + " is after to (" +
+                                std::to_string(*r.to) + ")");
+  }
+  return r;
+}
+
+Response curve_get(CoordinatorState& s, Request& req) {
+  const std::string& job = req.params[0];
+  const CurveRequest r = curve_request(req);
+  if (!s.queue.get(job)) return Response::error(404, no_such_job(job));
+  return Response::json(200, nlohmann::json(s.telemetry.buckets(job, r)));
+}
+
 }  // namespace
 
 void add_telemetry_routes(CoordinatorState& s, std::vector<http::Route>& r) {
@@ -66,6 +114,8 @@ void add_telemetry_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                })});
   r.push_back({"GET", std::string(api::kJobTelemetry),
                for_readers(s, [&s](Request& req, BodyStream*) { return telemetry_get(s, req); })});
+  r.push_back({"GET", std::string(api::kJobCurve),
+               for_readers(s, [&s](Request& req, BodyStream*) { return curve_get(s, req); })});
 }
 
 }  // namespace tv::fleet::coordinator

@@ -162,6 +162,8 @@ struct Client::Impl {
     out.body = std::move(res.body());
     if (auto ct = res.find(bhttp::field::content_type); ct != res.end())
       out.content_type = std::string(ct->value());
+    for (const auto& field : res)
+      out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     if (!res.keep_alive()) {
       plain.reset();
       secure.reset();

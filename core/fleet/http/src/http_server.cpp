@@ -495,6 +495,7 @@ class Connection final : public ServerCore::Closable,
         return self->close();
       }
       WsLimits limits{self->options().max_websocket_queue_bytes, self->options().transfer_timeout};
+      limits.client_messages = self->route_->client_messages;
       auto session =
           std::make_shared<WsSession<WsStream>>(*self->ws_, self, limits, self->core_.stopping);
       session->start();
@@ -539,6 +540,8 @@ class Connection final : public ServerCore::Closable,
     m.result(static_cast<unsigned>(r.status));
     m.version(11);
     m.set(bhttp::field::content_type, r.content_type);
+    for (const auto& [k, v] : options().response_headers)
+      m.set(k, v);
     for (const auto& [k, v] : r.headers)
       m.set(k, v);
     m.keep_alive(keep);

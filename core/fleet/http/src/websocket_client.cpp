@@ -80,8 +80,23 @@ struct WebSocketClient::Impl {
     buffer.clear();
     const auto ec = run([&](auto handler) { stream.async_read(buffer, std::move(handler)); }, idle,
                         "waiting for a message");
+    if (ec == ws::error::closed) {
+      const std::string why(stream.reason().reason.c_str());
+      throw std::runtime_error("websocket to " + options.url + ": closed by the server (" +
+                               std::to_string(stream.reason().code) + ")" +
+                               (why.empty() ? "" : ": " + why));
+    }
     if (ec) throw std::runtime_error("websocket to " + options.url + ": " + ec.message());
     return beast::buffers_to_string(buffer.data());
+  }
+
+  template <class Stream>
+  void write(Stream& stream, const std::string& text) {
+    stream.text(true);
+    const auto ec =
+        run([&](auto handler) { stream.async_write(asio::buffer(text), std::move(handler)); },
+            options.timeout, "sending a message");
+    if (ec) throw std::runtime_error("websocket to " + options.url + ": " + ec.message());
   }
 };
 
@@ -128,6 +143,14 @@ WebSocketClient::~WebSocketClient() = default;
 
 std::string WebSocketClient::receive(std::chrono::milliseconds idle) {
   return impl_->plain ? impl_->read(*impl_->plain, idle) : impl_->read(*impl_->secure, idle);
+}
+
+void WebSocketClient::send(const std::string& text) {
+  if (impl_->plain) {
+    impl_->write(*impl_->plain, text);
+  } else {
+    impl_->write(*impl_->secure, text);
+  }
 }
 
 void WebSocketClient::interrupt() {

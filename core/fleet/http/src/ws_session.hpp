@@ -1,15 +1,19 @@
 // The server's end of an accepted WebSocket (server-push): messages from the session's thread are
 // queued and written by the stream's executor, one at a time, each under a write deadline; the
 // client's frames are read all along, so its pings are answered and its pongs ignored by the
-// stream itself, while a data frame or a close ends the session. A client that reads too slowly
-// (the queue over its bound, or a write stalled past its deadline) is cut off: its socket closed.
-// Private to tv_http; the fuzz target drives it over an in-memory stream.
+// stream itself, while a close ends the session, and so does a data frame unless the route takes
+// client messages (WsLimits::client_messages): then its messages wait in a bounded inbox for
+// receive(), and a client that sends more than max_inbox of them unread is cut off. A client that
+// reads too slowly (the queue over its bound, or a write stalled past its deadline) is cut off: its
+// socket closed. Private to tv_http; the fuzz target drives it over an in-memory stream.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -22,7 +26,9 @@ namespace tv::http {
 struct WsLimits {
   std::size_t max_queue_bytes = 4 << 20;
   std::chrono::milliseconds write_timeout{10000};
-  std::size_t max_message_bytes = 64 * 1024;  // a client's frame (it should send none)
+  std::size_t max_message_bytes = 64 * 1024;  // a client's frame
+  bool client_messages = false;               // false: a client's data frame ends the session
+  std::size_t max_inbox = 16;                 // client messages waiting for receive()
 };
 
 template <class WsStream>
@@ -68,6 +74,24 @@ class WsSession final : public WebSocketSession,
     return !closed_ && !stopping_.load();
   }
 
+  std::optional<std::string> receive(std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(mu_);
+    arrived_.wait_for(lock, timeout, [&] { return !inbox_.empty() || closed_ || stopping_; });
+    if (inbox_.empty()) return std::nullopt;
+    std::string out = std::move(inbox_.front());
+    inbox_.pop_front();
+    return out;
+  }
+
+  void close(const std::string& reason) override {
+    {
+      std::lock_guard lock(mu_);
+      // A close frame's reason holds at most 123 bytes.
+      close_reason_ = reason.substr(0, 123);
+    }
+    finish();
+  }
+
   // Once the session's function has returned: sends what is queued, then the close handshake
   // (under the write deadline), unless the connection is already over.
   void finish() {
@@ -76,7 +100,7 @@ class WsSession final : public WebSocketSession,
       self->finishing_ = true;
       if (self->closed_ || self->writing_) return;  // the last write closes
       lock.unlock();
-      self->close(ws::close_code::normal);
+      self->close_as_asked();
     });
   }
 
@@ -97,6 +121,7 @@ class WsSession final : public WebSocketSession,
   void end_locked(const std::string& reason) {
     if (!closed_) reason_ = reason;
     closed_ = true;
+    arrived_.notify_all();
   }
   void end(const std::string& reason) {
     std::lock_guard lock(mu_);
@@ -107,16 +132,37 @@ class WsSession final : public WebSocketSession,
     ws_.async_read(in_, asio::bind_cancellation_slot(
                             read_cancel_.slot(),
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                              self->in_.clear();
-                              if (ec)
+                              if (ec) {
+                                self->in_.clear();
                                 return self->end(ec == ws::error::closed
                                                      ? "the client closed the connection"
                                                      : ec.message());
+                              }
+                              if (self->limits_.client_messages) return self->take_message();
+                              self->in_.clear();
                               // The protocol is server-push: a client's message is a client
                               // that does not speak it.
                               self->end("the client sent a data frame");
                               self->close(ws::close_code::policy_error);
                             }));
+  }
+
+  // A client's message, into the inbox; then the next one is read.
+  void take_message() {
+    std::string text = beast::buffers_to_string(in_.data());
+    in_.clear();
+    {
+      std::lock_guard lock(mu_);
+      if (inbox_.size() >= limits_.max_inbox) {
+        end_locked("the client sent " + std::to_string(inbox_.size() + 1) +
+                   " messages that were not read yet");
+        post([self = this->shared_from_this()] { self->cut(); });
+        return;
+      }
+      inbox_.push_back(std::move(text));
+      arrived_.notify_all();
+    }
+    read();
   }
 
   void write_next() {
@@ -132,7 +178,7 @@ class WsSession final : public WebSocketSession,
         if (!closed_ && finishing_) next = kClose;
       }
     }
-    if (next == kClose) return close(ws::close_code::normal);
+    if (next == kClose) return close_as_asked();
     if (next == kIdle) return;
     arm(write_timer_, "a message was not taken within ");
     ws_.text(true);
@@ -151,9 +197,21 @@ class WsSession final : public WebSocketSession,
         }));
   }
 
+  // The close the session asked for (close(reason): a policy violation with its reason), or a
+  // normal one.
+  void close_as_asked() {
+    std::string reason;
+    {
+      std::lock_guard lock(mu_);
+      reason = close_reason_;
+    }
+    if (reason.empty()) return close(ws::close_code::normal);
+    close(ws::close_reason(ws::close_code::policy_error, reason));
+  }
+
   // Starts the close handshake once: Beast allows one close per stream, and a client's data
   // frame may arrive while the session's own close is under way.
-  void close(ws::close_code code) {
+  void close(const ws::close_reason& code) {
     {
       std::lock_guard lock(mu_);
       end_locked("the session ended");
@@ -205,6 +263,9 @@ class WsSession final : public WebSocketSession,
   beast::flat_buffer in_;
   mutable std::mutex mu_;  // guards what follows (send() runs on the session's thread)
   std::deque<std::string> queue_;
+  std::deque<std::string> inbox_;  // the client's messages (client_messages only)
+  std::condition_variable arrived_;
+  std::string close_reason_;
   std::size_t queued_bytes_ = 0;
   std::string current_;
   bool writing_ = false;

@@ -16,6 +16,10 @@
 // config only as one of the job's policies, and reports only trainer_failure or host_lost (or
 // acknowledges an operator's cancel): only an operator's cancel ends a job cancelled.
 //
+// The dashboard: its bundle at / (web_root), one metric's downsampled curve, config markers and
+// the events push channel for readers; every response carries a strict Content-Security-Policy,
+// nosniff and no-referrer.
+//
 // Files: the data directory is made owner-only (0700) at start, with a line to on_error (or
 // stderr) when it was not, and the database files are 0600.
 // A write that meets a full disk (store::StorageFull, an artifact's ENOSPC) gets 507 "disk full:
@@ -64,6 +68,10 @@ struct CoordinatorOptions {
   // machine can ask), a token required otherwise (telemetry and configs stay off the network).
   std::optional<bool> public_reads;
   std::vector<std::string> plugin_dirs;  // for manifest validation, before the defaults
+  // The dashboard's bundle (index.html, assets/), served at / and /assets/; empty or without
+  // index.html: those routes answer 404 saying the dashboard is not built. The CLI's
+  // default_web_root() finds the build's or the install's.
+  std::string web_root;
   // Makes the embedder of the pipelines whose trigger reads embeddings, from the plugins a
   // manifest was loaded with (which outlive it) and the path of an artifact by digest (throws
   // when there is none). Unset: such a pipeline stops with an error saying so. The trainer

@@ -27,10 +27,11 @@
 // WebSocket routes (Route::session set) take a GET with an upgrade: the route's handler runs
 // first as the admission check (any status but 101 refuses the upgrade with that reply), then the
 // session function runs on a thread of its own (at most max_websocket_sessions at once, 503
-// beyond) until it returns. The protocol is server-push: the server sends text messages, queued
-// and written by the I/O threads under write deadlines; pings from the client are answered and
-// its pongs ignored; a data frame from it ends the session; a client that does not read (more
-// than max_websocket_queue_bytes waiting, or a write stalled past transfer_timeout) is cut off.
+// beyond) until it returns. The server sends text messages, queued and written by the I/O
+// threads under write deadlines; pings from the client are answered and its pongs ignored; a
+// data frame from it ends the session unless the route takes client messages (then the session
+// receives them); a client that does not read (more than max_websocket_queue_bytes waiting, or a
+// write stalled past transfer_timeout) is cut off.
 //
 // Thread-safety: handlers run concurrently on the handler pool; they must be thread-safe. A
 // Client is one connection and belongs to one thread.
@@ -65,6 +66,7 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;
   std::string file_path;  // when set, the file is streamed as the body (downloads)
+  // Extra headers of a reply; a Client's response lists every header the server sent.
   std::vector<std::pair<std::string, std::string>> headers;
 
   static Response json(int status, const nlohmann::json& body);
@@ -90,9 +92,15 @@ class WebSocketSession {
   // std::runtime_error when the connection is closed or broke, or the client reads so slowly that
   // the queue would exceed max_websocket_queue_bytes (the connection is then cut off).
   virtual void send(const std::string& text) = 0;
-  // False once the client closed the connection (or sent a data frame, which it must not), it
-  // was cut off, or the server is stopping; the session should return then.
+  // False once the client closed the connection (or sent a data frame on a route that takes
+  // none), it was cut off, or the server is stopping; the session should return then.
   virtual bool open() = 0;
+  // On a route with client_messages: the client's next text message, waiting at most `timeout`;
+  // nullopt when none came (or the session ended: see open()). Elsewhere always nullopt.
+  virtual std::optional<std::string> receive(std::chrono::milliseconds timeout) = 0;
+  // Ends the session with a close frame of code 1008 (policy violation) giving `reason` (cut to
+  // 123 bytes), after the messages already queued. The session function should return then.
+  virtual void close(const std::string& reason) = 0;
 };
 
 struct Route {
@@ -101,6 +109,9 @@ struct Route {
   std::function<Response(Request&, BodyStream*)> handler;
   bool streamed_body = false;
   std::function<void(const Request&, WebSocketSession&)> session = nullptr;  // set: WebSocket
+  // A WebSocket route whose client sends messages (WebSocketSession::receive); at most 16 wait
+  // unread, of at most 64 KiB each (the client is cut off beyond).
+  bool client_messages = false;
 };
 
 struct ServerOptions {
@@ -122,6 +133,9 @@ struct ServerOptions {
   std::size_t max_websocket_queue_bytes = 4 << 20;
   std::string tls_cert_file;  // both set: HTTPS
   std::string tls_key_file;
+  // Headers every HTTP response carries (the server's own errors included); a route's header
+  // of the same name replaces one of these.
+  std::vector<std::pair<std::string, std::string>> response_headers;
 };
 
 class Server {
@@ -167,8 +181,9 @@ class Client {
   std::unique_ptr<Impl> impl_;
 };
 
-// The client's end of a server-push WebSocket: connect, then receive text messages.
-// receive() runs on one thread; interrupt() may be called from any thread to end it.
+// The client's end of a WebSocket: connect, then receive (and, where the route takes them, send)
+// text messages. receive() and send() run on one thread; interrupt() may be called from any thread
+// to end it.
 class WebSocketClient {
  public:
   // Connects to `target` on `options.url` (ws over http, wss over https) and completes the
@@ -180,7 +195,11 @@ class WebSocketClient {
 
   // The next text message. Throws std::runtime_error when the server closed the connection, it
   // broke, nothing arrived for `idle` (the server went quiet), or interrupt() was called.
+  // A close from the server says its code and reason in the error.
   std::string receive(std::chrono::milliseconds idle);
+  // Sends one text message (a route that takes client messages). Throws std::runtime_error when
+  // the connection broke or the send took longer than the options' timeout.
+  void send(const std::string& text);
   // Ends a receive() in progress (or the next one) with an error. Thread-safe.
   void interrupt();
   // Sends a close frame (best effort).

@@ -115,6 +115,38 @@ struct AuditLog {  // GET kJobConfigLog
   std::vector<AuditRecord> entries;
 };
 
+// One change of a job's config as the curves draw it (GET kJobConfigMarkers): the audit entries
+// of one write, freeze or unfreeze taken together. JSON: {"seq","last_seq","kind","revision",
+// "actor","reason","time_ms","accepted","refusal","count","applied_step","keys":[{"path","old",
+// "new"}]}. applied_step: for an accepted write, the first step the trainer reported with a
+// config revision at or after this one (where the change took effect); null until then, and for
+// refusals, freezes and unfreezes.
+struct ConfigMarkerKey {
+  std::string path;
+  std::optional<plugin::ParamValue> old_value;
+  plugin::ParamValue new_value;
+};
+struct ConfigMarker {
+  std::uint64_t seq = 0;       // the first audit entry's
+  std::uint64_t last_seq = 0;  // the last one's: the next page starts after it
+  std::string kind = "write";
+  std::uint64_t revision = 0;
+  std::string actor;
+  std::string reason;
+  std::int64_t time_ms = 0;
+  bool accepted = true;
+  std::string refusal;
+  std::uint64_t count = 1;
+  std::optional<std::uint64_t> applied_step;
+  std::vector<ConfigMarkerKey> keys;
+};
+struct ConfigMarkers {  // GET kJobConfigMarkers; `after`: the last audit entry read (page on)
+  std::vector<ConfigMarker> markers;
+  std::uint64_t after = 0;
+};
+void to_json(nlohmann::json& j, const ConfigMarker& m);
+void to_json(nlohmann::json& j, const ConfigMarkers& m);
+
 // `writes` missing, empty, not an object or over the bounds of checked.hpp: invalid_argument.
 TV_API_JSON(ConfigWriteRequest);
 TV_API_JSON(FreezeRequest);

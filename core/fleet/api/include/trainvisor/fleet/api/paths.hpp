@@ -3,10 +3,11 @@
 // parameters, filled in order.
 //
 // Who may call what (the coordinator enforces it, see coordinator.hpp):
-//   anyone:   health
+//   anyone:   health, the dashboard's bundle (/ and /assets/NAME: no data in it)
 //   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
-//             config, config log, telemetry (read): the read, operator or worker token, a host
-//             credential, or none where reads are public
+//             config, config log, config markers, telemetry and curve (read), the events
+//             push channel (its hello message carries the read token): the read, operator or worker
+//             token, a host credential, or none where reads are public
 //   worker token: enrol a host name that has no credential yet (trust on first use); a config
 //             write as policy:NAME from a policy running as its own process (NAME its own, by
 //             api::policy_name_problem's rule and none of the job's plugin policies; the job
@@ -55,8 +56,18 @@ inline constexpr std::string_view kJobConfigStream = "/v1/job/{id}/config/stream
 inline constexpr std::string_view kJobConfigFreeze = "/v1/job/{id}/config/freeze";
 inline constexpr std::string_view kJobConfigUnfreeze = "/v1/job/{id}/config/unfreeze";
 inline constexpr std::string_view kJobConfigLog = "/v1/job/{id}/config/log";  // ?after=&limit=
-inline constexpr std::string_view kJobTelemetry = "/v1/job/{id}/telemetry";   // ?max_points=N
-inline constexpr std::string_view kManifestReload = "/v1/manifest/reload";    // ?dry_run=1
+// The config log grouped by change, with the step each took effect at (api::ConfigMarkers):
+// ?after=SEQ&limit=N (audit entries, as for the log), refusals included.
+inline constexpr std::string_view kJobConfigMarkers = "/v1/job/{id}/config/markers";
+inline constexpr std::string_view kJobTelemetry = "/v1/job/{id}/telemetry";  // ?max_points=N
+// One metric downsampled into buckets (api::MetricCurve):
+// ?metric=M&x=step|time&buckets=N&from=X&to=X; M one of api::kCurveMetricNames, N 1..10000
+// (default 1000), from/to the x range (default: the job's whole curve). A bad parameter: 400
+// naming it and what it may be.
+inline constexpr std::string_view kJobCurve = "/v1/job/{id}/curve";
+// The dashboard's push channel, a WebSocket (its protocol: events.hpp).
+inline constexpr std::string_view kEvents = "/v1/events";
+inline constexpr std::string_view kManifestReload = "/v1/manifest/reload";  // ?dry_run=1
 inline constexpr std::string_view kHostEnrol = "/v1/hosts/{name}/enrol";
 inline constexpr std::string_view kHostRevoke = "/v1/hosts/{name}/revoke";
 inline constexpr std::string_view kPipelines = "/v1/pipelines";
