@@ -27,7 +27,10 @@ PACKAGES=(
   python3 python3-pytest                  # the Python client's tests
   python3-dev python3-torch               # trainvisor._shmfast; PyTorch scripts as jobs (examples/python-trainer)
   openssl                                 # test certificates for the TLS tests
+  chromium                                # the dashboard's browser tests (headless)
 )
+# Node.js bundles the dashboard (web/): the machine's own when it has one, else Debian's.
+command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -54,6 +57,14 @@ say "apt-get install ${PACKAGES[*]}"
 if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/tmp/trainvisor-apt.log 2>&1; then
   tail -20 /tmp/trainvisor-apt.log >&2
   die "apt-get install failed; full log in /tmp/trainvisor-apt.log"
+fi
+
+# The dashboard's packages, exactly as web/package-lock.json pins them; esbuild bundles them at
+# build time (web/CMakeLists.txt), so nothing is fetched when the coordinator runs.
+say "npm ci (web/)"
+if ! (cd web && npm ci --no-audit --no-fund --loglevel=error) >/tmp/trainvisor-npm.log 2>&1; then
+  tail -20 /tmp/trainvisor-npm.log >&2
+  die "npm ci in web/ failed (is the npm registry reachable?); full log in /tmp/trainvisor-npm.log"
 fi
 
 say "configure and build (preset default)"
