@@ -1,5 +1,6 @@
 // The dashboard in a real browser (Debian's chromium, headless, driven by playwright-core)
 // against a real coordinator and host daemon training a real job:
+//  - reads are not public here: the page says so until a read token is given;
 //  - the job appears on the fleet page and its curve grows on the job page;
 //  - an operator's learning-rate edit is applied by the trainer: the applied revision catches up
 //    and its marker says at which step;
@@ -14,7 +15,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Fleet, OPERATOR_TOKEN, WORKER_TOKEN, until } from './fleet.mjs';
+import { Fleet, OPERATOR_TOKEN, READ_TOKEN, WORKER_TOKEN, until } from './fleet.mjs';
 
 const need = (name) => {
   if (!process.env[name]) throw new Error(`${name} is not set (see this file's header)`);
@@ -76,6 +77,17 @@ const chartLastX = (metric) => page.locator(`.chart[data-metric="${metric}"]`).g
 
 test('the job appears on the fleet page and its curve grows on the job page', () => step('curve grows', async () => {
   await page.goto(`${fleet.url}/`);
+  // Reads need a token on this coordinator: the page says so, and the push channel is refused.
+  await until('the page to say reads need a token', async () =>
+    /reads need a token/.test(await page.locator('.page-error').textContent()), 10000);
+  await until('the push channel to be refused', async () =>
+    (await page.locator('.conn').getAttribute('data-state')) === 'closed', 15000);
+  assert.match(await page.locator('.conn').getAttribute('title'), /read_token/);
+  await page.locator('[data-action="sign-in"]').click();
+  await page.fill('input[name="readToken"]', READ_TOKEN);
+  await page.click('.signin-form button[type="submit"]');
+  await until('the push channel to open', async () => (await page.locator('.conn').getAttribute('data-state')) === 'open');
+  assert.equal(await page.locator('.page-error').count(), 0);
   const row = page.locator('tr[data-name="mlp-live"]');
   await until('mlp-live to show as running with a step', async () =>
     (await row.locator('[data-status]').textContent()) === 'running' && /\d/.test(await row.locator('td').nth(4).textContent()), 60000);
@@ -171,9 +183,12 @@ test('markup in data is shown as text, never run', () => step('markup as text', 
 
 test('a job with 100k telemetry points: first load and first curve measured', () => step('100k points', async () => {
   const id = await fleet.seedLongRun(100000);
-  const curve = await fetch(`${fleet.url}/v1/job/${id}/curve?metric=loss&buckets=1000`);
+  const curve = await fetch(`${fleet.url}/v1/job/${id}/curve?metric=loss&buckets=1000`, { headers: { 'X-Read-Token': READ_TOKEN } });
   report.curve_bytes_100k_points = (await curve.text()).length;
+  // A new tab of the same browser context: the tab's session storage starts empty, so it is given
+  // the read token the way a bookmarked page would be after signing in.
   const fresh = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  await fresh.addInitScript((token) => sessionStorage.setItem('tv.readToken', token), READ_TOKEN);
   const started = Date.now();
   await fresh.goto(`${fleet.url}/#/job/${id}`);
   await fresh.locator('.chart[data-metric="loss"] canvas').waitFor({ timeout: 30000 });

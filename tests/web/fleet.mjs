@@ -9,6 +9,7 @@ import { join } from 'node:path';
 
 export const OPERATOR_TOKEN = 'op-dashboard-token';
 export const WORKER_TOKEN = 'wk-dashboard-token';
+export const READ_TOKEN = 'rd-dashboard-token';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -64,9 +65,10 @@ export class Fleet {
     this.procs = [];
     this.logs = {};
     await writeFile(join(this.dir, 'fleet.toml'), manifest(this.dir));
-    const env = { ...process.env, TRAINVISOR_OPERATOR_TOKEN: OPERATOR_TOKEN, TRAINVISOR_WORKER_TOKEN: WORKER_TOKEN };
+    const env = { ...process.env, TRAINVISOR_OPERATOR_TOKEN: OPERATOR_TOKEN, TRAINVISOR_WORKER_TOKEN: WORKER_TOKEN,
+      TRAINVISOR_READ_TOKEN: READ_TOKEN };
     const coordinator = this.spawn('coordinator', trainvisor, ['coordinator', '--data-dir', join(this.dir, 'data'),
-      '--manifest', join(this.dir, 'fleet.toml'), '--port', '0', '--web-root', webRoot, '--stale-after', '30'], env);
+      '--manifest', join(this.dir, 'fleet.toml'), '--port', '0', '--web-root', webRoot, '--stale-after', '30', '--no-public-reads'], env);
     this.url = await until('the coordinator to print its URL', () => {
       const line = this.logs.coordinator.stdout.split('\n')[0];
       return line.startsWith('http') ? line.trim() : null;
@@ -88,10 +90,11 @@ export class Fleet {
     return p;
   }
 
+  // A request; reads carry the read token unless `headers` names another credential.
   async api(method, path, body, headers = {}) {
     const res = await fetch(this.url + path, {
       method,
-      headers: { 'Content-Type': 'application/json', ...headers },
+      headers: { 'Content-Type': 'application/json', 'X-Read-Token': READ_TOKEN, ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();

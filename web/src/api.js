@@ -67,7 +67,6 @@ export const api = {
   markers: (id, after = 0) => call('GET', `/v1/job/${enc(id)}/config/markers?${query({ after, limit: 1000 })}`),
   audit: (id, after = 0) => call('GET', `/v1/job/${enc(id)}/config/log?${query({ after, limit: 1000 })}`),
   curve: (id, params) => call('GET', `/v1/job/${enc(id)}/curve?${query(params)}`),
-  telemetry: (id, maxPoints) => call('GET', `/v1/job/${enc(id)}/telemetry?${query({ max_points: maxPoints })}`),
   log: (id) => call('GET', `/v1/job/${enc(id)}/log`),
   writeConfig: (id, writes, reason) => call('POST', `/v1/job/${enc(id)}/config`, { writes, reason }),
   freeze: (id, prefix) => call('POST', `/v1/job/${enc(id)}/config/freeze`, { prefix }),

@@ -57,6 +57,7 @@ function SignIn({ session, onChange }) {
 export function App() {
   const [where, setWhere] = useState(route());
   const [session, setSessionState] = useState(getSession());
+  const [signIns, setSignIns] = useState(0);  // a new sign-in reloads the page's data with it
   useEffect(() => {
     const onHash = () => setWhere(route());
     window.addEventListener('hashchange', onHash);
@@ -65,6 +66,7 @@ export function App() {
   }, []);
   const changed = (s) => {
     setSessionState(s);
+    setSignIns((n) => n + 1);
     events.reconnect();
   };
   return html`<div class="app">
@@ -75,6 +77,6 @@ export function App() {
       <${Connection} />
       <${SignIn} session=${session} onChange=${changed} />
     </header>
-    <main><${Page} where=${where} session=${session} /></main>
+    <main><${Page} key=${signIns} where=${where} session=${session} /></main>
   </div>`;
 }

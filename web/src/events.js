@@ -54,7 +54,9 @@ export class Events {
       if (this.ws !== ws) return;
       this.ws = null;
       this.setState('closed', e.reason || `connection closed (code ${e.code})`);
-      if (this.stopped) return;
+      // 1008: refused (no or a wrong token, a foreign Origin): retrying cannot help until the
+      // tab's credentials change, which calls reconnect().
+      if (this.stopped || e.code === 1008) return;
       setTimeout(() => this.connect(), this.retryMs);
       this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
     };

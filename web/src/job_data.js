@@ -7,7 +7,6 @@ import { events } from './events.js';
 import { METRICS, Series, Timeline } from './series.js';
 
 const CURVE_BUCKETS = 1000;
-const TIMELINE_POINTS = 2000;
 let firstCurveMarked = false;
 
 async function allPages(fetchPage, field) {
@@ -67,9 +66,14 @@ export function useJobData(id, xMode) {
   const xModeRef = useRef(xMode);
   xModeRef.current = xMode;
 
+  // Markers that took effect tell the timeline where the trainer was when they were written.
+  const placeMarkers = (mk) => {
+    for (const m of mk) if (m.applied_step !== null) timeline.current.addPair(m.time_ms, m.applied_step);
+    setMarkers(mk);
+  };
   const refreshConfig = useDebounced(() => {
     api.config(id).then(setConfig, (e) => setError(e.message));
-    allPages((after) => api.markers(id, after), 'markers').then(setMarkers, (e) => setError(e.message));
+    allPages((after) => api.markers(id, after), 'markers').then(placeMarkers, (e) => setError(e.message));
   }, 150);
 
   const takePoints = (points) => {
@@ -91,15 +95,17 @@ export function useJobData(id, xMode) {
     timeline.current = new Timeline();
     (async () => {
       try {
-        const [j, k, c, a, t] = await Promise.all([api.job(id), optional(api.knobs()), api.config(id),
-          allPages((after) => api.audit(id, after), 'entries'), api.telemetry(id, TIMELINE_POINTS)]);
+        const [j, k, c, a] = await Promise.all([api.job(id), optional(api.knobs()), api.config(id),
+          allPages((after) => api.audit(id, after), 'entries')]);
         if (!live) return;
         setJob(j);
         setKnobs(k ? k.knobs : null);
         setConfig(c);
         setAudit(a);
-        timeline.current.add(t.points);
-        if (t.applied) seen.current.step = t.applied.last_step;
+        if (c.applied) {
+          seen.current.step = c.applied.last_step;
+          timeline.current.addPair(c.applied.time_ms, c.applied.last_step);
+        }
         if (a.length) seen.current.seq = a[a.length - 1].seq;
         offs.push(events.on('telemetry', (m) => m.job === id && takePoints(m.points)));
         offs.push(events.on('config', (m) => {
@@ -120,7 +126,7 @@ export function useJobData(id, xMode) {
         offs.push(events.subscribeJob(id, () => ({ after_step: seen.current.step, after_seq: seen.current.seq })));
         const [mk, lg] = await Promise.all([allPages((after) => api.markers(id, after), 'markers'), optional(api.log(id))]);
         if (!live) return;
-        setMarkers(mk);
+        placeMarkers(mk);
         if (lg) setLog((old) => old || lg);
       } catch (e) {
         if (live) setError(e.message);

@@ -89,8 +89,9 @@ export function smooth(values, weight) {
   return out;
 }
 
-// The step the trainer had reached at a wall time, from (time_ms, step) pairs in time order:
-// where a change that has no applied step (a refusal, a freeze) sits on a step axis.
+// The step the trainer had reached at a wall time, interpolated between known (time_ms, step)
+// pairs: pushed points, the steps config changes took effect at, the last step reported. It
+// places a change that has no applied step of its own (a refusal, a freeze) on a step axis.
 export class Timeline {
   constructor(limit = 20000) {
     this.limit = limit;
@@ -98,12 +99,17 @@ export class Timeline {
     this.step = [];
   }
 
-  add(points) {
-    for (const p of points) {
-      const t = Math.floor(p.wall_time_ns / 1e6);
-      if (this.t.length && t <= this.t[this.t.length - 1]) continue;
+  addPair(t, step) {
+    const n = this.t.length;
+    if (!n || t > this.t[n - 1]) {
       this.t.push(t);
-      this.step.push(p.step);
+      this.step.push(step);
+    } else {
+      let i = n - 1;  // rare: a pair older than the newest, from a marker
+      while (i > 0 && this.t[i - 1] >= t) i--;
+      if (this.t[i] === t) return;
+      this.t.splice(i, 0, t);
+      this.step.splice(i, 0, step);
     }
     if (this.t.length > this.limit) {
       this.t = this.t.filter((_, i) => i % 2 === 1);
@@ -111,16 +117,22 @@ export class Timeline {
     }
   }
 
+  add(points) {
+    for (const p of points) this.addPair(Math.floor(p.wall_time_ns / 1e6), p.step);
+  }
+
   stepAt(timeMs) {
-    const t = this.t;
+    const { t, step } = this;
     if (!t.length || timeMs < t[0]) return null;
+    if (timeMs >= t[t.length - 1]) return step[step.length - 1];
     let lo = 0;
     let hi = t.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
       if (t[mid] <= timeMs) lo = mid;
-      else hi = mid - 1;
+      else hi = mid;
     }
-    return this.step[lo];
+    const f = (timeMs - t[lo]) / (t[hi] - t[lo] || 1);
+    return Math.round(step[lo] + f * (step[hi] - step[lo]));
   }
 }
