@@ -435,6 +435,10 @@ TEST_F(DashboardTest, ASubscribedJobsTelemetryAndConfigArePushed) {
   }
   for (std::uint64_t i = 0; i < 10; ++i)
     EXPECT_EQ(steps[i], i);
+  // An evaluation, then training steps: the summary keeps the evaluation's accuracy.
+  plugin::TelemetryPoint evaluated = point(10);
+  evaluated.val_accuracy = 0.75;
+  store.append(job, {evaluated, point(11), point(12)}, "h", 0, 0);
   const auto w = client_->request(
       "POST", "/v1/job/" + job + "/config",
       json{{"writes", {{"training/optimizer/learning_rate", 0.02}}}, {"reason", "slower"}}.dump(),
@@ -454,7 +458,8 @@ TEST_F(DashboardTest, ASubscribedJobsTelemetryAndConfigArePushed) {
   EXPECT_EQ(c["entries"][0]["reason"], "slower");
   EXPECT_EQ(summary["id"], job);
   EXPECT_EQ(summary["name"], "tiny-a");
-  EXPECT_EQ(summary["last"]["step"], 9);
+  EXPECT_EQ(summary["last"]["step"], 12);
+  EXPECT_EQ(summary["last"]["val_accuracy"], 0.75);
 }
 
 TEST_F(DashboardTest, AClientThatDoesNotReadIsDroppedWhileAnotherKeepsReceiving) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cmath>
 #include <map>
 
 #include "coordinator_state.hpp"
@@ -28,6 +29,8 @@ using Clock = std::chrono::steady_clock;
 constexpr int kFleetEveryTicks = 4;
 // The most audit entries one config message carries.
 constexpr std::size_t kAuditPerMessage = 100;
+// How far back a job's summary looks for its newest evaluation (see latest_metrics).
+constexpr std::size_t kSummaryPoints = 128;
 
 std::string lowercase(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
@@ -190,21 +193,28 @@ class EventSession {
     }
   }
 
+  // The newest point's step, epoch, loss and learning rate, with the newest evaluation among the
+  // last kSummaryPoints points: most points are training steps, whose val_accuracy is unknown.
+  json latest_metrics(const std::string& id) const {
+    const NewPoints newest = s_.telemetry.points_after(id, -1, kSummaryPoints);
+    if (newest.points.empty()) return nullptr;
+    const plugin::TelemetryPoint& p = newest.points.back();
+    double val_accuracy = p.val_accuracy;
+    for (auto it = newest.points.rbegin(); it != newest.points.rend() && std::isnan(val_accuracy);
+         ++it)
+      val_accuracy = it->val_accuracy;
+    return {{"step", p.step},
+            {"epoch", p.epoch},
+            {"loss", p.loss},
+            {"val_accuracy", val_accuracy},
+            {"learning_rate", p.learning_rate}};
+  }
+
   json job_summary(const JobRow& row) const {
     const std::string& id = row.spec.id;
     const std::optional<AppliedConfig> applied = s_.applied(id);
     json last = nullptr;
-    if (applied) {
-      const NewPoints newest = s_.telemetry.points_after(id, -1, 1);
-      if (!newest.points.empty()) {
-        const plugin::TelemetryPoint& p = newest.points.back();
-        last = {{"step", p.step},
-                {"epoch", p.epoch},
-                {"loss", p.loss},
-                {"val_accuracy", p.val_accuracy},
-                {"learning_rate", p.learning_rate}};
-      }
-    }
+    if (applied) last = latest_metrics(id);
     const auto desired = s_.desired_revision(id);
     const auto heartbeat = row.heartbeat_ms;
     return {{"id", id},
