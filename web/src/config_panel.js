@@ -57,7 +57,7 @@ export function configTree(values, knobs) {
       name: parts[parts.length - 1],
       value: set ? values[path] : spec ? spec.default : null,
       set,
-      spec: spec || { key: path, type: guessType(values[path]), help: '', takes_effect: 'next_step' },
+      spec: spec || { key: path, type: guessType(values[path]), help: '', takes_effect: '' },
     });
   }
   return rows;
