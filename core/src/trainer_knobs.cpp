@@ -1,5 +1,7 @@
 #include "trainvisor/core/trainer_knobs.hpp"
 
+#include <stdexcept>
+
 #include "trainvisor/core/param_schema.hpp"
 
 namespace tv::knobs {
@@ -94,6 +96,32 @@ std::optional<std::string> check(std::string_view key, const plugin::ParamValue&
     return "trainer parameter '" + spec->key + "': " + *why;
   }
   return std::nullopt;
+}
+
+Effect takes_effect(std::string_view key) {
+  if (find(key) == nullptr) throw std::invalid_argument("unknown knob '" + std::string(key) + "'");
+  // training_loop.cpp: the optimizer is made in the constructor; start_epoch() reads the batch
+  // size; every other knob is read after the refresh at each step's start (apply_knobs for the
+  // optimizer's settings and dropout; the step reads the clip, eval and checkpoint cadences; the
+  // loop between steps reads early_stop and max_epochs).
+  if (key == kOptimizer) return Effect::kStart;
+  if (key == kBatchSize) return Effect::kNextEpoch;
+  if (key == kRevision) return Effect::kAgent;
+  return Effect::kNextStep;
+}
+
+std::string_view effect_name(Effect effect) noexcept {
+  switch (effect) {
+    case Effect::kNextStep:
+      return "next_step";
+    case Effect::kNextEpoch:
+      return "next_epoch";
+    case Effect::kStart:
+      return "start";
+    case Effect::kAgent:
+      return "agent";
+  }
+  return "unknown";
 }
 
 }  // namespace tv::knobs

@@ -103,8 +103,8 @@ TEST_F(CoordinatorTest, HostEndpointsNeedAHostCredential) {
         std::pair{"X-Operator-Token", "op-secret"}}) {
     EXPECT_EQ(post("/v1/job/claim", claim_body, token, header).status, 401) << header << token;
   }
-  for (const std::string path :
-       {"/v1/job/x/heartbeat", "/v1/job/x/complete", "/v1/job/x/fail", "/v1/job/x/running"}) {
+  for (const std::string path : {"/v1/job/x/heartbeat", "/v1/job/x/complete", "/v1/job/x/fail",
+                                 "/v1/job/x/running", "/v1/job/x/log"}) {
     EXPECT_EQ(post(path, {{"lease_token", "t"}}, "worker-secret", "X-Worker-Token").status, 401)
         << path;
   }
@@ -134,7 +134,9 @@ std::vector<std::string> read_targets(const std::string& job, const std::string&
           "/v1/artifact/" + digest,
           "/v1/job/" + configured + "/config",
           "/v1/job/" + configured + "/config/log",
-          "/v1/job/" + job + "/telemetry"};
+          "/v1/job/" + job + "/telemetry",
+          "/v1/job/" + job + "/log",
+          "/v1/knobs"};
 }
 
 TEST_F(CoordinatorTest, ReadsArePublicOnLoopbackByDefault) {
@@ -655,6 +657,127 @@ TEST_F(CoordinatorTest, TheDataDirectoryAndTheDatabaseAreOwnerOnly) {
         << f;
   }
   EXPECT_GE(files, 1);
+}
+
+// The knob schema a config editor reads: every knob the trainer has, typed as config values are,
+// with when a change takes effect.
+TEST_F(CoordinatorTest, TheKnobSchemaSaysWhenEachChangeTakesEffect) {
+  const auto r = client_->request("GET", "/v1/knobs");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json body = r.json_body();
+  std::map<std::string, json> knobs;
+  for (const json& k : body.at("knobs"))
+    knobs[k.at("key")] = k;
+  ASSERT_EQ(knobs.size(), 12u) << r.body;
+  for (const auto& [key, k] : knobs) {
+    const std::string effect = k.at("takes_effect");
+    EXPECT_TRUE(effect == "next_step" || effect == "next_epoch" || effect == "start" ||
+                effect == "agent")
+        << key << ": " << effect;
+    EXPECT_FALSE(k.at("help").get<std::string>().empty()) << key;
+  }
+  const json& lr = knobs.at("training/optimizer/learning_rate");
+  EXPECT_EQ(lr, (json{{"key", "training/optimizer/learning_rate"},
+                      {"type", "float64"},
+                      {"default", 0.05},
+                      {"min", 0.0},
+                      {"max", 10.0},
+                      {"allowed", json::array()},
+                      {"help", "learning rate"},
+                      {"takes_effect", "next_step"}}));
+  // A float keeps its decimal point, an int64's bounds are integers.
+  EXPECT_NE(r.body.find(R"("default":0.0,"help":"clip the gradient norm)"), std::string::npos)
+      << r.body;
+  const json& batch = knobs.at("training/control/batch_size");
+  EXPECT_EQ(batch.at("type"), "int64");
+  EXPECT_TRUE(batch.at("default").is_number_integer());
+  EXPECT_TRUE(batch.at("min").is_number_integer());
+  EXPECT_EQ(batch.at("max"), 65536);
+  EXPECT_EQ(batch.at("takes_effect"), "next_epoch");
+  const json& optimizer = knobs.at("training/optimizer/name");
+  EXPECT_EQ(optimizer.at("type"), "string");
+  EXPECT_EQ(optimizer.at("allowed"), (json{"sgd", "adamw"}));
+  EXPECT_TRUE(optimizer.at("min").is_null());
+  EXPECT_EQ(optimizer.at("takes_effect"), "start");
+  EXPECT_EQ(knobs.at("trainvisor/revision").at("takes_effect"), "agent");
+  EXPECT_TRUE(knobs.at("trainvisor/revision").at("max").is_null());
+  const json& early = knobs.at("training/control/early_stop");
+  EXPECT_EQ(early.at("default"), false);
+  EXPECT_EQ(early.at("takes_effect"), "next_step");
+  for (const char* key : {"training/control/max_epochs", "training/control/eval_every",
+                          "training/control/checkpoint_every", "training/regularization/dropout"}) {
+    EXPECT_EQ(knobs.at(key).at("takes_effect"), "next_step") << key;
+  }
+}
+
+// A log tail as a host sends it: raw bytes with the holder's credential and lease token.
+TEST_F(CoordinatorTest, ALogTailFromTheHolderIsCleanedKeptAndServed) {
+  const json c = claim("h1");
+  const std::string id = c["job"]["id"], lease = c["lease_token"];
+  const std::string target = "/v1/job/" + id + "/log";
+  auto log = client_->request("GET", target);
+  ASSERT_EQ(log.status, 200) << log.body;
+  EXPECT_EQ(log.json_body(), (json{{"job", id},
+                                   {"host", nullptr},
+                                   {"updated_ms", nullptr},
+                                   {"lines", json::array()},
+                                   {"truncated", false}}));
+  EXPECT_EQ(client_->request("GET", "/v1/job/nope/log").status, 404);
+  const auto send = [&](const std::string& host, const std::string& token, const std::string& body,
+                        const std::string& query = "?truncated=1") {
+    return client_->request("POST", target + query, body,
+                            {{"X-Host-Credential", credential(host)}, {"X-Lease-Token", token}});
+  };
+  auto r = send("h2", lease, "not mine\n");
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.body.find("held by h1, not h2"), std::string::npos) << r.body;
+  EXPECT_EQ(send("h1", "wrong-lease", "x\n").status, 409);
+  r = send("h1", lease, std::string(64 * 1024 + 1, 'x'));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("65537 bytes is over the limit of 65536 bytes"), std::string::npos)
+      << r.body;
+  std::string many;
+  for (int i = 0; i < 201; ++i)
+    many += "line " + std::to_string(i) + "\n";
+  r = send("h1", lease, many);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("201 lines is over the limit of 200 lines"), std::string::npos) << r.body;
+  r = send("h1", lease, "x\n", "?truncated=yes");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("truncated"), std::string::npos) << r.body;
+  EXPECT_TRUE(client_->request("GET", target).json_body()["lines"].empty());  // nothing kept
+
+  const std::string tail =
+      "plain\n"
+      "\x1b[1;31mred\x1b[0m text \x1b]0;title\x07"
+      "done\n"
+      "bad \xff\xfe bytes, cut \xe2\x82 and whole \xe2\x82\xac\n"
+      "<script>alert(\"x\")</script>\n"
+      "tab\there\x01\x7f\r\n"
+      "50%\r100%\n"
+      "no newline yet";
+  r = send("h1", lease, tail);
+  ASSERT_EQ(r.status, 200) << r.body;
+  log = client_->request("GET", target);
+  const json got = log.json_body();
+  EXPECT_EQ(got["lines"],
+            (json{"plain", "red text done",
+                  "bad \xef\xbf\xbd\xef\xbf\xbd bytes, cut \xef\xbf\xbd\xef\xbf\xbd "
+                  "and whole \xe2\x82\xac",
+                  "<script>alert(\"x\")</script>", "tab\there", "100%", "no newline yet"}))
+      << log.body;
+  EXPECT_EQ(got["host"], "h1");
+  EXPECT_GT(got["updated_ms"].get<std::int64_t>(), 0);
+  EXPECT_EQ(got["truncated"], true);
+  // A new tail replaces the old one; a failed job keeps its last.
+  ASSERT_EQ(send("h1", lease, "Traceback: boom\n", "").status, 200);
+  ASSERT_EQ(post("/v1/job/" + id + "/fail",
+                 {{"lease_token", lease}, {"class", "trainer_failure"}, {"reason", "boom"}})
+                .status,
+            200);
+  const json last = client_->request("GET", target).json_body();
+  EXPECT_EQ(last["lines"], (json{"Traceback: boom"}));
+  EXPECT_EQ(last["truncated"], false);
 }
 
 }  // namespace

@@ -56,6 +56,18 @@ class DashboardTest : public ::testing::Test {
         http::ClientOptions{coordinator_->url(), {}, std::chrono::seconds(30)});
   }
   http::Response get(const std::string& target) { return client_->request("GET", target); }
+  // `host`, enrolled with the worker token, claims a job: its credential and the claim's reply.
+  std::pair<std::string, json> claim_as(const std::string& host) {
+    auto r = client_->request("POST", "/v1/hosts/" + host + "/enrol", "{}",
+                              {{"X-Worker-Token", "worker-secret"}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    const std::string credential = r.json_body().value("credential", "");
+    r = client_->request("POST", "/v1/job/claim",
+                         json{{"worker", host}, {"capability", {{"cores", 2}}}}.dump(),
+                         {{"X-Host-Credential", credential}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    return {credential, r.json_body()};
+  }
   std::string job_id(const std::string& name) {
     const json jobs = get("/v1/jobs").json_body();
     for (const json& j : jobs["jobs"]) {
@@ -284,15 +296,9 @@ TEST_F(DashboardTest, CurveParametersAreCheckedAndTimeIsAnAxis) {
 
 TEST_F(DashboardTest, MarkersGiveEachChangeItsActorKeysAndTheStepItTookEffect) {
   start();
-  auto r =
-      client_->request("POST", "/v1/hosts/h/enrol", "{}", {{"X-Worker-Token", "worker-secret"}});
-  ASSERT_EQ(r.status, 200) << r.body;
-  const std::string credential = r.json_body()["credential"];
-  r = client_->request("POST", "/v1/job/claim",
-                       json{{"worker", "h"}, {"capability", {{"cores", 2}}}}.dump(),
-                       {{"X-Host-Credential", credential}});
-  ASSERT_EQ(r.status, 200) << r.body;
-  const std::string id = r.json_body()["job"]["id"];  // tiny-b, which runs plateau
+  const auto [credential, claim] = claim_as("h");
+  const std::string id = claim["job"]["id"];  // tiny-b, which runs plateau
+  http::Response r;
   const auto as_operator = [&](const std::string& what, const json& body) {
     return client_->request("POST", "/v1/job/" + id + "/config" + what, body.dump(),
                             {{"X-Operator-Token", "op-secret"}, {"X-Operator-Name", "ana"}});
@@ -460,6 +466,46 @@ TEST_F(DashboardTest, ASubscribedJobsTelemetryAndConfigArePushed) {
   EXPECT_EQ(summary["name"], "tiny-a");
   EXPECT_EQ(summary["last"]["step"], 12);
   EXPECT_EQ(summary["last"]["val_accuracy"], 0.75);
+}
+
+// A job's log tail: the one kept when a client subscribes, then each new one, whole, once.
+TEST_F(DashboardTest, ASubscribedJobsLogTailIsPushedWholeWhenANewOneArrives) {
+  start();
+  const auto [credential, claim] = claim_as("h");
+  const std::string job = claim["job"]["id"], lease = claim["lease_token"];
+  const auto send_tail = [&](const std::string& tail, bool truncated) {
+    const auto s =
+        client_->request("POST", "/v1/job/" + job + "/log?truncated=" + (truncated ? "1" : "0"),
+                         tail, {{"X-Host-Credential", credential}, {"X-Lease-Token", lease}});
+    ASSERT_EQ(s.status, 200) << s.body;
+  };
+  send_tail("epoch 1\n\x1b[33mwarning\x1b[0m: slow\n", true);
+  http::WebSocketClient ws(ws_options(), "/v1/events");
+  next_of_type(ws, "ready");
+  ws.send(api::events_subscribe_job(job));
+  next_of_type(ws, "subscribed");
+  json log = json::parse(ws.receive(std::chrono::seconds(10)));  // at once, before any tick
+  EXPECT_EQ(log["type"], "log") << log.dump();
+  EXPECT_EQ(log["job"], job);
+  EXPECT_EQ(log["host"], "h");
+  EXPECT_GT(log["updated_ms"].get<std::int64_t>(), 0);
+  EXPECT_EQ(log["lines"], (json{"epoch 1", "warning: slow"}));
+  EXPECT_EQ(log["truncated"], true);
+  send_tail("epoch 1\nwarning: slow\nepoch 2\n", false);
+  log = next_of_type(ws, "log");
+  EXPECT_EQ(log["lines"], (json{"epoch 1", "warning: slow", "epoch 2"}));
+  EXPECT_EQ(log["truncated"], false);
+  // Nothing new, nothing sent: a few ticks pass without another log message.
+  const auto until = Clock::now() + 4 * api::kEventTick;
+  for (auto left = 4 * api::kEventTick; left.count() > 0;
+       left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now())) {
+    try {
+      const json j = json::parse(ws.receive(left));
+      EXPECT_NE(j["type"], "log") << j.dump();
+    } catch (const std::runtime_error&) {
+      break;  // quiet until the end of the wait
+    }
+  }
 }
 
 TEST_F(DashboardTest, AClientThatDoesNotReadIsDroppedWhileAnotherKeepsReceiving) {

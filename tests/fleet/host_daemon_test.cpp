@@ -23,6 +23,8 @@
 #include <sstream>
 #include <thread>
 
+#include "test_coordinator.hpp"
+#include "trainvisor/fleet/api/coordinator_client.hpp"
 #include "trainvisor/fleet/config_agent.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/folder_archive.hpp"
@@ -176,11 +178,13 @@ int run(int argc, char** argv) {
 // ---------------------------------------------------------------------------------------------
 // One request as the scripted coordinator received it.
 struct Received {
-  std::string route;  // claim, running, heartbeat, telemetry, config, stat, upload, complete, fail
+  std::string route;  // claim, running, heartbeat, telemetry, config, stat, upload, complete, fail,
+                      // log
   std::string path;
   std::map<std::string, std::string> headers;
   std::string body;
   Clock::time_point at;
+  std::map<std::string, std::string> query;
   json json_body() const { return json::parse(body); }
 };
 
@@ -310,6 +314,7 @@ class ScriptedCoordinator {
         route("PUT", "/v1/job/{id}/artifact/{name}", "upload", true),
         route("POST", "/v1/job/{id}/complete", "complete"),
         route("POST", "/v1/job/{id}/fail", "fail"),
+        route("POST", "/v1/job/{id}/log", "log"),
     };
     routes.push_back(
         {"GET", "/v1/job/{id}/config/stream",
@@ -337,7 +342,7 @@ class ScriptedCoordinator {
   }
 
   http::Response handle(const std::string& name, http::Request& req, http::BodyStream* body) {
-    Received r{name, req.path, req.headers, req.body, Clock::now()};
+    Received r{name, req.path, req.headers, req.body, Clock::now(), req.query};
     if (body) {
       std::vector<std::byte> buf(64 * 1024);
       while (const std::size_t n = body->read(buf))
@@ -639,6 +644,17 @@ TEST_F(HostDaemonTest, ClaimSpawnHeartbeatCompleteWithUpload) {
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].json_body(), (json{{"lease_token", "lease-1"}, {"artifact", digest}}));
   EXPECT_EQ(events(HostEvent::Kind::kFinished, "bundle " + digest).size(), 1u) << all_events();
+  // The log's tail, as raw lines with the lease: sent once, after the trainer's exit, since the
+  // log stayed empty through the heartbeats before it.
+  const auto logs = coordinator_.received("log");
+  ASSERT_EQ(logs.size(), 1u);
+  EXPECT_EQ(logs.back().path, "/v1/job/" + j.id + "/log");
+  EXPECT_EQ(logs.back().query.at("truncated"), "0");
+  EXPECT_EQ(logs.back().headers.at("x-lease-token"), "lease-1");
+  EXPECT_EQ(logs.back().headers.at("x-host-credential"), "host-t:secret");
+  EXPECT_EQ(logs.back().body, read_file(out(j) / "trainer.log"));
+  EXPECT_NE(logs.back().body.find("fake trainer: exit 0\n"), std::string::npos) << logs.back().body;
+  EXPECT_LT(at("log"), at("complete"));
   // What the job left on this host is gone: its block and the file a restart would adopt.
   EXPECT_THROW(shm::ConfigBlockReader::attach(shm::block_name_for_job(j.id)), shm::ShmError);
   EXPECT_FALSE(fs::exists(out(j) / "holder.json"));
@@ -1133,6 +1149,121 @@ TEST_F(CommandJobTest, CancelReachesTheCommandThroughTrainerExec) {
   const auto f = coordinator_.received("fail");
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].json_body().at("class"), "cancelled");
+}
+
+// The lines of a log tail body, as the coordinator splits it.
+std::vector<std::string> tail_lines(const std::string& body) {
+  std::vector<std::string> lines;
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(line);
+  return lines;
+}
+
+class LogTailTest : public CommandJobTest {
+ protected:
+  // The last tail the daemon sent of a command job that prints `lines` lines by `print` (a shell
+  // command of $i) and completes.
+  Received last_tail(int lines, const std::string& print) {
+    const JobSpec j =
+        command_job("i=0; while [ $i -lt " + std::to_string(lines) + " ]; do " + print +
+                    "; i=$((i+1)); done\n" + "echo w > \"$TRAINVISOR_OUT_DIR/w\"\n");
+    coordinator_.offer(j, "lease-l");
+    start(options());
+    EXPECT_EQ(wait_done(), 1) << all_events();
+    const auto sent = coordinator_.received("log");
+    return sent.empty() ? Received{} : sent.back();
+  }
+};
+
+TEST_F(LogTailTest, ATailIsTheNewestLinesAtMost) {
+  const Received last = last_tail(300, "echo \"line $i\"");
+  const std::vector<std::string> lines = tail_lines(last.body);
+  ASSERT_EQ(lines.size(), 200u) << last.body;
+  EXPECT_EQ(lines.front(), "line 100");
+  EXPECT_EQ(lines.back(), "line 299");
+  EXPECT_EQ(last.query.at("truncated"), "1");
+}
+
+TEST_F(LogTailTest, ATailIsTheLast64KiBOfWholeLines) {
+  // 100 lines of 1000 bytes: the last 64 KiB start inside a line, which is left out.
+  const Received last = last_tail(100, "printf '%01000d\\n' $i");
+  EXPECT_LE(last.body.size(), 64u * 1024);
+  const std::vector<std::string> lines = tail_lines(last.body);
+  ASSERT_EQ(lines.size(), 65u);  // 65 whole lines of 1001 bytes fit in 65536
+  for (const std::string& line : lines)
+    EXPECT_EQ(line.size(), 1000u) << line.substr(0, 20);
+  EXPECT_EQ(lines.back(), std::string(998, '0') + "99");
+  EXPECT_EQ(last.query.at("truncated"), "1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon against a real coordinator: what a dashboard reads of a job's trainer.
+
+class LiveCoordinatorTest : public HostDaemonTest {
+ protected:
+  void TearDown() override {
+    HostDaemonTest::TearDown();  // the daemon first: it may still be talking to the coordinator
+    coordinator_live_.reset();
+  }
+  // A coordinator whose manifest has one command job, `sh trainer.sh` in `workdir`.
+  void serve_command_job(const fs::path& workdir) {
+    coordinator_live_ = std::make_unique<Coordinator>(test::coordinator_options(
+        dir_ / "coordinator",
+        "[[jobs]]\nname = \"printer\"\ntrainer = [\"sh\", \"trainer.sh\"]\n"
+        "host_workdir = \"" +
+            workdir.string() + "\"\n"));
+    api::CoordinatorClientOptions reads;
+    reads.http = {coordinator_live_->url(), {}, 10s};
+    reader_ = std::make_unique<api::CoordinatorClient>(reads);
+  }
+  std::unique_ptr<Coordinator> coordinator_live_;
+  std::unique_ptr<api::CoordinatorClient> reader_;
+};
+
+bool has_line(const api::JobLog& log, const std::string& line) {
+  return std::find(log.lines.begin(), log.lines.end(), line) != log.lines.end();
+}
+
+TEST_F(LiveCoordinatorTest, TheTrainersLogLinesReachTheCoordinatorWhileItRunsAndAfterItEnds) {
+  const fs::path workdir = dir_ / "printer";
+  fs::create_directories(workdir);
+  std::ofstream(workdir / "trainer.sh")
+      << "printf '\\033[32mepoch 1\\033[0m loss 0.5\\n'\n"
+         "echo '<b>bold?</b>'\n"
+         "touch \"$TRAINVISOR_OUT_DIR/started\"\n"
+         "while [ ! -f \"$TRAINVISOR_OUT_DIR/go\" ]; do sleep 0.02; done\n"
+         "echo weights > \"$TRAINVISOR_OUT_DIR/w\"\n"
+         "echo 'last words'\n";
+  serve_command_job(workdir);
+  const auto jobs = reader_->jobs();
+  ASSERT_TRUE(jobs && jobs->size() == 1u);
+  const std::string id = jobs->at(0).spec.id;
+  HostDaemonOptions o = options();
+  o.coordinator_url = coordinator_live_->url();
+  o.worker_token = "wk";
+  start(o);
+  const fs::path out_dir = dir_ / "work" / id / "out";
+  ASSERT_TRUE(wait_file(out_dir / "started")) << all_events();
+  // While the trainer runs: its lines, cleaned of their colour codes, markup kept as text.
+  api::JobLog log;
+  ASSERT_TRUE(coordinator_.wait([&] {
+    const auto r = reader_->job_log(id);
+    if (r) log = *r;
+    return r && has_line(*r, "epoch 1 loss 0.5") && has_line(*r, "<b>bold?</b>");
+  })) << json(log).dump()
+      << all_events();
+  EXPECT_EQ(log.host, "host-t");
+  EXPECT_FALSE(log.truncated);
+  EXPECT_EQ(reader_->job(id)->status, JobStatus::kRunning);
+  write_file(out_dir / "go", "");
+  ASSERT_EQ(wait_done(), 1) << all_events();
+  // After it ended: the last tail, sent after its exit, with its last line.
+  const auto last = reader_->job_log(id);
+  ASSERT_TRUE(last);
+  EXPECT_TRUE(has_line(*last, "last words")) << json(*last).dump();
+  EXPECT_TRUE(has_line(*last, "epoch 1 loss 0.5")) << json(*last).dump();
+  EXPECT_EQ(reader_->job(id)->status, JobStatus::kCompleted);
 }
 
 }  // namespace

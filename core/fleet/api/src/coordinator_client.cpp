@@ -141,6 +141,15 @@ Reply<std::uint64_t> CoordinatorClient::send_telemetry(const std::string& job,
       [](const json& j) { return checked_uint(j.at("stored"), "stored", 0, kMaxStored); });
 }
 
+Reply<Ok> CoordinatorClient::send_log(const std::string& job, const std::string& lease_token,
+                                      const std::string& tail, bool truncated) {
+  Headers h = impl_->headers(Role::kHost);
+  h.emplace_back(std::string(kLeaseTokenHeader), lease_token);
+  h.emplace_back("Content-Type", "text/plain");
+  const Query q = {{"truncated", truncated ? "1" : "0"}};
+  return reply_of(impl_->http.request("POST", target(kJobLog, {job}, q), tail, h), ok_of);
+}
+
 Reply<UploadReply> CoordinatorClient::upload(const std::string& job, const std::string& name,
                                              const std::string& path, const std::string& sha256,
                                              const std::string& lease_token) {
@@ -303,6 +312,10 @@ Reply<TelemetryCurve> CoordinatorClient::telemetry(const std::string& job,
                                                    std::uint64_t max_points) {
   const Query q = {{"max_points", std::to_string(max_points)}};
   return reply_of(impl_->get(target(kJobTelemetry, {job}, q)), decoded<TelemetryCurve>);
+}
+
+Reply<JobLog> CoordinatorClient::job_log(const std::string& job) {
+  return reply_of(impl_->get(target(kJobLog, {job})), decoded<JobLog>);
 }
 
 ConfigStreamReader::ConfigStreamReader(const http::ClientOptions& coordinator,

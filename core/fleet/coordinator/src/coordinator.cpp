@@ -197,6 +197,8 @@ struct Coordinator::Impl {
     coordinator::add_artifact_routes(state, r);
     coordinator::add_config_routes(state, r);
     coordinator::add_telemetry_routes(state, r);
+    coordinator::add_log_routes(state, r);
+    coordinator::add_knob_routes(state, r);
     coordinator::add_manifest_routes(state, r);
     coordinator::add_host_routes(state, r);
     coordinator::add_pipeline_routes(state, r);

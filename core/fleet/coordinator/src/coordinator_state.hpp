@@ -8,7 +8,7 @@
 // exception, which the HTTP server answers with 400.
 //
 // Thread-safety: handlers run on connection threads; the queue, hub, telemetry store and
-// artifact store are safe for that; the worker cache has its own mutex.
+// artifact store are safe for that; the worker cache and the log tails have their own mutex.
 #pragma once
 
 #include <chrono>
@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "job_logs.hpp"
 #include "trainvisor/fleet/api/config.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/artifact_store.hpp"
@@ -56,6 +57,7 @@ struct CoordinatorState {
   std::optional<pipelines::PipelineStore> pipeline_store;
   std::unique_ptr<pipelines::TriggerRunner> runner;
   std::function<ReloadSummary(bool dry_run)> reload;
+  JobLogs logs;  // each job's newest trainer-log tail (memory only)
 
   // Workers claim every few seconds; their row is written when their capability changes and
   // refreshed (last_seen) at most every 10 s, not on every claim: each write is an fsync.
@@ -130,6 +132,8 @@ void add_config_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_telemetry_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_manifest_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_host_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_log_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+void add_knob_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_pipeline_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_pipeline_read_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 // The dashboard's bundle (web_routes.cpp) and its push channel (event_routes.cpp).

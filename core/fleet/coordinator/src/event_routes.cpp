@@ -98,6 +98,7 @@ class EventSession {
   struct JobWatch {
     std::int64_t after_step = -1;
     std::uint64_t after_seq = 0;
+    std::uint64_t log_seq = 0;  // the log tail last sent (JobLogs::Tail::seq)
   };
 
   bool await_hello() {
@@ -170,11 +171,12 @@ class EventSession {
     }
     if (j.contains("after_seq"))
       w.after_seq = static_cast<std::uint64_t>(int_field(j, "after_seq", 0));
-    jobs_[job] = w;
+    JobWatch& watch = jobs_[job] = w;
     send({{"type", "subscribed"},
           {"job", job},
           {"after_step", w.after_step},
           {"after_seq", w.after_seq}});
+    push_log(job, watch);  // the tail there is now: the log view starts full
   }
 
   void push() {
@@ -190,6 +192,7 @@ class EventSession {
     for (auto& [id, w] : jobs_) {
       push_points(id, w);
       push_config(id, w);
+      push_log(id, w);
     }
   }
 
@@ -272,6 +275,16 @@ class EventSession {
           {"job", job},
           {"revision", desired ? json(*desired) : json(nullptr)},
           {"entries", entries}});
+  }
+
+  // The whole tail, when a newer one arrived: the client replaces its view.
+  void push_log(const std::string& job, JobWatch& w) {
+    const auto tail = s_.logs.get(job);
+    if (!tail || tail->seq == w.log_seq) return;
+    w.log_seq = tail->seq;
+    json message = tail->log;
+    message["type"] = "log";
+    send(message);
   }
 
   void error(const std::string& message) { send({{"type", "error"}, {"message", message}}); }

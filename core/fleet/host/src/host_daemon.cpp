@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "host_credential.hpp"
+#include "log_tail.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
 #include "trainvisor/fleet/api/actor.hpp"
@@ -238,8 +239,11 @@ struct RunningJob {
   std::string last_unreachable;  // the last coordinator error reported for this job
   Clock::time_point next_telemetry;
   Clock::time_point next_heartbeat;
-  std::optional<int> exit_code;  // the trainer has exited; reporting may be pending
-  std::string block_broken;      // why the job's block cannot be used (kBlockBroken)
+  Clock::time_point next_log;
+  std::uintmax_t log_sent_size = 0;  // the trainer log's size when its tail was last sent
+  bool log_final_tried = false;      // the tail after the trainer's exit has been tried once
+  std::optional<int> exit_code;      // the trainer has exited; reporting may be pending
+  std::string block_broken;          // why the job's block cannot be used (kBlockBroken)
   enum class Ending {
     kNone,
     kCancelled,
@@ -573,6 +577,7 @@ struct HostDaemon::Impl {
       }
     }
     if (!job.exit_code) {
+      send_log(job);
       job.exit_code = job.process.poll();
       if (!job.exit_code) return false;
       check_block(job);  // it may have stopped because its block was cut: that is the reason
@@ -580,6 +585,7 @@ struct HostDaemon::Impl {
     }
     // Throws while the coordinator is unreachable; the next round reports again.
     send_telemetry(job, true);
+    send_log(job);
     finish(job, *job.exit_code);
     job.agent->remove_block();
     fs::remove(job.folder.holder());
@@ -623,6 +629,35 @@ struct HostDaemon::Impl {
     } catch (const std::exception& e) {
       // The coordinator is away; the batch waits for the next round.
       note_unreachable(job, "telemetry", e);
+    }
+  }
+
+  // The tail of the trainer's log, for the dashboard (api/job_log.hpp), when the log changed
+  // since the last send: at most once per heartbeat_every, and once more as soon as the trainer
+  // has exited (its last lines say why it ended). Its own call, not a heartbeat's field: the
+  // heartbeat keeps the lease and stays small and certain, a tail refused or unread costs
+  // nothing but the tail, and the last tail is sent when heartbeats have stopped. A tail
+  // refused is not sent again; one the coordinator could not be reached for is, next time.
+  void send_log(RunningJob& job) {
+    if (job.ending == RunningJob::Ending::kLeaseLost) return;  // another host's job now
+    const bool last = job.exit_code && !job.log_final_tried;
+    if (!last && Clock::now() < job.next_log) return;
+    job.next_log = Clock::now() + o.heartbeat_every;
+    job.log_final_tried = job.exit_code.has_value();
+    std::error_code ec;
+    const std::uintmax_t size = fs::file_size(job.folder.log(), ec);
+    if (ec || size == job.log_sent_size) return;
+    const std::optional<LogTail> tail =
+        read_log_tail(job.folder.log(), api::kMaxLogTailBytes, api::kMaxLogTailLines);
+    if (!tail) return;
+    try {
+      const auto r = client.send_log(job.spec.id, job.lease, tail->text, tail->truncated);
+      if (!r)
+        emit(HostEvent::Kind::kCoordinator, job,
+             "log tail refused (" + std::to_string(r.status()) + "): " + r.error().error);
+      job.log_sent_size = tail->size;
+    } catch (const std::exception& e) {
+      note_unreachable(job, "log tail", e);  // sent again at the next interval
     }
   }
 

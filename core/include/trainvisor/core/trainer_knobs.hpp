@@ -28,4 +28,16 @@ const plugin::ParamSpec* find(std::string_view key);
 // allowed.
 std::optional<std::string> check(std::string_view key, const plugin::ParamValue& value);
 
+// When the built-in trainer (core/trainer) acts on a changed value: at the next step (it
+// re-reads its block at every step's start), at the next epoch (the batch size is fixed per
+// epoch so a resumed run sees the same batches), only at start (the optimizer is built once), or
+// never from an operator: the config agent writes the revision.
+enum class Effect { kNextStep, kNextEpoch, kStart, kAgent };
+
+// The effect of `key`'s changes. Throws std::invalid_argument for a key not in the schema.
+Effect takes_effect(std::string_view key);
+
+// "next_step", "next_epoch", "start", "agent": the API's spelling.
+std::string_view effect_name(Effect effect) noexcept;
+
 }  // namespace tv::knobs

@@ -16,9 +16,10 @@
 // config only as one of the job's policies, and reports only trainer_failure or host_lost (or
 // acknowledges an operator's cancel): only an operator's cancel ends a job cancelled.
 //
-// The dashboard: its bundle at / (web_root), one metric's downsampled curve, config markers and
-// the events push channel for readers; every response carries a strict Content-Security-Policy,
-// nosniff and no-referrer.
+// The dashboard: its bundle at / (web_root), one metric's downsampled curve, config markers, the
+// knob schema, each job's trainer-log tail (sent by its host, kept in memory: the newest one a
+// job, the last one after it ended) and the events push channel for readers; every response carries
+// a strict Content-Security-Policy, nosniff and no-referrer.
 //
 // Files: the data directory is made owner-only (0700) at start, with a line to on_error (or
 // stderr) when it was not, and the database files are 0600.

@@ -16,6 +16,9 @@
 //   to the coordinator as `policy:NAME` (validation, freezes and the audit log apply) and come
 //   back through the stream like any other write.
 // - Telemetry goes to the coordinator in batches, every telemetry_every.
+// - The tail of each trainer's log (work_dir/<job id>/trainer.log) goes to the coordinator at most
+//   once per heartbeat_every while it grows, and once more when the trainer exits; a log that
+//   cannot be read or sent fails nothing.
 // - Trainers outlive a daemon that dies: they keep training on their block's last values. A
 //   daemon started again on the same work_dir adopts the trainers whose leases it still holds
 //   (their blocks repaired, the stream resumed from the block's revision); a trainer whose host

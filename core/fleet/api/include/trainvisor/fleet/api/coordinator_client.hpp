@@ -23,6 +23,7 @@
 
 #include "trainvisor/fleet/api/artifacts.hpp"
 #include "trainvisor/fleet/api/config.hpp"
+#include "trainvisor/fleet/api/job_log.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/api/manifest.hpp"
 #include "trainvisor/fleet/api/pipelines.hpp"
@@ -86,6 +87,10 @@ class CoordinatorClient {
   Reply<Ok> complete(const std::string& job, const CompleteRequest& request);
   Reply<Ok> fail(const std::string& job, const FailRequest& request);
   Reply<std::uint64_t> send_telemetry(const std::string& job, const TelemetryBatch& batch);
+  // The tail of the job's trainer log (job_log.hpp): `tail` is whole lines of the log's bytes;
+  // `truncated` says older lines were left out.
+  Reply<Ok> send_log(const std::string& job, const std::string& lease_token,
+                     const std::string& tail, bool truncated);
   // Streams the file at `path` as the job's artifact `name`; `sha256` is its digest (hex).
   Reply<UploadReply> upload(const std::string& job, const std::string& name,
                             const std::string& path, const std::string& sha256,
@@ -133,6 +138,7 @@ class CoordinatorClient {
   Reply<std::vector<AuditRecord>> config_log(const std::string& job, std::uint64_t after,
                                              std::uint64_t limit);
   Reply<TelemetryCurve> telemetry(const std::string& job, std::uint64_t max_points);
+  Reply<JobLog> job_log(const std::string& job);
 
  private:
   Reply<std::vector<std::string>> set_frozen(std::string_view route, const std::string& job,

@@ -12,7 +12,8 @@
 //   {"type":"subscribe","fleet":true}   every job's summary and every worker, as they change
 //   {"type":"subscribe","job":ID[,"after_step":S][,"after_seq":Q]}  one job's new telemetry
 //       points (after step S; default: the last one stored now, -1: all kept) and its config
-//       audit entries (after seq Q; default 0: the whole log, then each new one)
+//       audit entries (after seq Q; default 0: the whole log, then each new one), and its
+//       trainer's log tail (the one kept now, then each new one)
 //   {"type":"unsubscribe","fleet":true} / {"type":"unsubscribe","job":ID}
 // A message that is not JSON, has another type or lacks its fields closes the channel (1008,
 // saying why); an unknown job or too many subscriptions is an "error" message only.
@@ -30,6 +31,10 @@
 //       new points were left out (re-read the curve)
 //   {"type":"config","job":ID,"revision":R,"entries":[AuditRecord...]}  new audit entries,
 //       refusals included (accepted false), R the hub's revision now
+//   {"type":"log","job":ID,"host":H,"updated_ms":T,"lines":[L...],"truncated":B}  the job's
+//       trainer-log tail (api::JobLog, kJobLog): right after "subscribed" when one is kept, then
+//       whenever its host sends a new one (at most once a heartbeat); always the whole tail, which
+//       replaces the one before; lines are clean UTF-8 text, to be shown as text, never as markup
 //   {"type":"error","message":M}     a subscription refused
 //   {"type":"keepalive"}             every kEventKeepalive when nothing else was sent
 // A client that does not read is cut off once the server's queue for it is full

@@ -5,17 +5,18 @@
 // Who may call what (the coordinator enforces it, see coordinator.hpp):
 //   anyone:   health, the dashboard's bundle (/ and /assets/NAME: no data in it)
 //   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
-//             config, config log, config markers, telemetry and curve (read), the events
-//             push channel (its hello message carries the read token): the read, operator or worker
-//             token, a host credential, or none where reads are public
+//             config, config log, config markers, telemetry and curve (read), the knob schema,
+//             a job's log tail (read), the events push channel (its hello message carries the
+//             read token): the read, operator or worker token, a host credential, or none where
+//             reads are public
 //   worker token: enrol a host name that has no credential yet (trust on first use); a config
 //             write as policy:NAME from a policy running as its own process (NAME its own, by
 //             api::policy_name_problem's rule and none of the job's plugin policies; the job
 //             claimed or running; held by freezes, validation and human wins like any policy)
 //   host (X-Host-Credential, the host named by it, never by a body): claim (as itself);
-//             heartbeat, running, complete, fail, upload (the job's holder, with the lease
-//             token); telemetry and config stream (the job's holder); a config write as
-//             policy:NAME (the job's holder, NAME one of the job's policies)
+//             heartbeat, running, complete, fail, upload, its trainer's log tail (the job's
+//             holder, with the lease token); telemetry and config stream (the job's holder); a
+//             config write as policy:NAME (the job's holder, NAME one of the job's policies)
 //   operator: cancel, requeue, freeze, unfreeze, manifest reload, enrol (a new credential
 //             whatever the name's state), revoke; a config write as human:NAME; a pipeline's
 //             deploy and rollback
@@ -65,6 +66,16 @@ inline constexpr std::string_view kJobTelemetry = "/v1/job/{id}/telemetry";  // 
 // (default 1000), from/to the x range (default: the job's whole curve). A bad parameter: 400
 // naming it and what it may be.
 inline constexpr std::string_view kJobCurve = "/v1/job/{id}/curve";
+// The trainer's live knobs (GET, reader): {"knobs":[{"key","type":"float64"|"int64"|"bool"|
+// "string","default","min"|null,"max"|null,"allowed":[...],"help","takes_effect":"next_step"|
+// "next_epoch"|"start"|"agent"}]}, values typed as config values are (a float keeps its decimal
+// point); takes_effect says when the trainer acts on a change (knobs::takes_effect).
+inline constexpr std::string_view kKnobs = "/v1/knobs";
+// The tail of a job's trainer log (api/job_log.hpp). POST (the holder, X-Lease-Token): the body
+// is the tail's bytes, whole lines, ?truncated=1 when older lines were left out; it replaces the
+// one kept (200 {"ok":true,"lines":N}; 413 over a bound). GET (reader): api::JobLog, lines
+// cleaned; 404 for an unknown job.
+inline constexpr std::string_view kJobLog = "/v1/job/{id}/log";
 // The dashboard's push channel, a WebSocket (its protocol: events.hpp).
 inline constexpr std::string_view kEvents = "/v1/events";
 inline constexpr std::string_view kManifestReload = "/v1/manifest/reload";  // ?dry_run=1
