@@ -10,6 +10,7 @@ void add_ops_commands(CLI::App& app) {
   add_artifact_commands(app);
   add_config_commands(app);
   add_host_commands(app);
+  add_logs_command(app);
   add_pipeline_commands(app);
 }
 

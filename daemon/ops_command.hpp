@@ -1,5 +1,5 @@
 // The operator's commands against a coordinator: `jobs list|show|cancel|requeue|explain`,
-// `workers`, `reload [--dry-run]`, `status`, `artifacts`, `hosts enrol|revoke`,
+// `workers`, `logs [-f]`, `reload [--dry-run]`, `status`, `artifacts`, `hosts enrol|revoke`,
 // `pipelines list|show|triggers|deploy|rollback`. The coordinator's
 // URL and the operator token come from flags or from TRAINVISOR_COORDINATOR /
 // TRAINVISOR_OPERATOR_TOKEN / TRAINVISOR_CA_FILE.

@@ -81,6 +81,7 @@ void add_config_commands(CLI::App& app);
 void add_artifact_commands(CLI::App& app);
 void add_manifest_commands(CLI::App& app);
 void add_host_commands(CLI::App& app);
+void add_logs_command(CLI::App& app);
 void add_pipeline_commands(CLI::App& app);
 
 }  // namespace tv::cli

@@ -98,6 +98,13 @@ test('the job appears on the fleet page and its curve grows on the job page', ()
   const first = await chartLastX('loss');
   await until('the loss curve to grow', async () => (await chartLastX('loss')) > first + 50, 30000);
   assert.match(await page.locator('.job-name').textContent(), /^mlp-live$/);
+  // The trainer's own log lines, as its host sent them, pushed live.
+  await until("the trainer's log lines", async () =>
+    /trainer: epoch \d+ done at step \d+: loss/.test(await page.locator('pre.log').textContent()), 30000);
+  // When each change takes effect, from the knob schema.
+  assert.equal(await page.locator('tr[data-path="training/control/batch_size"] .effect').textContent(), 'next epoch');
+  assert.equal(await page.locator('tr[data-path="training/optimizer/name"] .effect').textContent(), 'at start');
+  assert.equal(await page.locator(`tr[data-path="${LR}"] .effect`).textContent(), 'next step');
   await shot('job');
 }));
 

@@ -8,7 +8,7 @@ export function LogPanel({ log }) {
   useEffect(() => {
     if (pre.current) pre.current.scrollTop = pre.current.scrollHeight;
   }, [log]);
-  if (!log) return html`<p class="muted">No log from the trainer yet.</p>`;
+  if (!log || !log.lines.length) return html`<p class="muted">No log from the trainer yet.</p>`;
   return html`<div class="log-panel">
     <div class="muted">from ${log.host || '–'}, ${ago(log.updated_ms)}${log.truncated ? ' · older lines left out' : ''}</div>
     <pre ref=${pre} class="log">${log.lines.join('\n')}</pre>
