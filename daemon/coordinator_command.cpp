@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "secret_flags.hpp"
+#include "service_notify.hpp"
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
 #include "trainvisor/fleet/manifest.hpp"
@@ -36,30 +37,43 @@ void parse_stream_fault(const std::string& fault, fleet::CoordinatorOptions& o) 
   }
 }
 
-// Runs the coordinator until SIGTERM or SIGINT; SIGHUP reloads the manifest.
+// The manifest reload SIGHUP asks for: the same as POST /v1/manifest/reload, its summary logged,
+// told to the service manager as RELOADING=1 then READY=1 (a refused manifest changes nothing,
+// and the service is as ready as before).
+void reload_manifest(fleet::Coordinator& coordinator, const ServiceNotifier& notifier) {
+  log_notify_failure("coordinator", notifier.reloading());
+  try {
+    const auto s = coordinator.reload(false);
+    std::fprintf(stderr,
+                 "coordinator: manifest reloaded: %zu added, %zu unchanged, %zu no longer "
+                 "listed\n",
+                 s.added.size(), s.unchanged.size(), s.removed.size());
+    for (const std::string& w : s.warnings)
+      std::fprintf(stderr, "coordinator: manifest %s\n", w.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coordinator: manifest reload refused, nothing changed:\n%s\n", e.what());
+  }
+  log_notify_failure("coordinator", notifier.ready("serving " + coordinator.url()));
+}
+
+// Runs the coordinator until SIGTERM or SIGINT; SIGHUP reloads the manifest. Under systemd
+// (Type=notify) it says READY=1 once its port is open, pings the watchdog while it runs and
+// says STOPPING=1 before it shuts down.
 void serve(fleet::CoordinatorOptions o) {
+  const ServiceNotifier notifier = ServiceNotifier::take_from_environment();
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
   o.make_embedder = model_embedder_maker();
-  fleet::Coordinator coordinator(o);
+  fleet::Coordinator coordinator(o);  // listening once constructed
   std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),
                o.data_dir.c_str());
   std::printf("%s\n", coordinator.url().c_str());
   std::fflush(stdout);
-  while (true) {
-    if (watch.wait() != SIGHUP) break;
-    try {
-      const auto s = coordinator.reload(false);
-      std::fprintf(stderr,
-                   "coordinator: manifest reloaded: %zu added, %zu unchanged, %zu no longer "
-                   "listed\n",
-                   s.added.size(), s.unchanged.size(), s.removed.size());
-      for (const std::string& w : s.warnings)
-        std::fprintf(stderr, "coordinator: manifest %s\n", w.c_str());
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "coordinator: manifest reload refused, nothing changed:\n%s\n",
-                   e.what());
-    }
-  }
+  log_notify_failure("coordinator", notifier.ready("serving " + coordinator.url()));
+  WatchdogPinger pinger(notifier);
+  while (watch.wait() == SIGHUP)
+    reload_manifest(coordinator, notifier);
+  log_notify_failure("coordinator", notifier.stopping());
+  pinger.stop();
   std::fprintf(stderr, "coordinator: stopping\n");
 }
 

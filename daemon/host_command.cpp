@@ -14,6 +14,7 @@
 
 #include "plugins_command.hpp"
 #include "secret_flags.hpp"
+#include "service_notify.hpp"
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/capability.hpp"
@@ -52,15 +53,25 @@ const char* kind_word(fleet::HostEvent::Kind k) {
 
 namespace fs = std::filesystem;
 
+// Runs the host daemon until SIGTERM or SIGINT. A hangup (the terminal closed) stops the daemon
+// like SIGTERM rather than killing it with its trainers left to the orphan timeout; a host has
+// no configuration to re-read, so under systemd `reload` is not offered for it. Under systemd
+// (Type=notify) it says READY=1 once the coordinator first answers a claim (enrolled, credential
+// accepted), pings the watchdog while it runs and says STOPPING=1 before it checkpoints.
 int run_daemon(fleet::HostDaemonOptions o) {
+  const ServiceNotifier notifier = ServiceNotifier::take_from_environment();
   o.on_event = [](const fleet::HostEvent& e) {
     if (e.kind == fleet::HostEvent::Kind::kProgress) return;  // the coordinator has the curves
     std::fprintf(stderr, "host: %s %s (%s) %s\n", kind_word(e.kind), e.job_name.c_str(),
                  e.job_id.substr(0, 12).c_str(), e.message.c_str());
   };
-  // Before any thread of ours: they inherit the block. A hangup (the terminal closed) stops the
-  // daemon like SIGTERM rather than killing it with its trainers left to the orphan timeout.
+  o.on_connected = [&notifier, url = o.coordinator_url] {
+    std::fprintf(stderr, "host: connected to %s\n", url.c_str());
+    log_notify_failure("host", notifier.ready("claiming jobs from " + url));
+  };
+  // Before any thread of ours: they inherit the block.
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});
+  WatchdogPinger pinger(notifier);
   fleet::HostDaemon daemon(std::move(o));
   int completed = 0;
   std::exception_ptr failure;  // a refused worker token: the exit code must say so
@@ -73,10 +84,12 @@ int run_daemon(fleet::HostDaemonOptions o) {
     watch.release();
   });
   if (watch.wait() != 0) {
+    log_notify_failure("host", notifier.stopping());
     std::fprintf(stderr, "host: stopping: no more claims, checkpointing running trainers\n");
     daemon.stop();
   }
   runner.join();
+  pinger.stop();
   if (failure) std::rethrow_exception(failure);
   std::fprintf(stderr, "host: done, %d job(s) completed here\n", completed);
   return 0;

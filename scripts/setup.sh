@@ -28,6 +28,8 @@ PACKAGES=(
   python3-dev python3-torch               # trainvisor._shmfast; PyTorch scripts as jobs (examples/python-trainer)
   openssl                                 # test certificates for the TLS tests
   chromium                                # the dashboard's browser tests (headless)
+  dpkg-dev systemd                        # the .deb's dependencies (dpkg-shlibdeps); its units'
+                                          # checks (systemd-analyze verify, security)
 )
 # Node.js bundles the dashboard (web/): the machine's own when it has one, else Debian's.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
 jobs="${TV_JOBS:-2}"
 
+# The default preset's tests include the Debian package's (label package, some 30 s): cpack from
+# build/, its files, its units verified (scripts/package.sh makes the same package).
 echo "test: default preset"
 cmake --build --preset default --parallel "$jobs"
 ctest --preset default --parallel "$jobs"

@@ -262,6 +262,7 @@ struct HostDaemon::Impl {
   PluginRegistry plugins;
   std::vector<std::unique_ptr<RunningJob>> jobs;
   std::atomic<bool> stopping{false};
+  bool connected = false;  // a claim has been answered (run()'s thread only)
   int completed = 0;
   struct AgentLog {
     std::string job_id, job_name, message;
@@ -333,6 +334,10 @@ struct HostDaemon::Impl {
     if (!r) {
       throw std::runtime_error("claim refused (" + std::to_string(r.status()) +
                                "): " + r.error().error);
+    }
+    if (!connected) {
+      connected = true;
+      if (o.on_connected) o.on_connected();
     }
     if (!r->job) return false;
     auto job = std::make_unique<RunningJob>();

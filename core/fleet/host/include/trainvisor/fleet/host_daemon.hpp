@@ -108,6 +108,9 @@ struct HostDaemonOptions {
   std::chrono::milliseconds coordinator_timeout{std::chrono::seconds(10)};
   std::optional<HostCapability> capability;  // default: detected
   std::function<void(const HostEvent&)> on_event;
+  // Called once, on run()'s thread, when the coordinator first answers a claim: the host is
+  // enrolled and its credential accepted (a service manager's readiness).
+  std::function<void()> on_connected;
   bool exit_when_idle = false;  // return once no job is running and none can be claimed
 };
 
