@@ -11,6 +11,7 @@
 #include "service_notify.hpp"
 #include "signal_watch.hpp"
 #include "trainvisor/fleet/coordinator.hpp"
+#include "trainvisor/fleet/log.hpp"
 #include "trainvisor/fleet/manifest.hpp"
 #include "trainvisor/trainer/stored_models.hpp"
 
@@ -37,6 +38,13 @@ void parse_stream_fault(const std::string& fault, fleet::CoordinatorOptions& o) 
   }
 }
 
+namespace log = fleet::log;
+
+// One line of the coordinator's log (trainvisor/fleet/log.hpp).
+void say(log::Level level, std::string message, log::Fields fields = {}) {
+  log::emit({level, "coordinator", std::move(message), "", std::move(fields)});
+}
+
 // The manifest reload SIGHUP asks for: the same as POST /v1/manifest/reload, its summary logged,
 // told to the service manager as RELOADING=1 then READY=1 (a refused manifest changes nothing,
 // and the service is as ready as before).
@@ -44,14 +52,17 @@ void reload_manifest(fleet::Coordinator& coordinator, const ServiceNotifier& not
   log_notify_failure("coordinator", notifier.reloading());
   try {
     const auto s = coordinator.reload(false);
-    std::fprintf(stderr,
-                 "coordinator: manifest reloaded: %zu added, %zu unchanged, %zu no longer "
-                 "listed\n",
-                 s.added.size(), s.unchanged.size(), s.removed.size());
+    say(log::Level::kInfo,
+        "manifest reloaded: " + std::to_string(s.added.size()) + " added, " +
+            std::to_string(s.unchanged.size()) + " unchanged, " + std::to_string(s.removed.size()) +
+            " no longer listed",
+        {{"jobs_added", s.added.size()},
+         {"jobs_unchanged", s.unchanged.size()},
+         {"jobs_removed", s.removed.size()}});
     for (const std::string& w : s.warnings)
-      std::fprintf(stderr, "coordinator: manifest %s\n", w.c_str());
+      say(log::Level::kWarn, "manifest " + w);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "coordinator: manifest reload refused, nothing changed:\n%s\n", e.what());
+    say(log::Level::kError, std::string("manifest reload refused, nothing changed:\n") + e.what());
   }
   log_notify_failure("coordinator", notifier.ready("serving " + coordinator.url()));
 }
@@ -60,12 +71,13 @@ void reload_manifest(fleet::Coordinator& coordinator, const ServiceNotifier& not
 // (Type=notify) it says READY=1 once its port is open, pings the watchdog while it runs and
 // says STOPPING=1 before it shuts down.
 void serve(fleet::CoordinatorOptions o) {
+  log::set_format(log::format_from_env());  // a bad TRAINVISOR_LOG_FORMAT is refused at start
   const ServiceNotifier notifier = ServiceNotifier::take_from_environment();
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});  // taken by this thread, between requests
   o.make_embedder = model_embedder_maker();
   fleet::Coordinator coordinator(o);  // listening once constructed
-  std::fprintf(stderr, "coordinator: listening on %s (data in %s)\n", coordinator.url().c_str(),
-               o.data_dir.c_str());
+  say(log::Level::kInfo, "listening on " + coordinator.url() + " (data in " + o.data_dir + ")",
+      {{"url", coordinator.url()}, {"data_dir", o.data_dir}, {"dashboard", !o.web_root.empty()}});
   std::printf("%s\n", coordinator.url().c_str());
   std::fflush(stdout);
   log_notify_failure("coordinator", notifier.ready("serving " + coordinator.url()));
@@ -74,7 +86,7 @@ void serve(fleet::CoordinatorOptions o) {
     reload_manifest(coordinator, notifier);
   log_notify_failure("coordinator", notifier.stopping());
   pinger.stop();
-  std::fprintf(stderr, "coordinator: stopping\n");
+  say(log::Level::kInfo, "stopping");
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "trainvisor/fleet/api/jobs.hpp"
 #include "trainvisor/fleet/capability.hpp"
 #include "trainvisor/fleet/host_daemon.hpp"
+#include "trainvisor/fleet/log.hpp"
 #include "trainvisor/fleet/trainer_process.hpp"
 
 namespace tv::cli {
@@ -52,6 +53,27 @@ const char* kind_word(fleet::HostEvent::Kind k) {
 }
 
 namespace fs = std::filesystem;
+namespace log = fleet::log;
+
+// One line of the host's log (trainvisor/fleet/log.hpp).
+void say(log::Level level, std::string message, log::Fields fields = {}) {
+  log::emit({level, "host", std::move(message), "", std::move(fields)});
+}
+
+// A job's event: "claimed mlp (3f2a...) attempt 1", with the job's id and the event's kind as
+// fields; a failure is an error, a lost job or an unreachable coordinator a warning.
+void log_event(const fleet::HostEvent& e) {
+  using Kind = fleet::HostEvent::Kind;
+  const log::Level level = e.kind == Kind::kFailed ? log::Level::kError
+                           : e.kind == Kind::kLost || e.kind == Kind::kCoordinator
+                               ? log::Level::kWarn
+                               : log::Level::kInfo;
+  std::string message = std::string(kind_word(e.kind)) + " " + e.job_name + " (" +
+                        e.job_id.substr(0, 12) + ") " + e.message;
+  log::Fields fields = {{"event", kind_word(e.kind)}, {"job_name", e.job_name}};
+  if (e.kind == Kind::kFinished) fields.emplace_back("early_stopped", e.early_stopped);
+  log::emit({level, "host", std::move(message), e.job_id, std::move(fields)});
+}
 
 // Runs the host daemon until SIGTERM or SIGINT. A hangup (the terminal closed) stops the daemon
 // like SIGTERM rather than killing it with its trainers left to the orphan timeout; a host has
@@ -60,13 +82,13 @@ namespace fs = std::filesystem;
 // accepted), pings the watchdog while it runs and says STOPPING=1 before it checkpoints.
 int run_daemon(fleet::HostDaemonOptions o) {
   const ServiceNotifier notifier = ServiceNotifier::take_from_environment();
+  log::set_format(log::format_from_env());  // a bad TRAINVISOR_LOG_FORMAT is refused at start
   o.on_event = [](const fleet::HostEvent& e) {
     if (e.kind == fleet::HostEvent::Kind::kProgress) return;  // the coordinator has the curves
-    std::fprintf(stderr, "host: %s %s (%s) %s\n", kind_word(e.kind), e.job_name.c_str(),
-                 e.job_id.substr(0, 12).c_str(), e.message.c_str());
+    log_event(e);
   };
   o.on_connected = [&notifier, url = o.coordinator_url] {
-    std::fprintf(stderr, "host: connected to %s\n", url.c_str());
+    say(log::Level::kInfo, "connected to " + url, {{"coordinator", url}});
     log_notify_failure("host", notifier.ready("claiming jobs from " + url));
   };
   // Before any thread of ours: they inherit the block.
@@ -85,13 +107,14 @@ int run_daemon(fleet::HostDaemonOptions o) {
   });
   if (watch.wait() != 0) {
     log_notify_failure("host", notifier.stopping());
-    std::fprintf(stderr, "host: stopping: no more claims, checkpointing running trainers\n");
+    say(log::Level::kInfo, "stopping: no more claims, checkpointing running trainers");
     daemon.stop();
   }
   runner.join();
   pinger.stop();
   if (failure) std::rethrow_exception(failure);
-  std::fprintf(stderr, "host: done, %d job(s) completed here\n", completed);
+  say(log::Level::kInfo, "done, " + std::to_string(completed) + " job(s) completed here",
+      {{"jobs_completed", completed}});
   return 0;
 }
 

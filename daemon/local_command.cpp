@@ -369,8 +369,10 @@ int run_local(const LocalOptions& o) {
   // In our session, so that a terminal's Ctrl-C or hangup reaches it too; its stderr is ours and
   // its stdout our pipe: our stdout is the summary.
   TrainerOutput output;
-  fleet::TrainerProcess trainer =
-      fleet::TrainerProcess::spawn({trainer_command(o, job).argv(), false, {}, output.write_end()});
+  fleet::TrainerLaunch launch;
+  launch.argv = trainer_command(o, job).argv();
+  launch.stdout_fd = output.write_end();
+  fleet::TrainerProcess trainer = fleet::TrainerProcess::spawn(launch);
   output.close_write_end();
   json events = json::array();
   int code = 0;

@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "trainvisor/fleet/log.hpp"
+
 namespace tv::cli {
 namespace {
 
@@ -114,8 +116,7 @@ std::string ServiceNotifier::watchdog() const {
 }
 
 void log_notify_failure(std::string_view who, const std::string& why) {
-  if (!why.empty())
-    std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(who.size()), who.data(), why.c_str());
+  if (!why.empty()) fleet::log::emit({fleet::log::Level::kWarn, std::string(who), why, "", {}});
 }
 
 WatchdogPinger::WatchdogPinger(const ServiceNotifier& notifier) : notifier_(notifier) {

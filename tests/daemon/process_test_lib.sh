@@ -1,6 +1,8 @@
 # Helpers shared by the process tests (sourced, not run): the caller sets `set -euo pipefail`,
 # TRAINVISOR, and may define on_fail to print what helps when a check fails.
 PY=/usr/bin/python3
+# The daemons' human log lines, which the tests read (JSON lines are logs_test.sh's to check).
+export TRAINVISOR_LOG_FORMAT=text
 
 # Every process a test starts is its descendant, even a trainer that outlives its host (trainers
 # start their own session, so a process group cannot hold them): the test re-executes itself as

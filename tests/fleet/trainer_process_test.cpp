@@ -54,7 +54,11 @@ bool wait_until(const std::function<bool()>& ready) {
 }
 
 TrainerLaunch shell(const std::string& script, fs::path log = {}, bool own_session = false) {
-  return {{"/bin/sh", "-c", script}, own_session, std::move(log)};
+  TrainerLaunch launch;
+  launch.argv = {"/bin/sh", "-c", script};
+  launch.own_session = own_session;
+  launch.log = std::move(log);
+  return launch;
 }
 
 class TrainerProcessTest : public ::testing::Test {
@@ -237,8 +241,9 @@ TEST_F(TrainerProcessTest, SigtermThenSigkillAfterTheGrace) {
 }
 
 TEST_F(TrainerProcessTest, StartFailureThrows) {
-  EXPECT_THROW(TrainerProcess::spawn({{(dir_ / "no-such-trainer").string(), "train"}, false, {}}),
-               std::system_error);
+  TrainerLaunch launch;
+  launch.argv = {(dir_ / "no-such-trainer").string(), "train"};
+  EXPECT_THROW(TrainerProcess::spawn(launch), std::system_error);
 }
 
 TEST_F(TrainerProcessTest, AdoptedTrainerEndsWithTheCodeItLeft) {

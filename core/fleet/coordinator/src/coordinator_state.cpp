@@ -6,6 +6,7 @@
 #include "trainvisor/fleet/api/actor.hpp"
 #include "trainvisor/fleet/api/checked.hpp"
 #include "trainvisor/fleet/api/paths.hpp"
+#include "trainvisor/fleet/log.hpp"
 #include "trainvisor/fleet/pipelines/training_plan.hpp"
 
 namespace tv::fleet::coordinator {
@@ -42,7 +43,7 @@ CoordinatorOptions prepared(CoordinatorOptions o) {
     if (o.on_error) {
       o.on_error(note);
     } else {
-      std::fprintf(stderr, "coordinator: %s\n", note.c_str());
+      log::emit({log::Level::kWarn, "coordinator", note, "", {}});
     }
   }
   return o;
@@ -190,7 +191,7 @@ void CoordinatorState::log_error(const std::string& what) const {
   if (options.on_error) {
     options.on_error(what);
   } else {
-    std::fprintf(stderr, "coordinator: %s\n", what.c_str());
+    log::emit({log::Level::kError, "coordinator", what, "", {}});
   }
 }
 

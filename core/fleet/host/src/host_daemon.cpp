@@ -476,7 +476,11 @@ struct HostDaemon::Impl {
     // Its own session: a terminal's Ctrl-C or a signal to the daemon's process group is the
     // daemon's to handle, and the trainer may outlive it.
     try {
-      job.process = TrainerProcess::spawn({command.argv(), true, job.folder.log()});
+      TrainerLaunch launch;
+      launch.argv = command.argv();
+      launch.own_session = true;
+      launch.log = job.folder.log();
+      job.process = TrainerProcess::spawn(launch);
     } catch (const std::exception&) {
       job.agent->remove_block();  // no trainer will read it; the caller fails the job
       throw;

@@ -24,12 +24,14 @@ namespace tv::fleet::log {
 enum class Level { kDebug, kInfo, kWarn, kError };
 enum class Format { kJson, kText };
 
+using Fields = std::vector<std::pair<std::string, nlohmann::json>>;
+
 struct Record {
   Level level = Level::kInfo;
   std::string component;  // "coordinator", "host", ...
   std::string message;
   std::string job;  // a job id, or empty
-  std::vector<std::pair<std::string, nlohmann::json>> fields;
+  Fields fields;
 };
 
 // The format for a process whose stderr is `fd`: the environment's choice, else by isatty.
