@@ -53,6 +53,18 @@ class Gauge {
   std::atomic<double> value_{0};
 };
 
+// One more on a gauge for as long as it lives (a connection, a session).
+class GaugeHold {
+ public:
+  explicit GaugeHold(Gauge& g) noexcept : g_(g) { g_.add(1); }
+  ~GaugeHold() { g_.add(-1); }
+  GaugeHold(const GaugeHold&) = delete;
+  GaugeHold& operator=(const GaugeHold&) = delete;
+
+ private:
+  Gauge& g_;
+};
+
 // Fixed buckets by upper bound (sorted, finite; +Inf is implicit). Each observation lands in one
 // bucket; the cumulative counts are summed at render time, so observe() touches one bucket only.
 class Histogram {
