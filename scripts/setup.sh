@@ -28,6 +28,7 @@ PACKAGES=(
   python3-dev python3-torch               # trainvisor._shmfast; PyTorch scripts as jobs (examples/python-trainer)
   openssl                                 # test certificates for the TLS tests
   chromium                                # the dashboard's browser tests (headless)
+  prometheus curl                         # the metrics test scrapes GET /metrics (curl) and checks it (promtool)
 )
 # Node.js bundles the dashboard (web/): the machine's own when it has one, else Debian's.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
