@@ -64,8 +64,9 @@ struct CoordinatorMetrics {
   // ServerOptions::on_request.
   void observe_request(const http::RequestObservation& r);
   // A config write decided for `actor` ("human:NAME", "policy:NAME", "api"; anything else counts
-  // as api), or refused by a host's config agent (agent = true).
+  // as api).
   void config_write(const std::string& actor, bool accepted);
+  // A revision a host's config agent could not apply (actor_kind "agent", outcome "refused").
   void agent_refusal() { config_writes.with({"agent", "refused"}).inc(); }
 };
 
