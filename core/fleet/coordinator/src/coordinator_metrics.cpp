@@ -95,9 +95,10 @@ CoordinatorMetrics::CoordinatorMetrics(const JobQueue& queue)
                                     .get()) {
   for (const auto& [status, name] : kJobStatusNames)
     jobs.with({name});
-  for (const char* kind : {"human", "policy", "api", "agent"})
+  for (const char* kind : {"human", "policy", "api"})
     for (const char* outcome : {"accepted", "refused"})
       config_writes.with({kind, outcome});
+  config_writes.with({"agent", "refused"});  // an agent only ever refuses
   registry.on_scrape([this, &queue] {
     for (const auto& [status, n] : queue.counts())
       jobs.with({to_string(status)}).set(static_cast<double>(n));
