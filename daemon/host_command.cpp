@@ -94,7 +94,14 @@ int run_daemon(fleet::HostDaemonOptions o) {
   // Before any thread of ours: they inherit the block.
   SignalWatch watch({SIGTERM, SIGINT, SIGHUP});
   WatchdogPinger pinger(notifier);
+  const std::string metrics_bind = o.metrics_bind;
   fleet::HostDaemon daemon(std::move(o));
+  if (const auto port = daemon.metrics_port()) {
+    // Said with the port a 0 got, so that a scraper (or a test) can find it.
+    const std::string url =
+        "http://" + metrics_bind + ":" + std::to_string(*port) + "/metrics";
+    say(log::Level::kInfo, "metrics at " + url, {{"metrics_url", url}});
+  }
   int completed = 0;
   std::exception_ptr failure;  // a refused worker token: the exit code must say so
   std::thread runner([&] {
@@ -162,6 +169,15 @@ void add_host_command(CLI::App& app) {
                   "Seconds a trainer keeps training without this daemon's heartbeat before it "
                   "checkpoints and stops (a daemon restarted sooner adopts it)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option_function<int>(
+         "--metrics-port",
+         [d](const int& port) { d->metrics_port = static_cast<std::uint16_t>(port); },
+         "Serve Prometheus metrics at GET /metrics on this port (0: any free one, logged at "
+         "start); off unless given")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--metrics-bind", d->metrics_bind,
+                  "Address of the metrics listener (default 127.0.0.1: the metrics name jobs "
+                  "and need no token)");
   add_plugin_dir_option(*cmd, d->plugin_dirs);
   cmd->callback([print, output, d, heartbeat_s, poll_s, exit_idle, orphan_s, worker_token] {
     if (!*print) {

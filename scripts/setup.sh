@@ -30,6 +30,7 @@ PACKAGES=(
   chromium                                # the dashboard's browser tests (headless)
   dpkg-dev systemd                        # the .deb's dependencies (dpkg-shlibdeps); its units'
                                           # checks (systemd-analyze verify, security)
+  prometheus curl                         # the metrics test scrapes GET /metrics (curl) and checks it (promtool)
 )
 # Node.js bundles the dashboard (web/): the machine's own when it has one, else Debian's.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)

@@ -24,7 +24,7 @@ ctest --preset default --parallel "$jobs"
 # plugin), the pipelines' segment store and trigger runner, and the trainvisor binary, whose
 # processes make up the sanitized fleet test.
 sanitized=(tv_shm_tests tv_shm_test_writer tv_store_tests tv_queue_tests tv_queue_claimer
-           tv_http_tests tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests
+           tv_http_tests tv_metrics_tests tv_artifacts_tests tv_coordinator_tests tv_claim_race_tests
            tv_http_claimer model_tiny tv_config_hub_tests tv_config_agent_tests
            tv_host_daemon_tests tv_trainer_process_tests tv_supervisor_tests policy_plateau
            tv_pipelines_tests tv_pipeline_runner_tests trainvisor)

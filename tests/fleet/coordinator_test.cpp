@@ -136,7 +136,17 @@ std::vector<std::string> read_targets(const std::string& job, const std::string&
           "/v1/job/" + configured + "/config/log",
           "/v1/job/" + job + "/telemetry",
           "/v1/job/" + job + "/log",
-          "/v1/knobs"};
+          "/v1/knobs",
+          "/metrics"};
+}
+
+// The value of one series in a Prometheus text exposition (`series` as it is written, labels
+// included); -1 when it is not there.
+double sample(const std::string& text, const std::string& series) {
+  const std::string at = "\n" + series + " ";
+  const std::size_t i = ("\n" + text).find(at);
+  if (i == std::string::npos) return -1;
+  return std::stod(text.substr(i + at.size() - 1));
 }
 
 TEST_F(CoordinatorTest, ReadsArePublicOnLoopbackByDefault) {
@@ -266,6 +276,70 @@ TEST_F(CoordinatorTest, ClaimRunUploadCompleteDownload) {
   EXPECT_EQ(client_->request("GET", "/v1/artifact/" + sha256_hex("nope") + "/stat").status, 404);
 }
 
+// GET /metrics after a job ran through the coordinator: claims, a human's config write and the
+// telemetry that showed it applied, an upload, a completion, a download; routes by pattern only.
+TEST_F(CoordinatorTest, MetricsCountWhatAJobDid) {
+  const json c = claim("host-1");
+  claim("host-2");
+  EXPECT_TRUE(claim("host-3")["job"].is_null());  // two jobs, both taken
+  host_ = "host-1";
+  const std::string id = c["job"]["id"], lease = c["lease_token"];
+  ASSERT_EQ(post("/v1/job/" + id + "/running", {{"lease_token", lease}}).status, 200);
+  auto r = client_->request("POST", "/v1/job/" + id + "/config",
+                            json{{"writes", {{"training/optimizer/learning_rate", 0.02}}}}.dump(),
+                            {{"X-Operator-Token", "op-secret"}, {"X-Operator-Name", "ana"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json point = {{"step", 5}, {"loss", 0.5}, {"config_revision", 2}};
+  r = post("/v1/job/" + id + "/telemetry", {{"host", "host-1"}, {"points", {point}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string bytes = "TVBUNDLE1\nweights";
+  const std::string digest = sha256_hex(bytes);
+  ASSERT_EQ(upload(id, "bundle.tvb", lease, write_file("b.tvb", bytes), digest).status, 200);
+  ASSERT_EQ(
+      post("/v1/job/" + id + "/complete", {{"lease_token", lease}, {"artifact", digest}}).status,
+      200);
+  ASSERT_EQ(client_->download("/v1/artifact/" + digest, (dir_ / "back").string()).status, 200);
+
+  const http::Response m = client_->request("GET", "/metrics");
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(m.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& t = m.body;
+  EXPECT_EQ(sample(t, "trainvisor_jobs{status=\"completed\"}"), 1) << t;
+  EXPECT_EQ(sample(t, "trainvisor_jobs{status=\"claimed\"}"), 1) << t;
+  EXPECT_EQ(sample(t, "trainvisor_jobs{status=\"pending\"}"), 0) << t;
+  EXPECT_EQ(sample(t, "trainvisor_claims_total{outcome=\"granted\"}"), 2) << t;
+  EXPECT_EQ(sample(t, "trainvisor_claims_total{outcome=\"none\"}"), 1) << t;
+  EXPECT_EQ(sample(t, "trainvisor_config_writes_total{actor_kind=\"human\",outcome=\"accepted\"}"),
+            1)
+      << t;
+  EXPECT_EQ(sample(t, "trainvisor_config_writes_total{actor_kind=\"policy\",outcome=\"accepted\"}"),
+            0)
+      << t;
+  EXPECT_EQ(sample(t, "trainvisor_config_apply_lag_seconds_count"), 1) << t;
+  EXPECT_EQ(sample(t, "trainvisor_config_apply_lag_seconds_bucket{le=\"300\"}"), 1) << t;
+  EXPECT_EQ(sample(t, "trainvisor_telemetry_batches_total"), 1) << t;
+  EXPECT_EQ(sample(t, "trainvisor_telemetry_points_total"), 1) << t;
+  EXPECT_EQ(sample(t, "trainvisor_artifact_uploaded_bytes_total"), double(bytes.size())) << t;
+  EXPECT_EQ(sample(t, "trainvisor_artifact_downloaded_bytes_total"), double(bytes.size())) << t;
+  EXPECT_EQ(sample(t, "trainvisor_config_streams"), 0) << t;
+  EXPECT_EQ(sample(t,
+                   "trainvisor_http_requests_total{route=\"/v1/job/claim\",method=\"POST\","
+                   "code=\"200\"}"),
+            3)
+      << t;
+  EXPECT_EQ(sample(t,
+                   "trainvisor_http_requests_total{route=\"/v1/job/{id}/complete\","
+                   "method=\"POST\",code=\"200\"}"),
+            1)
+      << t;
+  EXPECT_EQ(sample(t, "trainvisor_http_request_duration_seconds_count{route=\"/v1/job/claim\"}"), 3)
+      << t;
+  // Labels name routes, never a job or an artifact.
+  EXPECT_EQ(t.find(id), std::string::npos);
+  EXPECT_EQ(t.find(digest), std::string::npos);
+  EXPECT_EQ(t.find("# TYPE trainvisor_jobs gauge\n"), t.rfind("# TYPE trainvisor_jobs gauge\n"));
+}
+
 TEST_F(CoordinatorTest, SweptLeaseIsFencedOff) {
   const json first = claim("slow-host");
   const std::string id = first["job"]["id"], old_lease = first["lease_token"];
@@ -299,6 +373,9 @@ TEST_F(CoordinatorTest, SweptLeaseIsFencedOff) {
   EXPECT_EQ(post("/v1/job/" + id + "/complete", {{"lease_token", second["lease_token"]}}).status,
             200);
   EXPECT_EQ(post("/v1/job/" + id + "/complete", {{"lease_token", old_lease}}).status, 409);
+  const std::string metrics = client_->request("GET", "/metrics").body;
+  EXPECT_GE(sample(metrics, "trainvisor_swept_leases_total"), 1) << metrics;
+  EXPECT_GE(sample(metrics, "trainvisor_stale_sweeps_total"), 1) << metrics;
 }
 
 TEST_F(CoordinatorTest, OperatorCancelRequeueAndBadRequests) {

@@ -63,6 +63,7 @@ std::int64_t monotonic_ns() {
 // ---------------------------------------------------------------------------------------------
 // The trainer this executable plays. Parameters (--param KEY=VALUE, from the job's model_params):
 //   steps, evals  telemetry records pushed (evaluations carry val_loss); default 5 and 0
+//   step_ns       the trainer's clock between records (wall_time_ns = step * step_ns); default 0
 //   hold          none: end at once; go: wait for the file OUT/go; term: wait for SIGTERM
 //   on_term       exit: SIGTERM ends it with 4 (as the real trainer after its checkpoint);
 //                 ignore: it notes the signal and goes on waiting
@@ -144,12 +145,14 @@ int run(int argc, char** argv) {
   shm::TelemetryWriter ring = block.telemetry_writer();
   const int steps = std::stoi(a.param("steps", "5"));
   const int evals = std::stoi(a.param("evals", "0"));
+  const std::int64_t step_ns = std::stoll(a.param("step_ns", "0"));
   for (int i = 1; i <= steps + evals; ++i) {
     shm::TelemetryRecord r;
     r.step = static_cast<std::uint64_t>(i);
     r.loss = 2.0 / i;
     r.learning_rate = 0.05;
     r.config_revision = 1;
+    r.wall_time_ns = i * step_ns;
     if (i > steps) {
       r.flags = shm::kTelemetryEval;
       r.val_loss = 1.0;  // never improves: a plateau
@@ -658,6 +661,61 @@ TEST_F(HostDaemonTest, ClaimSpawnHeartbeatCompleteWithUpload) {
   // What the job left on this host is gone: its block and the file a restart would adopt.
   EXPECT_THROW(shm::ConfigBlockReader::attach(shm::block_name_for_job(j.id)), shm::ShmError);
   EXPECT_FALSE(fs::exists(out(j) / "holder.json"));
+}
+
+// The value of one series in a Prometheus text exposition (`series` as written, labels
+// included); nullopt when it is not there.
+std::optional<double> sample(const std::string& text, const std::string& series) {
+  const std::string at = "\n" + series + " ";
+  const std::size_t i = ("\n" + text).find(at);
+  if (i == std::string::npos) return std::nullopt;
+  return std::stod(text.substr(i + at.size() - 1));
+}
+
+// GET /metrics on the host's listener while a job runs (its per-job gauges shown) and after it
+// ended (its per-job gauges gone, its exit counted).
+TEST_F(HostDaemonTest, MetricsShowARunningJobAndForgetItWhenItEnds) {
+  // Five records a tenth of a second apart on the trainer's clock: 10 steps per second.
+  const JobSpec j = job({{"hold", std::string("go")}, {"step_ns", std::int64_t{100'000'000}}});
+  coordinator_.offer(j, "lease-m");
+  HostDaemonOptions o = options();
+  o.metrics_port = 0;
+  o.exit_when_idle = false;
+  start(o);
+  ASSERT_TRUE(daemon_->metrics_port().has_value());
+  http::Client scraper({"http://127.0.0.1:" + std::to_string(*daemon_->metrics_port()), {}, 10s});
+  const auto scrape = [&] {
+    const http::Response r = scraper.request("GET", "/metrics");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    return r.body;
+  };
+  const std::string loss = "trainvisor_host_job_loss{job=\"" + j.id + "\"}";
+  const std::string rate = "trainvisor_host_job_step_rate{job=\"" + j.id + "\"}";
+  std::string text;
+  ASSERT_TRUE(coordinator_.wait([&] {
+    text = scrape();
+    return sample(text, "trainvisor_host_telemetry_points_forwarded_total") == 5.0 &&
+           sample(text, loss).has_value();
+  })) << text;
+  EXPECT_EQ(sample(text, "trainvisor_host_jobs_running"), 1.0) << text;
+  EXPECT_EQ(sample(text, "trainvisor_host_claims_granted_total"), 1.0) << text;
+  EXPECT_GE(sample(text, "trainvisor_host_claims_attempted_total").value_or(0), 1.0) << text;
+  EXPECT_DOUBLE_EQ(sample(text, loss).value_or(-1), 2.0 / 5) << text;
+  EXPECT_DOUBLE_EQ(sample(text, rate).value_or(-1), 10.0) << text;
+  EXPECT_EQ(sample(text, "trainvisor_host_telemetry_points_lost_total"), 0.0) << text;
+  ASSERT_TRUE(coordinator_.wait([&] { return coordinator_.count("heartbeat") >= 1; }));
+
+  write_file(out(j) / "go", "");
+  ASSERT_TRUE(coordinator_.wait([&] {
+    text = scrape();
+    return sample(text, "trainvisor_host_trainer_exits_total{class=\"completed\"}") == 1.0 &&
+           sample(text, "trainvisor_host_jobs_running") == 0.0;
+  })) << text;
+  EXPECT_EQ(text.find(j.id), std::string::npos) << text;  // its series went with it
+  EXPECT_GE(sample(text, "trainvisor_host_heartbeats_sent_total").value_or(0), 1.0) << text;
+  EXPECT_EQ(sample(text, "trainvisor_host_heartbeats_failed_total"), 0.0) << text;
+  EXPECT_EQ(coordinator_.count("complete"), 1u);
 }
 
 // Each way a trainer can end, as the coordinator hears of it.

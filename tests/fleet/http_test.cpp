@@ -18,6 +18,7 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -642,6 +643,40 @@ TEST(HttpServer, TheDefaultBindIsLoopbackOnly) {
   bad.bind = "localhost";
   EXPECT_THAT([&] { Server(bad, routes(hits)); },
               ThrowsMessage<std::runtime_error>("cannot listen on 'localhost': not an IP address"));
+}
+
+// The per-request hook sees each routed request once, by its pattern (not its path), with the
+// status sent, a 413 included; requests that matched no route are not seen.
+TEST(HttpServer, OnRequestSeesEachRoutedRequestByItsPattern) {
+  struct Seen {
+    std::string pattern, method;
+    int status;
+    std::chrono::nanoseconds duration;
+  };
+  std::mutex mu;
+  std::vector<Seen> seen;
+  ServerOptions o;
+  o.max_body_bytes = 64;
+  o.on_request = [&](const RequestObservation& r) {
+    std::lock_guard lock(mu);
+    seen.push_back({std::string(r.pattern), std::string(r.method), r.status, r.duration});
+  };
+  std::atomic<int> hits{0};
+  Server server(o, routes(hits));
+  Client c(at("http://127.0.0.1:" + std::to_string(server.port())));
+  EXPECT_EQ(c.request("POST", "/v1/echo/1/x/2", "{}").status, 200);
+  EXPECT_EQ(c.request("POST", "/v1/echo/1/x/2", std::string(100, ' ')).status, 413);
+  EXPECT_EQ(c.request("GET", "/nowhere").status, 404);
+  EXPECT_EQ(c.request("GET", "/v1/health").status, 200);
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].pattern, "/v1/echo/{a}/x/{b}");
+  EXPECT_EQ(seen[0].method, "POST");
+  EXPECT_EQ(seen[0].status, 200);
+  EXPECT_GT(seen[0].duration.count(), 0);
+  EXPECT_EQ(seen[1].status, 413);
+  EXPECT_EQ(seen[2].pattern, "/v1/health");
+  EXPECT_EQ(seen[2].method, "GET");
 }
 
 TEST(HttpClient, AServerThatNeverAnswersCostsOneTimeout) {

@@ -69,6 +69,7 @@ Response upload(CoordinatorState& s, Request& req, BodyStream* body, const std::
   }
   auto done = up.value().commit();
   if (!done) return artifact_error(done.error());
+  s.metrics.artifact_uploaded_bytes.inc(done.value().size);
   return Response::json(200, nlohmann::json(api::UploadReply{done.value().digest, done.value().size,
                                                              done.value().deduplicated}));
 }
@@ -93,6 +94,7 @@ void add_artifact_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  Response res;
                  res.content_type = "application/octet-stream";
                  res.file_path = info->path.string();
+                 s.metrics.artifact_downloaded_bytes.inc(info->size);
                  return res;
                })});
   r.push_back(

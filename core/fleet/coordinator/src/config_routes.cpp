@@ -107,21 +107,27 @@ Response config_write(CoordinatorState& s, Request& req) {
   const std::optional<Response> refused =
       host ? policy_refusal(s, req.params[0], policy, *host)
            : (worker_policy ? worker_policy_refusal(s, req.params[0], policy) : std::nullopt);
-  if (refused) return *refused;
   const std::string actor = human ? operator_actor(req) : api::Actor::policy(policy).str();
+  if (refused) {
+    s.metrics.config_write(actor, false);
+    return *refused;
+  }
   std::vector<ConfigWrite> writes;
   for (const auto& [k, v] : w.writes)
     writes.push_back({k, v});
   // A finished job has no trainer to apply a write: accepting it would only mislead the writer
   // into believing it changed something. A requeue makes the job writable again.
   if (const auto row = s.queue.get(req.params[0]); row && is_finished(row->status)) {
+    s.metrics.config_write(actor, false);
     return Response::error(409, "job '" + row->spec.name + "' (" + row->spec.id + ") is " +
                                     std::string(to_string(row->status)) +
                                     ": no trainer will apply this write (requeue the job first)");
   }
   const ConfigWriteResult r =
       s.hub.write(req.params[0], writes, actor, w.reason, human ? 0 : w.decided_from);
+  s.metrics.config_write(actor, r.applied);
   if (!r.applied) return Response::error(refusal_status(r.refused), r.refusal);
+  s.metrics.apply_lag.written(req.params[0], r.revision, s.now_ms());
   return Response::json(200, nlohmann::json(api::ConfigWriteReply{r.revision, actor}));
 }
 
@@ -214,6 +220,7 @@ class StreamSession {
         from_(query_number(req, "from", 0, 0, api::kMaxStored)) {}
 
   void run() {
+    const metrics::GaugeHold open(s_.metrics.config_streams);
     // Read before subscribing: a change between the two wakes the loop rather than being lost.
     std::uint64_t seen = s_.hub.wait_for_change(~std::uint64_t{0}, std::chrono::milliseconds(0));
     ConfigStream sub = s_.hub.subscribe(job_, from_);

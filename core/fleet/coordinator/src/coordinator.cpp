@@ -204,6 +204,7 @@ struct Coordinator::Impl {
     coordinator::add_pipeline_routes(state, r);
     coordinator::add_event_routes(state, r);
     coordinator::add_web_routes(state, r);
+    coordinator::add_metrics_routes(state, r);
     return answering_disk_full(std::move(r), state);
   }
 
@@ -212,7 +213,9 @@ struct Coordinator::Impl {
     while (!sweep_cv.wait_for(lock, state.options.sweep_every, [&] { return stopping; })) {
       lock.unlock();
       try {
-        state.queue.sweep_stale();
+        const std::size_t lost = state.queue.sweep_stale().size();
+        state.metrics.stale_sweeps.inc();
+        state.metrics.swept_leases.inc(lost);
       } catch (const std::exception& e) {
         // A busy or failing database is not a reason to stop sweeping: the next round retries.
         state.log_error(std::string("stale sweep failed (retrying): ") + e.what());
@@ -237,7 +240,14 @@ Coordinator::Coordinator(CoordinatorOptions options) {
     for (const std::string& w : impl_->apply(*manifest, false).warnings)
       impl_->state.log_error("manifest " + w);
   }
-  impl_->server = std::make_unique<http::Server>(impl_->state.options.http, impl_->routes());
+  http::ServerOptions http = impl_->state.options.http;
+  // The options' own observer (if any) still sees every request.
+  http.on_request = [m = &impl_->state.metrics,
+                     theirs = std::move(http.on_request)](const http::RequestObservation& r) {
+    m->observe_request(r);
+    if (theirs) theirs(r);
+  };
+  impl_->server = std::make_unique<http::Server>(std::move(http), impl_->routes());
   impl_->sweeper = std::thread([this] { impl_->sweep_loop(); });
 }
 

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "coordinator_metrics.hpp"
 #include "job_logs.hpp"
 #include "trainvisor/fleet/api/config.hpp"
 #include "trainvisor/fleet/api/jobs.hpp"
@@ -50,6 +51,7 @@ struct CoordinatorState {
   ConfigHub& hub;
   TelemetryStore& telemetry;
   HostCredentials& hosts;
+  CoordinatorMetrics metrics;  // served at GET /metrics (metrics_routes.cpp)
   std::optional<ArtifactStore> artifacts;
   // Pipelines: their streams' segments (data_dir/segments), cursors, firings and aliases, and
   // the thread that runs their triggers (stopped first: it uses the stores above).
@@ -139,6 +141,8 @@ void add_pipeline_read_routes(CoordinatorState& s, std::vector<http::Route>& rou
 // The dashboard's bundle (web_routes.cpp) and its push channel (event_routes.cpp).
 void add_web_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 void add_event_routes(CoordinatorState& s, std::vector<http::Route>& routes);
+// GET /metrics, the Prometheus text format, for readers (metrics_routes.cpp).
+void add_metrics_routes(CoordinatorState& s, std::vector<http::Route>& routes);
 // What every response of the coordinator carries: a strict Content-Security-Policy, nosniff,
 // no referrer, and "Cache-Control: no-store" (API data is never cached; the bundle's routes
 // set their own).

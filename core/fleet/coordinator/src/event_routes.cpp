@@ -324,6 +324,7 @@ void add_event_routes(CoordinatorState& s, std::vector<http::Route>& r) {
       std::atomic<std::size_t>& n;
       ~Leave() { --n; }
     } leave{*open};
+    const metrics::GaugeHold counted(s.metrics.event_connections);
     EventSession(s, ws).run();
   };
   events.client_messages = true;

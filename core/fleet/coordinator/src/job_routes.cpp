@@ -59,8 +59,11 @@ void clear_early_stop(CoordinatorState& s, Request& req) {
   }
   const auto it = tree.values.find(plugin::knob::kEarlyStop);
   if (it == tree.values.end() || it->second != plugin::ParamValue(true)) return;
-  const ConfigWriteResult w = s.hub.write(job, {{plugin::knob::kEarlyStop, false}},
-                                          operator_actor(req), "requeued: the job runs again");
+  const std::string actor = operator_actor(req);
+  const ConfigWriteResult w =
+      s.hub.write(job, {{plugin::knob::kEarlyStop, false}}, actor, "requeued: the job runs again");
+  s.metrics.config_write(actor, w.applied);
+  if (w.applied) s.metrics.apply_lag.written(job, w.revision, s.now_ms());
   if (!w.applied) s.log_error("job " + job + ": requeue could not clear early_stop: " + w.refusal);
 }
 
@@ -137,6 +140,9 @@ void add_lease_routes(CoordinatorState& s, std::vector<http::Route>& r) {
                  if (auto claim = s.queue.claim_next(host, c.capability)) {
                    reply = {std::move(claim->spec), claim->attempt, claim->lease_token,
                             claim->lease_expires_ms, claim->generation};
+                   s.metrics.claims_granted.inc();
+                 } else {
+                   s.metrics.claims_none.inc();
                  }
                  return Response::json(200, nlohmann::json(reply));
                })});

@@ -19,6 +19,17 @@ constexpr std::uint64_t kMaxCurveBuckets = 10000;
 // The largest x a curve range may name: a step, or a time in Unix milliseconds.
 constexpr std::uint64_t kMaxCurveX = std::uint64_t{1} << 62;
 
+// A stored batch in the metrics: its points, and the config writes its revision shows applied.
+void count_batch(CoordinatorState& s, const std::string& job, const api::TelemetryBatch& b) {
+  s.metrics.telemetry_batches.inc();
+  s.metrics.telemetry_points.inc(b.points.size());
+  std::uint64_t revision = 0;
+  for (const plugin::TelemetryPoint& p : b.points)
+    revision = std::max(revision, p.config_revision);
+  if (revision > 0)
+    s.metrics.apply_lag.applied(job, revision, s.now_ms(), s.metrics.config_apply_lag);
+}
+
 // A batch from `host`, the one its credential proves: the body's host, a label, must agree.
 Response telemetry_post(CoordinatorState& s, Request& req, const std::string& host) {
   const api::TelemetryBatch b = body_json(req).get<api::TelemetryBatch>();
@@ -40,7 +51,9 @@ Response telemetry_post(CoordinatorState& s, Request& req, const std::string& ho
                      std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count());
+  count_batch(s, job, b);
   for (const api::AgentRefusalReport& f : b.refusals) {
+    s.metrics.agent_refusal();
     try {
       s.hub.record_agent_refusal(job, f.revision, "host " + host + ": " + f.reason);
     } catch (const ConfigHubError& e) {

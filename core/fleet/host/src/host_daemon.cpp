@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "host_credential.hpp"
+#include "host_metrics.hpp"
 #include "log_tail.hpp"
 #include "trainvisor/core/plugin_registry.hpp"
 #include "trainvisor/core/supervisor.hpp"
@@ -244,6 +245,7 @@ struct RunningJob {
   bool log_final_tried = false;      // the tail after the trainer's exit has been tried once
   std::optional<int> exit_code;      // the trainer has exited; reporting may be pending
   std::string block_broken;          // why the job's block cannot be used (kBlockBroken)
+  ConfigAgentStats agent_counted;    // what the metrics have of the agent's stats
   enum class Ending {
     kNone,
     kCancelled,
@@ -269,6 +271,8 @@ struct HostDaemon::Impl {
   };
   std::mutex agent_log_mu;
   std::vector<AgentLog> agent_log;
+  HostMetrics metrics;
+  std::unique_ptr<http::Server> metrics_server;  // set with o.metrics_port
 
   explicit Impl(HostDaemonOptions opts) : o(std::move(opts)), client(worker_client_options(o)) {
     if (o.slots < 1) throw std::invalid_argument("a host needs at least one slot");
@@ -288,6 +292,7 @@ struct HostDaemon::Impl {
     for (auto& d : default_plugin_dirs())
       dirs.push_back(std::move(d));
     plugins = PluginRegistry::load(dirs);
+    if (o.metrics_port) metrics_server = serve_metrics(metrics, o.metrics_bind, *o.metrics_port);
   }
 
   void emit(HostEvent::Kind kind, const RunningJob& j, std::string message,
@@ -321,6 +326,7 @@ struct HostDaemon::Impl {
   }
 
   bool try_claim() {
+    metrics.claims_attempted.inc();
     const auto r = client.claim({o.name, capability});
     if (r.status() == 401 || r.status() == 403) {
       // No later poll can succeed: say so once and stop, rather than retry forever.
@@ -340,6 +346,7 @@ struct HostDaemon::Impl {
       if (o.on_connected) o.on_connected();
     }
     if (!r->job) return false;
+    metrics.claims_granted.inc();
     auto job = std::make_unique<RunningJob>();
     job->spec = *r->job;
     job->lease = r->lease_token;
@@ -548,6 +555,7 @@ struct HostDaemon::Impl {
       emit(HostEvent::Kind::kPolicy, job, msg + " [at step " + std::to_string(e.step) + "]");
     }
     send_telemetry(job, false);
+    count_progress(job);
     const auto& h = job.supervisor->history();
     if (!h.empty() && o.on_event) {
       HostEvent e;
@@ -572,6 +580,7 @@ struct HostDaemon::Impl {
       job.next_heartbeat = Clock::now() + o.heartbeat_every;
       try {
         const auto r = client.heartbeat(job.spec.id, job.lease);
+        (r ? metrics.heartbeats_sent : metrics.heartbeats_failed).inc();
         if (r.lease_lost()) {
           emit(HostEvent::Kind::kLost, job,
                "the coordinator took the job back: " + r.error().error);
@@ -582,6 +591,7 @@ struct HostDaemon::Impl {
         }
       } catch (const std::exception& e) {
         // The coordinator is away: the trainer keeps training; the next heartbeat tries again.
+        metrics.heartbeats_failed.inc();
         note_unreachable(job, "heartbeat", e);
       }
     }
@@ -596,9 +606,45 @@ struct HostDaemon::Impl {
     send_telemetry(job, true);
     send_log(job);
     finish(job, *job.exit_code);
+    metrics.trainer_exits.with({exit_class(job, *job.exit_code)}).inc();
+    metrics.job_ended(job.spec.id);
     job.agent->remove_block();
     fs::remove(job.folder.holder());
     return true;
+  }
+
+  // The job's progress and its agent's revisions since the last round, in the metrics.
+  void count_progress(RunningJob& job) {
+    const ConfigAgentStats now = job.agent->stats();
+    metrics.config_applied.inc(now.deltas - std::min(now.deltas, job.agent_counted.deltas));
+    metrics.config_refused.inc(now.refused - std::min(now.refused, job.agent_counted.refused));
+    job.agent_counted = now;
+    if (!job.exit_code) metrics.job_progress(job.spec.id, job.supervisor->history());
+  }
+
+  // How a finished job ended here, for trainvisor_host_trainer_exits_total.
+  static std::string_view exit_class(const RunningJob& job, int code) {
+    switch (job.ending) {
+      case RunningJob::Ending::kLeaseLost:
+        return "lease_lost";
+      case RunningJob::Ending::kBlockBroken:
+        return "block_broken";
+      case RunningJob::Ending::kCancelled:
+        return "cancelled";
+      case RunningJob::Ending::kShutdown:
+        return "host_lost";
+      case RunningJob::Ending::kNone:
+        break;
+    }
+    switch (outcome_of_exit(code)) {
+      case TrainerOutcome::kCompleted:
+        return code == exit_status(TrainerExitCode::kEarlyStopped) ? "early_stopped" : "completed";
+      case TrainerOutcome::kHostLost:
+        return "host_lost";
+      case TrainerOutcome::kTrainerFailure:
+        break;
+    }
+    return "trainer_failure";
   }
 
   // Sends the telemetry the coordinator lacks (about every telemetry_every, or now when `flush`)
@@ -632,6 +678,8 @@ struct HostDaemon::Impl {
         return;
       }
       job.telemetry_sent = total;
+      metrics.telemetry_forwarded.inc(batch.points.size());
+      metrics.telemetry_lost.inc(batch.missed);
       if (!h.empty()) job.last_sent_revision = h.back().config_revision;
       job.missed_sent = missed;
       job.refusals_unsent.clear();
@@ -906,6 +954,7 @@ struct HostDaemon::Impl {
         }
         it = done ? jobs.erase(it) : it + 1;
       }
+      metrics.jobs_running.set(static_cast<double>(jobs.size()));
       if (stopping.load() && jobs.empty()) return completed;
       std::this_thread::sleep_for(o.supervise_every);
     }
@@ -920,6 +969,10 @@ int HostDaemon::run() {
 }
 void HostDaemon::stop() {
   impl_->stopping.store(true);
+}
+std::optional<std::uint16_t> HostDaemon::metrics_port() const {
+  if (!impl_->metrics_server) return std::nullopt;
+  return impl_->metrics_server->port();
 }
 
 }  // namespace tv::fleet

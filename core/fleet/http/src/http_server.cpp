@@ -293,6 +293,7 @@ class Connection final : public ServerCore::Closable,
     // The body (if any) was not read: the connection cannot be reused after a refusal.
     if (routed.refusal) return reply(std::move(*routed.refusal), false);
     route_ = routed.route;
+    started_ = Clock::now();
     keep_alive_ = h.keep_alive();
     if (route_->session) return read_body();
     if (lower(req_.header("expect")) != "100-continue") return after_continue();
@@ -370,6 +371,7 @@ class Connection final : public ServerCore::Closable,
   void after_handler(Response r) {
     if (route_->session) {
       if (r.status != 101) return reply(std::move(r), false);
+      observe(r.status);
       return start_websocket();
     }
     const bool body_read = !bridge_ || bridge_->done();
@@ -536,6 +538,7 @@ class Connection final : public ServerCore::Closable,
 
   template <class Body>
   void send(std::shared_ptr<Outgoing<Body>> out, const Response& r, bool keep) {
+    observe(r.status);
     auto& m = out->msg;
     m.result(static_cast<unsigned>(r.status));
     m.version(11);
@@ -562,6 +565,19 @@ class Connection final : public ServerCore::Closable,
           if (ec) return self->close();
           self->write_piece(std::move(out), keep);
         });
+  }
+
+  // Tells ServerOptions::on_request about the routed request being answered, once.
+  void observe(int status) {
+    if (!started_) return;
+    const auto duration = Clock::now() - *started_;
+    started_.reset();
+    if (!options().on_request) return;
+    try {
+      options().on_request({route_->pattern, req_.method, status, duration});
+    } catch (...) {
+      // An observer's failure must not cost the client its answer.
+    }
   }
 
   // The end of the connection. Over plain TCP, a reply sent before the whole request body was
@@ -604,6 +620,7 @@ class Connection final : public ServerCore::Closable,
   std::optional<Bridge> bridge_;
   Request req_;
   const Route* route_ = nullptr;
+  std::optional<Clock::time_point> started_;  // set while a routed request awaits its answer
   bool keep_alive_ = false;
   Pace pace_;
   std::optional<WsStream> ws_;

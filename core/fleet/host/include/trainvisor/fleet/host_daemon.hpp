@@ -112,6 +112,11 @@ struct HostDaemonOptions {
   // enrolled and its credential accepted (a service manager's readiness).
   std::function<void()> on_connected;
   bool exit_when_idle = false;  // return once no job is running and none can be claimed
+  // GET /metrics (Prometheus text format) on metrics_bind:metrics_port, listening from the
+  // daemon's construction; 0: any free port (see HostDaemon::metrics_port); unset: no listener.
+  // Loopback by default: the metrics name jobs, and the listener asks for no token.
+  std::optional<std::uint16_t> metrics_port;
+  std::string metrics_bind = "127.0.0.1";
 };
 
 // The coordinator refused the worker token or this host's credential, or the credential file is
@@ -123,12 +128,16 @@ class WorkerTokenRefused : public std::runtime_error {
 
 class HostDaemon {
  public:
-  explicit HostDaemon(HostDaemonOptions options);  // throws std::invalid_argument for bad options
+  // Throws std::invalid_argument for bad options, std::runtime_error when the metrics listener
+  // cannot listen.
+  explicit HostDaemon(HostDaemonOptions options);
   ~HostDaemon();
   // Works until stop() (or, with exit_when_idle, until nothing is left to do). Returns the number
   // of jobs this host completed. Throws WorkerTokenRefused (see the top of this file).
   int run();
   void stop();
+  // The metrics listener's port; nullopt without one.
+  std::optional<std::uint16_t> metrics_port() const;
 
  private:
   struct Impl;

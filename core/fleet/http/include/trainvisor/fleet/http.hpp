@@ -47,6 +47,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tv::http {
@@ -114,6 +115,16 @@ struct Route {
   bool client_messages = false;
 };
 
+// One answered request, as ServerOptions::on_request sees it: the route's pattern (never the raw
+// path, which holds ids), the method, the status sent and the time from the request's head to
+// its answer being handed to the connection (the body's reading and the handler included).
+struct RequestObservation {
+  std::string_view pattern;
+  std::string_view method;
+  int status = 0;
+  std::chrono::nanoseconds duration{0};
+};
+
 struct ServerOptions {
   std::string bind = "127.0.0.1";
   std::uint16_t port = 0;  // 0: any free port (see Server::port)
@@ -136,6 +147,11 @@ struct ServerOptions {
   // Headers every HTTP response carries (the server's own errors included); a route's header
   // of the same name replaces one of these.
   std::vector<std::pair<std::string, std::string>> response_headers;
+  // Called once for every request that matched a route, whatever its answer (a handler's, a 413,
+  // a WebSocket's 101); requests that matched none (404, 405, malformed) are not seen. It runs on
+  // an I/O thread, so it must be quick; an exception from it is ignored. Metrics hook in here, so
+  // that this library depends on none.
+  std::function<void(const RequestObservation&)> on_request;
 };
 
 class Server {

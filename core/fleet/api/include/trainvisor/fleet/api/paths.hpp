@@ -7,8 +7,8 @@
 //   reader:   jobs, job, job by reference, explain, workers, artifacts, artifact(+stat),
 //             config, config log, config markers, telemetry and curve (read), the knob schema,
 //             a job's log tail (read), the events push channel (its hello message carries the
-//             read token): the read, operator or worker token, a host credential, or none where
-//             reads are public
+//             read token), the Prometheus metrics: the read, operator or worker token, a host
+//             credential, or none where reads are public
 //   worker token: enrol a host name that has no credential yet (trust on first use); a config
 //             write as policy:NAME from a policy running as its own process (NAME its own, by
 //             api::policy_name_problem's rule and none of the job's plugin policies; the job
@@ -89,6 +89,8 @@ inline constexpr std::string_view kPipelineModel = "/v1/pipeline/{name}/model";
 inline constexpr std::string_view kPipelineDeploy = "/v1/pipeline/{name}/deploy";
 inline constexpr std::string_view kPipelineRollback = "/v1/pipeline/{name}/rollback";
 inline constexpr std::string_view kSegment = "/v1/segment/{digest}";
+// The Prometheus text exposition format 0.0.4, outside /v1 where scrapers look for it.
+inline constexpr std::string_view kMetrics = "/metrics";
 
 // Request headers, as clients send them (the server matches them case-insensitively).
 inline constexpr std::string_view kWorkerTokenHeader = "X-Worker-Token";
