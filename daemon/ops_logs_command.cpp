@@ -47,10 +47,12 @@ void print_lines(const std::vector<std::string>& lines, std::size_t from) {
   std::fflush(stdout);
 }
 
+// Ended, and its trainer gone: a cancelled job's trainer checkpoints and exits after the cancel
+// (cancel_requested until its host says so), and its host sends the last lines when it exits.
 bool finished(api::CoordinatorClient& client, const std::string& id) {
   const api::JobInfo j = value_of(client.job(id));
   return j.status != fleet::JobStatus::kPending && j.status != fleet::JobStatus::kClaimed &&
-         j.status != fleet::JobStatus::kRunning;
+         j.status != fleet::JobStatus::kRunning && !j.cancel_requested;
 }
 
 void follow(api::CoordinatorClient& client, const std::string& id, const LogsFlags& f,
