@@ -6,12 +6,13 @@
 //    and its marker says at which step;
 //  - a freeze makes a policy's write refused, and the page shows it refused;
 //  - a wrong value shows the server's error beside the field and changes nothing;
-//  - markup in data (a reason, an operator's words) is shown as text, never run;
+//  - markup in data (a reason, an operator's name) is shown as text, never run; job and host
+//    names cannot hold markup at all (the coordinator refuses them);
 //  - a job with 100k telemetry points: the page's first load and first curve are measured.
 // Screenshots and the measurements go to TV_WEB_SHOTS.
 //   TRAINVISOR=build/bin/trainvisor TV_WEB_ROOT=build/web TV_WEB_DIR=web node --test tests/web/
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -172,15 +173,35 @@ test('markup in data is shown as text, never run', () => step('markup as text', 
   // Job and host names cannot hold markup: the coordinator refuses them.
   const named = await fleet.api('POST', '/v1/hosts/%3Cscript%3E/enrol', {}, { 'X-Worker-Token': WORKER_TOKEN });
   assert.equal(named.status, 400);
+  const manifest = join(fleet.dir, 'fleet.toml');
+  const kept = await readFile(manifest, 'utf8');
+  await writeFile(manifest, `${kept}\n[[jobs]]\nname = "<script>alert(1)</script>"\nmodel = "mlp"\n`);
+  const reload = await fleet.api('POST', '/v1/manifest/reload?dry_run=1', {}, fleet.operatorHeaders('ana'));
+  await writeFile(manifest, kept);
+  assert.ok(reload.status >= 400 && reload.status < 500, `a <script> job name answered ${reload.status}`);
+  assert.match(JSON.stringify(reload.body), /invalid name/);
   const markup = '<script>window.__tvInjected = 1</script><img src=x onerror="window.__tvInjected = 2">';
+  // An operator's name is free text: one made of markup writes, with a reason made of markup.
+  const name = '<img src=y onerror="window.__tvInjected = 3">';
   const write = await fleet.api('POST', `/v1/job/${id}/config`, { writes: { 'training/control/eval_every': 30 }, reason: markup },
-    fleet.operatorHeaders('ana'));
+    fleet.operatorHeaders(name));
   assert.equal(write.status, 200, JSON.stringify(write.body));
+  const actor = page.locator('table.audit span.actor', { hasText: 'human:<img' }).first();
+  await actor.waitFor({ timeout: 15000 });
+  assert.equal(await actor.textContent(), `human:${name}`);
   const cell = page.locator('table.audit td.reason-text', { hasText: '<script>' }).first();
   await cell.waitFor({ timeout: 15000 });
   assert.equal(await cell.textContent(), markup);
   assert.equal(await page.evaluate(() => window.__tvInjected), undefined);
-  assert.equal(await page.locator('img[src="x"]').count(), 0);
+  assert.equal(await page.locator('img[src="x"], img[src="y"]').count(), 0);
+  // The page's own sign-in shows the name it was given as text too.
+  await page.click('.signin button');  // sign out
+  await page.locator('[data-action="sign-in"]').click();
+  await page.fill('input[name="operatorName"]', name);
+  await page.fill('input[name="operatorToken"]', OPERATOR_TOKEN);
+  await page.click('.signin-form button[type="submit"]');
+  assert.equal(await page.locator('.operator-name').textContent(), name);
+  assert.equal(await page.locator('img[src="y"]').count(), 0);
   const marker = page.locator('.marker-list li', { hasText: '<img src=x' });
   await marker.waitFor({ timeout: 15000 });
   assert.match(await marker.textContent(), /eval_every 25 → 30 — <script>window.__tvInjected = 1<\/script><img src=x onerror=/);

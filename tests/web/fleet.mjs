@@ -29,12 +29,15 @@ export async function until(what, fn, timeoutMs = 30000, everyMs = 100) {
   }
 }
 
-function manifest(workDir) {
+// The seeds are drawn per run: a job's id (and so its shared-memory block's name) follows from
+// its spec, and two runs on one machine must not share a block.
+function manifest() {
+  const seed = 1 + Math.floor(Math.random() * 1e9);
   return `
 [[jobs]]
 name = "mlp-live"
 model = "mlp"
-seed = 7
+seed = ${seed}
 allowed_hosts = ["h1"]
 [jobs.params]
 hidden = 64
@@ -52,7 +55,7 @@ training.control.eval_every = 25
 [[jobs]]
 name = "long-run"
 model = "mlp"
-seed = 8
+seed = ${seed + 1}
 allowed_hosts = ["seeder"]
 [jobs.hyper]
 training.optimizer.learning_rate = 0.1
@@ -64,7 +67,7 @@ export class Fleet {
     this.dir = await mkdtemp(join(tmpdir(), 'tv-dashboard-'));
     this.procs = [];
     this.logs = {};
-    await writeFile(join(this.dir, 'fleet.toml'), manifest(this.dir));
+    await writeFile(join(this.dir, 'fleet.toml'), manifest());
     const env = { ...process.env, TRAINVISOR_OPERATOR_TOKEN: OPERATOR_TOKEN, TRAINVISOR_WORKER_TOKEN: WORKER_TOKEN,
       TRAINVISOR_READ_TOKEN: READ_TOKEN };
     const coordinator = this.spawn('coordinator', trainvisor, ['coordinator', '--data-dir', join(this.dir, 'data'),
