@@ -38,7 +38,9 @@ export function chartMarkers(markers, xMode, timeline) {
       color: COLORS[kind],
       dashed: !m.accepted || m.kind !== 'write' || m.applied_step === null,
       text: describe(m),
+      refused: !m.accepted,
     });
   }
-  return out;
+  // Refusals drawn last, on top: a freeze and the refusal it causes often share a pixel.
+  return [...out.filter((m) => !m.refused), ...out.filter((m) => m.refused)];
 }
