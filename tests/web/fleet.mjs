@@ -3,7 +3,7 @@
 // reports a long run's telemetry through the same host API (enrol, claim, telemetry), so that a
 // page with 100k points can be measured without waiting for a trainer to make them.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -145,11 +145,33 @@ export class Fleet {
     return id;
   }
 
+  // The host first (its trainers checkpoint and stop while the coordinator still answers), then
+  // the coordinator; then any process still working in this fleet's folder (a trainer runs in a
+  // session of its own, so it outlives a host killed after a timeout) is killed.
   async stop() {
-    for (const p of this.procs.slice().reverse()) if (p.exitCode === null) p.kill('SIGTERM');
-    await until('the fleet to stop', () => this.procs.every((p) => p.exitCode !== null || p.signalCode !== null), 15000)
-      .catch(() => this.procs.forEach((p) => p.kill('SIGKILL')));
+    const exited = (p) => p.exitCode !== null || p.signalCode !== null;
+    for (const p of this.procs.slice().reverse()) {
+      if (exited(p)) continue;
+      p.kill('SIGTERM');
+      await until(`pid ${p.pid} to stop`, () => exited(p), 20000).catch(() => p.kill('SIGKILL'));
+    }
+    await this.killLeftovers();
     if (this.dir && !process.env.TV_KEEP) await rm(this.dir, { recursive: true, force: true });
+  }
+
+  async killLeftovers() {
+    if (!this.dir) return;
+    for (const pid of await readdir('/proc').catch(() => [])) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.includes(this.dir)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+    }
   }
 
   describe() {
