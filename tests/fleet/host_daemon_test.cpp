@@ -955,6 +955,26 @@ TEST_F(HostDaemonTest, TrainerIgnoringSigtermIsKilledAfterTheGrace) {
   EXPECT_GE(reported_ns - sigterm_ns, std::int64_t{800'000'000});
 }
 
+TEST_F(HostDaemonTest, AStopWhileTheCoordinatorIsAwayEndsAfterTheGrace) {
+  const JobSpec j = job({{"hold", std::string("term")}});
+  coordinator_.offer(j, "lease-g");
+  HostDaemonOptions o = options();
+  o.exit_when_idle = false;
+  o.shutdown_report_grace = 1500ms;
+  start(o);
+  ASSERT_TRUE(wait_file(out(j) / "started")) << all_events();
+  ASSERT_TRUE(coordinator_.wait([&] { return coordinator_.count("heartbeat") >= 1; }));
+  coordinator_.go_away();
+  const auto stopped = Clock::now();
+  daemon_->stop();
+  // The trainer checkpoints and exits; nobody takes the report, and the daemon still ends.
+  ASSERT_EQ(wait_done(20s), 0) << all_events();
+  EXPECT_GE(Clock::now() - stopped, 1500ms);
+  EXPECT_EQ(read_file(out(j) / "exit_code"), "4\n");
+  EXPECT_EQ(coordinator_.count("fail"), 0u);
+  EXPECT_EQ(events(HostEvent::Kind::kCoordinator, "not handed back").size(), 1u) << all_events();
+}
+
 TEST_F(HostDaemonTest, StopHandsRunningJobsBackAsHostLost) {
   const JobSpec j = job({{"hold", std::string("term")}});
   coordinator_.offer(j, "lease-s");

@@ -264,6 +264,8 @@ struct HostDaemon::Impl {
   PluginRegistry plugins;
   std::vector<std::unique_ptr<RunningJob>> jobs;
   std::atomic<bool> stopping{false};
+  bool stop_seen = false;  // run()'s thread only: when it first saw `stopping`
+  Clock::time_point stop_seen_at;
   bool connected = false;  // a claim has been answered (run()'s thread only)
   int completed = 0;
   struct AgentLog {
@@ -602,10 +604,19 @@ struct HostDaemon::Impl {
       check_block(job);  // it may have stopped because its block was cut: that is the reason
       job.supervisor->poll();
     }
-    // Throws while the coordinator is unreachable; the next round reports again.
-    send_telemetry(job, true);
-    send_log(job);
-    finish(job, *job.exit_code);
+    // Throws while the coordinator is unreachable; the next round reports again, until a
+    // shutdown's grace is over.
+    try {
+      send_telemetry(job, true);
+      send_log(job);
+      finish(job, *job.exit_code);
+    } catch (const std::exception& e) {
+      if (!shutdown_report_given_up()) throw;
+      emit(HostEvent::Kind::kCoordinator, job,
+           std::string("not handed back: the coordinator did not answer within the shutdown "
+                       "grace (") +
+               e.what() + "); its lease expires and the coordinator requeues it");
+    }
     metrics.trainer_exits.with({exit_class(job, *job.exit_code)}).inc();
     metrics.job_ended(job.spec.id);
     job.agent->remove_block();
@@ -921,6 +932,11 @@ struct HostDaemon::Impl {
     return false;
   }
 
+  // Whether a stopping daemon has tried long enough to reach the coordinator.
+  bool shutdown_report_given_up() const {
+    return stop_seen && Clock::now() >= stop_seen_at + o.shutdown_report_grace;
+  }
+
   int run() {
     auto next_poll = Clock::now();
     if (!obtain_credential()) return completed;
@@ -928,6 +944,8 @@ struct HostDaemon::Impl {
     while (true) {
       drain_agent_log();
       if (stopping.load()) {
+        if (!stop_seen) stop_seen_at = Clock::now();
+        stop_seen = true;
         for (auto& j : jobs)
           terminate(*j, RunningJob::Ending::kShutdown);
       } else if (static_cast<int>(jobs.size()) < o.slots && Clock::now() >= next_poll) {

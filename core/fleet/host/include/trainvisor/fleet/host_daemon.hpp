@@ -106,6 +106,10 @@ struct HostDaemonOptions {
   // The most one coordinator call may wait (an upload: without progress). A hung coordinator
   // slows the daemon's loop down by this much per call; it never stops it.
   std::chrono::milliseconds coordinator_timeout{std::chrono::seconds(10)};
+  // After stop(), how long the daemon keeps trying to hand its stopped jobs back to a coordinator
+  // that does not answer. Past it the daemon exits without reporting them: their leases expire
+  // and the coordinator's sweep requeues them, from the checkpoints the trainers wrote.
+  std::chrono::milliseconds shutdown_report_grace{std::chrono::seconds(15)};
   std::optional<HostCapability> capability;  // default: detected
   std::function<void(const HostEvent&)> on_event;
   // Called once, on run()'s thread, when the coordinator first answers a claim: the host is
