@@ -18,6 +18,9 @@ import time
 import pytest
 
 TRAINVISOR = os.environ.get("TRAINVISOR", "")
+# The daemons' human log lines, which these tests read (their stderr is a file, where the
+# default would be JSON lines).
+os.environ["TRAINVISOR_LOG_FORMAT"] = "text"
 
 MANIFEST = """
 [[jobs]]
