@@ -98,8 +98,7 @@ int run_daemon(fleet::HostDaemonOptions o) {
   fleet::HostDaemon daemon(std::move(o));
   if (const auto port = daemon.metrics_port()) {
     // Said with the port a 0 got, so that a scraper (or a test) can find it.
-    const std::string url =
-        "http://" + metrics_bind + ":" + std::to_string(*port) + "/metrics";
+    const std::string url = "http://" + metrics_bind + ":" + std::to_string(*port) + "/metrics";
     say(log::Level::kInfo, "metrics at " + url, {{"metrics_url", url}});
   }
   int completed = 0;

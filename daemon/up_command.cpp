@@ -79,7 +79,8 @@ int run_up(const UpOptions& u) {
   std::fprintf(stderr, "up: coordinator on %s (operator token in %s)\n", coordinator.url().c_str(),
                env.c_str());
   if (!u.web_root.empty()) {
-    std::fprintf(stderr, "up: dashboard at %s/ (sign in with the operator token to change things)\n",
+    std::fprintf(stderr,
+                 "up: dashboard at %s/ (sign in with the operator token to change things)\n",
                  coordinator.url().c_str());
   }
 
