@@ -1,5 +1,7 @@
 #include "log_lines.hpp"
 
+#include "trainvisor/fleet/utf8.hpp"
+
 namespace tv::fleet::coordinator {
 namespace {
 
@@ -9,36 +11,6 @@ constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 
 bool in(unsigned char c, unsigned char lo, unsigned char hi) {
   return c >= lo && c <= hi;
-}
-
-// The length of the well-formed UTF-8 sequence at `s[i]` (Unicode table 3-7), 0 when there is
-// none: a stray continuation byte, an overlong form, a surrogate, past U+10FFFF or cut short.
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-  const auto at = [&](std::size_t k) -> unsigned char {
-    return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0;
-  };
-  const unsigned char b = at(0);
-  if (b < 0x80) return 1;
-  unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range
-  std::size_t n = 0;
-  if (in(b, 0xc2, 0xdf)) {
-    n = 2;
-  } else if (in(b, 0xe0, 0xef)) {
-    n = 3;
-    if (b == 0xe0) lo = 0xa0;
-    if (b == 0xed) hi = 0x9f;
-  } else if (in(b, 0xf0, 0xf4)) {
-    n = 4;
-    if (b == 0xf0) lo = 0x90;
-    if (b == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (!in(at(1), lo, hi)) return 0;
-  for (std::size_t k = 2; k < n; ++k) {
-    if (!in(at(k), 0x80, 0xbf)) return 0;
-  }
-  return n;
 }
 
 // The end of the escape sequence that starts with ESC at `s[i]`.
@@ -91,7 +63,7 @@ std::string clean_log_line(std::string_view raw) {
       i = escape_end(line, i);
       continue;
     }
-    const std::size_t n = utf8_length(line, i);
+    const std::size_t n = http::utf8_sequence(line.substr(i));
     if (n == 0) {
       out += kReplacement;
       ++i;

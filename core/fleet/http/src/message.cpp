@@ -4,11 +4,10 @@
 
 #include "request_head.hpp"
 #include "trainvisor/fleet/http.hpp"
+#include "trainvisor/fleet/utf8.hpp"
 
 namespace tv::http {
-namespace {
 
-// The length of the well-formed UTF-8 sequence at the start of `s`, 0 when there is none.
 std::size_t utf8_sequence(std::string_view s) {
   const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
   const unsigned char c = b(0);
@@ -33,8 +32,6 @@ std::size_t utf8_sequence(std::string_view s) {
     if (b(i) < 0x80 || b(i) > 0xBF) return 0;
   return n;
 }
-
-}  // namespace
 
 std::string escape_invalid_utf8(std::string_view text) {
   std::string out;
