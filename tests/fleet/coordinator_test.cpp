@@ -305,8 +305,12 @@ TEST_F(CoordinatorTest, MetricsCountWhatAJobDid) {
   EXPECT_EQ(m.content_type, "text/plain; version=0.0.4; charset=utf-8");
   const std::string& t = m.body;
   EXPECT_EQ(sample(t, "trainvisor_jobs{status=\"completed\"}"), 1) << t;
-  EXPECT_EQ(sample(t, "trainvisor_jobs{status=\"claimed\"}"), 1) << t;
-  EXPECT_EQ(sample(t, "trainvisor_jobs{status=\"pending\"}"), 0) << t;
+  // host-2's job is claimed, or back to pending once the fixture's 400 ms stale_after swept it
+  // (a slow run, as under TSan): one of the two, either way.
+  EXPECT_EQ(sample(t, "trainvisor_jobs{status=\"claimed\"}") +
+                sample(t, "trainvisor_jobs{status=\"pending\"}"),
+            1)
+      << t;
   EXPECT_EQ(sample(t, "trainvisor_claims_total{outcome=\"granted\"}"), 2) << t;
   EXPECT_EQ(sample(t, "trainvisor_claims_total{outcome=\"none\"}"), 1) << t;
   EXPECT_EQ(sample(t, "trainvisor_config_writes_total{actor_kind=\"human\",outcome=\"accepted\"}"),
